@@ -1,0 +1,1 @@
+"""Gateware: Amaranth components built from a :class:`spikeforge.config.NetworkConfig`."""

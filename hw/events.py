@@ -1,0 +1,23 @@
+"""Spike event streams shared by the encoder and the layer engines."""
+
+from amaranth.hdl import unsigned
+from amaranth.lib import data, stream
+
+
+def index_width(n: int) -> int:
+    """Bits for a neuron index in ``[0, n)`` (at least one)."""
+    return max(1, (n - 1).bit_length())
+
+
+def event_layout(n: int) -> data.StructLayout:
+    """One item of a spike stream for a population of ``n`` neurons.
+
+    ``end = 0``: neuron ``index`` spiked. ``end = 1``: the time step is over (``index`` is
+    ignored); with ``clear = 1`` the step is the first of a sample, and the receiver clears
+    its state instead of integrating.
+    """
+    return data.StructLayout({"index": unsigned(index_width(n)), "end": 1, "clear": 1})
+
+
+def event_stream(n: int) -> stream.Signature:
+    return stream.Signature(event_layout(n))

@@ -1,0 +1,184 @@
+"""Time-multiplexed, event-driven LIF layer engine."""
+
+from __future__ import annotations
+
+import math
+
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from hw.events import event_stream
+
+
+class LIFLayer(wiring.Component):
+    """``n_post`` LIF neurons fed by ``n_pre`` presynaptic neurons, ``lanes`` at a time.
+
+    Storage (``amaranth.lib.memory``, block-RAM inferable, one read + one write port each):
+
+    * weight memory, ``n_pre * G`` words of ``lanes * weight_bits`` bits, ``G = ceil(n_post /
+      lanes)``; word ``j*G + g`` holds the weights from presynaptic ``j`` to postsynaptic
+      ``g*P + p`` in lane ``p`` (bits ``[p*weight_bits, (p+1)*weight_bits)``);
+    * membrane memory, ``G`` words of ``lanes * membrane_bits`` bits.
+
+    Number formats (``docs/number_formats.md``): weights signed ``weight_bits``; membranes
+    signed ``membrane_bits``, every addition saturating; ``threshold`` and ``leak_shift`` are
+    constants. Semantics are those of :func:`sw.lif.lif_step`.
+
+    Protocol: ``spikes_in`` carries spike events (``end = 0``) and closes each step with an
+    end marker (``end = 1``; ``clear = 1`` zeroes the membranes instead and fires nothing).
+    After an end marker the layer runs its end-of-step pass and emits one ``spikes_out``
+    event per firing neuron, ascending, then an end marker. Both streams tolerate arbitrary
+    stalls.
+
+    Latency and throughput (input always valid, output always ready): an input spike costs
+    ``G`` cycles (the next event is accepted in the cycle the last group issues); an end
+    marker costs ``2*G`` cycles plus one per output spike plus one for the end marker out.
+    A step with ``E`` input events and ``S`` output spikes takes ``E*G + 2*G + S + 2`` cycles
+    from the first input offered to the end marker out (:func:`sw.cycles.layer_cost`).
+
+    Weight port: ``w_we`` writes ``w_wdata`` to word ``w_addr``; ``w_rdata`` returns word
+    ``w_addr`` one cycle after it is presented. Use it only while ``busy`` is low.
+    """
+
+    def __init__(self, *, n_pre: int, n_post: int, lanes: int, weight_bits: int,
+                 membrane_bits: int, threshold: int, leak_shift: int):
+        self.n_pre, self.n_post, self.lanes = n_pre, n_post, lanes
+        self.weight_bits, self.membrane_bits = weight_bits, membrane_bits
+        self.threshold, self.leak_shift = threshold, leak_shift
+        self.groups = math.ceil(n_post / lanes)
+        self.depth = n_pre * self.groups
+        super().__init__({
+            "spikes_in": In(event_stream(n_pre)),
+            "spikes_out": Out(event_stream(n_post)),
+            "w_addr": In(range(self.depth)),
+            "w_wdata": In(lanes * weight_bits),
+            "w_we": In(1),
+            "w_rdata": Out(lanes * weight_bits),
+            "busy": Out(1),
+        })
+
+    @classmethod
+    def from_config(cls, cfg, layer: int) -> LIFLayer:
+        n_pre, n_post = cfg.weight_shape(layer)
+        return cls(n_pre=n_pre, n_post=n_post, lanes=cfg.lanes, weight_bits=cfg.weight_bits,
+                   membrane_bits=cfg.membrane_bits, threshold=cfg.threshold,
+                   leak_shift=cfg.leak_shift)
+
+    def elaborate(self, platform):
+        m = Module()
+        P, G, wb, mb = self.lanes, self.groups, self.weight_bits, self.membrane_bits
+        v_min, v_max = -(1 << (mb - 1)), (1 << (mb - 1)) - 1
+
+        m.submodules.weights = wmem = Memory(shape=P * wb, depth=self.depth, init=[])
+        m.submodules.membranes = vmem = Memory(shape=P * mb, depth=G, init=[])
+        w_wr, w_rd = wmem.write_port(), wmem.read_port()
+        v_wr = vmem.write_port()
+        v_rd = vmem.read_port(transparent_for=(v_wr,))
+
+        base = Signal(range(self.depth))          # j*G of the event being integrated
+        group = Signal(range(G))                  # group being issued
+        clear = Signal()                          # end-of-step pass is a clear pass
+        mask = Signal(P)                          # spikes of the group being emitted
+        wb_valid = Signal()                       # integration write-back in this cycle
+        wb_group = Signal(range(G))
+        integrating = Signal()
+
+        m.d.comb += [
+            w_wr.addr.eq(self.w_addr), w_wr.data.eq(self.w_wdata), w_wr.en.eq(self.w_we),
+            self.w_rdata.eq(w_rd.data),
+            w_rd.addr.eq(Mux(integrating, base + group, self.w_addr)),
+            v_rd.addr.eq(group),
+        ]
+
+        # Integration write-back: one group per cycle, one cycle behind the issue.
+        m.d.sync += [wb_valid.eq(integrating), wb_group.eq(group)]
+        sums = []
+        for p in range(P):
+            v = v_rd.data[p * mb:(p + 1) * mb].as_signed()
+            w = w_rd.data[p * wb:(p + 1) * wb].as_signed()
+            s = Signal(signed(mb + 1), name=f"sum{p}")
+            m.d.comb += s.eq(v + w)
+            sums.append(Mux(s > v_max, v_max, Mux(s < v_min, v_min, s))[:mb])
+
+        # End-of-step evaluation of the group read in the previous cycle.
+        fires, leaked = [], []
+        for p in range(P):
+            v = v_rd.data[p * mb:(p + 1) * mb].as_signed()
+            live = (group * P + p) < self.n_post   # padding lanes never fire
+            f = Signal(name=f"fire{p}")
+            r = Signal(signed(mb), name=f"reset{p}")
+            m.d.comb += [f.eq((v >= self.threshold) & live & ~clear),
+                         r.eq(Mux(f, v - self.threshold, v))]
+            fires.append(f)
+            leaked.append(Mux(clear, 0, r - (r >> self.leak_shift))[:mb])
+
+        lowest = Signal(range(P))                 # lowest set lane of mask
+        for p in reversed(range(P)):
+            with m.If(mask[p]):
+                m.d.comb += lowest.eq(p)
+
+        def take_event():
+            """Accept the next input event (the caller asserts ready)."""
+            with m.If(self.spikes_in.valid):
+                with m.If(self.spikes_in.payload.end):
+                    m.d.sync += [clear.eq(self.spikes_in.payload.clear), group.eq(0)]
+                    m.next = "EOS_READ"
+                with m.Else():
+                    m.d.sync += [base.eq(self.spikes_in.payload.index * G), group.eq(0)]
+                    m.next = "INTEGRATE"
+            with m.Else():
+                m.next = "IDLE"
+
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += self.spikes_in.ready.eq(1)
+                take_event()
+            with m.State("INTEGRATE"):
+                m.d.comb += [integrating.eq(1), self.busy.eq(1)]
+                with m.If(group == G - 1):
+                    m.d.comb += self.spikes_in.ready.eq(1)
+                    take_event()
+                with m.Else():
+                    m.d.sync += group.eq(group + 1)
+            with m.State("EOS_READ"):
+                m.d.comb += self.busy.eq(1)
+                m.next = "EOS_EVAL"
+            with m.State("EOS_EVAL"):
+                m.d.comb += [self.busy.eq(1), v_wr.en.eq(1), v_wr.data.eq(Cat(*leaked))]
+                m.d.sync += mask.eq(Cat(*fires))
+                with m.If(Cat(*fires).any()):
+                    m.next = "EMIT"
+                with m.Elif(group == G - 1):
+                    m.next = "END"
+                with m.Else():
+                    m.d.sync += group.eq(group + 1)
+                    m.next = "EOS_READ"
+            with m.State("EMIT"):
+                m.d.comb += [
+                    self.busy.eq(1),
+                    self.spikes_out.valid.eq(1),
+                    self.spikes_out.payload.index.eq(group * P + lowest),
+                ]
+                with m.If(self.spikes_out.ready):
+                    rest = mask & (mask - 1)
+                    m.d.sync += mask.eq(rest)
+                    with m.If(rest == 0):
+                        with m.If(group == G - 1):
+                            m.next = "END"
+                        with m.Else():
+                            m.d.sync += group.eq(group + 1)
+                            m.next = "EOS_READ"
+            with m.State("END"):
+                m.d.comb += [self.busy.eq(1), self.spikes_out.valid.eq(1),
+                             self.spikes_out.payload.end.eq(1)]
+                with m.If(self.spikes_out.ready):
+                    m.next = "IDLE"
+
+        with m.If(wb_valid):
+            m.d.comb += [v_wr.en.eq(1), v_wr.addr.eq(wb_group), v_wr.data.eq(Cat(*sums))]
+        with m.Else():
+            m.d.comb += v_wr.addr.eq(group)
+
+        return m

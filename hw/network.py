@@ -1,0 +1,176 @@
+"""Multi-layer SNN top: rate encoder + pipelined LIF layers running a sample autonomously."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, ResetInserter, Signal
+from amaranth.lib import wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.wiring import In, Out
+
+from hw.events import event_layout, index_width
+from hw.lif_layer import LIFLayer
+from hw.rate_encoder import RateEncoder
+
+CYCLE_COUNTER_BITS = 32
+
+
+class Network(wiring.Component):
+    """The whole inference network of a :class:`~spikeforge.config.NetworkConfig`.
+
+    Load pixels (``px_*``) and weights (``w_*``) while idle, pulse ``start``; ``busy`` is high
+    until ``done`` pulses; then ``prediction``/``prediction_valid`` (unique argmax of the
+    output spike counts), ``count`` (output spike count of neuron ``count_sel``) and
+    ``cycles`` (busy cycles of the sample) hold until the next ``start``.
+
+    Schedule: one *phase* per time step ``t``. In phase ``t`` all stages run concurrently:
+    the encoder makes ``s_0[t]``; LIF layer ``l`` integrates ``s_{l-1}[t-1]`` from its input
+    FIFO (written by its producer in phase ``t-1``) and writes ``s_l[t]`` into the next FIFO.
+    At ``t = 0`` the layers receive a clear marker instead. A phase ends one cycle after
+    the slowest stage handed over its end-of-step marker (barrier), so layer ``l`` works on
+    step ``t`` while layer ``l+1`` works on step ``t-1``: the reference one-step delay.
+
+    Latency: ``cycles = sum_t (max(stage costs of phase t) + 1)``, the exact model in
+    :mod:`sw.cycles`; the FIFOs hold two steps of events (``2*N + 2`` entries) and can never
+    fill, so the count depends on the spikes only. ``fifo_overflow`` reports a violated
+    sizing (it is a bug if it ever rises).
+
+    Number formats: see :class:`~hw.lif_layer.LIFLayer` and :class:`~hw.rate_encoder.RateEncoder`.
+
+    Trace ports (for verification, free when unconnected): ``trace_step`` is the current
+    phase; ``trace<l>_valid``/``trace<l>_index`` show each spike of population ``l`` (0 = the
+    encoder, ``l`` = LIF layer ``l``) in the cycle it is handed over.
+    """
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        L, T = cfg.n_layers, cfg.time_steps
+        n_out = cfg.layers[-1]
+        self.weight_depth = max(cfg.layers[i] * cfg.groups(i) for i in range(L))
+        signature = {
+            "start": In(1),
+            "busy": Out(1),
+            "done": Out(1),
+            "cycles": Out(CYCLE_COUNTER_BITS),
+            "prediction": Out(range(n_out)),
+            "prediction_valid": Out(1),
+            "count_sel": In(range(n_out)),
+            "count": Out(range(T + 1)),
+            "fifo_overflow": Out(1),
+            "px_addr": In(range(cfg.layers[0])),
+            "px_data": In(cfg.pixel_bits),
+            "px_we": In(1),
+            "w_layer": In(range(L)),
+            "w_addr": In(range(self.weight_depth)),
+            "w_wdata": In(cfg.lanes * cfg.weight_bits),
+            "w_we": In(1),
+            "w_rdata": Out(cfg.lanes * cfg.weight_bits),
+            "trace_step": Out(range(T)),
+        }
+        for pop, n in enumerate(cfg.layers):
+            signature[f"trace{pop}_valid"] = Out(1)
+            signature[f"trace{pop}_index"] = Out(index_width(n))
+        super().__init__(signature)
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.cfg
+        L, T, n_out = cfg.n_layers, cfg.time_steps, cfg.layers[-1]
+
+        m.submodules.encoder = enc = RateEncoder(n_in=cfg.layers[0], pixel_bits=cfg.pixel_bits)
+        layers = [LIFLayer.from_config(cfg, i) for i in range(L)]
+        clear_fifos = Signal()
+        fifos = []
+        for i, layer in enumerate(layers):
+            m.submodules[f"layer{i}"] = layer
+            n_pre = cfg.layers[i]
+            fifo = SyncFIFOBuffered(width=event_layout(n_pre).size, depth=2 * n_pre + 2)
+            m.submodules[f"fifo{i}"] = ResetInserter(clear_fifos)(fifo)
+            fifos.append(fifo)
+
+        # ---- host ports ----
+        m.d.comb += [enc.px_addr.eq(self.px_addr), enc.px_data.eq(self.px_data),
+                     enc.px_we.eq(self.px_we)]
+        for i, layer in enumerate(layers):
+            m.d.comb += [layer.w_addr.eq(self.w_addr), layer.w_wdata.eq(self.w_wdata),
+                         layer.w_we.eq(self.w_we & (self.w_layer == i))]
+            with m.If(self.w_layer == i):
+                m.d.comb += self.w_rdata.eq(layer.w_rdata)
+
+        # ---- phase controller ----
+        phase = Signal(range(T))
+        launch = Signal()                     # first cycle of a phase
+        opened = Signal(L)                    # layer i may still take input this phase
+        stage_done = Signal(L + 1)            # bit 0: encoder, bit i+1: layer i
+        cycles = Signal(CYCLE_COUNTER_BITS)
+        m.d.comb += [self.cycles.eq(cycles), self.trace_step.eq(phase)]
+
+        # encoder -> fifo0, layer i -> fifo i+1, last layer -> counters
+        producers = [enc.spikes_out] + [layer.spikes_out for layer in layers]
+        for i, fifo in enumerate(fifos):
+            src = producers[i]
+            m.d.comb += [fifo.w_data.eq(src.payload.as_value()), fifo.w_en.eq(src.valid),
+                         src.ready.eq(fifo.w_rdy)]
+            with m.If(src.valid & ~fifo.w_rdy):
+                m.d.sync += self.fifo_overflow.eq(1)
+        m.d.comb += producers[-1].ready.eq(1)
+
+        for pop, src in enumerate(producers):
+            fire = src.valid & src.ready
+            m.d.comb += [getattr(self, f"trace{pop}_valid").eq(fire & ~src.payload.end),
+                         getattr(self, f"trace{pop}_index").eq(src.payload.index)]
+            with m.If(fire & src.payload.end):
+                m.d.sync += stage_done[pop].eq(1)
+
+        # layer inputs: clear marker in phase 0, else the FIFO, gated until the end marker
+        for i, (layer, fifo) in enumerate(zip(layers, fifos, strict=True)):
+            sink = layer.spikes_in
+            first = phase == 0
+            m.d.comb += [
+                sink.valid.eq(opened[i] & (first | fifo.r_rdy)),
+                fifo.r_en.eq(opened[i] & ~first & sink.ready),
+            ]
+            with m.If(first):
+                m.d.comb += [sink.payload.end.eq(1), sink.payload.clear.eq(1)]
+            with m.Else():
+                m.d.comb += sink.payload.eq(fifo.r_data)
+            with m.If(sink.valid & sink.ready & sink.payload.end):
+                m.d.sync += opened[i].eq(0)
+
+        # output spike counters and unique argmax
+        counts = [Signal(range(T + 1), name=f"count{j}") for j in range(n_out)]
+        out = producers[-1]
+        for j, c in enumerate(counts):
+            with m.If(out.valid & ~out.payload.end & (out.payload.index == j)):
+                m.d.sync += c.eq(c + 1)
+            with m.If(self.count_sel == j):
+                m.d.comb += self.count.eq(c)
+        best, best_index, tie = counts[0], 0, 0
+        for j in range(1, n_out):
+            better = counts[j] > best
+            best_index = Mux(better, j, best_index)
+            tie = Mux(better, 0, tie | (counts[j] == best))
+            best = Mux(better, counts[j], best)
+
+        all_done = stage_done.all() & ~launch
+        m.d.comb += enc.first.eq(phase == 0), enc.start.eq(launch)
+        m.d.sync += [launch.eq(0), self.done.eq(0)]
+
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    m.d.comb += clear_fifos.eq(1)
+                    m.d.sync += [phase.eq(0), launch.eq(1), opened.eq(-1), stage_done.eq(0),
+                                 cycles.eq(0)] + [c.eq(0) for c in counts]
+                    m.next = "RUN"
+            with m.State("RUN"):
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += cycles.eq(cycles + 1)
+                with m.If(all_done):
+                    with m.If(phase == T - 1):
+                        m.d.sync += [self.done.eq(1), self.prediction.eq(best_index),
+                                     self.prediction_valid.eq(~tie)]
+                        m.next = "IDLE"
+                    with m.Else():
+                        m.d.sync += [phase.eq(phase + 1), launch.eq(1), opened.eq(-1),
+                                     stage_done.eq(0)]
+        return m

@@ -1,0 +1,89 @@
+"""Deterministic rate encoder in gateware: a non-leaky IF neuron per pixel."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from hw.events import event_stream
+
+
+class RateEncoder(wiring.Component):
+    """Turns ``n_in`` stored pixels into one step of input spike events per ``start``.
+
+    Number formats: pixels unsigned ``pixel_bits``; accumulators unsigned ``pixel_bits + 1``
+    in ``[0, 2*theta - 1]`` with ``theta = 2**pixel_bits - 1``. Per pixel and step
+    ``u <- u + p; s = u >= theta; u <- u - theta*s`` (:func:`sw.encode.rate_encoder_step`);
+    with ``first`` high the accumulators read as zero (a new sample).
+
+    Protocol: a ``start`` pulse while idle scans all pixels in ascending order, emitting a
+    spike event for each firing pixel and then an end marker on ``spikes_out``.
+
+    Latency and throughput: one pixel per cycle, pipelined (read, evaluate); with the output
+    always ready a step takes ``n_in + 3`` cycles from ``start`` to the end marker's
+    handshake (:func:`sw.cycles.encoder_cost`); output stalls stall the scan.
+
+    Pixel port: ``px_we`` writes ``px_data`` to pixel ``px_addr``; use it while idle.
+    """
+
+    def __init__(self, *, n_in: int, pixel_bits: int):
+        self.n_in, self.pixel_bits = n_in, pixel_bits
+        self.theta = (1 << pixel_bits) - 1
+        super().__init__({
+            "start": In(1),
+            "first": In(1),
+            "spikes_out": Out(event_stream(n_in)),
+            "px_addr": In(range(n_in)),
+            "px_data": In(pixel_bits),
+            "px_we": In(1),
+            "busy": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        n, pb = self.n_in, self.pixel_bits
+        m.submodules.pixels = pmem = Memory(shape=pb, depth=n, init=[])
+        m.submodules.accumulators = umem = Memory(shape=pb + 1, depth=n, init=[])
+        p_wr, p_rd = pmem.write_port(), pmem.read_port()
+        u_wr, u_rd = umem.write_port(), umem.read_port()
+
+        addr = Signal(range(n + 1))       # next pixel to read
+        evaluating = Signal()             # read data in this cycle belongs to pixel `current`
+        current = Signal(range(n))
+        first = Signal()
+
+        u = Signal(pb + 2)
+        fire = Signal()
+        stall = Signal()
+        m.d.comb += [
+            u.eq(Mux(first, 0, u_rd.data) + p_rd.data),
+            fire.eq(evaluating & (u >= self.theta)),
+            stall.eq(fire & ~self.spikes_out.ready),
+            p_wr.addr.eq(self.px_addr), p_wr.data.eq(self.px_data), p_wr.en.eq(self.px_we),
+            p_rd.addr.eq(addr), u_rd.addr.eq(addr),
+            p_rd.en.eq(~stall), u_rd.en.eq(~stall),
+            u_wr.addr.eq(current), u_wr.data.eq(Mux(fire, u - self.theta, u)),
+            u_wr.en.eq(evaluating & ~stall),
+            self.spikes_out.payload.index.eq(current),
+        ]
+
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    m.d.sync += [addr.eq(0), first.eq(self.first)]
+                    m.next = "SCAN"
+            with m.State("SCAN"):
+                m.d.comb += [self.busy.eq(1), self.spikes_out.valid.eq(fire)]
+                with m.If(~stall):
+                    m.d.sync += [evaluating.eq(addr < n), current.eq(addr),
+                                 addr.eq(Mux(addr < n, addr + 1, addr))]
+                    with m.If(addr == n):
+                        m.next = "END"
+            with m.State("END"):
+                m.d.comb += [self.busy.eq(1), self.spikes_out.valid.eq(1),
+                             self.spikes_out.payload.end.eq(1)]
+                with m.If(self.spikes_out.ready):
+                    m.next = "IDLE"
+        return m

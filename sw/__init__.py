@@ -1,0 +1,1 @@
+"""Software side: the bit-exact integer golden model, datasets, encoders and training."""

@@ -1,0 +1,55 @@
+"""Cycle model of the gateware ``hw.network.Network``: predicts the exact cycle count of a sample.
+
+The network runs in lock-step *phases*, one per time step ``t``. In phase ``t`` every stage
+works at once (the encoder makes ``s_0[t]``, LIF layer ``l`` integrates ``s_{l-1}[t-1]`` and
+makes ``s_l[t]``); the phase ends when the slowest stage is done. Stage costs, counted from
+the cycle the phase opens to the cycle the stage hands over its end-of-step marker:
+
+* encoder: one pixel per cycle, ``N_in + ENCODER_OVERHEAD``;
+* LIF layer with ``G = ceil(N_post / P)`` weight words per presynaptic neuron and ``E``
+  input spike events: ``E*G`` integration cycles, ``2*G`` end-of-step cycles (read, then
+  threshold/reset/leak/write), one cycle per output spike ``S``, plus ``LAYER_OVERHEAD``.
+
+A sample costs ``START_OVERHEAD + sum_t (max(stage costs of t) + PHASE_OVERHEAD)
++ FINISH_OVERHEAD`` cycles, counted from the cycle ``start`` is accepted to the cycle
+``done`` rises. ``docs/architecture.md`` derives each constant from the RTL's state machines.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+ENCODER_OVERHEAD = 3   # pipeline fill (read, evaluate) + end-of-step marker
+LAYER_OVERHEAD = 2     # accept the end-of-step marker + emit it
+PHASE_OVERHEAD = 1     # barrier: all stages done -> next phase opens
+START_OVERHEAD = 0    # the cycle count starts in the first cycle of phase 0
+FINISH_OVERHEAD = 0   # done rises right after the last phase (prediction latched there)
+
+
+def encoder_cost(n_in: int) -> int:
+    return n_in + ENCODER_OVERHEAD
+
+
+def layer_cost(groups: int, events_in, spikes_out):
+    """Cycles of one LIF layer's phase; works elementwise on arrays of event counts."""
+    return np.asarray(events_in) * groups + 2 * groups + np.asarray(spikes_out) + LAYER_OVERHEAD
+
+
+def phase_cycles(cfg, rasters: list[np.ndarray]) -> np.ndarray:
+    """Cycles of every phase, ``(B, T)``, from the spike rasters of all layers.
+
+    ``rasters[0]`` is the encoder's ``(B, T, N_in)`` raster, ``rasters[l]`` LIF layer l's.
+    """
+    batch, steps = rasters[0].shape[:2]
+    cost = np.full((batch, steps), encoder_cost(cfg.layers[0]), dtype=np.int64)
+    for layer in range(cfg.n_layers):
+        events = np.zeros((batch, steps), dtype=np.int64)
+        events[:, 1:] = rasters[layer][:, :-1].sum(axis=2)   # one-step delay per layer
+        spikes = rasters[layer + 1].sum(axis=2)
+        cost = np.maximum(cost, layer_cost(cfg.groups(layer), events, spikes))
+    return cost + PHASE_OVERHEAD
+
+
+def sample_cycles(cfg, rasters: list[np.ndarray]) -> np.ndarray:
+    """Total cycles per sample, ``(B,)``."""
+    return START_OVERHEAD + phase_cycles(cfg, rasters).sum(axis=1) + FINISH_OVERHEAD

@@ -1,0 +1,58 @@
+"""Integer LIF layer, as pure step functions (state in, state out).
+
+Number formats (``docs/number_formats.md`` §LIF): weights signed ``weight_bits``, membranes
+signed ``membrane_bits``; every synaptic addition saturates to the membrane range, applied
+one presynaptic spike at a time in ascending presynaptic index (the order the gateware
+sees the events in). One step of layer ``l`` at time ``t``::
+
+    V <- sat(V + W[j])        for each j with s_in[t-1][j] = 1, ascending j
+    s  = V >= theta
+    V <- V - theta * s                     (subtract-reset)
+    V <- V - (V >> k)                      (leak for the next step; >> floors)
+
+The leak written after the reset equals the spec's ``V <- V - (V >> k) + sum w*s`` order,
+since the leak of step ``t`` only ever sees the membrane left by step ``t-1``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def saturate(v: np.ndarray, v_min: int, v_max: int) -> np.ndarray:
+    return np.clip(v, v_min, v_max)
+
+
+def integrate(v: np.ndarray, weights: np.ndarray, spikes_in: np.ndarray,
+              v_min: int, v_max: int) -> np.ndarray:
+    """Add the weights of the presynaptic spikes to the membranes, saturating at each add.
+
+    ``v``: ``(B, N_post)``, ``weights``: ``(N_pre, N_post)``, ``spikes_in``: ``(B, N_pre)``.
+    Rows whose partial sums provably stay in range take one matrix product; the others are
+    added one spike at a time in ascending index, exactly as the hardware does.
+    """
+    s = spikes_in.astype(np.int64)
+    w = weights.astype(np.int64)
+    upper = v + s @ np.maximum(w, 0)
+    lower = v + s @ np.minimum(w, 0)
+    safe = (upper <= v_max).all(axis=1) & (lower >= v_min).all(axis=1)
+    out = v + s @ w
+    for b in np.flatnonzero(~safe):
+        vb = v[b].copy()
+        for j in np.flatnonzero(spikes_in[b]):
+            vb = saturate(vb + w[j], v_min, v_max)
+        out[b] = vb
+    return out
+
+
+def fire(v: np.ndarray, threshold: int, leak_shift: int):
+    """Threshold, subtract-reset and leak. Returns ``(v_next, spikes)``."""
+    spikes = v >= threshold
+    v = v - threshold * spikes
+    return v - (v >> leak_shift), spikes
+
+
+def lif_step(v: np.ndarray, weights: np.ndarray, spikes_in: np.ndarray, *, threshold: int,
+             leak_shift: int, v_min: int, v_max: int):
+    """One full LIF step: integrate, fire, reset, leak. Returns ``(v_next, spikes)``."""
+    return fire(integrate(v, weights, spikes_in, v_min, v_max), threshold, leak_shift)

@@ -1,0 +1,88 @@
+"""Integer weight sets: validation, files, random draws and packing into memory words.
+
+A weight set is a list with one ``(N_pre, N_post)`` integer array per LIF layer, each entry a
+signed ``weight_bits`` integer. Files are ``.npz`` with arrays ``w0, w1, ...`` and the
+config's ``name`` stored beside them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+class WeightError(ValueError):
+    """A weight set does not fit its config (shape, range or file contents)."""
+
+
+def check_weights(cfg, weights) -> list[np.ndarray]:
+    """Return the weights as int64 arrays, or raise :class:`WeightError` naming the problem."""
+    if len(weights) != cfg.n_layers:
+        raise WeightError(f"weights: expected {cfg.n_layers} layer arrays, got {len(weights)}")
+    checked = []
+    for layer, w in enumerate(weights):
+        w = np.asarray(w)
+        if w.shape != cfg.weight_shape(layer):
+            raise WeightError(
+                f"w{layer}: shape {w.shape} does not match the config's "
+                f"{cfg.weight_shape(layer)} (N_pre, N_post)")
+        if not np.issubdtype(w.dtype, np.integer):
+            raise WeightError(f"w{layer}: dtype {w.dtype} is not an integer type")
+        if w.size and (w.min() < cfg.w_min or w.max() > cfg.w_max):
+            raise WeightError(
+                f"w{layer}: values in [{w.min()}, {w.max()}] exceed the {cfg.weight_bits}-bit "
+                f"signed range [{cfg.w_min}, {cfg.w_max}]")
+        checked.append(w.astype(np.int64))
+    return checked
+
+
+def save_weights(path, cfg, weights) -> None:
+    weights = check_weights(cfg, weights)
+    np.savez(path, config=cfg.name, **{f"w{i}": w for i, w in enumerate(weights)})
+
+
+def load_weights(path, cfg) -> list[np.ndarray]:
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = [f"w{i}" for i in range(cfg.n_layers) if f"w{i}" not in data]
+            if missing:
+                raise WeightError(f"{path}: missing arrays {missing} for config {cfg.name!r}")
+            weights = [data[f"w{i}"] for i in range(cfg.n_layers)]
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, WeightError):
+            raise
+        raise WeightError(f"{path}: not a readable .npz weight file: {exc}") from exc
+    return check_weights(cfg, weights)
+
+
+def random_weights(cfg, rng: np.random.Generator, *, scale: float = 0.5) -> list[np.ndarray]:
+    """Uniform random weights spanning ``scale`` of the signed range (1.0 = full range)."""
+    hi = max(1, int(round(cfg.w_max * scale)))
+    lo = max(cfg.w_min, -hi)
+    return [rng.integers(lo, hi + 1, size=cfg.weight_shape(i)) for i in range(cfg.n_layers)]
+
+
+def pack_words(cfg, layer: int, w: np.ndarray) -> list[int]:
+    """Weight memory image of LIF layer ``layer``: word ``j*G + g`` holds the weights from
+    presynaptic ``j`` to postsynaptic ``g*P .. g*P+P-1``, lane ``p`` in bits
+    ``[p*weight_bits, (p+1)*weight_bits)`` (two's complement); missing lanes are zero."""
+    n_pre, n_post = w.shape
+    groups, lanes, bits = cfg.groups(layer), cfg.lanes, cfg.weight_bits
+    padded = np.zeros((n_pre, groups * lanes), dtype=np.int64)
+    padded[:, :n_post] = w
+    fields = (padded & ((1 << bits) - 1)).reshape(n_pre * groups, lanes)
+    shifts = np.arange(lanes, dtype=object) * bits
+    return [int(sum(int(f) << int(s) for f, s in zip(row, shifts, strict=True)))
+            for row in fields]
+
+
+def unpack_words(cfg, layer: int, words) -> np.ndarray:
+    """Inverse of :func:`pack_words`."""
+    n_pre, n_post = cfg.weight_shape(layer)
+    bits, lanes = cfg.weight_bits, cfg.lanes
+    mask, sign = (1 << bits) - 1, 1 << (bits - 1)
+    flat = [((word >> (p * bits)) & mask) for word in words for p in range(lanes)]
+    arr = np.array([(f ^ sign) - sign for f in flat], dtype=np.int64)
+    return arr.reshape(n_pre, -1)[:, :n_post]
