@@ -13,10 +13,9 @@ def event_layout(n: int) -> data.StructLayout:
     """One item of a spike stream for a population of ``n`` neurons.
 
     ``end = 0``: neuron ``index`` spiked. ``end = 1``: the time step is over (``index`` is
-    ignored); with ``clear = 1`` the step is the first of a sample, and the receiver clears
-    its state instead of integrating.
+    ignored).
     """
-    return data.StructLayout({"index": unsigned(index_width(n)), "end": 1, "clear": 1})
+    return data.StructLayout({"index": unsigned(index_width(n)), "end": 1})
 
 
 def event_stream(n: int) -> stream.Signature:

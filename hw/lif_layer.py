@@ -27,7 +27,8 @@ class LIFLayer(wiring.Component):
     constants. Semantics are those of :func:`sw.lif.lif_step`.
 
     Protocol: ``spikes_in`` carries spike events (``end = 0``) and closes each step with an
-    end marker (``end = 1``; ``clear = 1`` zeroes the membranes instead and fires nothing).
+    end marker (``end = 1``). An end marker accepted while ``clear`` is high starts a clear
+    pass instead: it zeroes the membranes and fires nothing (the first step of a sample).
     After an end marker the layer runs its end-of-step pass and emits one ``spikes_out``
     event per firing neuron, ascending, then an end marker. Both streams tolerate arbitrary
     stalls.
@@ -52,6 +53,7 @@ class LIFLayer(wiring.Component):
         super().__init__({
             "spikes_in": In(event_stream(n_pre)),
             "spikes_out": Out(event_stream(n_post)),
+            "clear": In(1),
             "w_addr": In(range(self.depth)),
             "w_wdata": In(lanes * weight_bits),
             "w_we": In(1),
@@ -123,7 +125,7 @@ class LIFLayer(wiring.Component):
             """Accept the next input event (the caller asserts ready)."""
             with m.If(self.spikes_in.valid):
                 with m.If(self.spikes_in.payload.end):
-                    m.d.sync += [clear.eq(self.spikes_in.payload.clear), group.eq(0)]
+                    m.d.sync += [clear.eq(self.clear), group.eq(0)]
                     m.next = "EOS_READ"
                 with m.Else():
                     m.d.sync += [base.eq(self.spikes_in.payload.index * G), group.eq(0)]

@@ -129,8 +129,9 @@ class Network(wiring.Component):
                 sink.valid.eq(opened[i] & (first | fifo.r_rdy)),
                 fifo.r_en.eq(opened[i] & ~first & sink.ready),
             ]
+            m.d.comb += layer.clear.eq(first)
             with m.If(first):
-                m.d.comb += [sink.payload.end.eq(1), sink.payload.clear.eq(1)]
+                m.d.comb += sink.payload.end.eq(1)
             with m.Else():
                 m.d.comb += sink.payload.eq(fifo.r_data)
             with m.If(sink.valid & sink.ready & sink.payload.end):

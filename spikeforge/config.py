@@ -110,6 +110,12 @@ class NetworkConfig:
         # Worst case that must be representable: a membrane just below threshold receiving the
         # largest positive weight (it has to stay distinguishable from "saturated").
         if self.threshold - 1 + self.w_max > vmax:
+            if self.min_membrane_bits > MEMBRANE_BITS[1]:
+                # No legal membrane width exists: the threshold is what is out of range.
+                hi = (1 << (MEMBRANE_BITS[1] - 1)) - self.w_max
+                raise ConfigError(
+                    f"neuron.threshold: {self.threshold} - 1 + max weight {self.w_max} does not "
+                    f"fit even {MEMBRANE_BITS[1]}-bit membranes; legal range is [1, {hi}]")
             raise ConfigError(
                 f"neuron.membrane_bits: {self.membrane_bits} bits (max {vmax}) cannot hold "
                 f"threshold - 1 + max weight = {self.threshold - 1 + self.w_max}; legal range "
@@ -169,7 +175,8 @@ class NetworkConfig:
         sizes = "-".join(str(n) for n in self.layers)
         return (f"{self.name}: {sizes}, T={self.time_steps}, P={self.lanes}, "
                 f"w{self.weight_bits}/v{self.membrane_bits}, theta={self.threshold}, "
-                f"k={self.leak_shift}, {self.encoding}/{self.pixel_bits}b, {self.n_synapses} synapses")
+                f"k={self.leak_shift}, {self.encoding}/{self.pixel_bits}b, "
+                f"{self.n_synapses} synapses")
 
 
 _SCHEMA = {

@@ -7,6 +7,8 @@ config's ``name`` stored beside them.
 
 from __future__ import annotations
 
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -45,12 +47,16 @@ def save_weights(path, cfg, weights) -> None:
 def load_weights(path, cfg) -> list[np.ndarray]:
     path = Path(path)
     try:
-        with np.load(path, allow_pickle=False) as data:
+        data = np.load(path, allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise WeightError(f"{path}: not an .npz weight file (a single .npy array?); "
+                              f"expected arrays {[f'w{i}' for i in range(cfg.n_layers)]}")
+        with data:
             missing = [f"w{i}" for i in range(cfg.n_layers) if f"w{i}" not in data]
             if missing:
                 raise WeightError(f"{path}: missing arrays {missing} for config {cfg.name!r}")
             weights = [data[f"w{i}"] for i in range(cfg.n_layers)]
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         if isinstance(exc, WeightError):
             raise
         raise WeightError(f"{path}: not a readable .npz weight file: {exc}") from exc
@@ -68,6 +74,13 @@ def pack_words(cfg, layer: int, w: np.ndarray) -> list[int]:
     """Weight memory image of LIF layer ``layer``: word ``j*G + g`` holds the weights from
     presynaptic ``j`` to postsynaptic ``g*P .. g*P+P-1``, lane ``p`` in bits
     ``[p*weight_bits, (p+1)*weight_bits)`` (two's complement); missing lanes are zero."""
+    w = np.asarray(w)
+    if w.shape != cfg.weight_shape(layer):
+        raise WeightError(f"w{layer}: shape {w.shape} does not match the config's "
+                          f"{cfg.weight_shape(layer)} (N_pre, N_post)")
+    if w.size and (w.min() < cfg.w_min or w.max() > cfg.w_max):
+        raise WeightError(f"w{layer}: values in [{w.min()}, {w.max()}] exceed the "
+                          f"{cfg.weight_bits}-bit signed range [{cfg.w_min}, {cfg.w_max}]")
     n_pre, n_post = w.shape
     groups, lanes, bits = cfg.groups(layer), cfg.lanes, cfg.weight_bits
     padded = np.zeros((n_pre, groups * lanes), dtype=np.int64)
@@ -82,6 +95,10 @@ def unpack_words(cfg, layer: int, words) -> np.ndarray:
     """Inverse of :func:`pack_words`."""
     n_pre, n_post = cfg.weight_shape(layer)
     bits, lanes = cfg.weight_bits, cfg.lanes
+    words = list(words)
+    if len(words) != n_pre * cfg.groups(layer):
+        raise WeightError(f"w{layer}: expected {n_pre} x {cfg.groups(layer)} = "
+                          f"{n_pre * cfg.groups(layer)} words, got {len(words)}")
     mask, sign = (1 << bits) - 1, 1 << (bits - 1)
     flat = [((word >> (p * bits)) & mask) for word in words for p in range(lanes)]
     arr = np.array([(f ^ sign) - sign for f in flat], dtype=np.int64)

@@ -1,0 +1,29 @@
+"""Verilog generation for a config's :class:`~hw.network.Network`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from amaranth.back import verilog
+
+from hw.network import Network
+
+TOP_NAME = "spikeforge_top"
+
+
+def generate_verilog(cfg, out_dir) -> Path:
+    """Write ``<out_dir>/spikeforge_top.v`` (plus a ``.json`` of the config) and return it."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dut = Network(cfg)
+    text = verilog.convert(dut, name=TOP_NAME, emit_src=False)
+    path = out_dir / f"{TOP_NAME}.v"
+    path.write_text(text)
+    ports = {name: {"width": len(getattr(dut, name).as_value()) if hasattr(
+        getattr(dut, name), "as_value") else len(getattr(dut, name))}
+        for name in dut.signature.members}
+    (out_dir / f"{TOP_NAME}.json").write_text(json.dumps(
+        {"config": cfg.name, "summary": cfg.summary(), "top": TOP_NAME, "ports": ports},
+        indent=2))
+    return path

@@ -1,0 +1,1 @@
+"""Simulation of the generated Verilog (cocotb on Verilator or Icarus) against the golden model."""

@@ -1,0 +1,97 @@
+"""Run samples through the generated Verilog with cocotb (Verilator or Icarus)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hw.generate import TOP_NAME, generate_verilog
+from sim.toolchain import require_simulator
+from sw.weights import check_weights, pack_words
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_BUILD_ROOT = REPO / "build" / "sim"
+
+
+@dataclass
+class RtlRun:
+    """What the RTL did, in the shapes of :class:`sw.golden.NetworkRun`."""
+
+    rasters: list[np.ndarray]
+    predictions: np.ndarray
+    cycles: np.ndarray          # the hardware's own cycle counter
+    edges: np.ndarray           # clock edges from start to done, counted by the testbench
+    readback_ok: bool
+
+
+def build_dir_for(cfg, sim: str, waves: str | None, root: Path = DEFAULT_BUILD_ROOT) -> Path:
+    """One build directory per parameter set (config contents, simulator, tracing)."""
+    params = {k: v for k, v in asdict(cfg).items() if k != "source"}
+    digest = hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:10]
+    trace = "" if waves is None else ("-fst" if str(waves).endswith(".fst") else "-vcd")
+    return Path(root) / f"{cfg.name}-{digest}-{sim}{trace}"
+
+
+def run_rtl(cfg, weights, pixels, *, sim: str = "verilator", waves: str | None = None,
+            build_root: Path = DEFAULT_BUILD_ROOT, readback: bool = False,
+            verbose: bool = False) -> RtlRun:
+    """Generate, build (once per parameter set) and simulate; return every spike and cycle.
+
+    ``waves``: path of an FST (``.fst``, Verilator only) or VCD file to write.
+    """
+    from cocotb_tools.runner import get_runner
+
+    require_simulator(sim)
+    weights = check_weights(cfg, weights)
+    pixels = np.asarray(pixels, dtype=np.int64)
+    if pixels.ndim != 2 or pixels.shape[1] != cfg.layers[0]:
+        raise ValueError(f"pixels: expected shape (B, {cfg.layers[0]}), got {pixels.shape}")
+    build_dir = build_dir_for(cfg, sim, waves, build_root)
+    verilog = generate_verilog(cfg, build_dir / "rtl")
+    fst = waves is not None and str(waves).endswith(".fst")
+    if fst and sim != "verilator":
+        raise ValueError("--waves *.fst needs --sim verilator; use a .vcd file with icarus")
+
+    runner = get_runner(sim)
+    build_args = []
+    if sim == "verilator":
+        build_args = ["-Wno-fatal", "-O3", "--x-assign", "fast", "--x-initial", "fast"]
+        if fst:
+            build_args.append("--trace-fst")
+    runner.build(sources=[verilog], hdl_toplevel=TOP_NAME, build_dir=build_dir,
+                 waves=waves is not None, build_args=build_args,
+                 timescale=("1ns", "1ps") if sim == "icarus" else None,
+                 log_file=build_dir / "build.log", verbose=verbose)
+
+    job = build_dir / "job.npz"
+    result = build_dir / "result.npz"
+    result.unlink(missing_ok=True)
+    # words can be wider than 64 bits: stored as decimal strings
+    words = {f"words{i}": np.array([str(x) for x in pack_words(cfg, i, w)])
+             for i, w in enumerate(weights)}
+    np.savez(job, sizes=np.array(cfg.layers), steps=cfg.time_steps, pixels=pixels,
+             readback=int(readback), **words)
+    runner.test(test_module="sim.tb_network", hdl_toplevel=TOP_NAME, build_dir=build_dir,
+                test_dir=build_dir, waves=waves is not None,
+                extra_env={"SPIKEFORGE_JOB": str(job), "SPIKEFORGE_RESULT": str(result)},
+                results_xml=str(build_dir / "results.xml"),
+                log_file=build_dir / "test.log", verbose=verbose)
+    if not result.exists():
+        log = (build_dir / "test.log")
+        tail = log.read_text()[-3000:] if log.exists() else "(no log)"
+        raise RuntimeError(f"cocotb run produced no result; see {log}:\n{tail}")
+    if waves is not None:
+        dump = build_dir / ("dump.fst" if fst else "dump.vcd")
+        if sim == "icarus":
+            dump = next(build_dir.glob("*.vcd"), None) or next(build_dir.glob("*.fst"), dump)
+        shutil.copyfile(dump, waves)
+    with np.load(result) as data:
+        n = len(cfg.layers)
+        return RtlRun(rasters=[data[f"raster{p}"] for p in range(n)],
+                      predictions=data["predictions"], cycles=data["cycles"],
+                      edges=data["edges"], readback_ok=bool(data["readback_ok"]))

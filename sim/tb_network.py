@@ -1,0 +1,119 @@
+"""cocotb testbench for ``spikeforge_top``: load weights and pixels, run samples, record spikes.
+
+Driven by a job file (``SPIKEFORGE_JOB``, written by :func:`sim.rtl.run_rtl`) holding the
+packed weight words, the pixels of every sample and the network's dimensions. For every
+sample it records each spike of every population from the trace ports (step, neuron), the
+hardware's cycle counter, the clock edges between ``start`` and ``done`` (measured by the
+testbench itself) and the prediction, and writes them to ``SPIKEFORGE_RESULT``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import cocotb
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
+
+MAX_CYCLES_PER_SAMPLE = 50_000_000
+
+
+async def reset(dut):
+    dut.rst.value = 1
+    for name in ("start", "px_we", "w_we", "px_addr", "px_data", "w_addr", "w_wdata",
+                 "w_layer", "count_sel"):
+        getattr(dut, name).value = 0
+    for _ in range(3):
+        await RisingEdge(dut.clk)
+    dut.rst.value = 0
+    await RisingEdge(dut.clk)
+
+
+async def load_words(dut, words_per_layer):
+    for layer, words in enumerate(words_per_layer):
+        dut.w_layer.value = layer
+        dut.w_we.value = 1
+        for addr, word in enumerate(words):
+            dut.w_addr.value = addr
+            dut.w_wdata.value = int(word)
+            await RisingEdge(dut.clk)
+        dut.w_we.value = 0
+
+
+async def read_words(dut, layer, depth):
+    """Read back one layer's weight words through the weight port."""
+    dut.w_layer.value = layer
+    words = []
+    for addr in range(depth):
+        dut.w_addr.value = addr
+        await RisingEdge(dut.clk)           # the read port samples the address
+        await ReadOnly()
+        words.append(int(dut.w_rdata.value))
+        await FallingEdge(dut.clk)
+    return words
+
+
+async def run_sample(dut, pixels, sizes, steps):
+    dut.px_we.value = 1
+    for addr, px in enumerate(pixels):
+        dut.px_addr.value = addr
+        dut.px_data.value = int(px)
+        await RisingEdge(dut.clk)
+    dut.px_we.value = 0
+    spikes = [[] for _ in sizes]
+    valid = [getattr(dut, f"trace{pop}_valid") for pop in range(len(sizes))]
+    index = [getattr(dut, f"trace{pop}_index") for pop in range(len(sizes))]
+    dut.start.value = 1
+    await RisingEdge(dut.clk)               # this edge samples start
+    dut.start.value = 0
+    edges = 0
+    while True:
+        await ReadOnly()                    # settled values of the cycle after the edge
+        if dut.done.value:
+            break
+        step = int(dut.trace_step.value)
+        for pop, v in enumerate(valid):
+            if v.value:
+                spikes[pop].append((step, int(index[pop].value)))
+        await RisingEdge(dut.clk)
+        edges += 1
+        if edges > MAX_CYCLES_PER_SAMPLE:
+            raise TimeoutError("done never rose")
+    assert not dut.fifo_overflow.value, "inter-layer FIFO overflowed"
+    prediction = int(dut.prediction.value) if dut.prediction_valid.value else -1
+    return spikes, edges, int(dut.cycles.value), prediction
+
+
+@cocotb.test()
+async def run_job(dut):
+    job = np.load(os.environ["SPIKEFORGE_JOB"], allow_pickle=False)
+    sizes = [int(n) for n in job["sizes"]]
+    steps = int(job["steps"])
+    n_layers = len(sizes) - 1
+    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    await reset(dut)
+    words = [job[f"words{i}"] for i in range(n_layers)]
+    await load_words(dut, [[int(w) for w in ws] for ws in words])
+    readback_ok = True
+    if int(job["readback"]):
+        for layer in range(n_layers):
+            got = await read_words(dut, layer, len(words[layer]))
+            readback_ok &= got == [int(w) for w in words[layer]]
+    await RisingEdge(dut.clk)
+    pixels = job["pixels"]
+    batch = pixels.shape[0]
+    rasters = [np.zeros((batch, steps, n), dtype=bool) for n in sizes]
+    edges = np.zeros(batch, dtype=np.int64)
+    cycles = np.zeros(batch, dtype=np.int64)
+    predictions = np.zeros(batch, dtype=np.int64)
+    for b in range(batch):
+        await RisingEdge(dut.clk)
+        spikes, edges[b], cycles[b], predictions[b] = await run_sample(
+            dut, pixels[b], sizes, steps)
+        for pop, events in enumerate(spikes):
+            for t, n in events:
+                rasters[pop][b, t, n] = True
+    np.savez(os.environ["SPIKEFORGE_RESULT"], edges=edges, cycles=cycles,
+             predictions=predictions, readback_ok=readback_ok,
+             **{f"raster{pop}": r for pop, r in enumerate(rasters)})
