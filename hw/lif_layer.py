@@ -49,6 +49,7 @@ class LIFLayer(wiring.Component):
         self.weight_bits, self.membrane_bits = weight_bits, membrane_bits
         self.threshold, self.leak_shift = threshold, leak_shift
         self.groups = math.ceil(n_post / lanes)
+        self.mem_groups = max(self.groups, 2)   # a 1-word memory would get a 0-bit address
         self.depth = n_pre * self.groups
         super().__init__({
             "spikes_in": In(event_stream(n_pre)),
@@ -74,17 +75,17 @@ class LIFLayer(wiring.Component):
         v_min, v_max = -(1 << (mb - 1)), (1 << (mb - 1)) - 1
 
         m.submodules.weights = wmem = Memory(shape=P * wb, depth=self.depth, init=[])
-        m.submodules.membranes = vmem = Memory(shape=P * mb, depth=G, init=[])
+        m.submodules.membranes = vmem = Memory(shape=P * mb, depth=self.mem_groups, init=[])
         w_wr, w_rd = wmem.write_port(), wmem.read_port()
         v_wr = vmem.write_port()
         v_rd = vmem.read_port(transparent_for=(v_wr,))
 
         base = Signal(range(self.depth))          # j*G of the event being integrated
-        group = Signal(range(G))                  # group being issued
+        group = Signal(range(self.mem_groups))    # group being issued
         clear = Signal()                          # end-of-step pass is a clear pass
         mask = Signal(P)                          # spikes of the group being emitted
         wb_valid = Signal()                       # integration write-back in this cycle
-        wb_group = Signal(range(G))
+        wb_group = Signal(range(self.mem_groups))
         integrating = Signal()
 
         m.d.comb += [

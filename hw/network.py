@@ -59,12 +59,12 @@ class Network(wiring.Component):
             "px_addr": In(range(cfg.layers[0])),
             "px_data": In(cfg.pixel_bits),
             "px_we": In(1),
-            "w_layer": In(range(L)),
+            "w_layer": In(range(max(L, 2))),
             "w_addr": In(range(self.weight_depth)),
             "w_wdata": In(cfg.lanes * cfg.weight_bits),
             "w_we": In(1),
             "w_rdata": Out(cfg.lanes * cfg.weight_bits),
-            "trace_step": Out(range(T)),
+            "trace_step": Out(range(max(T, 2))),
         }
         for pop, n in enumerate(cfg.layers):
             signature[f"trace{pop}_valid"] = Out(1)
@@ -97,7 +97,7 @@ class Network(wiring.Component):
                 m.d.comb += self.w_rdata.eq(layer.w_rdata)
 
         # ---- phase controller ----
-        phase = Signal(range(T))
+        phase = Signal(range(max(T, 2)))
         launch = Signal()                     # first cycle of a phase
         opened = Signal(L)                    # layer i may still take input this phase
         stage_done = Signal(L + 1)            # bit 0: encoder, bit i+1: layer i

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -39,10 +41,11 @@ def build_dir_for(cfg, sim: str, waves: str | None, root: Path = DEFAULT_BUILD_R
 
 def run_rtl(cfg, weights, pixels, *, sim: str = "verilator", waves: str | None = None,
             build_root: Path = DEFAULT_BUILD_ROOT, readback: bool = False,
-            verbose: bool = False) -> RtlRun:
+            verbose: bool = False, progress=None) -> RtlRun:
     """Generate, build (once per parameter set) and simulate; return every spike and cycle.
 
     ``waves``: path of an FST (``.fst``, Verilator only) or VCD file to write.
+    ``progress``: called with the number of samples finished so far, while it runs.
     """
     from cocotb_tools.runner import get_runner
 
@@ -76,11 +79,23 @@ def run_rtl(cfg, weights, pixels, *, sim: str = "verilator", waves: str | None =
              for i, w in enumerate(weights)}
     np.savez(job, sizes=np.array(cfg.layers), steps=cfg.time_steps, pixels=pixels,
              readback=int(readback), **words)
-    runner.test(test_module="sim.tb_network", hdl_toplevel=TOP_NAME, build_dir=build_dir,
-                test_dir=build_dir, waves=waves is not None,
-                extra_env={"SPIKEFORGE_JOB": str(job), "SPIKEFORGE_RESULT": str(result)},
-                results_xml=str(build_dir / "results.xml"),
-                log_file=build_dir / "test.log", verbose=verbose)
+    done_file = build_dir / "progress"
+    done_file.unlink(missing_ok=True)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        running = pool.submit(
+            runner.test, test_module="sim.tb_network", hdl_toplevel=TOP_NAME,
+            build_dir=build_dir, test_dir=build_dir, waves=waves is not None,
+            extra_env={"SPIKEFORGE_JOB": str(job), "SPIKEFORGE_RESULT": str(result),
+                       "SPIKEFORGE_PROGRESS": str(done_file)},
+            results_xml=str(build_dir / "results.xml"),
+            log_file=build_dir / "test.log", verbose=verbose)
+        while progress is not None and not running.done():
+            time.sleep(0.2)
+            if done_file.exists():
+                text = done_file.read_text().strip()
+                if text.isdigit():
+                    progress(int(text))
+        running.result()
     if not result.exists():
         log = (build_dir / "test.log")
         tail = log.read_text()[-3000:] if log.exists() else "(no log)"

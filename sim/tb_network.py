@@ -111,6 +111,9 @@ async def run_job(dut):
         await RisingEdge(dut.clk)
         spikes, edges[b], cycles[b], predictions[b] = await run_sample(
             dut, pixels[b], sizes, steps)
+        if "SPIKEFORGE_PROGRESS" in os.environ:
+            with open(os.environ["SPIKEFORGE_PROGRESS"], "w") as f:
+                f.write(str(b + 1))
         for pop, events in enumerate(spikes):
             for t, n in events:
                 rasters[pop][b, t, n] = True

@@ -97,7 +97,7 @@ class NetworkConfig:
                 f"network.layers: expected a list of at least 2 sizes (input, ..., output), "
                 f"got {layers!r}")
         for i, n in enumerate(layers):
-            _check_range(f"network.layers[{i}]", n, 1, MAX_NEURONS)
+            _check_range(f"network.layers[{i}]", n, 2, MAX_NEURONS)
         object.__setattr__(self, "layers", tuple(layers))
         _check_range("network.time_steps", self.time_steps, *TIME_STEPS)
         _check_range("network.lanes", self.lanes, 1, max(layers[1:]))

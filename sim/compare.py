@@ -1,0 +1,68 @@
+"""Compare what the RTL did with what the golden model says, spike by spike and cycle by cycle."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class Comparison:
+    """Mismatch counts and the first divergence (``None`` when all agree)."""
+
+    samples: int
+    spike_mismatches: int
+    cycle_mismatches: int
+    prediction_mismatches: int
+    first_divergence: str | None
+    details: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.spike_mismatches or self.cycle_mismatches or self.prediction_mismatches)
+
+    def summary_line(self) -> str:
+        return (f"compare: {self.samples} samples, {self.spike_mismatches} spike mismatches, "
+                f"{self.cycle_mismatches} cycle mismatches")
+
+
+def population_name(pop: int) -> str:
+    return "input (encoder)" if pop == 0 else f"layer {pop}"
+
+
+def compare_runs(gold, rtl) -> Comparison:
+    """``gold``: :class:`sw.golden.NetworkRun`; ``rtl``: :class:`sim.rtl.RtlRun`.
+
+    A spike mismatch is one (sample, step, population, neuron) whose spike differs. The first
+    divergence is the earliest in (sample, step, population, neuron) order.
+    """
+    batch = gold.cycles.shape[0]
+    spike_mismatches, first = 0, None
+    first_key = None
+    for pop, (g, r) in enumerate(zip(gold.rasters, rtl.rasters, strict=True)):
+        diff = g != r
+        spike_mismatches += int(diff.sum())
+        if diff.any():
+            b, t, n = np.argwhere(diff)[np.lexsort(np.argwhere(diff)[:, ::-1].T)][0]
+            key = (b, t, pop, n)
+            if first_key is None or key < first_key:
+                first_key = key
+                want = "spike" if g[b, t, n] else "no spike"
+                got = "spike" if r[b, t, n] else "no spike"
+                first = (f"sample {b}, step {t}, {population_name(pop)}, neuron {n}: "
+                         f"expected {want}, got {got}")
+    details = []
+    cycle_bad = np.flatnonzero((gold.cycles != rtl.cycles) | (rtl.edges != rtl.cycles))
+    for b in cycle_bad[:5]:
+        details.append(f"sample {b}: expected {gold.cycles[b]} cycles, RTL counter "
+                       f"{rtl.cycles[b]}, testbench saw {rtl.edges[b]}")
+    pred_bad = np.flatnonzero(gold.predictions != rtl.predictions)
+    for b in pred_bad[:5]:
+        details.append(f"sample {b}: expected prediction {gold.predictions[b]}, "
+                       f"RTL {rtl.predictions[b]}")
+    if first is None and details:
+        first = details[0]
+    return Comparison(samples=batch, spike_mismatches=spike_mismatches,
+                      cycle_mismatches=len(cycle_bad), prediction_mismatches=len(pred_bad),
+                      first_divergence=first, details=details)

@@ -1,0 +1,218 @@
+"""``spikeforge`` command line: demo, generate, lint, compare, qat, configs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from spikeforge.config import ConfigError, load_config, profile_names
+
+
+def _add_config(p, default=None):
+    p.add_argument("--config", "-c", default=default, required=default is None,
+                   help=f"profile name ({', '.join(profile_names())}) or path to a .toml file"
+                        + (f" (default: {default})" if default else ""))
+
+
+def cmd_configs(args) -> int:
+    for name in profile_names():
+        print(load_config(name).summary())
+    return 0
+
+
+def cmd_generate(args) -> int:
+    from hw.generate import generate_verilog
+
+    cfg = load_config(args.config)
+    path = generate_verilog(cfg, args.output)
+    print(f"generate: {cfg.summary()}")
+    print(f"generate: wrote {path}")
+    if args.lint:
+        return _lint(path)
+    return 0
+
+
+def _lint(path: Path) -> int:
+    from sim.toolchain import LINT_WAIVERS, lint_verilog
+
+    rc, out = lint_verilog(path)
+    warnings = [line for line in out.splitlines() if line.startswith("%")]
+    for line in warnings:
+        print(line)
+    print(f"lint: verilator --lint-only -Wall {LINT_WAIVERS.name} {path.name}: "
+          f"{len(warnings)} warnings/errors, exit {rc}")
+    return 1 if rc or warnings else 0
+
+
+def cmd_lint(args) -> int:
+    import tempfile
+
+    from hw.generate import generate_verilog
+
+    cfg = load_config(args.config)
+    with tempfile.TemporaryDirectory() as tmp:
+        return _lint(generate_verilog(cfg, tmp))
+
+
+def _pick_samples(cfg, args, rng):
+    """Pixels and labels (labels None for random inputs) of ``args.samples`` samples."""
+    import numpy as np
+
+    if args.random:
+        # Random intensities, with some samples pushed to the extremes (silent/saturating).
+        pixels = rng.integers(0, cfg.pixel_max + 1, size=(args.samples, cfg.layers[0]))
+        density = rng.uniform(0.05, 1.0, size=(args.samples, 1))
+        pixels = np.where(rng.random(pixels.shape) < density, pixels, 0)
+        return pixels, None
+    from sw.datasets import load_dataset
+
+    data = load_dataset(args.dataset or cfg.dataset, cfg.pixel_bits)
+    if data.n_inputs != cfg.layers[0]:
+        raise ConfigError(f"dataset {data.name!r} has {data.n_inputs} inputs but the config's "
+                          f"network.layers[0] is {cfg.layers[0]}")
+    if args.samples > len(data.test_labels):
+        raise SystemExit(f"--samples: {args.samples} exceeds the {len(data.test_labels)} "
+                         f"test samples of {data.name}")
+    idx = rng.choice(len(data.test_labels), size=args.samples, replace=False)
+    return data.test_pixels[idx], data.test_labels[idx]
+
+
+def cmd_compare(args) -> int:
+    import numpy as np
+    from tqdm import tqdm
+
+    from sim.compare import compare_runs
+    from sim.rtl import run_rtl
+    from sw.golden import run_network
+    from sw.weights import load_weights, random_weights
+
+    cfg = load_config(args.config)
+    if args.samples < 1:
+        raise SystemExit("--samples: must be >= 1")
+    rng = np.random.default_rng(args.seed)
+    weights = (load_weights(args.weights, cfg) if args.weights
+               else random_weights(cfg, rng, scale=args.weight_scale))
+    pixels, labels = _pick_samples(cfg, args, rng)
+    print(f"compare: {cfg.summary()}; {args.samples} samples "
+          f"({'random' if args.random else args.dataset or cfg.dataset}), seed {args.seed}, "
+          f"{'weights ' + str(args.weights) if args.weights else 'random weights'}, {args.sim}")
+    gold = run_network(cfg, weights, pixels)
+    with tqdm(total=args.samples, desc=f"RTL ({args.sim})", unit="sample",
+              disable=args.quiet) as bar:
+        rtl = run_rtl(cfg, weights, pixels, sim=args.sim, waves=args.waves,
+                      progress=lambda n: bar.update(n - bar.n))
+        bar.update(args.samples - bar.n)
+    result = compare_runs(gold, rtl)
+    if labels is not None:
+        acc_g = float((gold.predictions == labels).mean())
+        acc_r = float((rtl.predictions == labels).mean())
+        print(f"compare: accuracy golden {100 * acc_g:.2f}%, RTL {100 * acc_r:.2f}%")
+    print(f"compare: cycles per sample min {gold.cycles.min()}, median "
+          f"{int(np.median(gold.cycles))}, max {gold.cycles.max()}")
+    if args.waves:
+        print(f"compare: waveforms in {args.waves}")
+    if result.first_divergence:
+        print(f"compare: first divergence: {result.first_divergence}")
+        for line in result.details:
+            print(f"compare:   {line}")
+    print(result.summary_line())
+    return 0 if result.ok else 1
+
+
+def cmd_qat(args) -> int:
+    from sw.datasets import load_dataset
+    from sw.qat import evaluate_integer, train_qat
+    from sw.weights import save_weights
+
+    cfg = load_config(args.config)
+    data = load_dataset(args.dataset or cfg.dataset, cfg.pixel_bits)
+    weights = train_qat(cfg, data.train_pixels, data.train_labels, epochs=args.epochs,
+                        seed=args.seed)
+    acc = evaluate_integer(cfg, weights, data.test_pixels, data.test_labels)
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    save_weights(args.output, cfg, weights)
+    print(f"qat: {cfg.name} on {data.name}: golden-model test accuracy {100 * acc:.2f}% "
+          f"({len(data.test_labels)} samples); weights in {args.output}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from spikeforge.demo import run_demo
+
+    return run_demo(load_config(args.config), out_dir=Path(args.out), sim=args.sim,
+                    epochs=args.epochs, samples=args.samples, seed=args.seed)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="spikeforge",
+        description="On-chip-learning SNN co-design: Amaranth gateware, bit-exact golden "
+                    "model, cocotb/Verilator regressions.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("demo", help="train on digits, run golden model and RTL, plot rasters")
+    _add_config(p, "digits-tiny")
+    p.add_argument("--out", default="out/demo", help="output folder (default: out/demo)")
+    p.add_argument("--sim", choices=("verilator", "icarus"), default="verilator")
+    p.add_argument("--epochs", type=int, default=None, help="QAT epochs (default: trainer's)")
+    p.add_argument("--samples", type=int, default=None,
+                   help="held-out samples to run (default: all)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("generate", help="write the top-level Verilog of a config")
+    _add_config(p)
+    p.add_argument("-o", "--output", required=True, help="output folder")
+    p.add_argument("--lint", action="store_true", help="also run verilator --lint-only -Wall")
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("lint", help="generate a config's Verilog and lint it with Verilator")
+    _add_config(p)
+    p.set_defaults(func=cmd_lint)
+
+    p = sub.add_parser("compare", help="golden model vs RTL: every spike and cycle count")
+    _add_config(p)
+    p.add_argument("--samples", "-n", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0, help="picks samples and random weights")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--dataset", choices=("digits", "mnist-t10k", "mnist", "fashion-mnist"),
+                     help="test samples from this dataset (default: the config's)")
+    src.add_argument("--random", action="store_true", help="random inputs instead of data")
+    p.add_argument("--weights", help=".npz weight file (default: random weights from --seed)")
+    p.add_argument("--weight-scale", type=float, default=0.5,
+                   help="random weights span this share of the signed range (1.0 = full, "
+                        "saturation-heavy; default 0.5)")
+    p.add_argument("--sim", choices=("verilator", "icarus"), default="verilator")
+    p.add_argument("--waves", help="write waveforms to this .fst (Verilator) or .vcd file")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("qat", help="offline quantisation-aware surrogate-gradient training")
+    _add_config(p)
+    p.add_argument("--dataset", choices=("digits", "mnist-t10k", "mnist", "fashion-mnist"))
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-o", "--output", required=True, help="weight file to write (.npz)")
+    p.set_defaults(func=cmd_qat)
+
+    p = sub.add_parser("configs", help="list the shipped profiles")
+    p.set_defaults(func=cmd_configs)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    from sim.toolchain import ToolchainError
+    from sw.datasets import DatasetError
+    from sw.weights import WeightError
+
+    try:
+        return args.func(args)
+    except (ConfigError, DatasetError, WeightError, ToolchainError) as exc:
+        print(f"spikeforge {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

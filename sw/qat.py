@@ -1,0 +1,282 @@
+"""Quantisation-aware surrogate-gradient training of the integer SNN (offline, in torch).
+
+The forward pass is the integer network of :mod:`sw.golden`, emulated with float tensors that
+hold integer values (exact: every value stays far below ``2**24``):
+
+* the input raster is the deterministic rate code of :func:`sw.encode.rate_encode`, computed
+  once (it has no parameters);
+* each layer's weights are a float latent tensor, rounded and clamped to
+  ``[w_min, w_max]`` in the forward pass with a straight-through estimator;
+* LIF layer ``l`` at step ``t`` integrates ``s_{l-1}[t-1]`` (at ``t = 0`` it is cleared and
+  silent), saturates to the membrane range, fires at ``V >= threshold`` (Heaviside forward,
+  fast-sigmoid surrogate backward), subtracts the threshold and leaks ``V <- V - (V >> k)``
+  (floor forward, identity backward).
+
+The only difference from the golden model is saturation: :func:`sw.lif.integrate` clamps
+after every presynaptic spike, here the whole step's input is added and then clamped. The two
+agree whenever the membrane does not saturate mid-step, which trained weights never approach.
+
+The loss is cross-entropy on the output spike counts plus a hinge on the count margin between
+the true class and the best other class: the prediction is the *unique* argmax, so a tie is
+an error and the margin term pushes every training sample towards a lead of at least
+``MARGIN`` spikes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from sw.encode import rate_encode
+from sw.golden import run_network
+from sw.weights import check_weights
+
+__all__ = ["train_qat", "evaluate_integer"]
+
+SURROGATE_SLOPE = 4.0   # fast sigmoid: d s / d x = 1 / (1 + SURROGATE_SLOPE * |x|)^2, x = V/theta - 1
+COUNT_SCALE = 0.5       # logits = COUNT_SCALE * output spike counts
+MARGIN = 2.0            # wanted lead, in output spikes, of the true class over the runner-up
+MARGIN_WEIGHT = 0.1     # weight of the margin hinge beside the cross-entropy
+INIT_GAIN = 1.0         # initial per-step drive std, in thresholds
+TARGET_RATE = 0.2       # assumed spike rate of hidden layers at initialisation
+
+
+def _surrogate(u: torch.Tensor, theta: float) -> torch.Tensor:
+    """Fast-sigmoid stand-in for the derivative of the spike ``H(u/theta - 1)`` by ``u/theta``."""
+    return 1.0 / (1.0 + SURROGATE_SLOPE * (u / theta - 1.0).abs()) ** 2
+
+
+def _ste(exact: torch.Tensor, soft: torch.Tensor) -> torch.Tensor:
+    """``exact`` in the forward pass, the gradient of ``soft`` in the backward pass."""
+    return soft + (exact - soft).detach()
+
+
+def _quantise(latent: torch.Tensor, cfg) -> torch.Tensor:
+    """Integer-valued weights from a latent tensor in units of ``w_max`` (STE round/clamp)."""
+    w = latent * cfg.w_max
+    return _ste(torch.clamp(torch.round(w), cfg.w_min, cfg.w_max), w)
+
+
+class _LIFDynamics(torch.autograd.Function):
+    """The membrane recurrence of one layer over all steps, with a hand-written BPTT.
+
+    Input: the synaptic currents ``(B, T-1, N)`` (step ``t+1`` receives ``current[:, t]``);
+    output: the spikes of steps ``1 .. T-1``. Per step, with the surrogate gradients
+    ``ds/du = f/theta`` (:func:`_surrogate`) and straight-through leak ``dv'/dv = 1 - 2**-k``::
+
+        u = clamp(v + i)   s = [u >= theta]   r = u - theta*s   v' = r - floor(r / 2**k)
+
+    It is what autograd would compute for these lines, without its per-operation overhead.
+    """
+
+    @staticmethod
+    def forward(ctx, current, threshold, leak_shift, v_min, v_max):
+        theta, div = float(threshold), float(1 << leak_shift)
+        v = current.new_zeros((current.shape[0], current.shape[2]))
+        pre = torch.empty_like(current)
+        inside = torch.empty_like(current, dtype=torch.bool)
+        spikes = torch.empty_like(current)
+        for t in range(current.shape[1]):
+            v = v + current[:, t]
+            inside[:, t] = (v >= v_min) & (v <= v_max)
+            v = v.clamp_(v_min, v_max)
+            pre[:, t] = v
+            s = (v >= theta).to(v.dtype)
+            spikes[:, t] = s
+            v = v - theta * s
+            v = v - torch.floor(v / div)
+        ctx.save_for_backward(pre, inside)
+        ctx.theta, ctx.keep = theta, 1.0 - 1.0 / div
+        return spikes
+
+    @staticmethod
+    def backward(ctx, grad_spikes):
+        pre, inside = ctx.saved_tensors
+        theta, keep = ctx.theta, ctx.keep
+        grad_current = torch.empty_like(pre)
+        grad_v = pre.new_zeros((pre.shape[0], pre.shape[2]))
+        for t in range(pre.shape[1] - 1, -1, -1):
+            f = _surrogate(pre[:, t], theta)
+            grad_u = grad_spikes[:, t] * f / theta + grad_v * keep * (1.0 - f)
+            grad_v = grad_u * inside[:, t]
+            grad_current[:, t] = grad_v
+        return grad_current, None, None, None, None
+
+
+def _lif_layer(cfg, weights: torch.Tensor, spikes_in: torch.Tensor) -> torch.Tensor:
+    """One LIF layer over a whole raster ``(B, T, N_pre)``; returns its raster ``(B, T, N)``."""
+    # Step t integrates the spikes of step t-1: one product for all steps at once.
+    current = spikes_in[:, :-1] @ weights
+    spikes = _LIFDynamics.apply(current, cfg.threshold, cfg.leak_shift, cfg.v_min, cfg.v_max)
+    return torch.cat([spikes.new_zeros((spikes.shape[0], 1, spikes.shape[2])), spikes], dim=1)
+
+
+def _forward(cfg, latents, raster: torch.Tensor) -> torch.Tensor:
+    """Output spike counts ``(B, N_out)`` of an input raster, through every LIF layer."""
+    spikes = raster
+    for latent in latents:
+        spikes = _lif_layer(cfg, _quantise(latent, cfg), spikes)
+    return spikes.sum(dim=1)
+
+
+def _unique_argmax(counts: torch.Tensor) -> torch.Tensor:
+    """Like :func:`sw.golden.predict`: the unique argmax per row, ``-1`` on a tie."""
+    best = counts.max(dim=1, keepdim=True).values
+    unique = (counts == best).sum(dim=1) == 1
+    return torch.where(unique, counts.argmax(dim=1), torch.full_like(unique, -1, dtype=torch.long))
+
+
+def _loss(counts: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    ce = torch.nn.functional.cross_entropy(COUNT_SCALE * counts, labels)
+    true = counts.gather(1, labels[:, None])[:, 0]
+    others = counts.scatter(1, labels[:, None], float("-inf")).max(dim=1).values
+    hinge = torch.relu(MARGIN - (true - others)).mean()
+    return ce + MARGIN_WEIGHT * hinge
+
+
+def _check_data(cfg, pixels, labels) -> tuple[np.ndarray, np.ndarray]:
+    pixels = np.asarray(pixels)
+    labels = np.asarray(labels)
+    if pixels.ndim != 2 or pixels.shape[1] != cfg.layers[0]:
+        raise ValueError(f"pixels: expected shape (B, {cfg.layers[0]}), got {pixels.shape}")
+    if pixels.min(initial=0) < 0 or pixels.max(initial=0) > cfg.pixel_max:
+        raise ValueError(f"pixels: values must lie in [0, {cfg.pixel_max}]")
+    if labels.shape != (pixels.shape[0],):
+        raise ValueError(f"labels: expected shape ({pixels.shape[0]},), got {labels.shape}")
+    if labels.size and (labels.min() < 0 or labels.max() >= cfg.layers[-1]):
+        raise ValueError(f"labels: values must lie in [0, {cfg.layers[-1] - 1}]")
+    return pixels.astype(np.int64), labels.astype(np.int64)
+
+
+def _init_latents(cfg, raster: np.ndarray, gen: torch.Generator) -> list[torch.Tensor]:
+    """Gaussian weights giving every neuron a per-step drive of std ``INIT_GAIN * theta``.
+
+    The input spike rate is measured on the training raster; hidden layers are assumed to fire
+    at ``TARGET_RATE``.
+    """
+    latents = []
+    rate = float(raster.mean())
+    for layer in range(cfg.n_layers):
+        n_pre, n_post = cfg.weight_shape(layer)
+        std = INIT_GAIN * cfg.threshold / np.sqrt(max(n_pre * rate, 1.0)) / cfg.w_max
+        latent = torch.randn(n_pre, n_post, generator=gen, dtype=torch.float32) * std
+        latents.append(latent.clamp_(-1.0, 1.0).requires_grad_(True))
+        rate = TARGET_RATE
+    return latents
+
+
+def train_qat(cfg, train_pixels, train_labels, *, epochs: int = 30, seed: int = 0,
+              lr: float = 0.01, batch_size: int = 64,
+              progress: bool = True) -> list[np.ndarray]:
+    """Train integer weights for ``cfg`` with quantisation-aware surrogate gradients.
+
+    Parameters
+    ----------
+    cfg : NetworkConfig
+        The network to train; its rate encoder, weight and membrane widths, threshold and
+        leak are emulated exactly in the forward pass.
+    train_pixels : numpy.ndarray
+        ``(B, N_in)`` unsigned integer pixels in ``[0, cfg.pixel_max]``.
+    train_labels : numpy.ndarray
+        ``(B,)`` integer class labels in ``[0, N_out)``.
+    epochs : int, optional
+        Passes over the training set.
+    seed : int, optional
+        Seeds the weight initialisation and the batch order; the same seed, data and
+        arguments give the same weights.
+    lr : float, optional
+        Adam learning rate, in units of the weight range (``1.0`` = ``w_max``).
+    batch_size : int, optional
+        Samples per gradient step.
+    progress : bool, optional
+        Show a progress bar over epochs with the running training accuracy.
+
+    Returns
+    -------
+    list of numpy.ndarray
+        One ``(N_pre, N_post)`` int64 array per LIF layer, within ``[cfg.w_min, cfg.w_max]``;
+        it passes :func:`sw.weights.check_weights`.
+
+    Notes
+    -----
+    Training runs on one torch thread (restored afterwards), so the weights depend only on
+    the seed, the data and the arguments.
+    """
+    pixels, labels = _check_data(cfg, train_pixels, train_labels)
+    if epochs < 0 or batch_size < 1:
+        raise ValueError("epochs must be >= 0 and batch_size >= 1")
+    # The tensors are small and the steps many: one thread is faster than several (and far
+    # faster on a loaded machine), and it makes the result independent of the core count.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _train(cfg, pixels, labels, epochs, seed, lr, batch_size, progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(cfg, pixels, labels, epochs, seed, lr, batch_size, progress) -> list[np.ndarray]:
+    raster = rate_encode(pixels, cfg.time_steps, cfg.encoder_threshold)
+    gen = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    latents = _init_latents(cfg, raster, gen)
+    optimiser = torch.optim.Adam(latents, lr=lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, max(epochs, 1))
+    targets = torch.from_numpy(labels)
+
+    bar = tqdm(range(epochs), desc=f"qat {cfg.name}", unit="epoch", disable=not progress)
+    for _ in bar:
+        order = rng.permutation(len(labels))
+        correct = 0
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            batch = torch.from_numpy(raster[idx]).to(torch.float32)
+            counts = _forward(cfg, latents, batch)
+            loss = _loss(counts, targets[idx])
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            with torch.no_grad():
+                for latent in latents:
+                    latent.clamp_(-1.0, 1.0)
+                correct += int((_unique_argmax(counts) == targets[idx]).sum())
+        schedule.step()
+        bar.set_postfix(train_acc=f"{correct / max(len(labels), 1):.3f}", loss=f"{loss:.3f}")
+
+    with torch.no_grad():
+        weights = [_quantise(latent, cfg).to(torch.int64).numpy() for latent in latents]
+    return check_weights(cfg, weights)
+
+
+def evaluate_integer(cfg, weights, pixels, labels, *, batch_size: int = 1000) -> float:
+    """Accuracy in ``[0, 1]`` of integer ``weights`` under the golden model.
+
+    Parameters
+    ----------
+    cfg : NetworkConfig
+        The network the weights belong to.
+    weights : list of numpy.ndarray
+        Integer weights, one ``(N_pre, N_post)`` array per LIF layer.
+    pixels : numpy.ndarray
+        ``(B, N_in)`` unsigned integer pixels in ``[0, cfg.pixel_max]``.
+    labels : numpy.ndarray
+        ``(B,)`` integer class labels.
+    batch_size : int, optional
+        Samples per :func:`sw.golden.run_network` call (bounds the memory of the rasters).
+
+    Returns
+    -------
+    float
+        Fraction of samples whose unique-argmax prediction equals the label; a tie
+        (prediction ``-1``) counts as wrong.
+    """
+    weights = check_weights(cfg, weights)
+    pixels, labels = _check_data(cfg, pixels, labels)
+    if not len(labels):
+        return 0.0
+    correct = 0
+    for start in range(0, len(labels), batch_size):
+        run = run_network(cfg, weights, pixels[start:start + batch_size])
+        correct += int((run.predictions == labels[start:start + batch_size]).sum())
+    return correct / len(labels)

@@ -1,0 +1,277 @@
+"""Config loading: shipped profiles load; every invalid TOML fails at load time with a message
+naming the field and its legal range."""
+
+import re
+
+import pytest
+
+from spikeforge.config import CONFIG_DIR, ConfigError, NetworkConfig, load_config, profile_names
+
+BASE = """\
+name = "test-net"
+dataset = "digits"
+
+[network]
+layers = [64, 32, 10]
+time_steps = 20
+lanes = 4
+
+[neuron]
+weight_bits = 8
+membrane_bits = 16
+threshold = 64
+leak_shift = 2
+
+[encoding]
+kind = "rate"
+pixel_bits = 8
+"""
+
+
+# Legal layer sizes as the messages print them; the lower bound (1 or 2) is policy, not tested.
+LAYERS = r"\[\d, 4096\]"
+
+
+def write(tmp_path, text, name="net.toml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def variant(key, value):
+    """BASE with the line ``key = ...`` replaced by ``key = value`` (value is TOML text)."""
+    text, n = re.subn(rf"(?m)^{re.escape(key)} = .*$", f"{key} = {value}", BASE)
+    assert n == 1, key
+    return text
+
+
+def without(key):
+    text, n = re.subn(rf"(?m)^{re.escape(key)} = .*\n", "", BASE)
+    assert n == 1, key
+    return text
+
+
+# ---- valid configs -------------------------------------------------------------------------
+
+def test_profiles_are_shipped():
+    assert {"digits-tiny", "mnist-ecp5"} <= set(profile_names())
+
+
+@pytest.mark.parametrize("name", profile_names())
+def test_profile_loads_by_name_and_path(name):
+    by_name = load_config(name)
+    by_path = load_config(CONFIG_DIR / f"{name}.toml")
+    by_str_path = load_config(str(CONFIG_DIR / f"{name}.toml"))
+    assert isinstance(by_name, NetworkConfig)
+    assert by_name == by_path == by_str_path
+    assert by_name.name == name
+    assert len(by_name.layers) >= 2
+    assert by_name.summary().startswith(name)
+
+
+def test_digits_tiny_values():
+    cfg = load_config("digits-tiny")
+    assert cfg.layers == (64, 32, 10)
+    assert (cfg.time_steps, cfg.lanes) == (20, 4)
+    assert (cfg.weight_bits, cfg.membrane_bits, cfg.threshold, cfg.leak_shift) == (8, 16, 64, 2)
+    assert (cfg.encoding, cfg.pixel_bits, cfg.dataset) == ("rate", 8, "digits")
+    assert (cfg.w_min, cfg.w_max, cfg.v_min, cfg.v_max) == (-128, 127, -32768, 32767)
+    assert cfg.groups(0) == 8 and cfg.groups(1) == 3
+    assert cfg.n_synapses == 64 * 32 + 32 * 10
+
+
+def test_base_text_is_valid(tmp_path):
+    cfg = load_config(write(tmp_path, BASE))
+    assert cfg.name == "test-net"
+    assert cfg.source == str(tmp_path / "net.toml")
+
+
+def test_name_defaults_to_file_stem(tmp_path):
+    cfg = load_config(write(tmp_path, without("name"), "my-profile.toml"))
+    assert cfg.name == "my-profile"
+
+
+def test_pixel_bits_is_optional(tmp_path):
+    assert load_config(write(tmp_path, without("pixel_bits"))).pixel_bits == 8
+
+
+def test_edge_values_are_legal(tmp_path):
+    text = variant("layers", "[2, 2]")
+    text = re.sub(r"(?m)^lanes = .*$", "lanes = 1", text)
+    text = re.sub(r"(?m)^time_steps = .*$", "time_steps = 1", text)
+    text = re.sub(r"(?m)^threshold = .*$", "threshold = 1", text)
+    text = re.sub(r"(?m)^weight_bits = .*$", "weight_bits = 2", text)
+    text = re.sub(r"(?m)^membrane_bits = .*$", "membrane_bits = 3", text)
+    cfg = load_config(write(tmp_path, text))
+    assert cfg.min_membrane_bits == 3
+    # lanes may equal the largest (non-input) layer
+    assert load_config(write(tmp_path, variant("lanes", "32"))).lanes == 32
+    # the tightest membrane that holds threshold - 1 + max weight = 63 + 127 = 190
+    assert load_config(write(tmp_path, variant("membrane_bits", "9"))).v_max == 255
+
+
+# ---- invalid configs: (TOML text, regex the ConfigError message must match) -------------------
+
+INVALID = {
+    "layer size zero": (
+        variant("layers", "[64, 0, 10]"),
+        r"network\.layers\[1\]: 0 is out of range, legal range is " + LAYERS),
+    "layer size negative": (
+        variant("layers", "[64, 32, -10]"),
+        r"network\.layers\[2\]: -10 is out of range, legal range is " + LAYERS),
+    "layer size too large": (
+        variant("layers", "[64, 5000, 10]"),
+        r"network\.layers\[1\]: 5000 is out of range, legal range is " + LAYERS),
+    "input size zero": (
+        variant("layers", "[0, 32, 10]"),
+        r"network\.layers\[0\]: 0 is out of range, legal range is " + LAYERS),
+    "single layer": (
+        variant("layers", "[64]"),
+        r"network\.layers: expected a list of at least 2 sizes"),
+    "empty layers": (
+        variant("layers", "[]"),
+        r"network\.layers: expected a list of at least 2 sizes"),
+    "layers not a list": (
+        variant("layers", "64"),
+        r"network\.layers: expected a list of at least 2 sizes"),
+    "layer size float": (
+        variant("layers", "[64, 32.0, 10]"),
+        r"network\.layers\[1\]: expected an integer in " + LAYERS + r", got 32\.0"),
+    "time steps zero": (
+        variant("time_steps", "0"),
+        r"network\.time_steps: 0 is out of range, legal range is \[1, 1024\]"),
+    "time steps negative": (
+        variant("time_steps", "-3"),
+        r"network\.time_steps: -3 is out of range, legal range is \[1, 1024\]"),
+    "time steps too many": (
+        variant("time_steps", "1025"),
+        r"network\.time_steps: 1025 is out of range, legal range is \[1, 1024\]"),
+    "zero lanes": (
+        variant("lanes", "0"),
+        r"network\.lanes: 0 is out of range, legal range is \[1, 32\]"),
+    "lanes above largest layer": (
+        variant("lanes", "33"),
+        r"network\.lanes: 33 is out of range, legal range is \[1, 32\]"),
+    "weight bits too few": (
+        variant("weight_bits", "1"),
+        r"neuron\.weight_bits: 1 is out of range, legal range is \[2, 16\]"),
+    "weight bits too many": (
+        variant("weight_bits", "17"),
+        r"neuron\.weight_bits: 17 is out of range, legal range is \[2, 16\]"),
+    "membrane bits too few": (
+        variant("membrane_bits", "2"),
+        r"neuron\.membrane_bits: 2 is out of range, legal range is \[3, 32\]"),
+    "membrane bits too many": (
+        variant("membrane_bits", "33"),
+        r"neuron\.membrane_bits: 33 is out of range, legal range is \[3, 32\]"),
+    "membrane too narrow for threshold - 1 + max weight": (
+        variant("membrane_bits", "8"),
+        r"neuron\.membrane_bits: 8 bits \(max 127\) cannot hold threshold - 1 \+ max weight "
+        r"= 190; legal range is \[9, 32\]"),
+    "threshold too large for any membrane": (
+        BASE.replace("weight_bits = 8", "weight_bits = 16")
+            .replace("membrane_bits = 16", "membrane_bits = 32")
+            .replace("threshold = 64", "threshold = 2147483647"),
+        r"neuron\.threshold: .*legal range is \[1, 2147450881\]"),
+    "threshold zero": (
+        variant("threshold", "0"),
+        r"neuron\.threshold: 0 is out of range, legal range is \[1, 32767\]"),
+    "threshold negative": (
+        variant("threshold", "-5"),
+        r"neuron\.threshold: -5 is out of range, legal range is \[1, 32767\]"),
+    "threshold above v_max": (
+        variant("threshold", "40000"),
+        r"neuron\.threshold: 40000 is out of range, legal range is \[1, 32767\]"),
+    "leak shift zero": (
+        variant("leak_shift", "0"),
+        r"neuron\.leak_shift: 0 is out of range, legal range is \[1, 16\]"),
+    "pixel bits zero": (
+        variant("pixel_bits", "0"),
+        r"encoding\.pixel_bits: 0 is out of range, legal range is \[1, 16\]"),
+    "unknown key": (
+        BASE.replace("lanes = 4\n", "lanes = 4\nlane = 4\n"),
+        r"network\.lane: unknown key; known: \['lanes', 'layers', 'time_steps'\]"),
+    "unknown top-level key": (
+        'colour = "blue"\n' + BASE,
+        r"colour: unknown section or key; known: \["),
+    "unknown section": (
+        BASE + "\n[training]\nepochs = 3\n",
+        r"training: unknown section or key; known: .*'encoding'.*'network'.*'neuron'"),
+    "missing key": (
+        without("threshold"),
+        r"neuron\.threshold: missing"),
+    "missing key lanes": (
+        without("lanes"),
+        r"network\.lanes: missing"),
+    "missing section": (
+        BASE.split("[neuron]")[0] + "[encoding]\nkind = \"rate\"\n",
+        r"\[neuron\]: missing table with keys \['leak_shift', 'membrane_bits', 'threshold', "
+        r"'weight_bits'\]"),
+    "section given as a value": (
+        BASE.split("[network]")[0] + "network = 5\n[neuron]" + BASE.split("[neuron]")[1],
+        r"\[network\]: missing table"),
+    "bad TOML": (
+        BASE.replace("lanes = 4", "lanes = = 4"),
+        r"not valid TOML"),
+    "bad TOML unterminated": (
+        BASE.replace('kind = "rate"', 'kind = "rate'),
+        r"not valid TOML"),
+    "unknown encoding": (
+        variant("kind", '"poisson"'),
+        r"encoding\.kind: 'poisson' is not one of \('rate',\)"),
+    "unknown dataset": (
+        variant("dataset", '"cifar10"'),
+        r"dataset: 'cifar10' is not one of \("),
+    "bool passed as int": (
+        variant("time_steps", "true"),
+        r"network\.time_steps: expected an integer in \[1, 1024\], got True"),
+    "bool passed as layer size": (
+        variant("layers", "[64, true, 10]"),
+        r"network\.layers\[1\]: expected an integer in " + LAYERS + r", got True"),
+    "bool passed as lanes": (
+        variant("lanes", "false"),
+        r"network\.lanes: expected an integer in \[1, 32\], got False"),
+    "string passed as int": (
+        variant("threshold", '"64"'),
+        r"neuron\.threshold: expected an integer in \[1, 32767\], got '64'"),
+    "float passed as int": (
+        variant("weight_bits", "8.0"),
+        r"neuron\.weight_bits: expected an integer in \[2, 16\], got 8\.0"),
+    "empty name": (
+        variant("name", '""'),
+        r"name: expected a non-empty string"),
+}
+
+
+@pytest.mark.parametrize("text, message", INVALID.values(), ids=INVALID.keys())
+def test_invalid_config_fails_at_load(tmp_path, text, message):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError, match=message):
+        load_config(path)
+
+
+def test_config_error_is_value_error():
+    assert issubclass(ConfigError, ValueError)
+
+
+def test_unknown_profile_name():
+    with pytest.raises(ConfigError,
+                       match=r"config 'no-such-net': no such profile; shipped profiles are "
+                             r"\[.*'digits-tiny'.*\]"):
+        load_config("no-such-net")
+
+
+def test_missing_toml_path(tmp_path):
+    with pytest.raises(ConfigError, match=r"no such file"):
+        load_config(tmp_path / "absent.toml")
+
+
+def test_directory_is_not_a_config(tmp_path):
+    with pytest.raises(ConfigError, match=r"no such file"):
+        load_config(tmp_path)
+
+
+def test_direct_construction_is_validated_too():
+    with pytest.raises(ConfigError, match=r"network\.lanes: 11 is out of range"):
+        NetworkConfig(name="x", layers=(4, 10), time_steps=5, lanes=11, weight_bits=8,
+                      membrane_bits=16, threshold=64, leak_shift=2)
