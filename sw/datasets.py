@@ -23,17 +23,9 @@ Datasets (``DATASET_NAMES``):
     Full MNIST (60,000 train / 10,000 test) from the directory in ``$SPIKEFORGE_MNIST_DIR``,
     which must hold ``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``,
     ``t10k-images-idx3-ubyte`` and ``t10k-labels-idx1-ubyte`` (each raw or ``.gz``). With
-    internet access, get them with e.g.::
-
-        mkdir -p ~/data/mnist && cd ~/data/mnist
-        for f in train-images-idx3-ubyte train-labels-idx1-ubyte \\
-                 t10k-images-idx3-ubyte t10k-labels-idx1-ubyte; do
-            curl -fLO https://ossci-datasets.s3.amazonaws.com/mnist/$f.gz
-        done
-        export SPIKEFORGE_MNIST_DIR=~/data/mnist
-
-    (``https://ossci-datasets.s3.amazonaws.com/mnist/`` mirrors the original
-    ``http://yann.lecun.com/exdb/mnist/`` files.)
+    internet access, download these four ``.gz`` files of the MNIST distribution (its
+    authors' site or any mirror of it) into one folder and ``export
+    SPIKEFORGE_MNIST_DIR=<that folder>``; the loader checks every header and size.
 
 ``"fashion-mnist"``
     Zalando's Fashion-MNIST (60,000 train / 10,000 test, 28x28, same IDX file names as MNIST)
@@ -81,7 +73,7 @@ N_CLASSES = 10
 MNIST_ENV = "SPIKEFORGE_MNIST_DIR"
 FASHION_ENV = "SPIKEFORGE_FASHION_DIR"
 FASHION_PACKAGE = "dataset-fashion-mnist"
-MNIST_URL = "https://ossci-datasets.s3.amazonaws.com/mnist/"
+MNIST_SOURCE = "the MNIST distribution (its authors' site or a mirror)"
 
 #: ``../shared/datasets/mnist-t10k`` relative to the repository root.
 SHARED_MNIST_T10K = CONFIG_DIR.parent.parent / "shared" / "datasets" / "mnist-t10k"
@@ -364,7 +356,7 @@ def _load_mnist_t10k(pixel_bits: int) -> Dataset:
     source = f"${MNIST_ENV}" if os.environ.get(MNIST_ENV) else "the shared folder"
     hint = (f"mnist-t10k is read from {source} {directory} (override with ${MNIST_ENV}); it "
             f"needs t10k-images-idx3-ubyte[.gz] and t10k-labels-idx1-ubyte[.gz], the MNIST "
-            f"test set from {MNIST_URL}")
+            f"test set from {MNIST_SOURCE}")
     images, labels = _load_idx_split(directory, "t10k", hint)
     _check_28x28(images, f"mnist-t10k ({directory})")
     if len(labels) != T10K_TOTAL:
@@ -388,7 +380,7 @@ def _load_full(name: str, directory: Path, hint: str, pixel_bits: int) -> Datase
 def _load_mnist(pixel_bits: int) -> Dataset:
     env = os.environ.get(MNIST_ENV)
     how = (f"download train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
-           f"t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz from {MNIST_URL} into a "
+           f"t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz from {MNIST_SOURCE} into a "
            f"directory and set ${MNIST_ENV} to it (see sw/datasets.py); without the 60k "
            f"training set use the 'mnist-t10k' dataset")
     if not env:

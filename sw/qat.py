@@ -93,14 +93,16 @@ class _LIFDynamics(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_spikes):
         pre, inside = ctx.saved_tensors
-        theta, keep = ctx.theta, ctx.keep
+        f = _surrogate(pre, ctx.theta)
+        # The gradient g[t] of the current of step t (= that of the membrane before it, where
+        # the clamp passes): g[t] = inside[t] * (dL/ds[t] * f[t]/theta + keep*(1-f[t]) * g[t+1]).
+        direct = inside * grad_spikes * f / ctx.theta
+        carry = inside * (ctx.keep * (1.0 - f))
         grad_current = torch.empty_like(pre)
-        grad_v = pre.new_zeros((pre.shape[0], pre.shape[2]))
+        g = pre.new_zeros((pre.shape[0], pre.shape[2]))
         for t in range(pre.shape[1] - 1, -1, -1):
-            f = _surrogate(pre[:, t], theta)
-            grad_u = grad_spikes[:, t] * f / theta + grad_v * keep * (1.0 - f)
-            grad_v = grad_u * inside[:, t]
-            grad_current[:, t] = grad_v
+            g = direct[:, t] + carry[:, t] * g
+            grad_current[:, t] = g
         return grad_current, None, None, None, None
 
 

