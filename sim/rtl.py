@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from hw.generate import TOP_NAME, generate_verilog
-from sim.toolchain import require_simulator
+from sim.toolchain import ToolchainError, require_simulator
 from sw.weights import check_weights, pack_words
 
 REPO = Path(__file__).resolve().parent.parent
@@ -59,6 +59,9 @@ def run_rtl(cfg, weights, pixels, *, sim: str = "verilator", waves: str | None =
     fst = waves is not None and str(waves).endswith(".fst")
     if fst and sim != "verilator":
         raise ValueError("--waves *.fst needs --sim verilator; use a .vcd file with icarus")
+    if fst and not Path("/usr/include/lz4.h").exists():
+        raise ToolchainError("--waves *.fst: Verilator's FST writer needs the lz4 headers "
+                             "(apt-get install liblz4-dev); or write a .vcd file instead")
 
     runner = get_runner(sim)
     build_args = []
