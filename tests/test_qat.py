@@ -1,0 +1,65 @@
+"""Quantisation-aware training: the exported integer weights work under the golden model."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+
+from spikeforge.config import load_config
+from sw.encode import rate_encode
+from sw.golden import run_network
+from sw.qat import _forward, evaluate_integer, train_qat
+from sw.weights import check_weights, random_weights
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return load_config("digits-tiny")
+
+
+@pytest.fixture(scope="module")
+def digits(cfg):
+    data = load_digits()
+    pixels = np.round(data.data * cfg.pixel_max / 16).astype(np.int64)
+    return train_test_split(pixels, data.target, test_size=0.2, random_state=0,
+                            stratify=data.target)
+
+
+def test_forward_matches_golden_model(cfg, digits):
+    """The torch forward pass reproduces the golden model's output spike counts exactly."""
+    pixels = digits[1][:100]
+    weights = random_weights(cfg, np.random.default_rng(1), scale=0.25)
+    raster = torch.from_numpy(rate_encode(pixels, cfg.time_steps, cfg.encoder_threshold))
+    latents = [torch.from_numpy(w / cfg.w_max).to(torch.float32) for w in weights]
+    with torch.no_grad():
+        counts = _forward(cfg, latents, raster.to(torch.float32)).numpy()
+    golden = run_network(cfg, weights, pixels).counts
+    assert golden.sum() > 0
+    np.testing.assert_array_equal(counts.astype(np.int64), golden)
+
+
+def test_trained_weights_classify_held_out_digits(cfg, digits):
+    train_x, test_x, train_y, test_y = digits
+    weights = train_qat(cfg, train_x, train_y, epochs=10, seed=0, progress=False)
+    check_weights(cfg, weights)
+    assert all(w.dtype == np.int64 for w in weights)
+    accuracy = evaluate_integer(cfg, weights, test_x, test_y)
+    assert accuracy >= 0.85, f"golden-model held-out accuracy {accuracy:.3f}"
+
+
+def test_same_seed_same_weights(cfg, digits):
+    train_x, _, train_y, _ = digits
+    runs = [train_qat(cfg, train_x[:300], train_y[:300], epochs=2, seed=3, progress=False)
+            for _ in range(2)]
+    for a, b in zip(*runs, strict=True):
+        np.testing.assert_array_equal(a, b)
+    other = train_qat(cfg, train_x[:300], train_y[:300], epochs=2, seed=4, progress=False)
+    assert any(not np.array_equal(a, b) for a, b in zip(runs[0], other, strict=True))
+
+
+def test_evaluate_integer_counts_ties_as_wrong(cfg, digits):
+    """All-zero weights leave every output silent: a 10-way tie, so accuracy 0."""
+    _, test_x, _, test_y = digits
+    zeros = [np.zeros(cfg.weight_shape(i), dtype=np.int64) for i in range(cfg.n_layers)]
+    assert evaluate_integer(cfg, zeros, test_x[:50], test_y[:50]) == 0.0
