@@ -30,15 +30,20 @@ async def reset(dut):
     await RisingEdge(dut.clk)
 
 
+async def write_port(dut, we, addr, data, values):
+    """Write ``values`` to consecutive addresses through one (we, addr, data) port."""
+    we.value = 1
+    for a, value in enumerate(values):
+        addr.value = a
+        data.value = int(value)
+        await RisingEdge(dut.clk)
+    we.value = 0
+
+
 async def load_words(dut, words_per_layer):
     for layer, words in enumerate(words_per_layer):
         dut.w_layer.value = layer
-        dut.w_we.value = 1
-        for addr, word in enumerate(words):
-            dut.w_addr.value = addr
-            dut.w_wdata.value = int(word)
-            await RisingEdge(dut.clk)
-        dut.w_we.value = 0
+        await write_port(dut, dut.w_we, dut.w_addr, dut.w_wdata, words)
 
 
 async def read_words(dut, layer, depth):
@@ -55,12 +60,7 @@ async def read_words(dut, layer, depth):
 
 
 async def run_sample(dut, pixels, sizes, steps):
-    dut.px_we.value = 1
-    for addr, px in enumerate(pixels):
-        dut.px_addr.value = addr
-        dut.px_data.value = int(px)
-        await RisingEdge(dut.clk)
-    dut.px_we.value = 0
+    await write_port(dut, dut.px_we, dut.px_addr, dut.px_data, pixels)
     spikes = [[] for _ in sizes]
     valid = [getattr(dut, f"trace{pop}_valid") for pop in range(len(sizes))]
     index = [getattr(dut, f"trace{pop}_index") for pop in range(len(sizes))]
