@@ -13,9 +13,11 @@ from __future__ import annotations
 import math
 import tomllib
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
-__all__ = ["ConfigError", "NetworkConfig", "load_config", "profile_names", "CONFIG_DIR"]
+__all__ = ["ConfigError", "DesireConfig", "NetworkConfig", "load_config", "profile_names",
+           "CONFIG_DIR"]
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -29,6 +31,10 @@ MEMBRANE_BITS = (3, 32)
 LEAK_SHIFT = (1, 16)
 TIME_STEPS = (1, 1024)
 PIXEL_BITS = (1, 16)
+WEIGHT_FRAC_BITS = (0, 16)
+TRACE_FRAC_BITS = (0, 12)
+LR_SHIFT = (0, 40)
+ROUNDINGS = ("nearest", "floor")
 
 
 class ConfigError(ValueError):
@@ -41,6 +47,68 @@ def _check_range(name: str, value, lo: int, hi: int) -> int:
     if not lo <= value <= hi:
         raise ConfigError(f"{name}: {value} is out of range, legal range is [{lo}, {hi}]")
     return value
+
+
+def _check_fraction(name: str, value, lo: float, hi: float) -> Fraction:
+    """A decimal given in TOML as an exact fraction (``0.3`` is 3/10, not the nearest double)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{name}: expected a number in [{lo}, {hi}], got {value!r}")
+    if not lo <= value <= hi:
+        raise ConfigError(f"{name}: {value} is out of range, legal range is [{lo}, {hi}]")
+    return Fraction(str(value))
+
+
+@dataclass(frozen=True)
+class DesireConfig:
+    """Settings of on-chip desire backpropagation (``[learning]``, ``docs/learning.md``).
+
+    Attributes
+    ----------
+    error_margin : int
+        The label neuron's spike-count target is ``C* = T - error_margin``.
+    desire_out, desire_hidden : float
+        Ternarisation thresholds of the published algorithm (0.30 and 0.05), as given; the
+        integer thresholds the hardware compares with are derived exactly from them.
+    weight_frac_bits : int
+        ``F``: extra fractional weight bits kept in the weight memory for learning; the
+        stored weight is ``weight_bits + F`` bits and inference reads ``W_store >> F``.
+    trace_frac_bits : int
+        Presynaptic traces count in units of ``2**-trace_frac_bits`` spikes.
+    lr_shift : int
+        Learning rate as a shift: ``|dW_store| = round(acc / 2**lr_shift)``.
+    lr_decay : float
+        Host-side schedule: epoch ``e`` trains with ``lr_shift + floor(e * lr_decay / ln 2)``
+        (the published ``lr * exp(-lr_decay * e)`` in halvings).
+    rounding : str
+        ``"nearest"`` (half up, on the magnitude) or ``"floor"`` (truncate the magnitude).
+    """
+
+    error_margin: int = 4
+    desire_out: float = 0.30
+    desire_hidden: float = 0.05
+    weight_frac_bits: int = 6
+    trace_frac_bits: int = 4
+    lr_shift: int = 8
+    lr_decay: float = 0.04
+    rounding: str = "nearest"
+    rule: str = "desire"
+
+    def validate(self, time_steps: int):
+        if self.rule != "desire":
+            raise ConfigError(f"learning.rule: {self.rule!r} is not one of ('desire',)")
+        _check_range("learning.error_margin", self.error_margin, 0, time_steps - 1)
+        _check_fraction("learning.desire_out", self.desire_out, 0.0, 1.0)
+        _check_fraction("learning.desire_hidden", self.desire_hidden, 0.0, 1000.0)
+        _check_range("learning.weight_frac_bits", self.weight_frac_bits, *WEIGHT_FRAC_BITS)
+        _check_range("learning.trace_frac_bits", self.trace_frac_bits, *TRACE_FRAC_BITS)
+        _check_range("learning.lr_shift", self.lr_shift, *LR_SHIFT)
+        _check_fraction("learning.lr_decay", self.lr_decay, 0.0, 10.0)
+        if self.rounding not in ROUNDINGS:
+            raise ConfigError(f"learning.rounding: {self.rounding!r} is not one of {ROUNDINGS}")
+
+    def lr_shift_at(self, epoch: int) -> int:
+        """Learning-rate shift of epoch ``epoch`` (0-based) under the exponential schedule."""
+        return min(LR_SHIFT[1], self.lr_shift + math.floor(epoch * self.lr_decay / math.log(2)))
 
 
 @dataclass(frozen=True)
@@ -73,6 +141,8 @@ class NetworkConfig:
         so a full-scale pixel spikes at every step.
     dataset : str
         Default dataset for ``compare``/``train``.
+    learning : DesireConfig or None
+        On-chip learning settings; ``None`` builds an inference-only network.
     """
 
     name: str
@@ -86,6 +156,7 @@ class NetworkConfig:
     encoding: str = "rate"
     pixel_bits: int = 8
     dataset: str = "digits"
+    learning: DesireConfig | None = None
     source: str = field(default="<memory>", compare=False)
 
     def __post_init__(self):
@@ -124,6 +195,13 @@ class NetworkConfig:
             raise ConfigError(f"encoding.kind: {self.encoding!r} is not one of {ENCODINGS}")
         if self.dataset not in DATASETS:
             raise ConfigError(f"dataset: {self.dataset!r} is not one of {DATASETS}")
+        if self.learning is not None:
+            self.learning.validate(self.time_steps)
+            if self.store_bits > 24:
+                raise ConfigError(
+                    f"learning.weight_frac_bits: weight_bits + weight_frac_bits = "
+                    f"{self.store_bits} exceeds 24; legal range is "
+                    f"[0, {24 - self.weight_bits}]")
 
     # ---- derived quantities (never stored, always computed from the fields) ----
     @property
@@ -171,12 +249,76 @@ class NetworkConfig:
     def n_synapses(self) -> int:
         return sum(a * b for a, b in zip(self.layers[:-1], self.layers[1:], strict=False))
 
+    # ---- learning (desire backpropagation, docs/learning.md) ----
+    @property
+    def frac_bits(self) -> int:
+        """``F``, extra fractional weight bits (0 without learning)."""
+        return self.learning.weight_frac_bits if self.learning else 0
+
+    @property
+    def store_bits(self) -> int:
+        """Width of a stored weight: ``weight_bits + F``."""
+        return self.weight_bits + self.frac_bits
+
+    @property
+    def store_min(self) -> int:
+        return -(1 << (self.store_bits - 1))
+
+    @property
+    def store_max(self) -> int:
+        return (1 << (self.store_bits - 1)) - 1
+
+    @property
+    def target_count(self) -> int:
+        """``C* = T - error_margin``: the label neuron's spike-count target."""
+        return self.time_steps - self.learning.error_margin
+
+    @property
+    def out_desire_threshold(self) -> int:
+        """Output neuron ``i`` is active iff its error ``E_i > floor(desire_out * C*)``."""
+        return math.floor(Fraction(str(self.learning.desire_out)) * self.target_count)
+
+    @property
+    def hidden_desire_threshold(self) -> int:
+        """Hidden neuron ``j`` is active iff ``|S_j| >= ceil(desire_hidden * C* * theta)``."""
+        return math.ceil(Fraction(str(self.learning.desire_hidden)) * self.target_count
+                         * self.threshold)
+
+    @property
+    def trace_one(self) -> int:
+        return 1 << self.learning.trace_frac_bits
+
+    @property
+    def trace_max(self) -> int:
+        """Largest trace value: a presynaptic neuron spiking at every one of ``T`` steps."""
+        x = 0
+        for _ in range(self.time_steps):
+            x = x - (x >> self.leak_shift) + self.trace_one
+        return x
+
+    @property
+    def acc_max(self) -> int:
+        """Largest eligibility ``acc = sum_t s_post[t] * x[t]`` (``T - 1`` steps can fire)."""
+        return (self.time_steps - 1) * self.trace_max
+
+    @property
+    def coef_max(self) -> int:
+        """Largest ``|E|`` of a neuron's error (a count or ``C*`` minus a count)."""
+        return max(self.time_steps, self.target_count)
+
     def summary(self) -> str:
         sizes = "-".join(str(n) for n in self.layers)
-        return (f"{self.name}: {sizes}, T={self.time_steps}, P={self.lanes}, "
+        text = (f"{self.name}: {sizes}, T={self.time_steps}, P={self.lanes}, "
                 f"w{self.weight_bits}/v{self.membrane_bits}, theta={self.threshold}, "
                 f"k={self.leak_shift}, {self.encoding}/{self.pixel_bits}b, "
                 f"{self.n_synapses} synapses")
+        if self.learning:
+            lr = self.learning
+            text += (f"; desire backprop: C*={self.target_count}, "
+                     f"E_out>{self.out_desire_threshold}, |S|>={self.hidden_desire_threshold}, "
+                     f"w{self.store_bits} stored (F={self.frac_bits}), trace 2^-"
+                     f"{lr.trace_frac_bits}, lr 2^-{lr.lr_shift}, {lr.rounding}")
+        return text
 
 
 _SCHEMA = {
@@ -185,6 +327,8 @@ _SCHEMA = {
     "network": {"layers", "time_steps", "lanes"},
     "neuron": {"weight_bits", "membrane_bits", "threshold", "leak_shift"},
     "encoding": {"kind", "pixel_bits"},
+    "learning": {"rule", "error_margin", "desire_out", "desire_hidden", "weight_frac_bits",
+                 "trace_frac_bits", "lr_shift", "lr_decay", "rounding"},
 }
 
 
@@ -205,6 +349,15 @@ def _from_dict(data: dict, source: str) -> NetworkConfig:
             if key not in table and not (section == "encoding" and key == "pixel_bits"):
                 raise ConfigError(f"{section}.{key}: missing")
         flat.update({("encoding" if key == "kind" else key): v for key, v in table.items()})
+    learning = data.get("learning")
+    if learning is not None:
+        if not isinstance(learning, dict):
+            raise ConfigError("[learning]: expected a table")
+        for key in learning:
+            if key not in _SCHEMA["learning"]:
+                raise ConfigError(
+                    f"learning.{key}: unknown key; known: {sorted(_SCHEMA['learning'])}")
+        flat["learning"] = DesireConfig(**learning)
     return NetworkConfig(
         name=data.get("name", Path(source).stem),
         dataset=data.get("dataset", "digits"),

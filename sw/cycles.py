@@ -53,3 +53,39 @@ def phase_cycles(cfg, rasters: list[np.ndarray]) -> np.ndarray:
 def sample_cycles(cfg, rasters: list[np.ndarray]) -> np.ndarray:
     """Total cycles per sample, ``(B,)``."""
     return START_OVERHEAD + phase_cycles(cfg, rasters).sum(axis=1) + FINISH_OVERHEAD
+
+
+# ---- learning (desire backpropagation), docs/learning.md §Cycles ----
+LEARN_OVERHEAD = 1       # inference done -> learning sequencer starts
+OUT_DESIRE_OVERHEAD = 2  # read latency + last group's write
+BACKWARD_OVERHEAD = 3    # weight/coef read latency, multiply-accumulate, desire write
+UPDATE_OVERHEAD = 1      # per layer: start of the presynaptic scan
+PRE_CHECK = 2            # per presynaptic neuron: read its raster, test it
+PAIR_OVERHEAD = 1        # per (pre, active group): read, T-1 accumulate cycles, write
+
+
+def learn_cycles(cfg, rasters: list[np.ndarray], actives: list[np.ndarray]) -> int:
+    """Cycles of the learning pass after one sample's inference.
+
+    ``rasters``: the sample's populations, ``(T, N)`` each (encoder first); ``actives``:
+    ``(N_post,)`` desire-active flags of every LIF layer. Costs, in hardware order:
+
+    * output desire: one cycle per output group;
+    * backward pass into population ``l`` (``l = L-1 .. 1``): one cycle per weight word of
+      LIF layer ``l``, ``N_l * G_l``;
+    * update of LIF layer ``l`` (``l = L-1 .. 0``): ``PRE_CHECK`` per presynaptic neuron, and
+      for each presynaptic neuron that spiked before the last step, ``T + PAIR_OVERHEAD``
+      per group of ``P`` postsynaptic neurons holding at least one active neuron.
+    """
+    L, T, P = cfg.n_layers, cfg.time_steps, cfg.lanes
+    total = LEARN_OVERHEAD + cfg.groups(L - 1) + OUT_DESIRE_OVERHEAD
+    for layer in range(L - 1, 0, -1):
+        total += cfg.layers[layer] * cfg.groups(layer) + BACKWARD_OVERHEAD
+    for layer in range(L):
+        active = np.zeros(cfg.groups(layer) * P, dtype=bool)
+        active[:len(actives[layer])] = actives[layer]
+        active_groups = int(active.reshape(-1, P).any(axis=1).sum())
+        live_pre = int(rasters[layer][:T - 1].any(axis=0).sum())
+        total += (UPDATE_OVERHEAD + cfg.layers[layer] * PRE_CHECK
+                  + live_pre * active_groups * (T + PAIR_OVERHEAD))
+    return total
