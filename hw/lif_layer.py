@@ -17,9 +17,11 @@ class LIFLayer(wiring.Component):
 
     Storage (``amaranth.lib.memory``, block-RAM inferable, one read + one write port each):
 
-    * weight memory, ``n_pre * G`` words of ``lanes * weight_bits`` bits, ``G = ceil(n_post /
+    * weight memory, ``n_pre * G`` words of ``lanes * store_bits`` bits, ``G = ceil(n_post /
       lanes)``; word ``j*G + g`` holds the weights from presynaptic ``j`` to postsynaptic
-      ``g*P + p`` in lane ``p`` (bits ``[p*weight_bits, (p+1)*weight_bits)``);
+      ``g*P + p`` in lane ``p`` (bits ``[p*store_bits, (p+1)*store_bits)``). ``store_bits =
+      weight_bits + frac_bits``; inference integrates the top ``weight_bits`` of each lane
+      (``W_store >> frac_bits``), the learning unit updates all of them;
     * membrane memory, ``G`` words of ``lanes * membrane_bits`` bits.
 
     Number formats (``docs/number_formats.md``): weights signed ``weight_bits``; membranes
@@ -41,12 +43,17 @@ class LIFLayer(wiring.Component):
 
     Weight port: ``w_we`` writes ``w_wdata`` to word ``w_addr``; ``w_rdata`` returns word
     ``w_addr`` one cycle after it is presented. Use it only while ``busy`` is low.
+
+    Raster tap (for the learning unit): ``eos_valid`` is high once per group and step, in
+    the end-of-step cycle of group ``eos_group``; ``eos_fires`` holds its ``lanes`` spike
+    bits (all zero in a clear pass).
     """
 
     def __init__(self, *, n_pre: int, n_post: int, lanes: int, weight_bits: int,
-                 membrane_bits: int, threshold: int, leak_shift: int):
+                 membrane_bits: int, threshold: int, leak_shift: int, frac_bits: int = 0):
         self.n_pre, self.n_post, self.lanes = n_pre, n_post, lanes
         self.weight_bits, self.membrane_bits = weight_bits, membrane_bits
+        self.frac_bits, self.store_bits = frac_bits, weight_bits + frac_bits
         self.threshold, self.leak_shift = threshold, leak_shift
         self.groups = math.ceil(n_post / lanes)
         self.mem_groups = max(self.groups, 2)   # a 1-word memory would get a 0-bit address
@@ -56,10 +63,13 @@ class LIFLayer(wiring.Component):
             "spikes_out": Out(event_stream(n_post)),
             "clear": In(1),
             "w_addr": In(range(self.depth)),
-            "w_wdata": In(lanes * weight_bits),
+            "w_wdata": In(lanes * self.store_bits),
             "w_we": In(1),
-            "w_rdata": Out(lanes * weight_bits),
+            "w_rdata": Out(lanes * self.store_bits),
             "busy": Out(1),
+            "eos_valid": Out(1),
+            "eos_group": Out(range(self.mem_groups)),
+            "eos_fires": Out(lanes),
         })
 
     @classmethod
@@ -67,14 +77,15 @@ class LIFLayer(wiring.Component):
         n_pre, n_post = cfg.weight_shape(layer)
         return cls(n_pre=n_pre, n_post=n_post, lanes=cfg.lanes, weight_bits=cfg.weight_bits,
                    membrane_bits=cfg.membrane_bits, threshold=cfg.threshold,
-                   leak_shift=cfg.leak_shift)
+                   leak_shift=cfg.leak_shift, frac_bits=cfg.frac_bits)
 
     def elaborate(self, platform):
         m = Module()
-        P, G, wb, mb = self.lanes, self.groups, self.weight_bits, self.membrane_bits
+        P, G, mb = self.lanes, self.groups, self.membrane_bits
+        sb, F = self.store_bits, self.frac_bits
         v_min, v_max = -(1 << (mb - 1)), (1 << (mb - 1)) - 1
 
-        m.submodules.weights = wmem = Memory(shape=P * wb, depth=self.depth, init=[])
+        m.submodules.weights = wmem = Memory(shape=P * sb, depth=self.depth, init=[])
         m.submodules.membranes = vmem = Memory(shape=P * mb, depth=self.mem_groups, init=[])
         w_wr, w_rd = wmem.write_port(), wmem.read_port()
         v_wr = vmem.write_port()
@@ -100,7 +111,7 @@ class LIFLayer(wiring.Component):
         sums = []
         for p in range(P):
             v = v_rd.data[p * mb:(p + 1) * mb].as_signed()
-            w = w_rd.data[p * wb:(p + 1) * wb].as_signed()
+            w = w_rd.data[p * sb + F:(p + 1) * sb].as_signed()
             s = Signal(signed(mb + 1), name=f"sum{p}")
             m.d.comb += s.eq(v + w)
             sums.append(Mux(s > v_max, v_max, Mux(s < v_min, v_min, s))[:mb])
@@ -149,7 +160,8 @@ class LIFLayer(wiring.Component):
                 m.d.comb += self.busy.eq(1)
                 m.next = "EOS_EVAL"
             with m.State("EOS_EVAL"):
-                m.d.comb += [self.busy.eq(1), v_wr.en.eq(1), v_wr.data.eq(Cat(*leaked))]
+                m.d.comb += [self.busy.eq(1), v_wr.en.eq(1), v_wr.data.eq(Cat(*leaked)),
+                             self.eos_valid.eq(1), self.eos_fires.eq(Cat(*fires))]
                 m.d.sync += mask.eq(Cat(*fires))
                 with m.If(Cat(*fires).any()):
                     m.next = "EMIT"
@@ -179,6 +191,7 @@ class LIFLayer(wiring.Component):
                 with m.If(self.spikes_out.ready):
                     m.next = "IDLE"
 
+        m.d.comb += self.eos_group.eq(group)
         with m.If(wb_valid):
             m.d.comb += [v_wr.en.eq(1), v_wr.addr.eq(wb_group), v_wr.data.eq(Cat(*sums))]
         with m.Else():

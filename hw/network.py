@@ -7,9 +7,11 @@ from amaranth.lib import wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
+from hw.desire_unit import DesireUnit
 from hw.events import event_layout, index_width
 from hw.lif_layer import LIFLayer
 from hw.rate_encoder import RateEncoder
+from spikeforge.config import LR_SHIFT
 
 CYCLE_COUNTER_BITS = 32
 
@@ -36,6 +38,12 @@ class Network(wiring.Component):
 
     Number formats: see :class:`~hw.lif_layer.LIFLayer` and :class:`~hw.rate_encoder.RateEncoder`.
 
+    Learning (configs with ``[learning]`` only): with ``learn`` high at ``start`` the sample
+    is a training sample: after its last phase the :class:`~hw.desire_unit.DesireUnit` learns
+    from it (``label``, ``lr_shift`` sampled at ``start``), then ``done`` pulses; ``cycles``
+    counts inference and learning (:func:`sw.cycles.learn_cycles`). The weight port then
+    carries stored weights, ``weight_bits + F`` bits per lane.
+
     Trace ports (for verification, free when unconnected): ``trace_step`` is the current
     phase; ``trace<l>_valid``/``trace<l>_index`` show each spike of population ``l`` (0 = the
     encoder, ``l`` = LIF layer ``l``) in the cycle it is handed over.
@@ -61,11 +69,14 @@ class Network(wiring.Component):
             "px_we": In(1),
             "w_layer": In(range(max(L, 2))),
             "w_addr": In(range(self.weight_depth)),
-            "w_wdata": In(cfg.lanes * cfg.weight_bits),
+            "w_wdata": In(cfg.lanes * cfg.store_bits),
             "w_we": In(1),
-            "w_rdata": Out(cfg.lanes * cfg.weight_bits),
+            "w_rdata": Out(cfg.lanes * cfg.store_bits),
             "trace_step": Out(range(max(T, 2))),
         }
+        if cfg.learning is not None:
+            signature.update({"learn": In(1), "label": In(range(n_out)),
+                              "lr_shift": In(range(LR_SHIFT[1] + 1))})
         for pop, n in enumerate(cfg.layers):
             signature[f"trace{pop}_valid"] = Out(1)
             signature[f"trace{pop}_index"] = Out(index_width(n))
@@ -87,12 +98,31 @@ class Network(wiring.Component):
             m.submodules[f"fifo{i}"] = ResetInserter(clear_fifos)(fifo)
             fifos.append(fifo)
 
-        # ---- host ports ----
+        # ---- learning unit ----
+        learner = None
+        learning = Signal()                  # the learning unit owns the weight ports
+        if cfg.learning is not None:
+            m.submodules.learner = learner = DesireUnit(cfg)
+            m.d.comb += [learner.enc_valid.eq(enc.eval_valid),
+                         learner.enc_index.eq(enc.eval_index),
+                         learner.enc_spike.eq(enc.eval_spike)]
+            for i, layer in enumerate(layers):
+                m.d.comb += [getattr(learner, f"eos{i}_valid").eq(layer.eos_valid),
+                             getattr(learner, f"eos{i}_group").eq(layer.eos_group),
+                             getattr(learner, f"eos{i}_fires").eq(layer.eos_fires),
+                             getattr(learner, f"w{i}_rdata").eq(layer.w_rdata)]
+
+        # ---- host ports (the learning unit's while it runs) ----
         m.d.comb += [enc.px_addr.eq(self.px_addr), enc.px_data.eq(self.px_data),
                      enc.px_we.eq(self.px_we)]
         for i, layer in enumerate(layers):
-            m.d.comb += [layer.w_addr.eq(self.w_addr), layer.w_wdata.eq(self.w_wdata),
-                         layer.w_we.eq(self.w_we & (self.w_layer == i))]
+            with m.If(learning):
+                m.d.comb += [layer.w_addr.eq(getattr(learner, f"w{i}_addr")),
+                             layer.w_wdata.eq(getattr(learner, f"w{i}_wdata")),
+                             layer.w_we.eq(getattr(learner, f"w{i}_we"))]
+            with m.Else():
+                m.d.comb += [layer.w_addr.eq(self.w_addr), layer.w_wdata.eq(self.w_wdata),
+                             layer.w_we.eq(self.w_we & (self.w_layer == i))]
             with m.If(self.w_layer == i):
                 m.d.comb += self.w_rdata.eq(layer.w_rdata)
 
@@ -103,6 +133,9 @@ class Network(wiring.Component):
         stage_done = Signal(L + 1)            # bit 0: encoder, bit i+1: layer i
         cycles = Signal(CYCLE_COUNTER_BITS)
         m.d.comb += [self.cycles.eq(cycles), self.trace_step.eq(phase)]
+        if learner is not None:
+            m.d.comb += learner.step.eq(phase)
+        train = Signal()                      # this sample learns
 
         # encoder -> fifo0, layer i -> fifo i+1, last layer -> counters
         producers = [enc.spikes_out] + [layer.spikes_out for layer in layers]
@@ -162,16 +195,32 @@ class Network(wiring.Component):
                     m.d.comb += clear_fifos.eq(1)
                     m.d.sync += [phase.eq(0), launch.eq(1), opened.eq(-1), stage_done.eq(0),
                                  cycles.eq(0)] + [c.eq(0) for c in counts]
+                    if learner is not None:
+                        m.d.sync += [train.eq(self.learn), learner.label.eq(self.label),
+                                     learner.lr_shift.eq(self.lr_shift)]
                     m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += cycles.eq(cycles + 1)
                 with m.If(all_done):
                     with m.If(phase == T - 1):
-                        m.d.sync += [self.done.eq(1), self.prediction.eq(best_index),
+                        m.d.sync += [self.prediction.eq(best_index),
                                      self.prediction_valid.eq(~tie)]
-                        m.next = "IDLE"
+                        with m.If(train):
+                            if learner is not None:
+                                m.d.comb += learner.start.eq(1)
+                                m.next = "LEARN"
+                        with m.Else():
+                            m.d.sync += self.done.eq(1)
+                            m.next = "IDLE"
                     with m.Else():
                         m.d.sync += [phase.eq(phase + 1), launch.eq(1), opened.eq(-1),
                                      stage_done.eq(0)]
+            if learner is not None:
+                with m.State("LEARN"):
+                    m.d.comb += [self.busy.eq(1), learning.eq(1)]
+                    m.d.sync += cycles.eq(cycles + 1)
+                    with m.If(learner.done):
+                        m.d.sync += self.done.eq(1)
+                        m.next = "IDLE"
         return m

@@ -26,6 +26,9 @@ class RateEncoder(wiring.Component):
     handshake (:func:`sw.cycles.encoder_cost`); output stalls stall the scan.
 
     Pixel port: ``px_we`` writes ``px_data`` to pixel ``px_addr``; use it while idle.
+
+    Raster tap (for the learning unit): ``eval_valid`` is high once per pixel and step, in
+    the cycle pixel ``eval_index`` is evaluated; ``eval_spike`` is its spike bit.
     """
 
     def __init__(self, *, n_in: int, pixel_bits: int):
@@ -39,6 +42,9 @@ class RateEncoder(wiring.Component):
             "px_data": In(pixel_bits),
             "px_we": In(1),
             "busy": Out(1),
+            "eval_valid": Out(1),
+            "eval_index": Out(range(n_in)),
+            "eval_spike": Out(1),
         })
 
     def elaborate(self, platform):
@@ -67,6 +73,8 @@ class RateEncoder(wiring.Component):
             u_wr.addr.eq(current), u_wr.data.eq(Mux(fire, u - self.theta, u)),
             u_wr.en.eq(evaluating & ~stall),
             self.spikes_out.payload.index.eq(current),
+            self.eval_valid.eq(evaluating & ~stall), self.eval_index.eq(current),
+            self.eval_spike.eq(fire),
         ]
 
         with m.FSM():

@@ -14,7 +14,7 @@ import numpy as np
 
 from hw.generate import TOP_NAME, generate_verilog
 from sim.toolchain import ToolchainError, require_simulator
-from sw.weights import check_weights, pack_words
+from sw.weights import pack_words, to_stored
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_BUILD_ROOT = REPO / "build" / "sim"
@@ -50,7 +50,7 @@ def run_rtl(cfg, weights, pixels, *, sim: str = "verilator", waves: str | None =
     from cocotb_tools.runner import get_runner
 
     require_simulator(sim)
-    weights = check_weights(cfg, weights)
+    stored = to_stored(cfg, weights)
     pixels = np.asarray(pixels, dtype=np.int64)
     if pixels.ndim != 2 or pixels.shape[1] != cfg.layers[0]:
         raise ValueError(f"pixels: expected shape (B, {cfg.layers[0]}), got {pixels.shape}")
@@ -79,7 +79,7 @@ def run_rtl(cfg, weights, pixels, *, sim: str = "verilator", waves: str | None =
     result.unlink(missing_ok=True)
     # words can be wider than 64 bits: stored as decimal strings
     words = {f"words{i}": np.array([str(x) for x in pack_words(cfg, i, w)])
-             for i, w in enumerate(weights)}
+             for i, w in enumerate(stored)}
     np.savez(job, sizes=np.array(cfg.layers), steps=cfg.time_steps, pixels=pixels,
              readback=int(readback), **words)
     done_file = build_dir / "progress"

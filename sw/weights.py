@@ -70,19 +70,27 @@ def random_weights(cfg, rng: np.random.Generator, *, scale: float = 0.5) -> list
     return [rng.integers(lo, hi + 1, size=cfg.weight_shape(i)) for i in range(cfg.n_layers)]
 
 
+def to_stored(cfg, weights) -> list[np.ndarray]:
+    """Inference weights as stored weights: ``W << F`` (exact; ``F = 0`` without learning)."""
+    return [np.asarray(w, dtype=np.int64) << cfg.frac_bits for w in check_weights(cfg, weights)]
+
+
 def pack_words(cfg, layer: int, w: np.ndarray) -> list[int]:
-    """Weight memory image of LIF layer ``layer``: word ``j*G + g`` holds the weights from
-    presynaptic ``j`` to postsynaptic ``g*P .. g*P+P-1``, lane ``p`` in bits
-    ``[p*weight_bits, (p+1)*weight_bits)`` (two's complement); missing lanes are zero."""
+    """Weight memory image of LIF layer ``layer`` from its *stored* weights (``store_bits =
+    weight_bits + F``; equal to the inference weights without learning): word ``j*G + g``
+    holds the weights from presynaptic ``j`` to postsynaptic ``g*P .. g*P+P-1``, lane ``p``
+    in bits ``[p*store_bits, (p+1)*store_bits)`` (two's complement); missing lanes are
+    zero."""
     w = np.asarray(w)
     if w.shape != cfg.weight_shape(layer):
         raise WeightError(f"w{layer}: shape {w.shape} does not match the config's "
                           f"{cfg.weight_shape(layer)} (N_pre, N_post)")
-    if w.size and (w.min() < cfg.w_min or w.max() > cfg.w_max):
+    if w.size and (w.min() < cfg.store_min or w.max() > cfg.store_max):
         raise WeightError(f"w{layer}: values in [{w.min()}, {w.max()}] exceed the "
-                          f"{cfg.weight_bits}-bit signed range [{cfg.w_min}, {cfg.w_max}]")
+                          f"{cfg.store_bits}-bit signed range [{cfg.store_min}, "
+                          f"{cfg.store_max}]")
     n_pre, n_post = w.shape
-    groups, lanes, bits = cfg.groups(layer), cfg.lanes, cfg.weight_bits
+    groups, lanes, bits = cfg.groups(layer), cfg.lanes, cfg.store_bits
     padded = np.zeros((n_pre, groups * lanes), dtype=np.int64)
     padded[:, :n_post] = w
     fields = (padded & ((1 << bits) - 1)).reshape(n_pre * groups, lanes)
@@ -94,7 +102,7 @@ def pack_words(cfg, layer: int, w: np.ndarray) -> list[int]:
 def unpack_words(cfg, layer: int, words) -> np.ndarray:
     """Inverse of :func:`pack_words`."""
     n_pre, n_post = cfg.weight_shape(layer)
-    bits, lanes = cfg.weight_bits, cfg.lanes
+    bits, lanes = cfg.store_bits, cfg.lanes
     words = list(words)
     if len(words) != n_pre * cfg.groups(layer):
         raise WeightError(f"w{layer}: expected {n_pre} x {cfg.groups(layer)} = "

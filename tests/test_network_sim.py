@@ -9,7 +9,7 @@ from amaranth.sim import Simulator
 from hw.network import Network
 from spikeforge.config import load_config
 from sw.golden import run_network
-from sw.weights import pack_words, random_weights
+from sw.weights import pack_words, random_weights, to_stored
 
 
 def simulate_network(cfg, weights, pixels):
@@ -18,7 +18,7 @@ def simulate_network(cfg, weights, pixels):
     results = []
 
     async def tb(ctx):
-        for i, w in enumerate(weights):
+        for i, w in enumerate(to_stored(cfg, weights)):
             ctx.set(dut.w_layer, i)
             for addr, word in enumerate(pack_words(cfg, i, w)):
                 ctx.set(dut.w_addr, addr)

@@ -1,0 +1,368 @@
+"""On-chip desire backpropagation: records the spike rasters of a sample, then learns from them."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from spikeforge.config import LR_SHIFT
+
+
+class DesireUnit(wiring.Component):
+    """Desire backpropagation for every LIF layer of a config, after each training sample.
+
+    Semantics: :func:`sw.desire.train_step` (``docs/learning.md``); the golden cycle model is
+    :func:`sw.cycles.learn_cycles`.
+
+    **Recording** (during inference, no cycles of its own): the encoder's per-pixel evaluations
+    (``enc_*``) and every layer's end-of-step group evaluations (``eos<l>_*``) are written,
+    at bit ``step``, into one raster memory per population: ``N_in`` words of ``T`` bits for
+    the encoder; ``G_l`` words of ``P*T`` bits for LIF layer ``l`` (lane ``p`` in bits
+    ``[p*T, (p+1)*T)``). Every bit is rewritten in every sample, so nothing needs clearing.
+
+    **Learning** (``start`` pulse, ``label`` and ``lr_shift`` sampled then; ``done`` pulses at
+    the end), in this order:
+
+    1. output desire, one output group per cycle: spike counts by popcount of the raster,
+       label error, active/sign, ``|E|`` into the layer's desire memory (lanes of ``2 + ew``
+       bits: active, sign, ``|E|``);
+    2. for LIF layer ``l = L-1 .. 1``: the backward pass over layer ``l``'s weight memory read
+       *row-wise* (word ``j*G + g`` holds ``W[j, gP .. gP+P-1]``: the transposed access is
+       the natural one), ``P`` products ``W_inf * coef`` per cycle summed into ``S_j``, one
+       word per cycle, pipelined (3 stages); ``S_j`` gives presynaptic ``j``'s desire, written
+       lane by lane into layer ``l-1``'s desire memory;
+    3. the update of layer ``l`` (right after its backward pass, which needs the old weights):
+       for each presynaptic ``j`` whose raster has a spike before the last step, and each
+       group with an active neuron, ``T - 1`` cycles rebuild ``j``'s trace and accumulate the
+       ``P`` eligibilities, then one read-modify-write of the weight word.
+
+    Number formats: stored weights signed ``weight_bits + F``; traces unsigned, ``x <- x -
+    (x >> k) + 2**trace_frac_bits * s``; eligibilities unsigned; ``S`` signed and wide enough
+    for the largest sum (no saturation needed); the update rounds the magnitude (``nearest``:
+    half up; ``floor``) and saturates the stored weight.
+
+    Latency: :func:`sw.cycles.learn_cycles` (one cycle per output group, ``N_l * G_l`` per
+    backward pass, ``2`` per presynaptic neuron plus ``T + 1`` per (live presynaptic neuron,
+    active group) pair per update, and fixed overheads).
+
+    Weight ports ``w<l>_*`` drive LIF layer ``l``'s weight port (the owner muxes them with the
+    host's while ``busy``); ``w<l>_rdata`` returns the word addressed in the previous cycle.
+    """
+
+    def __init__(self, cfg):
+        if cfg.learning is None:
+            raise ValueError(f"config {cfg.name!r} has no [learning] section")
+        if cfg.time_steps < 3:
+            raise ValueError("desire learning needs time_steps >= 3")
+        self.cfg = cfg
+        L, T, P = cfg.n_layers, cfg.time_steps, cfg.lanes
+        self.error_bits = cfg.coef_max.bit_length()
+        self.lane_bits = 2 + self.error_bits
+        signature = {
+            "step": In(range(max(T, 2))),
+            "enc_valid": In(1),
+            "enc_index": In(range(cfg.layers[0])),
+            "enc_spike": In(1),
+            "start": In(1),
+            "label": In(range(cfg.layers[-1])),
+            "lr_shift": In(range(LR_SHIFT[1] + 1)),
+            "busy": Out(1),
+            "done": Out(1),
+        }
+        self.mem_groups = [max(cfg.groups(layer), 2) for layer in range(L)]
+        for layer in range(L):
+            depth = cfg.layers[layer] * cfg.groups(layer)
+            signature.update({
+                f"eos{layer}_valid": In(1),
+                f"eos{layer}_group": In(range(self.mem_groups[layer])),
+                f"eos{layer}_fires": In(P),
+                f"w{layer}_addr": Out(range(depth)),
+                f"w{layer}_wdata": Out(P * cfg.store_bits),
+                f"w{layer}_we": Out(1),
+                f"w{layer}_rdata": In(P * cfg.store_bits),
+            })
+        super().__init__(signature)
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.cfg
+        L, T, P = cfg.n_layers, cfg.time_steps, cfg.lanes
+        ew, dw = self.error_bits, self.lane_bits
+        sb, F, wb = cfg.store_bits, cfg.frac_bits, cfg.weight_bits
+        C, k = cfg.target_count, cfg.leak_shift
+        err_shape = signed(max(C, T).bit_length() + 2)
+
+        # ---- raster memories, written while the sample runs ----
+        m.submodules.enc_raster = enc_raster = Memory(shape=T, depth=cfg.layers[0], init=[])
+        enc_wr, enc_rd = enc_raster.write_port(granularity=1), enc_raster.read_port()
+        m.d.comb += [enc_wr.addr.eq(self.enc_index),
+                     enc_wr.data.eq(Mux(self.enc_spike, (1 << T) - 1, 0)),
+                     enc_wr.en.eq(Mux(self.enc_valid, Const(1, T) << self.step, 0))]
+        lane_mask = Cat(*[Const(1, T) for _ in range(P)])   # bit 0 of every lane
+        raster_rd, desire_rd, desire_wr = [], [], []
+        for layer in range(L):
+            mem = Memory(shape=P * T, depth=self.mem_groups[layer], init=[])
+            m.submodules[f"raster{layer}"] = mem
+            wr = mem.write_port(granularity=1)
+            fires = getattr(self, f"eos{layer}_fires")
+            m.d.comb += [
+                wr.addr.eq(getattr(self, f"eos{layer}_group")),
+                wr.data.eq(Cat(*[Mux(fires[p], (1 << T) - 1, 0) for p in range(P)])),
+                wr.en.eq(Mux(getattr(self, f"eos{layer}_valid"), lane_mask << self.step, 0)),
+            ]
+            raster_rd.append(mem.read_port())
+            dmem = Memory(shape=P * dw, depth=self.mem_groups[layer], init=[])
+            m.submodules[f"desire{layer}"] = dmem
+            desire_wr.append(dmem.write_port(granularity=dw))
+            desire_rd.append(dmem.read_port())
+
+        def lane(word, p, width):
+            return word[p * width:(p + 1) * width]
+
+        def select_lane(word, index, width):
+            return word.word_select(index, width)
+
+        def error_of(sign, count, name):
+            """``|sign01 * C* - c|`` for a spike count ``c`` in ``[0, T]``."""
+            diff = Signal(err_shape, name=name)
+            m.d.comb += diff.eq(Mux(sign, C - count, count))
+            return Mux(diff < 0, -diff, diff)[:ew]
+
+        def coef(d):
+            """``sign * active * |E|`` of a desire lane (active, sign, |E|)."""
+            e = d[2:]
+            return Mux(d[0], Mux(d[1], e, -e), 0)
+
+        def lowest_set(bits, width, name):
+            low = Signal(range(max(width, 2)), name=name)
+            for b in reversed(range(width)):
+                with m.If(bits[b]):
+                    m.d.comb += low.eq(b)
+            return low
+
+        # ---- sequencer registers ----
+        label = Signal.like(self.label)
+        lr_shift = Signal.like(self.lr_shift)
+        gact = [Signal(cfg.groups(layer), name=f"gact{layer}") for layer in range(L)]
+        max_groups = max(self.mem_groups)
+        j = Signal(range(max(cfg.layers)))
+        jbase = Signal(range(max(cfg.layers[i] * cfg.groups(i) for i in range(L)) + 1))
+        jg = Signal(range(max(cfg.layers) // P + 2))   # j // P
+        jp = Signal(range(P))                           # j % P
+        g = Signal(range(max_groups + 1))
+        work = Signal(max(cfg.groups(layer) for layer in range(L)))
+        pre_bits = Signal(T)      # presynaptic spikes of steps 0 .. T-2
+        pre_sh = Signal(T)        # the same, shifted one step per accumulate cycle
+        t = Signal(range(T + 1))
+        x = Signal(range(cfg.trace_max + 1))
+        accs = [Signal(range(cfg.acc_max + 1), name=f"acc{p}") for p in range(P)]
+        cur_g = Signal(range(max_groups))
+        half = Signal(LR_SHIFT[1])    # 2**(lr_shift - 1) for round-half-up, else 0
+        if cfg.learning.rounding == "nearest":
+            m.d.comb += half.eq((Const(1, LR_SHIFT[1] + 1) << lr_shift) >> 1)
+
+        def next_pre(layer):
+            m.d.sync += [j.eq(j + 1), jbase.eq(jbase + cfg.groups(layer)),
+                         jp.eq(Mux(jp == P - 1, 0, jp + 1)), jg.eq(jg + (jp == P - 1))]
+
+        def restart_pre():
+            m.d.sync += [j.eq(0), jbase.eq(0), jp.eq(0), jg.eq(0), g.eq(0)]
+
+        def after_update(layer):
+            if layer == 0:
+                return "DONE"
+            return f"BACK{layer - 1}" if layer >= 2 else "UREAD0"
+
+        # ---- 1. output desire (pipeline: issue group, evaluate one cycle later) ----
+        last, G_out = L - 1, cfg.groups(L - 1)
+        out_v1 = Signal()
+        out_g1 = Signal(range(max(G_out, 2)))
+        m.d.sync += out_v1.eq(0)
+        out_lanes, out_active = [], []
+        for p in range(P):
+            count = lane(raster_rd[last].data, p, T)
+            c = Signal(range(T + 1), name=f"out_count{p}")
+            m.d.comb += c.eq(sum(count[i] for i in range(T)))
+            neuron = out_g1 * P + p
+            sign = neuron == label
+            serr = Signal(err_shape, name=f"out_err{p}")
+            m.d.comb += serr.eq(Mux(sign, C - c, c))
+            active = (serr > cfg.out_desire_threshold) & (neuron < cfg.layers[-1])
+            out_lanes.append(Cat(active, sign, error_of(sign, c, f"out_abs{p}")))
+            out_active.append(active)
+        with m.If(out_v1):
+            m.d.comb += [desire_wr[last].addr.eq(out_g1), desire_wr[last].data.eq(Cat(*out_lanes)),
+                         desire_wr[last].en.eq(-1)]
+            for b in range(G_out):
+                with m.If(out_g1 == b):
+                    m.d.sync += gact[last][b].eq(Cat(*out_active).any())
+
+        # ---- 2. backward pipelines, one per layer l >= 1 (stage 1: products; 2: sum) ----
+        back = {}
+        for layer in range(1, L):
+            G = cfg.groups(layer)
+            v1, v2, first1, last1, first2, last2 = (
+                Signal(name=f"bk{layer}_{n}") for n in ("v1", "v2", "first1", "last1",
+                                                        "first2", "last2"))
+            jg1, jg2 = (Signal.like(jg, name=f"bk{layer}_{n}") for n in ("jg1", "jg2"))
+            jp1, jp2 = (Signal.like(jp, name=f"bk{layer}_{n}") for n in ("jp1", "jp2"))
+            s_bits = (cfg.layers[layer + 1] * (1 << (wb - 1)) * cfg.coef_max).bit_length() + 2
+            part2 = Signal(signed(s_bits), name=f"bk{layer}_part")
+            s_acc = Signal(signed(s_bits), name=f"bk{layer}_sum")
+            count2 = Signal(range(T + 1), name=f"bk{layer}_count")
+            m.d.sync += [v1.eq(0), v2.eq(v1), first2.eq(first1), last2.eq(last1),
+                         jg2.eq(jg1), jp2.eq(jp1)]
+            wdata = getattr(self, f"w{layer}_rdata")
+            products = [lane(wdata, p, sb)[F:].as_signed()
+                        * coef(lane(desire_rd[layer].data, p, dw)) for p in range(P)]
+            own = select_lane(raster_rd[layer - 1].data, jp1, T)
+            m.d.sync += [part2.eq(sum(products)), count2.eq(sum(own[i] for i in range(T)))]
+            total = Signal(signed(s_bits), name=f"bk{layer}_total")
+            m.d.comb += total.eq(Mux(first2, part2, s_acc + part2))
+            with m.If(v2):
+                m.d.sync += s_acc.eq(total)
+            sign = total > 0
+            active = Mux(total < 0, -total, total) >= cfg.hidden_desire_threshold
+            entry = Cat(active, sign, error_of(sign, count2, f"bk{layer}_abs"))
+            dwr = desire_wr[layer - 1]
+            with m.If(v2 & last2):
+                m.d.comb += [dwr.addr.eq(jg2), dwr.data.eq(Cat(*[entry] * P)),
+                             dwr.en.eq(Const(1, P) << jp2)]
+                for b in range(cfg.groups(layer - 1)):
+                    with m.If(jg2 == b):
+                        m.d.sync += gact[layer - 1][b].eq(Mux(jp2 == 0, active,
+                                                              gact[layer - 1][b] | active))
+            back[layer] = (v1, first1, last1, jg1, jp1)
+
+        # ---- 3. update datapath (shared by all layers; the FSM selects the layer) ----
+        x_next = Signal.like(x)
+        m.d.comb += x_next.eq(x - (x >> k) + Mux(pre_sh[0], cfg.trace_one, 0))
+
+        m.d.sync += self.done.eq(0)
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    m.d.sync += [label.eq(self.label), lr_shift.eq(self.lr_shift), g.eq(0)]
+                    m.next = "OUT"
+            with m.State("OUT"):
+                m.d.comb += [self.busy.eq(1), raster_rd[last].addr.eq(g)]
+                m.d.sync += [out_v1.eq(1), out_g1.eq(g), g.eq(g + 1)]
+                with m.If(g == G_out - 1):
+                    m.next = "OUT_DRAIN"
+            with m.State("OUT_DRAIN"):
+                m.d.comb += self.busy.eq(1)
+                restart_pre()
+                m.next = f"BACK{last}" if last >= 1 else f"UREAD{last}"
+
+            for layer in range(L - 1, -1, -1):
+                G, N = cfg.groups(layer), cfg.layers[layer]
+                if layer >= 1:
+                    v1, first1, last1, jg1, jp1 = back[layer]
+                    with m.State(f"BACK{layer}"):
+                        m.d.comb += [self.busy.eq(1),
+                                     getattr(self, f"w{layer}_addr").eq(jbase + g),
+                                     desire_rd[layer].addr.eq(g),
+                                     raster_rd[layer - 1].addr.eq(jg)]
+                        m.d.sync += [v1.eq(1), first1.eq(g == 0), last1.eq(g == G - 1),
+                                     jg1.eq(jg), jp1.eq(jp)]
+                        with m.If(g == G - 1):
+                            m.d.sync += g.eq(0)
+                            next_pre(layer)
+                            with m.If(j == N - 1):
+                                m.next = f"BDRAIN{layer}"
+                        with m.Else():
+                            m.d.sync += g.eq(g + 1)
+                    with m.State(f"BDRAIN{layer}"):
+                        m.d.comb += self.busy.eq(1)
+                        m.next = f"BDRAIN{layer}_2"
+                    with m.State(f"BDRAIN{layer}_2"):
+                        m.d.comb += self.busy.eq(1)
+                        restart_pre()
+                        m.next = f"UREAD{layer}"
+
+                w_addr = getattr(self, f"w{layer}_addr")
+                w_rdata = getattr(self, f"w{layer}_rdata")
+
+                def present_pre(layer=layer):
+                    if layer == 0:
+                        m.d.comb += enc_rd.addr.eq(j)
+                    else:
+                        m.d.comb += raster_rd[layer - 1].addr.eq(jg)
+
+                def hold_pair(layer=layer, w_addr=w_addr):
+                    m.d.comb += [w_addr.eq(jbase + cur_g), raster_rd[layer].addr.eq(cur_g),
+                                 desire_rd[layer].addr.eq(cur_g)]
+
+                def next_or_finish(layer=layer, N=N):
+                    with m.If(j == N - 1):
+                        restart_pre()
+                        m.next = after_update(layer)
+                    with m.Else():
+                        next_pre(layer)
+                        m.next = f"UREAD{layer}"
+
+                with m.State(f"UREAD{layer}"):
+                    m.d.comb += self.busy.eq(1)
+                    present_pre()
+                    m.next = f"UCHECK{layer}"
+                with m.State(f"UCHECK{layer}"):
+                    m.d.comb += self.busy.eq(1)
+                    present_pre()
+                    if layer == 0:
+                        bits = enc_rd.data
+                    else:
+                        bits = select_lane(raster_rd[layer - 1].data, jp, T)
+                    live = bits[:T - 1]
+                    m.d.sync += [pre_bits.eq(live), work.eq(gact[layer])]
+                    with m.If(live.any() & gact[layer].any()):
+                        m.next = f"UISSUE{layer}"
+                    with m.Else():
+                        next_or_finish()
+                with m.State(f"UISSUE{layer}"):
+                    m.d.comb += self.busy.eq(1)
+                    gsel = lowest_set(work, G, f"u{layer}_gsel")
+                    m.d.comb += [w_addr.eq(jbase + gsel), raster_rd[layer].addr.eq(gsel),
+                                 desire_rd[layer].addr.eq(gsel)]
+                    m.d.sync += [cur_g.eq(gsel), work.eq(work & (work - 1)), t.eq(1), x.eq(0),
+                                 pre_sh.eq(pre_bits)]
+                    m.d.sync += [a.eq(0) for a in accs]
+                    m.next = f"UACC{layer}"
+                with m.State(f"UACC{layer}"):
+                    m.d.comb += self.busy.eq(1)
+                    hold_pair()
+                    post = raster_rd[layer].data
+                    m.d.sync += [x.eq(x_next), t.eq(t + 1), pre_sh.eq(pre_sh >> 1)]
+                    for p, a in enumerate(accs):
+                        with m.If(lane(post, p, T).bit_select(t, 1)):
+                            m.d.sync += a.eq(a + x_next)
+                    with m.If(t == T - 1):
+                        m.next = f"UWRITE{layer}"
+                with m.State(f"UWRITE{layer}"):
+                    m.d.comb += self.busy.eq(1)
+                    hold_pair()
+                    new = []
+                    for p, a in enumerate(accs):
+                        d = lane(desire_rd[layer].data, p, dw)
+                        w = lane(w_rdata, p, sb).as_signed()
+                        mag = Signal(range(cfg.acc_max + 1), name=f"u{layer}_mag{p}")
+                        m.d.comb += mag.eq((a + half) >> lr_shift)
+                        moved = Signal(signed(max(sb, cfg.acc_max.bit_length()) + 2),
+                                       name=f"u{layer}_new{p}")
+                        m.d.comb += moved.eq(Mux(d[1], w + mag, w - mag))
+                        clamped = Mux(moved > cfg.store_max, cfg.store_max,
+                                      Mux(moved < cfg.store_min, cfg.store_min, moved))
+                        new.append(Mux(d[0], clamped, w)[:sb])
+                    m.d.comb += [getattr(self, f"w{layer}_wdata").eq(Cat(*new)),
+                                 getattr(self, f"w{layer}_we").eq(1)]
+                    with m.If(work.any()):
+                        m.next = f"UISSUE{layer}"
+                    with m.Else():
+                        next_or_finish()
+
+            with m.State("DONE"):
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += self.done.eq(1)
+                m.next = "IDLE"
+        return m
