@@ -17,14 +17,18 @@ class Comparison:
     prediction_mismatches: int
     first_divergence: str | None
     details: list[str] = field(default_factory=list)
+    weight_mismatches: int | None = None     # training runs only
 
     @property
     def ok(self) -> bool:
-        return not (self.spike_mismatches or self.cycle_mismatches or self.prediction_mismatches)
+        return not (self.spike_mismatches or self.cycle_mismatches or self.prediction_mismatches
+                    or self.weight_mismatches)
 
     def summary_line(self) -> str:
+        weights = ("" if self.weight_mismatches is None
+                   else f"{self.weight_mismatches} weight mismatches, ")
         return (f"compare: {self.samples} samples, {self.spike_mismatches} spike mismatches, "
-                f"{self.cycle_mismatches} cycle mismatches")
+                f"{weights}{self.cycle_mismatches} cycle mismatches")
 
 
 def population_name(pop: int) -> str:
@@ -66,3 +70,39 @@ def compare_runs(gold, rtl) -> Comparison:
     return Comparison(samples=batch, spike_mismatches=spike_mismatches,
                       cycle_mismatches=len(cycle_bad), prediction_mismatches=len(pred_bad),
                       first_divergence=first, details=details)
+
+
+def compare_training(steps, rtl) -> Comparison:
+    """``steps``: the golden :class:`sw.desire.TrainStep` of every sample, in order, each
+    started from the previous one's weights; ``rtl``: a training :class:`sim.rtl.RtlRun`.
+
+    On top of :func:`compare_runs` (spikes, cycles, predictions), every stored weight after
+    every sample is compared; a weight mismatch is one (sample, layer, pre, post). The first
+    divergence is the earliest sample's: a spike if that sample has one, else a weight.
+    """
+    from types import SimpleNamespace
+
+    gold = SimpleNamespace(
+        rasters=[np.concatenate([s.run.rasters[p] for s in steps]) for p in
+                 range(len(steps[0].run.rasters))],
+        predictions=np.concatenate([s.run.predictions for s in steps]),
+        cycles=np.array([s.cycles for s in steps], dtype=np.int64))
+    result = compare_runs(gold, rtl)
+    mismatches, first = 0, None
+    for b, step in enumerate(steps):
+        for layer, (want, got) in enumerate(zip(step.weights, rtl.weights_after[b],
+                                                strict=True)):
+            diff = want != got
+            mismatches += int(diff.sum())
+            if first is None and diff.any():
+                j, i = np.argwhere(diff)[0]
+                first = (b, f"sample {b}, weights of layer {layer + 1}, presynaptic {j}, "
+                            f"postsynaptic {i}: expected {want[j, i]}, got {got[j, i]}")
+    result.weight_mismatches = mismatches
+    if first is not None:
+        spike_sample = None
+        if result.spike_mismatches and result.first_divergence.startswith("sample "):
+            spike_sample = int(result.first_divergence.split(",")[0].split()[1])
+        if spike_sample is None or first[0] < spike_sample:
+            result.first_divergence = first[1]
+    return result

@@ -14,7 +14,7 @@ import numpy as np
 
 from hw.generate import TOP_NAME, generate_verilog
 from sim.toolchain import ToolchainError, require_simulator
-from sw.weights import pack_words, to_stored
+from sw.weights import pack_words, to_stored, unpack_words
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_BUILD_ROOT = REPO / "build" / "sim"
@@ -29,6 +29,7 @@ class RtlRun:
     cycles: np.ndarray          # the hardware's own cycle counter
     edges: np.ndarray           # clock edges from start to done, counted by the testbench
     readback_ok: bool
+    weights_after: list[list[np.ndarray]] | None = None   # training: stored weights per sample
 
 
 def build_dir_for(cfg, sim: str, waves: str | None, root: Path = DEFAULT_BUILD_ROOT) -> Path:
@@ -41,16 +42,34 @@ def build_dir_for(cfg, sim: str, waves: str | None, root: Path = DEFAULT_BUILD_R
 
 def run_rtl(cfg, weights, pixels, *, sim: str = "verilator", waves: str | None = None,
             build_root: Path = DEFAULT_BUILD_ROOT, readback: bool = False,
-            verbose: bool = False, progress=None) -> RtlRun:
+            verbose: bool = False, progress=None, labels=None, lr_shift: int | None = None,
+            stored: bool = False) -> RtlRun:
     """Generate, build (once per parameter set) and simulate; return every spike and cycle.
 
     ``waves``: path of an FST (``.fst``, Verilator only) or VCD file to write.
     ``progress``: called with the number of samples finished so far, while it runs.
+    ``labels``: train on the samples in order (on-chip desire backpropagation, ``lr_shift``
+    defaults to the config's) and read all stored weights back after each one.
+    ``stored``: ``weights`` are stored weights (``weight_bits + F`` bits), not inference ones.
     """
     from cocotb_tools.runner import get_runner
 
     require_simulator(sim)
-    stored = to_stored(cfg, weights)
+    if stored:
+        stored_w = [np.asarray(w, dtype=np.int64) for w in weights]
+    else:
+        stored_w = to_stored(cfg, weights)
+    learn = {}
+    if labels is not None:
+        if cfg.learning is None:
+            raise ValueError(f"config {cfg.name!r} has no [learning] section to train with")
+        labels = np.asarray(labels, dtype=np.int64)
+        if labels.shape != (len(pixels),) or labels.min(initial=0) < 0 \
+                or labels.max(initial=0) >= cfg.layers[-1]:
+            raise ValueError(f"labels: expected {len(pixels)} labels in "
+                             f"[0, {cfg.layers[-1] - 1}]")
+        learn = {"labels": labels,
+                 "lr_shift": cfg.learning.lr_shift if lr_shift is None else lr_shift}
     pixels = np.asarray(pixels, dtype=np.int64)
     if pixels.ndim != 2 or pixels.shape[1] != cfg.layers[0]:
         raise ValueError(f"pixels: expected shape (B, {cfg.layers[0]}), got {pixels.shape}")
@@ -79,9 +98,9 @@ def run_rtl(cfg, weights, pixels, *, sim: str = "verilator", waves: str | None =
     result.unlink(missing_ok=True)
     # words can be wider than 64 bits: stored as decimal strings
     words = {f"words{i}": np.array([str(x) for x in pack_words(cfg, i, w)])
-             for i, w in enumerate(stored)}
+             for i, w in enumerate(stored_w)}
     np.savez(job, sizes=np.array(cfg.layers), steps=cfg.time_steps, pixels=pixels,
-             readback=int(readback), **words)
+             readback=int(readback), **{"lr_shift": 0, **learn}, **words)
     done_file = build_dir / "progress"
     done_file.unlink(missing_ok=True)
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -110,6 +129,11 @@ def run_rtl(cfg, weights, pixels, *, sim: str = "verilator", waves: str | None =
         shutil.copyfile(dump, waves)
     with np.load(result) as data:
         n = len(cfg.layers)
+        after = None
+        if labels is not None:
+            after = [[unpack_words(cfg, i, [int(w) for w in data[f"after{b}_{i}"]])
+                      for i in range(cfg.n_layers)] for b in range(len(pixels))]
         return RtlRun(rasters=[data[f"raster{p}"] for p in range(n)],
                       predictions=data["predictions"], cycles=data["cycles"],
-                      edges=data["edges"], readback_ok=bool(data["readback_ok"]))
+                      edges=data["edges"], readback_ok=bool(data["readback_ok"]),
+                      weights_after=after)

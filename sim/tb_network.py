@@ -5,6 +5,9 @@ packed weight words, the pixels of every sample and the network's dimensions. Fo
 sample it records each spike of every population from the trace ports (step, neuron), the
 hardware's cycle counter, the clock edges between ``start`` and ``done`` (measured by the
 testbench itself) and the prediction, and writes them to ``SPIKEFORGE_RESULT``.
+
+Training jobs (``labels`` in the job) run every sample with ``learn`` high, its label and
+the job's ``lr_shift``, and read every weight word back after each sample.
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ async def reset(dut):
     for name in ("start", "px_we", "w_we", "px_addr", "px_data", "w_addr", "w_wdata",
                  "w_layer", "count_sel"):
         getattr(dut, name).value = 0
+    for name in ("learn", "label", "lr_shift"):     # ports of learning configs only
+        if hasattr(dut, name):
+            getattr(dut, name).value = 0
     for _ in range(3):
         await RisingEdge(dut.clk)
     dut.rst.value = 0
@@ -59,14 +65,20 @@ async def read_words(dut, layer, depth):
     return words
 
 
-async def run_sample(dut, pixels, sizes, steps):
+async def run_sample(dut, pixels, sizes, steps, label=None, lr_shift=0):
     await write_port(dut, dut.px_we, dut.px_addr, dut.px_data, pixels)
+    if label is not None:
+        dut.learn.value = 1
+        dut.label.value = int(label)
+        dut.lr_shift.value = int(lr_shift)
     spikes = [[] for _ in sizes]
     valid = [getattr(dut, f"trace{pop}_valid") for pop in range(len(sizes))]
     index = [getattr(dut, f"trace{pop}_index") for pop in range(len(sizes))]
     dut.start.value = 1
     await RisingEdge(dut.clk)               # this edge samples start
     dut.start.value = 0
+    if label is not None:
+        dut.learn.value = 0
     edges = 0
     while True:
         await ReadOnly()                    # settled values of the cycle after the edge
@@ -107,10 +119,18 @@ async def run_job(dut):
     edges = np.zeros(batch, dtype=np.int64)
     cycles = np.zeros(batch, dtype=np.int64)
     predictions = np.zeros(batch, dtype=np.int64)
+    labels = job["labels"] if "labels" in job.files else None
+    after = {}                              # training: words of every layer after each sample
     for b in range(batch):
         await RisingEdge(dut.clk)
+        label = None if labels is None else int(labels[b])
         spikes, edges[b], cycles[b], predictions[b] = await run_sample(
-            dut, pixels[b], sizes, steps)
+            dut, pixels[b], sizes, steps, label, int(job["lr_shift"]))
+        if labels is not None:
+            await FallingEdge(dut.clk)
+            for layer in range(n_layers):
+                got = await read_words(dut, layer, len(words[layer]))
+                after[f"after{b}_{layer}"] = np.array([str(w) for w in got])
         if "SPIKEFORGE_PROGRESS" in os.environ:
             with open(os.environ["SPIKEFORGE_PROGRESS"], "w") as f:
                 f.write(str(b + 1))
@@ -118,5 +138,5 @@ async def run_job(dut):
             for t, n in events:
                 rasters[pop][b, t, n] = True
     np.savez(os.environ["SPIKEFORGE_RESULT"], edges=edges, cycles=cycles,
-             predictions=predictions, readback_ok=readback_ok,
+             predictions=predictions, readback_ok=readback_ok, **after,
              **{f"raster{pop}": r for pop, r in enumerate(rasters)})

@@ -90,9 +90,11 @@ def cmd_compare(args) -> int:
     cfg = load_config(args.config)
     if args.samples < 1:
         raise SystemExit("--samples: must be >= 1")
+    if args.learn:
+        return _compare_learning(cfg, args)
     rng = np.random.default_rng(args.seed)
     weights = (load_weights(args.weights, cfg) if args.weights
-               else random_weights(cfg, rng, scale=args.weight_scale))
+               else random_weights(cfg, rng, scale=args.weight_scale or 0.5))
     pixels, labels = _pick_samples(cfg, args, rng)
     print(f"compare: {cfg.summary()}; {args.samples} samples "
           f"({'random' if args.random else args.dataset or cfg.dataset}), seed {args.seed}, "
@@ -112,6 +114,61 @@ def cmd_compare(args) -> int:
           f"{int(np.median(gold.cycles))}, max {gold.cycles.max()}")
     if args.waves:
         print(f"compare: waveforms in {args.waves}")
+    if result.first_divergence:
+        print(f"compare: first divergence: {result.first_divergence}")
+        for line in result.details:
+            print(f"compare:   {line}")
+    print(result.summary_line())
+    return 0 if result.ok else 1
+
+
+def _compare_learning(cfg, args) -> int:
+    """``compare --learn``: train golden model and RTL on the same samples, compare all."""
+    import numpy as np
+    from tqdm import tqdm
+
+    from sim.compare import compare_training
+    from sim.rtl import run_rtl
+    from sw.desire import train_step
+    from sw.train import initial_weights
+    from sw.weights import load_weights, to_stored
+
+    if cfg.learning is None:
+        raise ConfigError(f"compare --learn: config {cfg.name!r} has no [learning] section")
+    rng = np.random.default_rng(args.seed)
+    if args.weights:
+        stored, init = to_stored(cfg, load_weights(args.weights, cfg)), str(args.weights)
+    elif args.weight_scale is not None:
+        hi = max(1, int(round(cfg.store_max * args.weight_scale)))
+        stored = [rng.integers(max(cfg.store_min, -hi), hi + 1, size=cfg.weight_shape(i))
+                  for i in range(cfg.n_layers)]
+        init = f"uniform random stored weights, scale {args.weight_scale}"
+    else:
+        stored, init = initial_weights(cfg, args.seed), "Kaiming-normal init"
+    pixels, labels = _pick_samples(cfg, args, rng)
+    if labels is None:
+        labels = rng.integers(0, cfg.layers[-1], size=len(pixels))
+    lr_shift = cfg.learning.lr_shift if args.lr_shift is None else args.lr_shift
+    print(f"compare --learn: {cfg.summary()}; {args.samples} training samples "
+          f"({'random' if args.random else args.dataset or cfg.dataset}), seed {args.seed}, "
+          f"{init}, lr_shift {lr_shift}, {args.sim}")
+    steps, weights = [], stored
+    for b in range(len(pixels)):
+        steps.append(train_step(cfg, weights, pixels[b], int(labels[b]), lr_shift))
+        weights = steps[-1].weights
+    with tqdm(total=args.samples, desc=f"RTL training ({args.sim})", unit="sample",
+              disable=args.quiet) as bar:
+        rtl = run_rtl(cfg, stored, pixels, sim=args.sim, waves=args.waves, labels=labels,
+                      lr_shift=lr_shift, stored=True,
+                      progress=lambda n: bar.update(n - bar.n))
+        bar.update(args.samples - bar.n)
+    result = compare_training(steps, rtl)
+    moved = sum(int((a != b).sum()) for a, b in zip(stored, weights, strict=True))
+    infer = np.array([s.infer_cycles for s in steps])
+    learn = np.array([s.learn_cycles for s in steps])
+    print(f"compare --learn: {moved} of {cfg.n_synapses} stored weights moved over the run; "
+          f"cycles per training sample median {int(np.median(infer + learn))} (inference "
+          f"{int(np.median(infer))} + learning {int(np.median(learn))})")
     if result.first_divergence:
         print(f"compare: first divergence: {result.first_divergence}")
         for line in result.details:
@@ -180,9 +237,16 @@ def build_parser() -> argparse.ArgumentParser:
                      help="test samples from this dataset (default: the config's)")
     src.add_argument("--random", action="store_true", help="random inputs instead of data")
     p.add_argument("--weights", help=".npz weight file (default: random weights from --seed)")
-    p.add_argument("--weight-scale", type=float, default=0.5,
+    p.add_argument("--weight-scale", type=float, default=None,
                    help="random weights span this share of the signed range (1.0 = full, "
-                        "saturation-heavy; default 0.5)")
+                        "saturation-heavy; default 0.5; with --learn: uniform stored "
+                        "weights instead of the Kaiming init)")
+    p.add_argument("--learn", action="store_true",
+                   help="train golden model and RTL on the samples (on-chip desire "
+                        "backpropagation) and compare spikes, every weight after every "
+                        "sample, and cycles")
+    p.add_argument("--lr-shift", type=int, default=None,
+                   help="with --learn: learning-rate shift (default: the config's)")
     p.add_argument("--sim", choices=("verilator", "icarus"), default="verilator")
     p.add_argument("--waves", help="write waveforms to this .fst (Verilator) or .vcd file")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
