@@ -116,13 +116,13 @@ class Network(wiring.Component):
         m.d.comb += [enc.px_addr.eq(self.px_addr), enc.px_data.eq(self.px_data),
                      enc.px_we.eq(self.px_we)]
         for i, layer in enumerate(layers):
-            with m.If(learning):
-                m.d.comb += [layer.w_addr.eq(getattr(learner, f"w{i}_addr")),
-                             layer.w_wdata.eq(getattr(learner, f"w{i}_wdata")),
-                             layer.w_we.eq(getattr(learner, f"w{i}_we"))]
-            with m.Else():
-                m.d.comb += [layer.w_addr.eq(self.w_addr), layer.w_wdata.eq(self.w_wdata),
-                             layer.w_we.eq(self.w_we & (self.w_layer == i))]
+            m.d.comb += [layer.w_addr.eq(self.w_addr), layer.w_wdata.eq(self.w_wdata),
+                         layer.w_we.eq(self.w_we & (self.w_layer == i))]
+            if learner is not None:
+                with m.If(learning):
+                    m.d.comb += [layer.w_addr.eq(getattr(learner, f"w{i}_addr")),
+                                 layer.w_wdata.eq(getattr(learner, f"w{i}_wdata")),
+                                 layer.w_we.eq(getattr(learner, f"w{i}_we"))]
             with m.If(self.w_layer == i):
                 m.d.comb += self.w_rdata.eq(layer.w_rdata)
 

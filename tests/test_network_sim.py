@@ -82,3 +82,19 @@ def test_network_matches_golden(case):
         assert cycles == gold.cycles[b]
         assert edges == cycles
         assert pred == gold.predictions[b]
+
+
+def test_inference_only_network_has_no_learning_unit():
+    """A config without [learning] builds the plain inference network, bit-exact as well."""
+    cfg = dataclasses.replace(load_config("digits-tiny"), name="infer-only", learning=None,
+                              layers=(6, 4, 3), lanes=2, time_steps=6, threshold=20,
+                              membrane_bits=9, weight_bits=6)
+    assert not hasattr(Network(cfg), "learn")
+    rng = np.random.default_rng(3)
+    weights = random_weights(cfg, rng, scale=1.0)
+    pixels = rng.integers(0, cfg.pixel_max + 1, size=(2, cfg.layers[0]))
+    gold = run_network(cfg, weights, pixels)
+    for b, (rasters, _, cycles, _) in enumerate(simulate_network(cfg, weights, pixels)):
+        for pop, raster in enumerate(rasters):
+            np.testing.assert_array_equal(raster, gold.rasters[pop][b])
+        assert cycles == gold.cycles[b]
