@@ -1,4 +1,4 @@
-"""``spikeforge`` command line: demo, generate, lint, compare, qat, configs."""
+"""``spikeforge`` command line: demo, generate, lint, compare, qat, train, configs."""
 
 from __future__ import annotations
 
@@ -201,6 +201,92 @@ def cmd_demo(args) -> int:
                     epochs=args.epochs, samples=args.samples, seed=args.seed)
 
 
+def _int_at_least(lo: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected an integer >= {lo}, got {text!r}") from None
+        if value < lo:
+            raise argparse.ArgumentTypeError(f"{value} is out of range, must be >= {lo}")
+        return value
+    return parse
+
+
+def cmd_train(args) -> int:
+    """On-chip desire-backpropagation training, sample by sample, with the golden model."""
+    from tqdm import tqdm
+
+    from sw.datasets import load_dataset
+    from sw.train import CHECKPOINT_NAME, TrainError, TrainMonitor, train
+
+    cfg = load_config(args.config)
+    if cfg.learning is None:
+        raise ConfigError(f"config {cfg.name!r} has no [learning] section; on-chip training "
+                          f"needs one (see configs/digits-tiny.toml)")
+    dataset = args.dataset or cfg.dataset
+    out = Path(args.out) if args.out else Path("out") / "train" / f"{cfg.name}-{dataset}"
+    if args.resume and not (out / CHECKPOINT_NAME).is_file():
+        print(f"spikeforge train: error: --resume: no checkpoint {out / CHECKPOINT_NAME} "
+              f"(run without --resume to start, or give the --out of the run to continue)",
+              file=sys.stderr)
+        return 2
+    data = load_dataset(dataset, cfg.pixel_bits)
+    print(f"train: {cfg.summary()}")
+    print(f"train: {data.summary()}; seed {args.seed}, engine {args.engine}, output {out}")
+
+    class Bar(TrainMonitor):
+        def __init__(self):
+            self.bar = None
+
+        def start(self, total, done):
+            self.bar = tqdm(total=total, initial=done, unit="sample", desc="train",
+                            disable=args.quiet, dynamic_ncols=True, smoothing=0.05)
+
+        def sample(self, epoch, position, size, correct):
+            self.bar.update(1)
+            if position % 50 == 0 or position == size:
+                self.bar.set_postfix_str(f"epoch {epoch + 1}/{args.epochs} train "
+                                         f"{100 * correct / position:.1f}%", refresh=False)
+
+        def evaluating(self, epoch, samples):
+            self.bar.set_postfix_str(f"epoch {epoch + 1}/{args.epochs} testing "
+                                     f"{samples} samples")
+
+        def epoch_end(self, r):
+            tqdm.write(f"train: epoch {r.epoch}/{args.epochs} lr_shift {r.lr_shift}: train "
+                       f"{100 * r.train_accuracy:.2f}%, test {100 * r.test_accuracy:.2f}%, "
+                       f"median {r.median_cycles:.0f} cycles/sample, {r.seconds:.1f} s")
+
+    monitor = Bar()
+    try:
+        result = train(cfg, data, epochs=args.epochs, seed=args.seed, out_dir=out,
+                       train_samples=args.train_samples, test_samples=args.test_samples,
+                       resume=args.resume, checkpoint_every=args.checkpoint_every,
+                       max_samples=args.max_samples, engine=args.engine,
+                       verify_every=args.verify_every, monitor=monitor)
+    except TrainError as exc:
+        print(f"spikeforge train: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\ntrain: interrupted; {out / CHECKPOINT_NAME} holds the last checkpoint, "
+              f"continue with --resume", file=sys.stderr)
+        return 130
+    finally:
+        if monitor.bar is not None:
+            monitor.bar.close()
+    if not result.complete:
+        print(f"train: stopped after {result.samples_done} samples (--max-samples); "
+              f"checkpoint {result.files['checkpoint']}; continue with --resume")
+        return 0
+    for key in ("weights", "history", "plot"):
+        print(f"train: {key} in {result.files[key]}")
+    print(f"train: {cfg.name} {data.name} epochs {len(result.history)} test accuracy "
+          f"{100 * result.test_accuracy:.2f}%")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="spikeforge",
@@ -259,6 +345,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--output", required=True, help="weight file to write (.npz)")
     p.set_defaults(func=cmd_qat)
+
+    p = sub.add_parser("train", help="on-chip desire-backpropagation training (golden model)")
+    _add_config(p)
+    p.add_argument("--dataset", choices=("digits", "mnist-t10k", "fashion-mnist", "mnist"),
+                   help="dataset (default: the config's)")
+    p.add_argument("--epochs", type=_int_at_least(1), required=True)
+    p.add_argument("--out", help="output folder: checkpoint, weights, history, accuracy plot "
+                                 "(default: out/train/<config>-<dataset>)")
+    p.add_argument("--seed", type=_int_at_least(0), default=0,
+                   help="initial weights and sample order (default 0)")
+    p.add_argument("--train-samples", type=_int_at_least(1),
+                   help="train on the first N training samples (default: all)")
+    p.add_argument("--test-samples", type=_int_at_least(1),
+                   help="test on the first N test samples (default: all)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the checkpoint in --out (same config, dataset, seed, "
+                        "sample counts); the result is bit-identical to an uninterrupted run")
+    p.add_argument("--checkpoint-every", type=_int_at_least(0), default=2000,
+                   help="also checkpoint every N samples within an epoch (default 2000, "
+                        "0: only at epoch ends)")
+    p.add_argument("--max-samples", type=_int_at_least(0),
+                   help="stop after N samples in this call (checkpointed; go on with --resume)")
+    p.add_argument("--engine", choices=("fast", "golden"), default="fast",
+                   help="fast: BLAS forward pass, bit-identical to golden: sw.desire.train_step "
+                        "as is (default fast)")
+    p.add_argument("--verify-every", type=_int_at_least(0), default=1000,
+                   help="fast engine: recheck every N-th sample against sw.desire.train_step "
+                        "(default 1000, 0: never)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("configs", help="list the shipped profiles")
     p.set_defaults(func=cmd_configs)

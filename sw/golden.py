@@ -18,7 +18,7 @@ import numpy as np
 
 from sw import cycles
 from sw.encode import rate_encode
-from sw.lif import lif_step
+from sw.lif import exact_matmul, int_matmul, lif_step
 
 
 @dataclass
@@ -43,29 +43,124 @@ def predict(counts: np.ndarray) -> np.ndarray:
     return np.where(unique, counts.argmax(axis=1), -1)
 
 
+#: Rows of a batch simulated together: about this many (step, neuron) currents at a time.
+CHUNK_CURRENTS = 1 << 20
+
+
+def run_layer(cfg, weights: np.ndarray, pre_raster: np.ndarray,
+              frac_bits: int = 0) -> np.ndarray:
+    """All ``T`` steps of one LIF layer: input raster ``(B, T, N_pre)`` -> ``(B, T, N_post)``.
+
+    The layer reads ``weights >> frac_bits`` (``frac_bits = F`` runs it straight from stored
+    weights). Exactly :func:`sw.lif.lif_step` at every step ``t >= 1`` on the previous
+    population's step ``t - 1``; computed in bulk: the input raster is known up front, so the
+    currents of all steps are one exact matrix product over the presynaptic neurons that spike
+    at all, the steps run without saturation, and a bound check afterwards finds the first step
+    (if any) where some partial sum could have left ``[V_min, V_max]``; from there that sample
+    is re-run one step at a time with the per-spike saturating :func:`sw.lif.integrate`.
+    """
+    weights = np.asarray(weights)
+    pre_raster = np.asarray(pre_raster, dtype=bool)
+    batch, steps, _ = pre_raster.shape
+    n_post = weights.shape[1]
+    out = np.zeros((batch, steps, n_post), dtype=bool)
+    if steps < 2:
+        return out
+    chunk = max(1, CHUNK_CURRENTS // ((steps - 1) * max(n_post, pre_raster.shape[2])))
+    for b0 in range(0, batch, chunk):
+        _run_chunk(cfg, weights, pre_raster[b0:b0 + chunk, :-1], out[b0:b0 + chunk],
+                   frac_bits)
+    return out
+
+
+def _run_chunk(cfg, weights, inp, out, frac_bits):
+    """:func:`run_layer` for a few samples; ``inp[:, t]`` is what step ``t + 1`` integrates."""
+    batch, steps, _ = inp.shape
+    live = np.flatnonzero(inp.any(axis=(0, 1)))
+    if live.size == 0:
+        return                      # membranes stay 0 < threshold: no spikes
+    w = weights[live].astype(np.int64, copy=False)
+    if frac_bits:
+        w >>= frac_bits
+    w_hi, w_lo = int(w.max()), int(w.min())
+    spikes = inp[:, :, live]
+    n_in = spikes.sum(axis=2, dtype=np.int64)          # input spikes per step
+    if int(n_in.sum(axis=1).max()) * w_hi < cfg.threshold:
+        # No membrane can reach the threshold: even with saturation and the leak (which
+        # never raises a membrane above max(V, 0)), V stays <= the sum of the positive
+        # weights of all input spikes so far <= spikes * max weight.
+        return
+    current = exact_matmul(spikes.reshape(batch * steps, live.size), w,
+                           live.size * max(w_hi, -w_lo))
+    current = current.reshape(batch, steps, -1)
+    theta, k = cfg.threshold, cfg.leak_shift
+    # vs[:, t]: the membrane step t + 1 starts from (after the previous step's leak); steps
+    # the loop skips keep V = 0 there, which the bound check below reads as "in range" (they
+    # have no input).
+    vs = np.zeros((batch, steps + 1, w.shape[1]), dtype=np.int64)
+    fired = out[:, 1:]
+    scratch = np.empty((batch, w.shape[1]), dtype=np.int64)
+    with_input = np.flatnonzero(n_in.any(axis=0))
+    last_input = int(with_input[-1])
+    for t in range(int(with_input[0]), steps):    # before the first input spike: V = 0
+        v = vs[:, t + 1]
+        np.add(vs[:, t], current[:, t], out=v)
+        s = fired[:, t]
+        np.greater_equal(v, theta, out=s)
+        if t > last_input and not s.any():
+            break   # no input left, all V < threshold: leak(V) <= max(V, 0) keeps them there
+        np.subtract(v, theta, out=v, where=s)
+        np.right_shift(v, k, out=scratch)
+        np.subtract(v, scratch, out=v)
+    # Bound check: every partial sum of step t stays in range if v + (sum of the positive
+    # weights of its input spikes) <= V_max and v + (sum of the negative ones) >= V_min.
+    # A whole-chunk bound first, then per neuron, then exact sums where those fail.
+    v_in = vs[:, :steps]
+    n_max = int(n_in.max())
+    if (int(v_in.max()) + n_max * max(w_hi, 0) <= cfg.v_max
+            and int(v_in.min()) + n_max * min(w_lo, 0) >= cfg.v_min):
+        return
+    n_in = n_in[..., None]
+    col_hi, col_lo = np.maximum(w.max(axis=0), 0), np.minimum(w.min(axis=0), 0)
+    risky = ((v_in + n_in * col_hi > cfg.v_max) | (v_in + n_in * col_lo < cfg.v_min)).any(axis=2)
+    if not risky.any():
+        return
+    bs, ts = np.nonzero(risky)
+    s_risky = spikes[bs, ts]
+    upper = v_in[bs, ts] + int_matmul(s_risky, np.maximum(w, 0))
+    lower = v_in[bs, ts] + int_matmul(s_risky, np.minimum(w, 0))
+    unsafe = ((upper > cfg.v_max) | (lower < cfg.v_min)).any(axis=1)
+    first: dict[int, int] = {}
+    for b, t in zip(bs[unsafe], ts[unsafe], strict=True):
+        first.setdefault(int(b), int(t))      # np.nonzero is row-major: earliest t first
+    for b, t0 in first.items():
+        v = v_in[b, t0][None].copy()
+        for t in range(t0, steps):
+            v, out[b, t + 1] = lif_step(v, w, spikes[b, t][None], threshold=theta,
+                                        leak_shift=k, v_min=cfg.v_min, v_max=cfg.v_max)
+
+
 def run_layers(cfg, weights: list[np.ndarray], input_raster: np.ndarray) -> list[np.ndarray]:
     """Run all LIF layers on an input raster ``(B, T, N_in)``; returns all rasters."""
-    batch, steps, _ = input_raster.shape
-    rasters = [input_raster.astype(bool)]
-    for layer, w in enumerate(weights):
-        n_post = cfg.layers[layer + 1]
-        v = np.zeros((batch, n_post), dtype=np.int64)
-        out = np.zeros((batch, steps, n_post), dtype=bool)
-        for t in range(1, steps):
-            v, out[:, t] = lif_step(v, w, rasters[layer][:, t - 1], threshold=cfg.threshold,
-                                    leak_shift=cfg.leak_shift, v_min=cfg.v_min,
-                                    v_max=cfg.v_max)
-        rasters.append(out)
+    rasters = [np.asarray(input_raster).astype(bool)]
+    for w in weights:
+        rasters.append(run_layer(cfg, np.asarray(w), rasters[-1]))
     return rasters
 
 
-def run_network(cfg, weights: list[np.ndarray], pixels: np.ndarray) -> NetworkRun:
-    """Run a batch of samples ``pixels`` ``(B, N_in)`` (unsigned ``pixel_bits``)."""
+def check_pixels(cfg, pixels: np.ndarray) -> np.ndarray:
+    """``pixels`` as an array ``(B, N_in)`` of unsigned ``pixel_bits`` values, or ValueError."""
     pixels = np.asarray(pixels)
     if pixels.ndim != 2 or pixels.shape[1] != cfg.layers[0]:
         raise ValueError(f"pixels: expected shape (B, {cfg.layers[0]}), got {pixels.shape}")
     if pixels.min(initial=0) < 0 or pixels.max(initial=0) > cfg.pixel_max:
         raise ValueError(f"pixels: values must lie in [0, {cfg.pixel_max}]")
+    return pixels
+
+
+def run_network(cfg, weights: list[np.ndarray], pixels: np.ndarray) -> NetworkRun:
+    """Run a batch of samples ``pixels`` ``(B, N_in)`` (unsigned ``pixel_bits``)."""
+    pixels = check_pixels(cfg, pixels)
     raster = rate_encode(pixels, cfg.time_steps, cfg.encoder_threshold)
     rasters = run_layers(cfg, weights, raster)
     counts = rasters[-1].sum(axis=1)

@@ -23,20 +23,47 @@ def saturate(v: np.ndarray, v_min: int, v_max: int) -> np.ndarray:
     return np.clip(v, v_min, v_max)
 
 
+def _abs_max(x: np.ndarray) -> int:
+    if x.dtype == bool:
+        return 1 if x.size else 0
+    return max(int(x.max(initial=0)), -int(x.min(initial=0)))
+
+
+def int_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Exact ``a @ b`` of integer (or bool) arrays as ``int64``, taken in float BLAS.
+
+    Every partial sum of the product is an integer no larger than ``K * max|a| * max|b|``;
+    below ``2**24`` float32 holds all of them exactly, below ``2**53`` float64 does, so any
+    summation order gives the exact result. Larger products use numpy's integer matmul.
+    """
+    a, b = np.asarray(a), np.asarray(b)
+    return exact_matmul(a, b, b.shape[0] * _abs_max(a) * _abs_max(b))
+
+
+def exact_matmul(a: np.ndarray, b: np.ndarray, bound: int) -> np.ndarray:
+    """:func:`int_matmul` given ``bound >= K * max|a| * max|b|``."""
+    if bound < 1 << 24:
+        dtype = np.float32
+    elif bound < 1 << 53:
+        dtype = np.float64
+    else:
+        return np.asarray(a, dtype=np.int64) @ np.asarray(b, dtype=np.int64)
+    return (a.astype(dtype) @ b.astype(dtype)).astype(np.int64)
+
+
 def integrate(v: np.ndarray, weights: np.ndarray, spikes_in: np.ndarray,
               v_min: int, v_max: int) -> np.ndarray:
     """Add the weights of the presynaptic spikes to the membranes, saturating at each add.
 
     ``v``: ``(B, N_post)``, ``weights``: ``(N_pre, N_post)``, ``spikes_in``: ``(B, N_pre)``.
-    Rows whose partial sums provably stay in range take one matrix product; the others are
-    added one spike at a time in ascending index, exactly as the hardware does.
+    Rows whose partial sums provably stay in range take one (exact) matrix product; the
+    others are added one spike at a time in ascending index, exactly as the hardware does.
     """
-    s = spikes_in.astype(np.int64)
-    w = weights.astype(np.int64)
-    upper = v + s @ np.maximum(w, 0)
-    lower = v + s @ np.minimum(w, 0)
+    w = np.asarray(weights, dtype=np.int64)
+    out = v + int_matmul(spikes_in, w)
+    upper = v + int_matmul(spikes_in, np.maximum(w, 0))
+    lower = v + int_matmul(spikes_in, np.minimum(w, 0))
     safe = (upper <= v_max).all(axis=1) & (lower >= v_min).all(axis=1)
-    out = v + s @ w
     for b in np.flatnonzero(~safe):
         vb = v[b].copy()
         for j in np.flatnonzero(spikes_in[b]):

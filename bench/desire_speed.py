@@ -1,0 +1,155 @@
+"""Learning throughput of desire backpropagation: integer golden model vs float reference.
+
+Run as ``.venv/bin/python bench/desire_speed.py`` (``--help`` for options). Single thread:
+the BLAS/OpenMP thread counts are pinned to 1 before numpy is imported and torch (if present)
+is told ``set_num_threads(1)``. For each topology, both models train on the same real samples
+(the first ``--samples`` training images of ``mnist-t10k``, 8-bit pixels) from the same
+Kaiming-normal start (the float weights; the golden model gets them as stored integers whose
+``>> F`` inference read is ``round(W * theta)``: both nets then spike alike; a plain floor read
+of rounded weights would leave the integer net nearly silent and its workload unfairly light),
+``--repeats`` times from that same start; the table gives the minimum and median
+over the repeats. The published reference's figures are quoted for comparison (its authors'
+PyTorch code, one sample at a time, measured on these machines as stated in the issue).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+             "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS"):
+    os.environ[_var] = "1"   # before numpy loads its BLAS
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from spikeforge.config import DesireConfig, NetworkConfig  # noqa: E402
+from sw import desire  # noqa: E402
+from sw.datasets import load_dataset  # noqa: E402
+from sw.desire_float import FloatDesireNet  # noqa: E402
+
+try:  # the float reference is numpy; torch is pinned to one thread in case anything uses it
+    import torch  # noqa: E402
+
+    torch.set_num_threads(1)
+except ImportError:  # pragma: no cover - torch is a project dependency
+    torch = None
+
+#: Published reference (authors' PyTorch code, CPU), seconds per training sample (the issue).
+PUBLISHED_S_PER_SAMPLE = {(784, 200, 100, 10): 0.06, (784, 1000, 100, 10): 0.37}
+TARGET_SPEEDUP = 20.0
+
+
+def make_config(layers) -> NetworkConfig:
+    return NetworkConfig(name="bench-" + "-".join(map(str, layers)), layers=tuple(layers),
+                         time_steps=20, lanes=16, weight_bits=8, membrane_bits=16,
+                         threshold=64, leak_shift=2, dataset="mnist-t10k",
+                         learning=DesireConfig())
+
+
+def time_golden(cfg, stored0, pixels, labels):
+    """(wall s, CPU s, spikes per population) of training on the samples in order."""
+    stored = [w.copy() for w in stored0]
+    spikes = np.zeros(len(cfg.layers))
+    wall, cpu = time.perf_counter(), time.process_time()
+    for px, label in zip(pixels, labels, strict=True):
+        step = desire.train_step(cfg, stored, px, int(label))
+        stored = step.weights
+        spikes += [r.sum() for r in step.run.rasters]
+    return time.perf_counter() - wall, time.process_time() - cpu, spikes
+
+
+def time_float(cfg, weights0, pixels01, labels):
+    net = FloatDesireNet.from_config(cfg)
+    net.weights = [w.copy() for w in weights0]
+    spikes = np.zeros(len(cfg.layers))
+    wall, cpu = time.perf_counter(), time.process_time()
+    for px, label in zip(pixels01, labels, strict=True):
+        step = net.train_step(px, int(label))
+        spikes += [r.sum() for r in step.run.rasters]
+    return time.perf_counter() - wall, time.process_time() - cpu, spikes
+
+
+def load_average() -> str:
+    try:
+        return ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:  # pragma: no cover - not on every OS
+        return "n/a"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=200, help="samples per repeat")
+    parser.add_argument("--repeats", type=int, default=3, help="repeats (>= 3)")
+    parser.add_argument("--hidden", type=int, nargs="+", default=[200, 1000],
+                        help="first hidden layer sizes of 784-H-100-10")
+    args = parser.parse_args(argv)
+    if args.repeats < 3 or args.samples < 1:
+        parser.error("--repeats must be >= 3 and --samples >= 1")
+
+    ds = load_dataset("mnist-t10k", 8)
+    pixels = ds.train_pixels[:args.samples]
+    labels = ds.train_labels[:args.samples]
+    pixels01 = pixels / ds.pixel_max
+
+    print(f"# desire backpropagation learning throughput ({platform.machine()}, "
+          f"{os.cpu_count()} CPUs, 1 thread, numpy {np.__version__}"
+          + (f", torch {torch.__version__}" if torch else "") + ")")
+    print(f"\n{args.samples} mnist-t10k training samples per repeat, {args.repeats} repeats "
+          f"from the same Kaiming-normal start; T=20, P=16, w8/v16, theta=64, k=2 "
+          f"(golden: F=6, trace 2^-4, lr 2^-8). Load average at start: {load_average()}.\n")
+    print("| topology | model | samples/s (median) | samples/s (best) | ms/sample (median) "
+          "| ms/sample (best) | CPU ms/sample (median) | golden/float | vs published |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    ok, notes = True, []
+    for hidden in args.hidden:
+        layers = (784, hidden, 100, 10)
+        cfg = make_config(layers)
+        net0 = FloatDesireNet.from_config(cfg, seed=0)
+        weights0 = [w.copy() for w in net0.weights]
+        stored0 = net0.to_stored(cfg, centre=True)   # unbiased read, see to_stored
+        # warm-up (imports, first-touch allocations)
+        time_golden(cfg, stored0, pixels[:2], labels[:2])
+        time_float(cfg, weights0, pixels01[:2], labels[:2])
+        runs = {"golden": [], "float": []}
+        for _ in range(args.repeats):
+            runs["golden"].append(time_golden(cfg, stored0, pixels, labels))
+            runs["float"].append(time_float(cfg, weights0, pixels01, labels))
+        med = {k: statistics.median(r[0] for r in v) / args.samples for k, v in runs.items()}
+        published = PUBLISHED_S_PER_SAMPLE.get(layers)
+        topo = "-".join(map(str, layers))
+        for key, name in (("golden", "golden (int, sw.desire)"),
+                          ("float", "float (sw.desire_float)")):
+            per = [r[0] / args.samples for r in runs[key]]
+            cpu = statistics.median(r[1] for r in runs[key]) / args.samples
+            vs = f"{published / med[key]:.1f}x faster" if published else "n/a"
+            ratio = f"{med['float'] / med['golden']:.2f}" if key == "golden" else ""
+            print(f"| {topo} | {name} | {1 / med[key]:.1f} | {1 / min(per):.1f} | "
+                  f"{med[key] * 1e3:.2f} | {min(per) * 1e3:.2f} | {cpu * 1e3:.2f} | {ratio} "
+                  f"| {vs} |")
+            spikes = runs[key][0][2] / args.samples
+            notes.append(f"{topo} {key}: spikes/sample per population " +
+                         " / ".join(f"{x:.1f}" for x in spikes))
+        if published:
+            print(f"| {topo} | published reference (quoted) | {1 / published:.1f} | | "
+                  f"{published * 1e3:.0f} | | | | 1x |")
+            if published / med["golden"] < TARGET_SPEEDUP:
+                ok = False
+    print(f"\nLoad average at end: {load_average()}. golden/float = float ms/sample / golden "
+          f"ms/sample (> 1: golden faster). Target: golden (median) >= "
+          f"{TARGET_SPEEDUP:.0f}x faster than the published reference: "
+          f"{'met' if ok else 'NOT met'}.\n")
+    for note in notes:
+        print(f"- {note}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

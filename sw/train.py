@@ -1,0 +1,734 @@
+"""On-chip training with desire backpropagation, one sample at a time (host side of the chip).
+
+The chip learns from one sample at a time: the host streams a sample and its label, the chip
+runs inference, the desire pass and the weight update (:func:`sw.desire.train_step` is its
+bit-exact model). This module is the host loop around it:
+
+* initial *stored* weights (``weight_bits + F`` bits, :func:`initial_weights`): Kaiming
+  normal, ``std = sqrt(2 / N_pre)`` in float units, times ``threshold * 2**F`` into stored
+  integer units, rounded (half to even), plus half an inference LSB (``2**(F-1)``, so that
+  ``W_store >> F`` rounds rather than floors the float weight) and clipped to the stored
+  range, drawn from ``numpy.random.default_rng(SeedSequence(seed, spawn_key=(0,)))``;
+* a new sample order every epoch, ``permutation`` of a generator seeded by
+  ``SeedSequence(seed, spawn_key=(1, epoch))`` (:func:`epoch_order`), so any position of any
+  epoch can be regenerated without carrying RNG state;
+* the learning-rate shift of epoch ``e`` from ``cfg.learning.lr_shift_at(e)``;
+* after every epoch, test accuracy of the inference weights ``W_store >> F`` (batched);
+* history per epoch: train accuracy (the chip's own predictions while it learns, i.e. each
+  sample's forward pass *before* its update), test accuracy, median cycles per training
+  sample (inference + learning, :attr:`sw.desire.TrainStep.cycles`), wall seconds;
+* atomic checkpoints (temporary file + ``os.replace``) every ``checkpoint_every`` samples and
+  at every epoch end; resuming from one gives final weights bit-identical to an
+  uninterrupted run.
+
+Engines. ``"golden"`` calls :func:`sw.desire.train_step` and :func:`sw.golden.run_network`
+as they are. ``"fast"`` (the default) computes exactly the same integers faster: the forward
+pass takes each layer's input currents of all ``T`` steps in one float64 matrix product
+(exact: every partial sum is an integer far below ``2**53``) and falls back to
+:func:`sw.lif.integrate` (saturating, one spike at a time) for any sample and step whose
+partial sums could leave the membrane range; the desire, backward and update arithmetic are
+the functions of :mod:`sw.desire` themselves. ``tests/test_train.py`` checks the two engines
+bit for bit, and a fast run re-does every ``verify_every``-th sample with the golden
+:func:`sw.desire.train_step` and stops with an error at the first difference.
+
+Output files (in ``out_dir``): ``checkpoint.npz``, ``weights.npz`` (``w0, w1, ...``: the
+``weight_bits`` *inference* weights in :mod:`sw.weights` format, loadable by
+:func:`sw.weights.load_weights`; ``stored_w0, ...``: the ``weight_bits + F``-bit stored
+weights the learning memory holds; ``frac_bits``: ``F``), ``history.json`` and
+``accuracy.png`` (train/test accuracy per epoch).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import secrets
+import time
+import zipfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from sw import cycles
+from sw.desire import (
+    Desire,
+    TrainStep,
+    backward_sums,
+    eligibility,
+    hidden_desire,
+    inference_weights,
+    output_desire,
+    traces,
+    train_step,
+    update,
+)
+from sw.encode import rate_encode
+from sw.golden import NetworkRun, predict, run_network
+from sw.lif import integrate
+
+__all__ = [
+    "CHECKPOINT_NAME",
+    "DEFAULT_CHECKPOINT_EVERY",
+    "ENGINES",
+    "CheckpointError",
+    "EpochRecord",
+    "TrainError",
+    "TrainMonitor",
+    "TrainResult",
+    "config_hash",
+    "epoch_order",
+    "evaluate",
+    "fast_train_step",
+    "forward_rasters",
+    "initial_weights",
+    "load_checkpoint",
+    "plot_history",
+    "train",
+]
+
+ENGINES = ("fast", "golden")
+DEFAULT_CHECKPOINT_EVERY = 2000
+DEFAULT_VERIFY_EVERY = 1000
+EVAL_BATCH = 500
+CHECKPOINT_NAME = "checkpoint.npz"
+WEIGHTS_NAME = "weights.npz"
+HISTORY_NAME = "history.json"
+PLOT_NAME = "accuracy.png"
+CHECKPOINT_FORMAT = "spikeforge-train-checkpoint"
+CHECKPOINT_VERSION = 1
+_HISTORY_FIELDS = ("epoch", "lr_shift", "train_accuracy", "test_accuracy", "median_cycles",
+                   "seconds")
+
+
+class TrainError(ValueError):
+    """A training argument is out of range or does not fit the config/dataset."""
+
+
+class CheckpointError(TrainError):
+    """A checkpoint is missing, corrupt, or was written by a different run."""
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """One epoch of the history. Accuracies are fractions in ``[0, 1]``; ``epoch`` is
+    1-based (epoch ``e`` trained with ``lr_shift``); ``seconds`` is wall time of the epoch's
+    training and test pass (summed over interrupted runs)."""
+
+    epoch: int
+    lr_shift: int
+    train_accuracy: float
+    test_accuracy: float
+    median_cycles: float
+    seconds: float
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` leaves: the stored weights, the history and where files went.
+
+    ``complete`` is False when ``max_samples`` stopped the run early (a checkpoint holds its
+    state); ``samples_done`` counts training samples over all epochs, resumed runs included.
+    """
+
+    cfg: object
+    dataset: str
+    seed: int
+    epochs: int
+    stored: list[np.ndarray]
+    history: list[EpochRecord]
+    complete: bool
+    samples_done: int
+    files: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def weights(self) -> list[np.ndarray]:
+        """The ``weight_bits`` inference weights ``W_store >> F``."""
+        return inference_weights(self.cfg, self.stored)
+
+    @property
+    def test_accuracy(self) -> float | None:
+        return self.history[-1].test_accuracy if self.history else None
+
+
+class TrainMonitor:
+    """Hooks :func:`train` calls; the default does nothing. An exception raised in a hook
+    propagates out of :func:`train` (the last checkpoint stays valid)."""
+
+    def start(self, total: int, done: int) -> None:
+        """``total`` training samples in the run (all epochs), ``done`` already trained."""
+
+    def sample(self, epoch: int, position: int, size: int, correct: int) -> None:
+        """After sample ``position`` (1-based) of ``size`` in ``epoch`` (0-based);
+        ``correct`` counts correct predictions in this epoch so far."""
+
+    def epoch_end(self, record: EpochRecord) -> None:
+        """After an epoch's test pass."""
+
+    def evaluating(self, epoch: int, samples: int) -> None:
+        """Before an epoch's test pass over ``samples`` samples."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Seeds, initial weights, config identity
+# ---------------------------------------------------------------------------------------------
+
+def _check_seed(seed) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise TrainError(f"seed: expected a non-negative integer, got {seed!r}")
+    return int(seed)
+
+
+def initial_weights(cfg, seed: int) -> list[np.ndarray]:
+    """Kaiming-normal stored weights (``weight_bits + F`` bits) of every LIF layer.
+
+    ``W_store = clip(round(w * threshold * 2**F) + 2**(F-1))`` with ``w ~ N(0, 2 / N_pre)``
+    drawn in float units (``w_float = W_inf / threshold``), ``round`` half to even, ``clip``
+    to the stored range. The half-LSB offset ``2**(F-1)`` (0 when ``F = 0``) makes the
+    inference weight ``W_inf = W_store >> F`` the *rounded* ``w * threshold`` instead of its
+    floor: without it every weight the engines read starts half an inference LSB low, a
+    bias of ``-0.5 / threshold`` per input spike and step that costs a lot of accuracy
+    (digits-tiny: ~75% instead of ~45% after 12 epochs at the same learning rate).
+    """
+    _require_learning(cfg)
+    rng = np.random.default_rng(np.random.SeedSequence(_check_seed(seed), spawn_key=(0,)))
+    scale = cfg.threshold * (1 << cfg.frac_bits)
+    offset = (1 << cfg.frac_bits) >> 1
+    weights = []
+    for layer in range(cfg.n_layers):
+        n_pre, n_post = cfg.weight_shape(layer)
+        w = rng.normal(0.0, math.sqrt(2.0 / n_pre), size=(n_pre, n_post)) * scale
+        weights.append(np.clip(np.rint(w).astype(np.int64) + offset, cfg.store_min,
+                               cfg.store_max))
+    return weights
+
+
+def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
+    """The order in which epoch ``epoch`` (0-based) visits the ``n`` training samples."""
+    seq = np.random.SeedSequence(_check_seed(seed), spawn_key=(1, int(epoch)))
+    return np.random.default_rng(seq).permutation(n)
+
+
+def config_hash(cfg) -> str:
+    """A short hash of every config field that affects training (not its file path)."""
+    data = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.compare}
+    if data.get("learning") is not None:
+        data["learning"] = dataclasses.asdict(data["learning"])
+    text = json.dumps(data, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _require_learning(cfg) -> None:
+    if cfg.learning is None:
+        raise TrainError(f"config {cfg.name!r} has no [learning] section; on-chip training "
+                         f"needs one (see configs/digits-tiny.toml)")
+
+
+# ---------------------------------------------------------------------------------------------
+# The fast engine: the same integers as sw.golden / sw.desire, computed with BLAS
+# ---------------------------------------------------------------------------------------------
+
+def forward_rasters(cfg, w_inf: list[np.ndarray], pixels: np.ndarray) -> list[np.ndarray]:
+    """Spike rasters ``(B, T, N)`` of every population, identical to
+    ``sw.golden.run_network(cfg, w_inf, pixels).rasters``.
+
+    Each LIF layer's input currents of all steps are one float64 matrix product (exact: a
+    partial sum is at most ``N_pre * 2**(weight_bits-1) < 2**53``). A step of a sample whose
+    membranes could leave the saturation range while adding (checked against the sums of
+    the positive and of the negative weights of its input spikes) is integrated by
+    :func:`sw.lif.integrate` instead, one spike at a time, as the golden model does.
+    """
+    pixels = np.asarray(pixels)
+    if pixels.ndim != 2 or pixels.shape[1] != cfg.layers[0]:
+        raise ValueError(f"pixels: expected shape (B, {cfg.layers[0]}), got {pixels.shape}")
+    if pixels.min(initial=0) < 0 or pixels.max(initial=0) > cfg.pixel_max:
+        raise ValueError(f"pixels: values must lie in [0, {cfg.pixel_max}]")
+    steps, theta, k = cfg.time_steps, cfg.threshold, cfg.leak_shift
+    rasters = [rate_encode(pixels, steps, cfg.encoder_threshold)]
+    batch = pixels.shape[0]
+    for w in w_inf:
+        w = np.asarray(w, dtype=np.int64)
+        n_pre, n_post = w.shape
+        s_in = rasters[-1]
+        out = np.zeros((batch, steps, n_post), dtype=bool)
+        rasters.append(out)
+        if steps < 2:
+            continue
+        s_flat = s_in[:, :-1].reshape(-1, n_pre).astype(np.float64)
+        wf = w.astype(np.float64)
+        current = (s_flat @ wf).astype(np.int64).reshape(batch, steps - 1, n_post)
+        w_pos, w_neg = max(int(w.max(initial=0)), 0), min(int(w.min(initial=0)), 0)
+        events = s_in[:, :-1].sum(axis=2)                            # (B, T-1)
+        v = np.zeros((batch, n_post), dtype=np.int64)
+        for t in range(1, steps):
+            # Cheap sufficient test first, exact per-sample bounds only where it fails.
+            ev = events[:, t - 1]
+            unsafe = ((v.max(axis=1) + ev * w_pos > cfg.v_max)
+                      | (v.min(axis=1) + ev * w_neg < cfg.v_min))
+            if unsafe.any():
+                rows = np.flatnonzero(unsafe)
+                s_rows = s_in[rows, t - 1].astype(np.float64)
+                upper = v[rows] + (s_rows @ np.maximum(wf, 0)).astype(np.int64)
+                lower = v[rows] + (s_rows @ np.minimum(wf, 0)).astype(np.int64)
+                rows = rows[(upper > cfg.v_max).any(axis=1) | (lower < cfg.v_min).any(axis=1)]
+            else:
+                rows = ()
+            v_new = v + current[:, t - 1]
+            if len(rows):
+                v_new[rows] = integrate(v[rows], w, s_in[rows, t - 1], cfg.v_min, cfg.v_max)
+            spikes = v_new >= theta
+            out[:, t] = spikes
+            v = v_new - theta * spikes
+            v = v - (v >> k)
+    return rasters
+
+
+def _network_run(cfg, rasters: list[np.ndarray]) -> NetworkRun:
+    counts = rasters[-1].sum(axis=1)
+    return NetworkRun(rasters=rasters, counts=counts, predictions=predict(counts),
+                      cycles=cycles.sample_cycles(cfg, rasters))
+
+
+def fast_train_step(cfg, stored: list[np.ndarray], pixels: np.ndarray, label: int,
+                    lr_shift: int | None = None) -> TrainStep:
+    """:func:`sw.desire.train_step` with the forward pass of :func:`forward_rasters`; returns
+    the identical :class:`sw.desire.TrainStep` (same spikes, desires, weights, cycles)."""
+    if cfg.learning is None:
+        raise ValueError(f"config {cfg.name!r} has no [learning] section")
+    if not 0 <= label < cfg.layers[-1]:
+        raise ValueError(f"label: {label} is out of range, legal range is "
+                         f"[0, {cfg.layers[-1] - 1}]")
+    lr_shift = cfg.learning.lr_shift if lr_shift is None else lr_shift
+    w_inf = inference_weights(cfg, stored)
+    run = _network_run(cfg, forward_rasters(cfg, w_inf, np.asarray(pixels)[None, :]))
+    rasters = [r[0] for r in run.rasters]
+    counts = [r.sum(axis=0) for r in rasters]
+    n_layers = cfg.n_layers
+
+    desires: list[Desire | None] = [None] * n_layers
+    sums: list[np.ndarray | None] = [None] * n_layers
+    desires[-1] = output_desire(cfg, counts[n_layers], label)
+    for layer in range(n_layers - 1, 0, -1):
+        sums[layer - 1] = backward_sums(w_inf[layer], desires[layer].coef)
+        desires[layer - 1] = hidden_desire(cfg, sums[layer - 1], counts[layer])
+
+    new = []
+    for layer in range(n_layers):
+        d = desires[layer]
+        w = np.asarray(stored[layer], dtype=np.int64).copy()
+        cols = np.flatnonzero(d.active)
+        if cols.size:
+            x = traces(cfg, rasters[layer])
+            acc = eligibility(x, rasters[layer + 1][:, cols])
+            sub = Desire(d.active[cols], d.sign[cols], d.error[cols])
+            w[:, cols] = update(cfg, w[:, cols], sub, acc, lr_shift)
+        new.append(w)
+    learn = cycles.learn_cycles(cfg, rasters, [d.active for d in desires])
+    return TrainStep(run=run, desires=desires, sums=sums, weights=new,
+                     infer_cycles=int(run.cycles[0]), learn_cycles=int(learn))
+
+
+def _same_step(a: TrainStep, b: TrainStep) -> str | None:
+    """``None`` if two training steps agree bit for bit, else what differs first."""
+    for layer, (ra, rb) in enumerate(zip(a.run.rasters, b.run.rasters, strict=True)):
+        if not np.array_equal(ra, rb):
+            return f"spike raster of population {layer}"
+    for layer, (wa, wb) in enumerate(zip(a.weights, b.weights, strict=True)):
+        if not np.array_equal(wa, wb):
+            return f"updated stored weights w{layer}"
+    if (a.infer_cycles, a.learn_cycles) != (b.infer_cycles, b.learn_cycles):
+        return (f"cycles (inference, learning) {(a.infer_cycles, a.learn_cycles)} vs "
+                f"{(b.infer_cycles, b.learn_cycles)}")
+    return None
+
+
+def evaluate(cfg, stored: list[np.ndarray], pixels: np.ndarray, labels: np.ndarray, *,
+             engine: str = "fast", batch: int = EVAL_BATCH) -> float:
+    """Test accuracy (fraction) of the inference weights ``W_store >> F``, batched.
+
+    ``engine="golden"`` runs :func:`sw.golden.run_network`, ``"fast"`` the identical
+    :func:`forward_rasters`. A sample counts as correct only for a unique argmax.
+    """
+    _check_engine(engine)
+    labels = np.asarray(labels)
+    if len(labels) == 0:
+        return float("nan")
+    w_inf = inference_weights(cfg, stored)
+    correct = 0
+    for lo in range(0, len(labels), batch):
+        px = pixels[lo:lo + batch]
+        if engine == "golden":
+            pred = run_network(cfg, w_inf, px).predictions
+        else:
+            pred = predict(forward_rasters(cfg, w_inf, px)[-1].sum(axis=1))
+        correct += int((pred == labels[lo:lo + batch]).sum())
+    return correct / len(labels)
+
+
+def _check_engine(engine: str) -> None:
+    if engine not in ENGINES:
+        raise TrainError(f"engine: {engine!r} is not one of {ENGINES}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class _State:
+    """Everything a run needs to continue: weights and position, plus its identity."""
+
+    stored: list[np.ndarray]
+    epoch: int                 # epoch being trained (0-based); == len(history) always
+    position: int              # samples of that epoch already trained
+    epoch_correct: int
+    epoch_cycles: list[int]
+    epoch_seconds: float
+    history: list[EpochRecord]
+
+
+def _identity(cfg, dataset: str, seed: int, n_train: int, n_test: int) -> dict:
+    return {"config_name": cfg.name, "config_hash": config_hash(cfg), "dataset": dataset,
+            "seed": seed, "train_samples": n_train, "test_samples": n_test}
+
+
+def _atomic_savez(path: Path, arrays: dict) -> None:
+    """Write an .npz so that ``path`` is always either the old or the new complete file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # A unique name in the same folder (os.replace is atomic within a file system); plain
+    # open() so the file gets the usual umask permissions, unlike mkstemp's 0600.
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    try:
+        with open(tmp, "xb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _save_checkpoint(path: Path, ident: dict, state: _State) -> None:
+    arrays = {
+        "format": np.array(CHECKPOINT_FORMAT),
+        "version": np.array(CHECKPOINT_VERSION),
+        **{key: np.array(value) for key, value in ident.items()},
+        "epoch": np.array(state.epoch),
+        "position": np.array(state.position),
+        "epoch_correct": np.array(state.epoch_correct),
+        "epoch_cycles": np.array(state.epoch_cycles, dtype=np.int64),
+        "epoch_seconds": np.array(state.epoch_seconds),
+        "n_layers": np.array(len(state.stored)),
+        **{f"stored_w{i}": w for i, w in enumerate(state.stored)},
+        **{f"history_{name}": np.array([getattr(r, name) for r in state.history],
+                                       dtype=np.float64)
+           for name in _HISTORY_FIELDS},
+    }
+    _atomic_savez(path, arrays)
+
+
+def load_checkpoint(path, cfg, *, dataset: str | None = None, seed: int | None = None,
+                    train_samples: int | None = None, test_samples: int | None = None):
+    """Read and check a checkpoint written by :func:`train`.
+
+    Returns ``(identity dict, state)``. Raises :class:`CheckpointError` naming the problem if
+    the file is missing, not a readable checkpoint, lacks a field, holds weights that do not
+    fit ``cfg``, or was written for another config (name/hash), dataset, seed or sample count
+    (each checked only when given).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no checkpoint to resume from (run without --resume to "
+                              f"start a new run)")
+    hint = "delete it, or start without --resume, to train from scratch"
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if not isinstance(data, np.lib.npyio.NpzFile):
+                raise CheckpointError(f"{path}: not a training checkpoint (not an .npz); {hint}")
+            if "format" not in data or str(data["format"]) != CHECKPOINT_FORMAT:
+                raise CheckpointError(f"{path}: not a spikeforge training checkpoint (no "
+                                      f"'format' = {CHECKPOINT_FORMAT!r} entry); {hint}")
+            version = int(data["version"]) if "version" in data else None
+            if version != CHECKPOINT_VERSION:
+                raise CheckpointError(f"{path}: checkpoint format version {version}, this "
+                                      f"spikeforge reads version {CHECKPOINT_VERSION}; {hint}")
+            n_layers = int(data["n_layers"]) if "n_layers" in data else None
+            needed = (["config_name", "config_hash", "dataset", "seed", "train_samples",
+                       "test_samples", "epoch", "position", "epoch_correct", "epoch_cycles",
+                       "epoch_seconds", "n_layers"]
+                      + [f"history_{n}" for n in _HISTORY_FIELDS]
+                      + [f"stored_w{i}" for i in range(n_layers or 0)])
+            missing = [key for key in needed if key not in data]
+            if missing:
+                raise CheckpointError(f"{path}: corrupt checkpoint, missing fields {missing}; "
+                                      f"{hint}")
+            ident = {"config_name": str(data["config_name"]),
+                     "config_hash": str(data["config_hash"]),
+                     "dataset": str(data["dataset"]), "seed": int(data["seed"]),
+                     "train_samples": int(data["train_samples"]),
+                     "test_samples": int(data["test_samples"])}
+            stored = [np.array(data[f"stored_w{i}"]) for i in range(n_layers)]
+            hist = {n: np.array(data[f"history_{n}"]) for n in _HISTORY_FIELDS}
+            state = _State(stored=stored, epoch=int(data["epoch"]),
+                           position=int(data["position"]),
+                           epoch_correct=int(data["epoch_correct"]),
+                           epoch_cycles=[int(c) for c in data["epoch_cycles"]],
+                           epoch_seconds=float(data["epoch_seconds"]), history=[])
+    except CheckpointError:
+        raise
+    except (OSError, ValueError, TypeError, KeyError, EOFError, zipfile.BadZipFile,
+            zlib.error) as exc:
+        raise CheckpointError(f"{path}: corrupt or unreadable checkpoint ({exc}); {hint}") \
+            from exc
+
+    if ident["config_hash"] != config_hash(cfg) or ident["config_name"] != cfg.name:
+        raise CheckpointError(
+            f"{path}: checkpoint was written for config {ident['config_name']!r} (hash "
+            f"{ident['config_hash']}), not for config {cfg.name!r} (hash {config_hash(cfg)}); "
+            f"resume with the same config, or use another --out directory")
+    expected = {"dataset": dataset, "seed": seed, "train_samples": train_samples,
+                "test_samples": test_samples}
+    for key, value in expected.items():
+        if value is not None and ident[key] != value:
+            raise CheckpointError(
+                f"{path}: checkpoint was written with {key} {ident[key]!r}, this run asks for "
+                f"{value!r}; resume with the same settings, or use another --out directory")
+    lengths = {len(v) for v in hist.values()}
+    if len(lengths) != 1 or lengths.pop() != state.epoch:
+        raise CheckpointError(f"{path}: corrupt checkpoint: history length does not match "
+                              f"epoch {state.epoch}; {hint}")
+    if n_layers != cfg.n_layers:
+        raise CheckpointError(f"{path}: corrupt checkpoint: {n_layers} weight arrays, config "
+                              f"{cfg.name!r} has {cfg.n_layers} layers; {hint}")
+    for i, w in enumerate(stored):
+        if w.shape != cfg.weight_shape(i) or not np.issubdtype(w.dtype, np.integer):
+            raise CheckpointError(f"{path}: corrupt checkpoint: stored_w{i} is {w.dtype} "
+                                  f"{w.shape}, expected integers {cfg.weight_shape(i)}; {hint}")
+        if w.size and (w.min() < cfg.store_min or w.max() > cfg.store_max):
+            raise CheckpointError(f"{path}: corrupt checkpoint: stored_w{i} exceeds the "
+                                  f"{cfg.store_bits}-bit stored range; {hint}")
+    n_train = ident["train_samples"]
+    if not (0 <= state.position <= n_train and 0 <= state.epoch_correct <= state.position
+            and len(state.epoch_cycles) == state.position):
+        raise CheckpointError(f"{path}: corrupt checkpoint: position {state.position} of "
+                              f"{n_train} samples is inconsistent; {hint}")
+    state.stored = [w.astype(np.int64) for w in stored]
+    state.history = [EpochRecord(int(hist["epoch"][e]), int(hist["lr_shift"][e]),
+                                 float(hist["train_accuracy"][e]),
+                                 float(hist["test_accuracy"][e]),
+                                 float(hist["median_cycles"][e]), float(hist["seconds"][e]))
+                     for e in range(state.epoch)]
+    return ident, state
+
+
+# ---------------------------------------------------------------------------------------------
+# Outputs
+# ---------------------------------------------------------------------------------------------
+
+def save_trained_weights(path, cfg, stored: list[np.ndarray]) -> None:
+    """``w0, ...`` inference weights (:mod:`sw.weights` format), ``stored_w0, ...`` stored
+    weights, ``frac_bits``, ``config``; written atomically."""
+    w_inf = inference_weights(cfg, stored)
+    _atomic_savez(Path(path), {
+        "config": np.array(cfg.name), "frac_bits": np.array(cfg.frac_bits),
+        **{f"w{i}": w for i, w in enumerate(w_inf)},
+        **{f"stored_w{i}": np.asarray(w, dtype=np.int64) for i, w in enumerate(stored)},
+    })
+
+
+def plot_history(path, history: list[EpochRecord], title: str) -> None:
+    """Train and test accuracy (%) per epoch as a PNG (Agg canvas, no global backend)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 4), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    epochs = [r.epoch for r in history]
+    ax.plot(epochs, [100 * r.train_accuracy for r in history], "o-",
+            label="train (on-chip predictions while learning)")
+    ax.plot(epochs, [100 * r.test_accuracy for r in history], "s-", label="test")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(title, fontsize=10)
+    if epochs:
+        ax.set_xticks(epochs if len(epochs) <= 20 else epochs[::max(1, len(epochs) // 10)])
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+
+
+def _write_outputs(out_dir: Path, cfg, dataset: str, state: _State, ident: dict) -> dict:
+    files = {"weights": out_dir / WEIGHTS_NAME, "history": out_dir / HISTORY_NAME,
+             "plot": out_dir / PLOT_NAME}
+    save_trained_weights(files["weights"], cfg, state.stored)
+    files["history"].write_text(json.dumps(
+        {**ident, "epochs": [dataclasses.asdict(r) for r in state.history]}, indent=2) + "\n")
+    plot_history(files["plot"], state.history,
+                 f"{cfg.name} on {dataset}: desire backpropagation (integer golden model)")
+    return files
+
+
+# ---------------------------------------------------------------------------------------------
+# The training loop
+# ---------------------------------------------------------------------------------------------
+
+def _check_count(name: str, value, lo: int, hi: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TrainError(f"{name}: expected an integer, got {value!r}")
+    if value < lo or (hi is not None and value > hi):
+        legal = f"[{lo}, {hi}]" if hi is not None else f">= {lo}"
+        raise TrainError(f"{name}: {value} is out of range, legal range is {legal}")
+    return int(value)
+
+
+def train(cfg, data, *, epochs: int, seed: int = 0, out_dir=None,
+          train_samples: int | None = None, test_samples: int | None = None,
+          resume: bool = False, checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
+          max_samples: int | None = None, engine: str = "fast",
+          verify_every: int = DEFAULT_VERIFY_EVERY,
+          monitor: TrainMonitor | None = None) -> TrainResult:
+    """Train ``cfg`` on dataset ``data`` (:class:`sw.datasets.Dataset`) sample by sample.
+
+    Parameters
+    ----------
+    epochs : int
+        Epochs to have trained when done (a resumed run continues up to this number).
+    seed : int
+        Seeds the initial weights and every epoch's sample order.
+    out_dir : path or None
+        Checkpoint and output folder; ``None`` keeps everything in memory (no checkpoints,
+        no resume).
+    train_samples, test_samples : int or None
+        Use only the first ``N`` samples of the train / test split (default: all).
+    resume : bool
+        Continue from ``out_dir/checkpoint.npz``; it must come from the same config (hash),
+        dataset, seed and sample counts.
+    checkpoint_every : int
+        Also checkpoint after every this many samples within an epoch (0: only at epoch
+        ends).
+    max_samples : int or None
+        Stop after training this many samples in this call (checkpoint written, result has
+        ``complete=False``): for interrupting and resuming.
+    engine : {"fast", "golden"}
+        See the module docstring; both give identical results.
+    verify_every : int
+        With the fast engine, recompute every this many samples with the golden
+        :func:`sw.desire.train_step` and fail on any difference (0: never).
+    monitor : TrainMonitor or None
+        Progress hooks.
+    """
+    _require_learning(cfg)
+    _check_engine(engine)
+    seed = _check_seed(seed)
+    epochs = _check_count("epochs", epochs, 1)
+    if data.n_inputs != cfg.layers[0]:
+        raise TrainError(f"dataset {data.name!r} has {data.n_inputs} inputs per sample but "
+                         f"config {cfg.name!r} has network.layers[0] = {cfg.layers[0]}")
+    if data.pixel_bits != cfg.pixel_bits:
+        raise TrainError(f"dataset {data.name!r} was loaded with {data.pixel_bits}-bit pixels, "
+                         f"config {cfg.name!r} has encoding.pixel_bits = {cfg.pixel_bits}")
+    if data.classes != cfg.layers[-1]:
+        raise TrainError(f"dataset {data.name!r} has {data.classes} classes but config "
+                         f"{cfg.name!r} has {cfg.layers[-1]} output neurons")
+    n_train_all, n_test_all = len(data.train_labels), len(data.test_labels)
+    n_train = _check_count("train_samples", n_train_all if train_samples is None
+                           else train_samples, 1, n_train_all)
+    n_test = _check_count("test_samples", n_test_all if test_samples is None
+                          else test_samples, 1, n_test_all)
+    checkpoint_every = _check_count("checkpoint_every", checkpoint_every, 0)
+    verify_every = _check_count("verify_every", verify_every, 0)
+    if max_samples is not None:
+        max_samples = _check_count("max_samples", max_samples, 0)
+    if resume and out_dir is None:
+        raise TrainError("resume: needs an output folder holding the checkpoint")
+    monitor = monitor or TrainMonitor()
+
+    train_px, train_lb = data.train_pixels[:n_train], data.train_labels[:n_train]
+    test_px, test_lb = data.test_pixels[:n_test], data.test_labels[:n_test]
+    ident = _identity(cfg, data.name, seed, n_train, n_test)
+    out_dir = Path(out_dir) if out_dir is not None else None
+    ckpt = out_dir / CHECKPOINT_NAME if out_dir is not None else None
+
+    if resume:
+        _, state = load_checkpoint(ckpt, cfg, dataset=data.name, seed=seed,
+                                   train_samples=n_train, test_samples=n_test)
+        if state.epoch > epochs:
+            raise TrainError(f"epochs: {ckpt} already holds {state.epoch} trained epochs, "
+                             f"more than the {epochs} asked for; ask for at least "
+                             f"{state.epoch}")
+    else:
+        state = _State(stored=initial_weights(cfg, seed), epoch=0, position=0,
+                       epoch_correct=0, epoch_cycles=[], epoch_seconds=0.0, history=[])
+
+    step_fn = fast_train_step if engine == "fast" else train_step
+    trained_here = 0
+    done_before = state.epoch * n_train + state.position
+    monitor.start(max(epochs * n_train, done_before), done_before)
+    stopped = False
+    while state.epoch < epochs and not stopped:
+        epoch = state.epoch
+        lr_shift = cfg.learning.lr_shift_at(epoch)
+        order = epoch_order(seed, epoch, n_train)
+        t0 = time.perf_counter()
+        while state.position < n_train:
+            if max_samples is not None and trained_here >= max_samples:
+                stopped = True
+                break
+            idx = order[state.position]
+            label = int(train_lb[idx])
+            step = step_fn(cfg, state.stored, train_px[idx], label, lr_shift)
+            done = done_before + trained_here + 1
+            if engine == "fast" and verify_every and done % verify_every == 0:
+                ref = train_step(cfg, state.stored, train_px[idx], label, lr_shift)
+                diff = _same_step(step, ref)
+                if diff:
+                    raise RuntimeError(
+                        f"fast engine diverged from sw.desire.train_step at epoch {epoch + 1}, "
+                        f"sample {state.position + 1} (dataset index {idx}): {diff}; rerun "
+                        f"with engine 'golden' and report this")
+            state.stored = step.weights
+            state.position += 1
+            state.epoch_correct += int(step.run.predictions[0] == label)
+            state.epoch_cycles.append(step.cycles)
+            trained_here += 1
+            monitor.sample(epoch, state.position, n_train, state.epoch_correct)
+            if (ckpt is not None and checkpoint_every and state.position < n_train
+                    and state.position % checkpoint_every == 0):
+                state.epoch_seconds += time.perf_counter() - t0
+                t0 = time.perf_counter()
+                _save_checkpoint(ckpt, ident, state)
+        state.epoch_seconds += time.perf_counter() - t0
+        if stopped:
+            break
+        monitor.evaluating(epoch, n_test)
+        t0 = time.perf_counter()
+        test_acc = evaluate(cfg, state.stored, test_px, test_lb, engine=engine)
+        seconds = state.epoch_seconds + time.perf_counter() - t0
+        record = EpochRecord(epoch=epoch + 1, lr_shift=lr_shift,
+                             train_accuracy=state.epoch_correct / n_train,
+                             test_accuracy=test_acc,
+                             median_cycles=float(np.median(state.epoch_cycles)),
+                             seconds=seconds)
+        state.history.append(record)
+        state.epoch, state.position, state.epoch_correct = epoch + 1, 0, 0
+        state.epoch_cycles, state.epoch_seconds = [], 0.0
+        if ckpt is not None:
+            _save_checkpoint(ckpt, ident, state)
+        monitor.epoch_end(record)
+
+    if stopped and ckpt is not None:
+        _save_checkpoint(ckpt, ident, state)
+    files = {"checkpoint": ckpt} if ckpt is not None else {}
+    if not stopped and out_dir is not None:
+        files.update(_write_outputs(out_dir, cfg, data.name, state, ident))
+    return TrainResult(cfg=cfg, dataset=data.name, seed=seed, epochs=epochs,
+                       stored=state.stored, history=list(state.history),
+                       complete=not stopped, samples_done=done_before + trained_here,
+                       files=files)

@@ -1,0 +1,470 @@
+"""sw/desire.py against plain integer loops of the spec, written here with Python ints.
+
+Every fast path of the golden model (BLAS products, live-row gathers, vectorised rounding) is
+checked against a slow reference that reads like the spec: per-spike saturating integration
+in ascending presynaptic order, trace recursion, eligibility sums, desire thresholds taken
+from the published real-valued rules with exact fractions, and the rounded, saturated update.
+"""
+
+import dataclasses
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from spikeforge.config import DesireConfig, NetworkConfig, load_config
+from sw import cycles, desire
+from sw.datasets import load_dataset
+from sw.golden import run_network
+
+# ---------------------------------------------------------------------------------------------
+# The spec as plain loops over Python ints
+# ---------------------------------------------------------------------------------------------
+
+
+def clamp(x, lo, hi):
+    return lo if x < lo else hi if x > hi else x
+
+
+def ref_encode(cfg, pixels):
+    """Non-leaky IF rate encoder: list over t of lists of 0/1."""
+    theta, u, raster = cfg.encoder_threshold, [0] * len(pixels), []
+    for _ in range(cfg.time_steps):
+        row = []
+        for j, p in enumerate(pixels):
+            u[j] += int(p)
+            s = int(u[j] >= theta)
+            u[j] -= theta * s
+            row.append(s)
+        raster.append(row)
+    return raster
+
+
+def ref_layer(cfg, w, pre):
+    """One LIF layer: step t >= 1 adds W[j] for every s_pre[t-1][j], ascending j, saturating
+    after each addition; then fire, subtract-reset, leak (arithmetic shift floors)."""
+    n_post = len(w[0])
+    v, out = [0] * n_post, [[0] * n_post]
+    for t in range(1, cfg.time_steps):
+        for j, s in enumerate(pre[t - 1]):
+            if s:
+                for i in range(n_post):
+                    v[i] = clamp(v[i] + w[j][i], cfg.v_min, cfg.v_max)
+        row = []
+        for i in range(n_post):
+            s = int(v[i] >= cfg.threshold)
+            v[i] -= cfg.threshold * s
+            v[i] -= v[i] >> cfg.leak_shift
+            row.append(s)
+        out.append(row)
+    return out
+
+
+def ref_traces(cfg, pre):
+    """``x[0] = 0``, ``x[t] = x[t-1] - (x[t-1] >> k) + ONE * s_pre[t-1]``."""
+    n = len(pre[0])
+    x = [[0] * n]
+    for t in range(1, len(pre)):
+        x.append([x[t - 1][j] - (x[t - 1][j] >> cfg.leak_shift) + cfg.trace_one * pre[t - 1][j]
+                  for j in range(n)])
+    return x
+
+
+def ref_eligibility(x, post):
+    """``acc[j][i] = sum_t s_post[t][i] * x[t][j]``."""
+    return [[sum(post[t][i] * x[t][j] for t in range(len(x))) for i in range(len(post[0]))]
+            for j in range(len(x[0]))]
+
+
+def ref_backward_sums(w, coef):
+    """``S_j = sum_i W[j][i] * coef_i``."""
+    return [sum(w[j][i] * coef[i] for i in range(len(coef))) for j in range(len(w))]
+
+
+def ref_output_desire(cfg, counts, label):
+    """Published rule in exact fractions: error ``c/C*`` (label ``1 - c/C*``) > desire_out."""
+    c_star, thr = cfg.target_count, Fraction(str(cfg.learning.desire_out))
+    active, sign, error = [], [], []
+    for i, c in enumerate(counts):
+        is_label = i == label
+        signed = Fraction(c_star - c if is_label else c, c_star)
+        active.append(signed > thr)
+        sign.append(is_label)
+        error.append(abs((c_star if is_label else 0) - c))
+    return active, sign, error
+
+
+def ref_hidden_desire(cfg, sums, counts):
+    """Published rule in exact fractions: ``|S| / (C* theta) >= desire_hidden``."""
+    c_star, thr = cfg.target_count, Fraction(str(cfg.learning.desire_hidden))
+    active = [Fraction(abs(s), c_star * cfg.threshold) >= thr for s in sums]
+    sign = [s > 0 for s in sums]
+    error = [abs((c_star if sg else 0) - c) for sg, c in zip(sign, counts, strict=True)]
+    return active, sign, error
+
+
+def ref_round(cfg, acc, lr_shift):
+    """``|dW| = round(acc / 2**lr_shift)``: half up (nearest) or truncated (floor)."""
+    q, r = divmod(acc, 1 << lr_shift)
+    if cfg.learning.rounding == "nearest" and lr_shift > 0 and 2 * r >= (1 << lr_shift):
+        q += 1
+    return q
+
+
+def ref_update(cfg, w, active, sign, acc, lr_shift):
+    out = [row[:] for row in w]
+    for j in range(len(w)):
+        for i in range(len(w[0])):
+            if active[i]:
+                step = ref_round(cfg, acc[j][i], lr_shift)
+                out[j][i] = clamp(w[j][i] + (step if sign[i] else -step),
+                                  cfg.store_min, cfg.store_max)
+    return out
+
+
+def ref_train_step(cfg, stored, pixels, label, lr_shift):
+    """One training sample from the spec; returns a dict of plain lists."""
+    stored = [[[int(v) for v in row] for row in w] for w in stored]
+    f = cfg.frac_bits
+    w_inf = [[[v >> f for v in row] for row in w] for w in stored]
+    rasters = [ref_encode(cfg, pixels)]
+    for w in w_inf:
+        rasters.append(ref_layer(cfg, w, rasters[-1]))
+    counts = [[sum(col) for col in zip(*r, strict=True)] for r in rasters]
+    L = cfg.n_layers
+    desires, sums = [None] * L, [None] * L
+    desires[L - 1] = ref_output_desire(cfg, counts[L], label)
+    for layer in range(L - 1, 0, -1):
+        active, sign, error = desires[layer]
+        coef = [(e if s else -e) if a else 0 for a, s, e in zip(active, sign, error, strict=True)]
+        sums[layer - 1] = ref_backward_sums(w_inf[layer], coef)
+        desires[layer - 1] = ref_hidden_desire(cfg, sums[layer - 1], counts[layer])
+    new = []
+    for layer in range(L):
+        active, sign, _ = desires[layer]
+        acc = ref_eligibility(ref_traces(cfg, rasters[layer]), rasters[layer + 1])
+        new.append(ref_update(cfg, stored[layer], active, sign, acc, lr_shift))
+    return dict(rasters=rasters, counts=counts, desires=desires, sums=sums, weights=new)
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------------------------
+
+CFG = load_config("digits-tiny")
+
+
+def with_learning(cfg, **learning):
+    return dataclasses.replace(cfg, learning=dataclasses.replace(cfg.learning, **learning))
+
+
+def random_stored(cfg, rng, scale=1.0):
+    """Stored weights ~ N(0, (scale * 2/sqrt(N_pre) * theta * 2^F)^2), saturated."""
+    out = []
+    for layer in range(cfg.n_layers):
+        n_pre, n_post = cfg.weight_shape(layer)
+        w = rng.standard_normal((n_pre, n_post)) * scale * 2 / np.sqrt(n_pre)
+        out.append(np.clip(np.rint(w * cfg.threshold * 2 ** cfg.frac_bits),
+                           cfg.store_min, cfg.store_max).astype(np.int64))
+    return out
+
+
+def rows(a):
+    return np.asarray(a).astype(np.int64).tolist()
+
+
+# ---------------------------------------------------------------------------------------------
+# Pieces
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("leak_shift, trace_frac_bits", [(2, 4), (1, 0), (3, 7), (5, 12)])
+def test_traces_match_loop(leak_shift, trace_frac_bits):
+    cfg = with_learning(dataclasses.replace(CFG, leak_shift=leak_shift),
+                        trace_frac_bits=trace_frac_bits)
+    rng = np.random.default_rng(leak_shift)
+    pre = rng.random((cfg.time_steps, 13)) < 0.4
+    pre[:, 0] = True          # a neuron spiking at every step reaches trace_max
+    pre[:, 1] = False
+    x = desire.traces(cfg, pre)
+    assert x.dtype.kind == "i"
+    assert rows(x) == ref_traces(cfg, rows(pre))
+    assert x[:, 0].max() <= cfg.trace_max
+    assert x[-1, 0] == ref_traces(cfg, [[1]] * cfg.time_steps)[-1][0]
+
+
+def test_eligibility_matches_loop():
+    rng = np.random.default_rng(1)
+    for steps, n_pre, n_post, top in [(20, 9, 7, 64), (5, 1, 1, 1), (40, 6, 11, 1 << 14)]:
+        x = rng.integers(0, top + 1, size=(steps, n_pre))
+        post = rng.random((steps, n_post)) < 0.5
+        acc = desire.eligibility(x, post)
+        assert acc.shape == (n_pre, n_post) and acc.dtype.kind == "i"
+        assert rows(acc) == ref_eligibility(rows(x), rows(post))
+
+
+def test_backward_sums_match_loop():
+    rng = np.random.default_rng(2)
+    for n_pre, n_post, wb in [(32, 10, 8), (7, 3, 2), (100, 64, 16)]:
+        lo, hi = -(1 << (wb - 1)), (1 << (wb - 1)) - 1
+        w = rng.integers(lo, hi + 1, size=(n_pre, n_post))
+        w[0, :] = lo                      # extremes of the weight range
+        w[1, :] = hi
+        coef = rng.integers(-20, 21, size=n_post)
+        coef[0] = 0
+        s = desire.backward_sums(w, coef)
+        assert s.dtype.kind == "i"
+        assert s.tolist() == ref_backward_sums(rows(w), coef.tolist())
+
+
+@pytest.mark.parametrize("rounding", ["nearest", "floor"])
+@pytest.mark.parametrize("lr_shift", [0, 1, 3, 8])
+def test_update_rounding_and_saturation(rounding, lr_shift):
+    cfg = with_learning(CFG, rounding=rounding)
+    lo, hi = cfg.store_min, cfg.store_max
+    # Accumulators around every rounding boundary of this shift, and large ones.
+    unit = 1 << lr_shift
+    accs = sorted({0, 1, unit // 2 - 1, unit // 2, unit // 2 + 1, unit - 1, unit, unit + 1,
+                   3 * unit // 2, 3 * unit // 2 + 1, 5 * unit - 1, 1000 * unit + unit // 2}
+                  - {-1})
+    accs = [a for a in accs if a >= 0]
+    # Stored weights at and next to both saturation limits, and in the middle.
+    ws = [lo, lo + 1, lo + 2, -1, 0, 1, hi - 2, hi - 1, hi]
+    acc = np.array([[a] * 4 for a in accs for _ in ws], dtype=np.int64)
+    stored = np.array([[w] * 4 for _ in accs for w in ws], dtype=np.int64)
+    d = desire.Desire(active=np.array([True, True, False, False]),
+                      sign=np.array([True, False, True, False]),
+                      error=np.array([3, 3, 3, 3]))
+    new = desire.update(cfg, stored, d, acc, lr_shift)
+    assert rows(new) == ref_update(cfg, rows(stored), d.active.tolist(), d.sign.tolist(),
+                                   rows(acc), lr_shift)
+    # Inactive columns never move; saturation holds the limits.
+    assert (new[:, 2:] == stored[:, 2:]).all()
+    assert new.min() >= lo and new.max() <= hi
+
+
+def test_update_rounding_by_hand():
+    cfg = with_learning(CFG, rounding="nearest")
+    d = desire.Desire(active=np.array([True, True]), sign=np.array([True, False]),
+                      error=np.array([1, 1]))
+    acc = np.array([[127, 128], [383, 384]])
+    stored = np.array([[0, 0], [cfg.store_max - 1, cfg.store_min + 1]])
+    # nearest, 2^8: 127 -> 0, 128 -> 1 (half up), 383 -> 1, 384 -> 2 (saturates both ways)
+    assert desire.update(cfg, stored, d, acc, 8).tolist() == [
+        [0, -1], [cfg.store_max, cfg.store_min]]
+    floor = with_learning(CFG, rounding="floor")
+    assert desire.update(floor, stored, d, acc, 8).tolist() == [
+        [0, 0], [cfg.store_max - 1 + 1, cfg.store_min + 1 - 1]]
+
+
+def test_output_desire_boundary():
+    # C* = 16, desire_out = 0.30: floor(4.8) = 4, so an error E > 4 is active, E = 4 is not.
+    assert CFG.target_count == 16 and CFG.out_desire_threshold == 4
+    counts = np.array([4, 5, 12, 11, 0, 16, 17, 20, 3, 4])
+    for label in (2, 3, 5, 6):
+        d = desire.output_desire(CFG, counts, label)
+        a, s, e = ref_output_desire(CFG, counts.tolist(), label)
+        assert d.active.tolist() == a and d.sign.tolist() == s and d.error.tolist() == e
+    d = desire.output_desire(CFG, counts, 2)        # label at 12: E = 16 - 12 = 4
+    assert d.active.tolist() == [False, True, False, True, False, True, True, True, False,
+                                 False]
+    assert desire.output_desire(CFG, counts, 3).active[3]      # label at 11: E = 5
+    assert not desire.output_desire(CFG, counts, 5).active[5]  # label at C*: E = 0
+    assert not desire.output_desire(CFG, counts, 6).active[6]  # label above C*: E < 0
+    assert desire.output_desire(CFG, counts, 6).error[6] == 1  # |16 - 17|
+
+
+def test_output_desire_boundary_exact_product():
+    # C* = 10, desire_out = 0.30: 0.3 * 10 = 3 exactly; E = 3 is not active (strict >).
+    cfg = dataclasses.replace(CFG, learning=dataclasses.replace(CFG.learning, error_margin=10))
+    assert cfg.target_count == 10 and cfg.out_desire_threshold == 3
+    counts = np.array([3, 4, 7, 6, 0, 0, 0, 0, 0, 0])
+    for label in (2, 3):
+        d = desire.output_desire(cfg, counts, label)
+        assert d.active.tolist() == ref_output_desire(cfg, counts.tolist(), label)[0]
+    assert desire.output_desire(cfg, counts, 2).active[:3].tolist() == [False, True, False]
+    assert desire.output_desire(cfg, counts, 3).active[3]
+
+
+def test_hidden_desire_boundary():
+    # ceil(0.05 * C* * theta) = ceil(0.05 * 16 * 64) = ceil(51.2) = 52.
+    assert CFG.hidden_desire_threshold == 52
+    sums = np.array([52, 51, -52, -51, 0, 1000, -1000, 53])
+    counts = np.array([0, 3, 16, 20, 5, 17, 2, 9])
+    d = desire.hidden_desire(CFG, sums, counts)
+    a, s, e = ref_hidden_desire(CFG, sums.tolist(), counts.tolist())
+    assert d.active.tolist() == a == [True, False, True, False, False, True, True, True]
+    assert d.sign.tolist() == s == [True, True, False, False, False, True, False, True]
+    assert d.error.tolist() == e == [16, 13, 16, 20, 5, 1, 2, 7]
+    # An exactly representable product: 0.0625 * 16 * 64 = 64; |S| = 64 active, 63 not.
+    cfg = with_learning(CFG, desire_hidden=0.0625)
+    assert cfg.hidden_desire_threshold == 64
+    d = desire.hidden_desire(cfg, np.array([64, 63, -64, -63]), np.zeros(4, dtype=int))
+    assert d.active.tolist() == [True, False, True, False]
+
+
+def test_desire_coef():
+    d = desire.Desire(active=np.array([True, True, False]), sign=np.array([True, False, True]),
+                      error=np.array([3, 4, 5]))
+    assert d.coef.tolist() == [3, -4, 0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Whole training steps
+# ---------------------------------------------------------------------------------------------
+
+def assert_step_equal(cfg, step, ref, lr_shift):
+    run = step.run
+    assert len(run.rasters) == len(ref["rasters"])
+    for pop, (r, rr) in enumerate(zip(run.rasters, ref["rasters"], strict=True)):
+        assert r.shape == (1, cfg.time_steps, cfg.layers[pop])
+        assert rows(r[0]) == rr, f"population {pop}: spikes differ"
+    assert rows(run.counts[0]) == ref["counts"][-1]
+    best = max(ref["counts"][-1])
+    unique = ref["counts"][-1].count(best) == 1
+    assert int(run.predictions[0]) == (ref["counts"][-1].index(best) if unique else -1)
+    ref_rasters = [np.array(r, dtype=bool)[None] for r in ref["rasters"]]
+    assert int(run.cycles[0]) == int(cycles.sample_cycles(cfg, ref_rasters)[0])
+    assert step.infer_cycles == int(run.cycles[0])
+    for layer in range(cfg.n_layers):
+        a, s, e = ref["desires"][layer]
+        d = step.desires[layer]
+        assert d.active.tolist() == a, f"layer {layer}: desire active differs"
+        assert d.sign.tolist() == s, f"layer {layer}: desire sign differs"
+        assert d.error.tolist() == e, f"layer {layer}: desire error differs"
+        if ref["sums"][layer] is None:
+            assert step.sums[layer] is None
+        else:
+            assert step.sums[layer].tolist() == ref["sums"][layer]
+        assert step.weights[layer].shape == cfg.weight_shape(layer)
+        assert rows(step.weights[layer]) == ref["weights"][layer], f"layer {layer}: weights"
+    learn = cycles.learn_cycles(cfg, [r[0] for r in ref_rasters],
+                                [np.array(ref["desires"][x][0]) for x in range(cfg.n_layers)])
+    assert step.learn_cycles == int(learn)
+
+
+TRAIN_CASES = {
+    # name: (config changes, learning changes, weight scale)
+    "digits-tiny": ({}, {}, 1.0),
+    "floor-lr3": ({}, {"rounding": "floor", "lr_shift": 3}, 1.0),
+    # 9-bit membranes and big weights: per-spike saturation in most steps; lr 2^0 makes
+    # the update saturate at store_min/store_max.
+    "saturating": ({"membrane_bits": 9, "threshold": 20},
+                   {"lr_shift": 0, "weight_frac_bits": 2}, 3.0),
+    "deep-odd": ({"layers": (64, 13, 9, 10), "time_steps": 11, "leak_shift": 1},
+                 {"error_margin": 3, "desire_hidden": 0.2, "trace_frac_bits": 2}, 1.5),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TRAIN_CASES))
+def test_train_step_matches_reference(case):
+    changes, learning, scale = TRAIN_CASES[case]
+    cfg = with_learning(dataclasses.replace(CFG, name=case, **changes), **learning)
+    ds = load_dataset("digits", cfg.pixel_bits)
+    rng = np.random.default_rng(11)
+    stored = random_stored(cfg, rng, scale)
+    for i in range(6):
+        pixels, label = ds.train_pixels[i], int(ds.train_labels[i])
+        lr_shift = cfg.learning.lr_shift + (i % 2)
+        step = desire.train_step(cfg, stored, pixels, label, lr_shift=lr_shift)
+        ref = ref_train_step(cfg, stored, pixels.tolist(), label, lr_shift)
+        assert_step_equal(cfg, step, ref, lr_shift)
+        # the inference part is exactly the golden inference model
+        gold = run_network(cfg, desire.inference_weights(cfg, stored), pixels[None])
+        for a, b in zip(step.run.rasters, gold.rasters, strict=True):
+            assert (a == b).all()
+        stored = step.weights
+
+
+def test_train_step_mnist_wide_input():
+    """784 inputs (live-row gathers of the first layer) on a real MNIST sample."""
+    cfg = NetworkConfig(name="mnist-small", layers=(784, 12, 10), time_steps=12, lanes=4,
+                        weight_bits=8, membrane_bits=12, threshold=64, leak_shift=2,
+                        learning=DesireConfig(lr_shift=5))
+    ds = load_dataset("mnist-t10k", 8)
+    stored = random_stored(cfg, np.random.default_rng(5), 2.0)
+    for i in range(2):
+        pixels, label = ds.train_pixels[i], int(ds.train_labels[i])
+        step = desire.train_step(cfg, stored, pixels, label)
+        ref = ref_train_step(cfg, stored, pixels.tolist(), label, cfg.learning.lr_shift)
+        assert_step_equal(cfg, step, ref, cfg.learning.lr_shift)
+        stored = step.weights
+
+
+def test_train_step_leaves_inputs_alone_and_clips_out_of_range_columns():
+    cfg = CFG
+    ds = load_dataset("digits", cfg.pixel_bits)
+    stored = random_stored(cfg, np.random.default_rng(3))
+    before = [w.copy() for w in stored]
+    step = desire.train_step(cfg, stored, ds.train_pixels[0], int(ds.train_labels[0]))
+    assert all((a == b).all() for a, b in zip(stored, before, strict=True))
+    assert all(a is not b for a, b in zip(stored, step.weights, strict=True))
+    # a stored weight outside the stored range is saturated when its column learns
+    bad = [w.copy() for w in stored]
+    bad[1][:, :] = cfg.store_max + 5
+    ref = ref_train_step(cfg, bad, ds.train_pixels[0].tolist(), int(ds.train_labels[0]),
+                         cfg.learning.lr_shift)
+    got = desire.train_step(cfg, bad, ds.train_pixels[0], int(ds.train_labels[0]))
+    assert rows(got.weights[1]) == ref["weights"][1]
+
+
+def test_train_step_errors():
+    ds = load_dataset("digits", CFG.pixel_bits)
+    stored = random_stored(CFG, np.random.default_rng(0))
+    with pytest.raises(ValueError, match=r"label: 10 is out of range, legal range is \[0, 9\]"):
+        desire.train_step(CFG, stored, ds.train_pixels[0], 10)
+    with pytest.raises(ValueError, match="has no \\[learning\\] section"):
+        desire.train_step(dataclasses.replace(CFG, learning=None), stored,
+                          ds.train_pixels[0], 1)
+
+
+def test_batched_inference_matches_loop(monkeypatch):
+    """The bulk forward pass (one product for all steps, bound check, per-spike re-run from
+    the first risky step) on a batch mixing saturating and quiet samples, in small chunks."""
+    import sw.golden as golden
+
+    monkeypatch.setattr(golden, "CHUNK_CURRENTS", 40)      # a few samples per chunk
+    cfg = dataclasses.replace(CFG, membrane_bits=9, threshold=20, time_steps=9)
+    ds = load_dataset("digits", cfg.pixel_bits)
+    stored = random_stored(cfg, np.random.default_rng(8), 2.5)
+    w_inf = desire.inference_weights(cfg, stored)
+    pixels = np.array(ds.test_pixels[:7])
+    pixels[1] = 0                                  # no input at all
+    pixels[2] //= 8                                # faint: stays in range
+    run = run_network(cfg, w_inf, pixels)
+    for b in range(len(pixels)):
+        rasters = [ref_encode(cfg, pixels[b].tolist())]
+        for w in w_inf:
+            rasters.append(ref_layer(cfg, rows(w), rasters[-1]))
+        for pop, r in enumerate(rasters):
+            assert rows(run.rasters[pop][b]) == r, f"sample {b}, population {pop}"
+
+
+def test_run_layer_random_configs_match_loop():
+    """Random small layers, membranes up to 3 bits wider than the least legal width: quiet,
+    saturating and mixed batches
+    reach every branch of the bound check (whole chunk, per neuron, exact sums, re-run)."""
+    import sw.golden as golden
+
+    rng = np.random.default_rng(12)
+    checked = 0
+    while checked < 60:
+        wb, theta = int(rng.integers(2, 9)), int(rng.integers(1, 200))
+        mb = max(3, (theta - 1 + (1 << (wb - 1)) - 1).bit_length() + 1) + int(rng.integers(0, 4))
+        try:
+            cfg = dataclasses.replace(
+                CFG, layers=(int(rng.integers(2, 24)), int(rng.integers(2, 9)), 10),
+                lanes=2, time_steps=int(rng.integers(2, 12)), weight_bits=wb,
+                membrane_bits=mb, threshold=theta, leak_shift=int(rng.integers(1, 4)))
+        except ValueError:
+            continue
+        checked += 1
+        frac = int(rng.integers(0, 3))
+        n_pre, n_post = cfg.weight_shape(0)
+        w = rng.integers(cfg.w_min, cfg.w_max + 1, size=(n_pre, n_post)) << frac
+        if rng.random() < 0.5:                  # one loud column among quiet ones
+            w[:, 1:] //= 4
+        pre = rng.random((3, cfg.time_steps, n_pre)) < rng.random()
+        got = golden.run_layer(cfg, w, pre, frac)
+        for b in range(3):
+            want = ref_layer(cfg, rows(w >> frac), rows(pre[b]))
+            assert rows(got[b]) == want, f"config {cfg.summary()}, sample {b}"

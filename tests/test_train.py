@@ -1,0 +1,281 @@
+"""On-chip training loop (sw/train.py) and the ``spikeforge train`` command."""
+
+import json
+import re
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from spikeforge.cli import main
+from spikeforge.config import DesireConfig, load_config
+from sw.datasets import load_dataset
+from sw.desire import inference_weights, train_step
+from sw.golden import run_network
+from sw.train import (
+    CHECKPOINT_NAME,
+    CheckpointError,
+    TrainError,
+    TrainMonitor,
+    config_hash,
+    epoch_order,
+    evaluate,
+    fast_train_step,
+    forward_rasters,
+    initial_weights,
+    load_checkpoint,
+    train,
+)
+from sw.weights import load_weights, random_weights
+
+# Learning settings pinned here so retuning the shipped profile cannot break these tests.
+LEARNING = DesireConfig(weight_frac_bits=8, trace_frac_bits=8, lr_shift=7, lr_decay=0.0)
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return replace(load_config("digits-tiny"), learning=LEARNING)
+
+
+@pytest.fixture(scope="module")
+def digits(cfg):
+    return load_dataset("digits", cfg.pixel_bits)
+
+
+def _same_history(a, b):
+    assert len(a) == len(b)
+    for ra, rb in zip(a, b, strict=True):
+        assert (ra.epoch, ra.lr_shift, ra.train_accuracy, ra.test_accuracy,
+                ra.median_cycles) == (rb.epoch, rb.lr_shift, rb.train_accuracy,
+                                      rb.test_accuracy, rb.median_cycles)
+
+
+# ---- seeds and initial weights ----
+
+def test_initial_weights_kaiming_in_stored_units(cfg):
+    w = initial_weights(cfg, 0)
+    assert [a.shape for a in w] == [cfg.weight_shape(i) for i in range(cfg.n_layers)]
+    for a in w:
+        assert a.dtype == np.int64
+        assert cfg.store_min <= a.min() and a.max() <= cfg.store_max
+    scale = cfg.threshold * 2 ** cfg.frac_bits
+    std = np.sqrt(2 / cfg.layers[0]) * scale
+    assert abs(w[0].std() / std - 1) < 0.1
+    # The half-LSB offset makes W_store >> F the rounded float weight: no mean bias.
+    w_inf = inference_weights(cfg, w)[0]
+    assert abs(w_inf.mean()) < 0.3
+    for a, b in zip(w, initial_weights(cfg, 0), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(w[0], initial_weights(cfg, 1)[0])
+
+
+def test_epoch_order_is_a_seeded_permutation():
+    a = epoch_order(3, 0, 100)
+    np.testing.assert_array_equal(np.sort(a), np.arange(100))
+    np.testing.assert_array_equal(a, epoch_order(3, 0, 100))
+    assert not np.array_equal(a, epoch_order(3, 1, 100))
+    assert not np.array_equal(a, epoch_order(4, 0, 100))
+
+
+def test_config_hash_tracks_learning_settings(cfg):
+    assert config_hash(cfg) == config_hash(replace(cfg))
+    other = replace(cfg, learning=replace(cfg.learning, lr_shift=cfg.learning.lr_shift + 1))
+    assert config_hash(cfg) != config_hash(other)
+
+
+# ---- the fast engine is the golden model ----
+
+def test_fast_forward_matches_golden_with_saturation(cfg, digits):
+    narrow = replace(cfg, membrane_bits=10)    # saturates often with full-range weights
+    for seed in range(2):
+        weights = random_weights(narrow, np.random.default_rng(seed), scale=1.0)
+        gold = run_network(narrow, weights, digits.test_pixels[:30])
+        fast = forward_rasters(narrow, weights, digits.test_pixels[:30])
+        for a, b in zip(gold.rasters, fast, strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("layers", [(64, 32, 10), (64, 20, 12, 10)])
+def test_fast_train_step_matches_golden(cfg, digits, layers):
+    c = replace(cfg, layers=layers, learning=replace(cfg.learning, lr_shift=3))
+    stored = initial_weights(c, 5)
+    for i in range(40):
+        px, label = digits.train_pixels[i], int(digits.train_labels[i])
+        fast = fast_train_step(c, stored, px, label)
+        gold = train_step(c, stored, px, label)
+        for a, b in zip(fast.run.rasters, gold.run.rasters, strict=True):
+            np.testing.assert_array_equal(a, b)
+        for a, b in zip(fast.weights, gold.weights, strict=True):
+            np.testing.assert_array_equal(a, b)
+        assert (fast.infer_cycles, fast.learn_cycles) == (gold.infer_cycles, gold.learn_cycles)
+        stored = fast.weights
+    assert not np.array_equal(stored[0], initial_weights(c, 5)[0])
+
+
+# ---- training ----
+
+def test_training_improves_accuracy(cfg, digits):
+    test_px, test_lb = digits.test_pixels[:200], digits.test_labels[:200]
+    before = evaluate(cfg, initial_weights(cfg, 0), test_px, test_lb)
+    result = train(cfg, digits, epochs=3, seed=0, train_samples=500, test_samples=200,
+                   verify_every=200)
+    assert result.complete and len(result.history) == 3
+    after = result.test_accuracy
+    assert after == evaluate(cfg, result.stored, test_px, test_lb, engine="golden")
+    assert after >= before + 0.25 and after >= 0.3, (before, after)
+    for r in result.history:
+        assert 0 <= r.train_accuracy <= 1 and r.median_cycles > 0 and r.seconds > 0
+
+
+def test_engines_agree(cfg, digits):
+    kw = dict(epochs=2, seed=1, train_samples=80, test_samples=50)
+    fast = train(cfg, digits, engine="fast", **kw)
+    gold = train(cfg, digits, engine="golden", **kw)
+    for a, b in zip(fast.stored, gold.stored, strict=True):
+        np.testing.assert_array_equal(a, b)
+    _same_history(fast.history, gold.history)
+
+
+class _Stop(Exception):
+    pass
+
+
+class _StopAt(TrainMonitor):
+    def __init__(self, epoch, position):
+        self.at = (epoch, position)
+
+    def sample(self, epoch, position, size, correct):
+        if (epoch, position) == self.at:
+            raise _Stop
+
+
+def test_resume_is_bit_identical(cfg, digits, tmp_path):
+    kw = dict(epochs=3, seed=2, train_samples=120, test_samples=60, checkpoint_every=25)
+    straight = train(cfg, digits, out_dir=tmp_path / "a", **kw)
+
+    out = tmp_path / "b"
+    part = train(cfg, digits, out_dir=out, max_samples=95, **kw)        # inside epoch 1
+    assert not part.complete and part.samples_done == 95
+    assert not (out / "weights.npz").exists()
+    with pytest.raises(_Stop):                                         # a crash in epoch 2
+        train(cfg, digits, out_dir=out, resume=True, monitor=_StopAt(1, 60), **kw)
+    _, state = load_checkpoint(out / CHECKPOINT_NAME, cfg)
+    assert (state.epoch, state.position) == (1, 50)                   # last periodic one
+    part = train(cfg, digits, out_dir=out, resume=True, max_samples=120, **kw)  # epoch end
+    _, state = load_checkpoint(out / CHECKPOINT_NAME, cfg)
+    assert (state.epoch, state.position) == (2, 50)
+    resumed = train(cfg, digits, out_dir=out, resume=True, **kw)
+    assert resumed.complete and resumed.samples_done == 360
+
+    for a, b in zip(straight.stored, resumed.stored, strict=True):
+        np.testing.assert_array_equal(a, b)
+    _same_history(straight.history, resumed.history)
+    for name in ("a", "b"):
+        with np.load(tmp_path / name / "weights.npz") as f:
+            for i in range(cfg.n_layers):
+                np.testing.assert_array_equal(f[f"stored_w{i}"], straight.stored[i])
+    # A longer run can continue a finished one.
+    longer = train(cfg, digits, out_dir=out, resume=True, **{**kw, "epochs": 4})
+    assert len(longer.history) == 4
+    with pytest.raises(TrainError, match=r"already holds 4 trained epochs"):
+        train(cfg, digits, out_dir=out, resume=True, **kw)
+
+
+def test_outputs(cfg, digits, tmp_path):
+    result = train(cfg, digits, epochs=2, seed=0, train_samples=60, test_samples=30,
+                   out_dir=tmp_path)
+    weights = load_weights(result.files["weights"], cfg)              # sw.weights format
+    with np.load(result.files["weights"]) as f:
+        assert int(f["frac_bits"]) == cfg.frac_bits
+        for i, w in enumerate(weights):
+            np.testing.assert_array_equal(f[f"stored_w{i}"] >> cfg.frac_bits, w)
+    assert result.files["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    history = json.loads(result.files["history"].read_text())
+    assert history["config_hash"] == config_hash(cfg)
+    assert [e["epoch"] for e in history["epochs"]] == [1, 2]
+
+
+# ---- checkpoint errors ----
+
+def test_checkpoint_errors(cfg, digits, tmp_path):
+    kw = dict(epochs=1, seed=0, train_samples=30, test_samples=20)
+    train(cfg, digits, out_dir=tmp_path, **kw)
+    ckpt = tmp_path / CHECKPOINT_NAME
+
+    other = replace(cfg, learning=replace(cfg.learning, lr_shift=5))
+    with pytest.raises(CheckpointError, match=r"written for config 'digits-tiny' \(hash "
+                                              r"[0-9a-f]{16}\), not for config 'digits-tiny'"):
+        train(other, digits, out_dir=tmp_path, resume=True, **kw)
+    with pytest.raises(CheckpointError, match=r"written with seed 0, this run asks for 7"):
+        train(cfg, digits, out_dir=tmp_path, resume=True, **{**kw, "seed": 7})
+    with pytest.raises(CheckpointError, match=r"written with train_samples 30, this run asks "
+                                              r"for 31"):
+        train(cfg, digits, out_dir=tmp_path, resume=True, **{**kw, "train_samples": 31})
+    with pytest.raises(CheckpointError, match=r"no checkpoint to resume from"):
+        train(cfg, digits, out_dir=tmp_path / "nothing", resume=True, **kw)
+
+    ckpt.write_bytes(ckpt.read_bytes()[:200])
+    with pytest.raises(CheckpointError, match=r"corrupt or unreadable checkpoint"):
+        train(cfg, digits, out_dir=tmp_path, resume=True, **kw)
+    ckpt.write_bytes(b"not a zip file at all")
+    with pytest.raises(CheckpointError, match=r"corrupt or unreadable checkpoint"):
+        load_checkpoint(ckpt, cfg)
+    (tmp_path / "weights.npz").replace(ckpt)
+    with pytest.raises(CheckpointError, match=r"not a spikeforge training checkpoint"):
+        load_checkpoint(ckpt, cfg)
+
+
+def test_bad_arguments(cfg, digits):
+    with pytest.raises(TrainError, match=r"train_samples: 5000 is out of range, legal range "
+                                         r"is \[1, 1437\]"):
+        train(cfg, digits, epochs=1, train_samples=5000)
+    with pytest.raises(TrainError, match=r"epochs: 0 is out of range"):
+        train(cfg, digits, epochs=0)
+    with pytest.raises(TrainError, match=r"engine: 'gpu' is not one of"):
+        train(cfg, digits, epochs=1, engine="gpu")
+    with pytest.raises(TrainError, match=r"has 64 inputs per sample but config 'mnist-ecp5'"):
+        train(replace(load_config("mnist-ecp5"), learning=LEARNING), digits, epochs=1)
+    with pytest.raises(TrainError, match=r"has no \[learning\] section"):
+        train(replace(cfg, learning=None), digits, epochs=1)
+
+
+# ---- command line ----
+
+def test_cli_train_smoke(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["train", "-c", "digits-tiny", "--epochs", "1", "--train-samples", "40",
+            "--test-samples", "20", "--out", str(out), "--quiet"]
+    assert main(args + ["--max-samples", "25"]) == 0
+    assert "continue with --resume" in capsys.readouterr().out
+    assert main(args + ["--resume"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert re.fullmatch(r"train: digits-tiny digits epochs 1 test accuracy \d+\.\d\d%",
+                        lines[-1])
+    assert (out / "weights.npz").is_file() and (out / "accuracy.png").is_file()
+
+
+def test_cli_train_errors(tmp_path, capsys, monkeypatch):
+    base = ["train", "-c", "digits-tiny", "--epochs", "1", "--quiet",
+            "--out", str(tmp_path / "x")]
+    with pytest.raises(SystemExit):
+        main(base + ["--dataset", "cifar"])
+    assert "invalid choice: 'cifar'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "-c", "digits-tiny", "--epochs", "0"])
+    assert "--epochs: 0 is out of range, must be >= 1" in capsys.readouterr().err
+
+    assert main(base + ["--resume"]) == 2
+    assert "--resume: no checkpoint" in capsys.readouterr().err
+
+    monkeypatch.setenv("SPIKEFORGE_FASHION_DIR", str(tmp_path))
+    assert main(base + ["--dataset", "fashion-mnist"]) == 2
+    assert "apt-get install dataset-fashion-mnist" in capsys.readouterr().err
+
+    assert main(base + ["--train-samples", "99999"]) == 2
+    assert "train_samples: 99999 is out of range" in capsys.readouterr().err
+
+    toml = tmp_path / "nolearning.toml"
+    toml.write_text(Path(load_config("digits-tiny").source).read_text().split("[learning]")[0])
+    assert main(["train", "-c", str(toml), "--epochs", "1", "--quiet"]) == 2
+    assert "has no [learning] section" in capsys.readouterr().err
