@@ -21,8 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sw import cycles
-from sw.encode import rate_encode
-from sw.golden import NetworkRun, check_pixels, predict, run_layer
+from sw.golden import NetworkRun, check_pixels, encode, predict, run_layer
 from sw.lif import exact_matmul, int_matmul
 
 
@@ -160,7 +159,7 @@ def train_step(cfg, stored: list[np.ndarray], pixels: np.ndarray, label: int,
                          f"[0, {cfg.layers[-1] - 1}]")
     lr_shift = cfg.learning.lr_shift if lr_shift is None else lr_shift
     pixels = check_pixels(cfg, np.asarray(pixels)[None, :])
-    batch_rasters = [rate_encode(pixels, cfg.time_steps, cfg.encoder_threshold)]
+    batch_rasters = [encode(cfg, pixels)]
     for w in stored:
         batch_rasters.append(run_layer(cfg, np.asarray(w), batch_rasters[-1], cfg.frac_bits))
     out_counts = batch_rasters[-1].sum(axis=1)

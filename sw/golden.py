@@ -12,6 +12,7 @@ RTL takes. Semantics (``docs/number_formats.md``):
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -109,7 +110,8 @@ def _run_chunk(cfg, weights, inp, out, frac_bits):
         np.greater_equal(v, theta, out=s)
         if t > last_input and not s.any():
             break   # no input left, all V < threshold: leak(V) <= max(V, 0) keeps them there
-        np.subtract(v, theta, out=v, where=s)
+        np.multiply(s, theta, out=scratch)
+        np.subtract(v, scratch, out=v)
         np.right_shift(v, k, out=scratch)
         np.subtract(v, scratch, out=v)
     # Bound check: every partial sum of step t stays in range if v + (sum of the positive
@@ -158,10 +160,35 @@ def check_pixels(cfg, pixels: np.ndarray) -> np.ndarray:
     return pixels
 
 
+#: Largest encoder look-up table (pixel levels x steps) :func:`encode` builds.
+ENCODER_TABLE_MAX = 1 << 22
+
+
+@functools.lru_cache(maxsize=8)
+def _encoder_table(levels: int, steps: int, theta_in: int) -> np.ndarray:
+    """:func:`sw.encode.rate_encode` of every pixel level, ``(levels, T)`` bool."""
+    table = rate_encode(np.arange(levels)[None, :], steps, theta_in)[0].T
+    table = np.ascontiguousarray(table)
+    table.setflags(write=False)
+    return table
+
+
+def encode(cfg, pixels: np.ndarray) -> np.ndarray:
+    """The rate encoder's raster ``(B, T, N_in)`` of checked ``pixels``: exactly
+    :func:`sw.encode.rate_encode`, looked up per pixel level (each pixel's spike train depends
+    on its value only) where the table is small."""
+    levels = cfg.pixel_max + 1
+    if levels * cfg.time_steps > ENCODER_TABLE_MAX:
+        return rate_encode(pixels, cfg.time_steps, cfg.encoder_threshold)
+    table = _encoder_table(levels, cfg.time_steps, cfg.encoder_threshold)
+    raster = table[np.asarray(pixels, dtype=np.int64)]          # (B, N_in, T)
+    return np.ascontiguousarray(raster.transpose(0, 2, 1))
+
+
 def run_network(cfg, weights: list[np.ndarray], pixels: np.ndarray) -> NetworkRun:
     """Run a batch of samples ``pixels`` ``(B, N_in)`` (unsigned ``pixel_bits``)."""
     pixels = check_pixels(cfg, pixels)
-    raster = rate_encode(pixels, cfg.time_steps, cfg.encoder_threshold)
+    raster = encode(cfg, pixels)
     rasters = run_layers(cfg, weights, raster)
     counts = rasters[-1].sum(axis=1)
     return NetworkRun(rasters=rasters, counts=counts, predictions=predict(counts),

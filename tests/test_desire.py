@@ -468,3 +468,20 @@ def test_run_layer_random_configs_match_loop():
         for b in range(3):
             want = ref_layer(cfg, rows(w >> frac), rows(pre[b]))
             assert rows(got[b]) == want, f"config {cfg.summary()}, sample {b}"
+
+
+@pytest.mark.parametrize("pixel_bits, steps", [(8, 20), (1, 5), (4, 33), (12, 7)])
+def test_encoder_lookup_matches_rate_encoder(monkeypatch, pixel_bits, steps):
+    import sw.golden as golden
+    from sw.encode import rate_encode
+
+    cfg = dataclasses.replace(CFG, pixel_bits=pixel_bits, time_steps=steps)
+    rng = np.random.default_rng(pixel_bits)
+    pixels = rng.integers(0, cfg.pixel_max + 1, size=(3, cfg.layers[0]))
+    pixels[0, :2] = (0, cfg.pixel_max)
+    want = rate_encode(pixels, steps, cfg.encoder_threshold)
+    got = golden.encode(cfg, pixels)
+    assert got.shape == want.shape and got.dtype == want.dtype and (got == want).all()
+    assert rows(got[1]) == ref_encode(cfg, pixels[1].tolist())
+    monkeypatch.setattr(golden, "ENCODER_TABLE_MAX", 1)        # no table: the loop itself
+    assert (golden.encode(cfg, pixels) == want).all()
