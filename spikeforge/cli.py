@@ -234,7 +234,7 @@ def cmd_train(args) -> int:
         return 2
     data = load_dataset(dataset, cfg.pixel_bits)
     print(f"train: {cfg.summary()}")
-    print(f"train: {data.summary()}; seed {args.seed}, engine {args.engine}, output {out}")
+    print(f"train: {data.summary()}; seed {args.seed}, output {out}")
 
     class Bar(TrainMonitor):
         def __init__(self):
@@ -264,8 +264,7 @@ def cmd_train(args) -> int:
         result = train(cfg, data, epochs=args.epochs, seed=args.seed, out_dir=out,
                        train_samples=args.train_samples, test_samples=args.test_samples,
                        resume=args.resume, checkpoint_every=args.checkpoint_every,
-                       max_samples=args.max_samples, engine=args.engine,
-                       verify_every=args.verify_every, monitor=monitor)
+                       max_samples=args.max_samples, monitor=monitor)
     except TrainError as exc:
         print(f"spikeforge train: error: {exc}", file=sys.stderr)
         return 2
@@ -367,12 +366,6 @@ def build_parser() -> argparse.ArgumentParser:
                         "0: only at epoch ends)")
     p.add_argument("--max-samples", type=_int_at_least(0),
                    help="stop after N samples in this call (checkpointed; go on with --resume)")
-    p.add_argument("--engine", choices=("fast", "golden"), default="fast",
-                   help="fast: BLAS forward pass, bit-identical to golden: sw.desire.train_step "
-                        "as is (default fast)")
-    p.add_argument("--verify-every", type=_int_at_least(0), default=1000,
-                   help="fast engine: recheck every N-th sample against sw.desire.train_step "
-                        "(default 1000, 0: never)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 

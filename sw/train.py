@@ -21,15 +21,9 @@ bit-exact model). This module is the host loop around it:
   at every epoch end; resuming from one gives final weights bit-identical to an
   uninterrupted run.
 
-Engines. ``"golden"`` calls :func:`sw.desire.train_step` and :func:`sw.golden.run_network`
-as they are. ``"fast"`` (the default) computes exactly the same integers faster: the forward
-pass takes each layer's input currents of all ``T`` steps in one float64 matrix product
-(exact: every partial sum is an integer far below ``2**53``) and falls back to
-:func:`sw.lif.integrate` (saturating, one spike at a time) for any sample and step whose
-partial sums could leave the membrane range; the desire, backward and update arithmetic are
-the functions of :mod:`sw.desire` themselves. ``tests/test_train.py`` checks the two engines
-bit for bit, and a fast run re-does every ``verify_every``-th sample with the golden
-:func:`sw.desire.train_step` and stops with an error at the first difference.
+Every sample is one call of :func:`sw.desire.train_step` (the bit-exact model of the chip's
+learning step) and every test pass one batched :func:`sw.golden.run_network` on
+:func:`sw.desire.inference_weights`; nothing here re-implements the arithmetic.
 
 Output files (in ``out_dir``): ``checkpoint.npz``, ``weights.npz`` (``w0, w1, ...``: the
 ``weight_bits`` *inference* weights in :mod:`sw.weights` format, loadable by
@@ -40,6 +34,7 @@ weights the learning memory holds; ``frac_bits``: ``F``), ``history.json`` and
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -54,27 +49,12 @@ from pathlib import Path
 
 import numpy as np
 
-from sw import cycles
-from sw.desire import (
-    Desire,
-    TrainStep,
-    backward_sums,
-    eligibility,
-    hidden_desire,
-    inference_weights,
-    output_desire,
-    traces,
-    train_step,
-    update,
-)
-from sw.encode import rate_encode
-from sw.golden import NetworkRun, predict, run_network
-from sw.lif import integrate
+from sw.desire import inference_weights, train_step
+from sw.golden import run_network
 
 __all__ = [
     "CHECKPOINT_NAME",
     "DEFAULT_CHECKPOINT_EVERY",
-    "ENGINES",
     "CheckpointError",
     "EpochRecord",
     "TrainError",
@@ -83,17 +63,13 @@ __all__ = [
     "config_hash",
     "epoch_order",
     "evaluate",
-    "fast_train_step",
-    "forward_rasters",
     "initial_weights",
     "load_checkpoint",
     "plot_history",
     "train",
 ]
 
-ENGINES = ("fast", "golden")
 DEFAULT_CHECKPOINT_EVERY = 2000
-DEFAULT_VERIFY_EVERY = 1000
 EVAL_BATCH = 500
 CHECKPOINT_NAME = "checkpoint.npz"
 WEIGHTS_NAME = "weights.npz"
@@ -190,7 +166,7 @@ def initial_weights(cfg, seed: int) -> list[np.ndarray]:
     drawn in float units (``w_float = W_inf / threshold``), ``round`` half to even, ``clip``
     to the stored range. The half-LSB offset ``2**(F-1)`` (0 when ``F = 0``) makes the
     inference weight ``W_inf = W_store >> F`` the *rounded* ``w * threshold`` instead of its
-    floor: without it every weight the engines read starts half an inference LSB low, a
+    floor: without it every weight the LIF engines read starts half an inference LSB low, a
     bias of ``-0.5 / threshold`` per input spike and step that costs a lot of accuracy
     (digits-tiny: ~75% instead of ~45% after 12 epochs at the same learning rate).
     """
@@ -229,149 +205,22 @@ def _require_learning(cfg) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# The fast engine: the same integers as sw.golden / sw.desire, computed with BLAS
+# Evaluation
 # ---------------------------------------------------------------------------------------------
 
-def forward_rasters(cfg, w_inf: list[np.ndarray], pixels: np.ndarray) -> list[np.ndarray]:
-    """Spike rasters ``(B, T, N)`` of every population, identical to
-    ``sw.golden.run_network(cfg, w_inf, pixels).rasters``.
-
-    Each LIF layer's input currents of all steps are one float64 matrix product (exact: a
-    partial sum is at most ``N_pre * 2**(weight_bits-1) < 2**53``). A step of a sample whose
-    membranes could leave the saturation range while adding (checked against the sums of
-    the positive and of the negative weights of its input spikes) is integrated by
-    :func:`sw.lif.integrate` instead, one spike at a time, as the golden model does.
-    """
-    pixels = np.asarray(pixels)
-    if pixels.ndim != 2 or pixels.shape[1] != cfg.layers[0]:
-        raise ValueError(f"pixels: expected shape (B, {cfg.layers[0]}), got {pixels.shape}")
-    if pixels.min(initial=0) < 0 or pixels.max(initial=0) > cfg.pixel_max:
-        raise ValueError(f"pixels: values must lie in [0, {cfg.pixel_max}]")
-    steps, theta, k = cfg.time_steps, cfg.threshold, cfg.leak_shift
-    rasters = [rate_encode(pixels, steps, cfg.encoder_threshold)]
-    batch = pixels.shape[0]
-    for w in w_inf:
-        w = np.asarray(w, dtype=np.int64)
-        n_pre, n_post = w.shape
-        s_in = rasters[-1]
-        out = np.zeros((batch, steps, n_post), dtype=bool)
-        rasters.append(out)
-        if steps < 2:
-            continue
-        s_flat = s_in[:, :-1].reshape(-1, n_pre).astype(np.float64)
-        wf = w.astype(np.float64)
-        current = (s_flat @ wf).astype(np.int64).reshape(batch, steps - 1, n_post)
-        w_pos, w_neg = max(int(w.max(initial=0)), 0), min(int(w.min(initial=0)), 0)
-        events = s_in[:, :-1].sum(axis=2)                            # (B, T-1)
-        v = np.zeros((batch, n_post), dtype=np.int64)
-        for t in range(1, steps):
-            # Cheap sufficient test first, exact per-sample bounds only where it fails.
-            ev = events[:, t - 1]
-            unsafe = ((v.max(axis=1) + ev * w_pos > cfg.v_max)
-                      | (v.min(axis=1) + ev * w_neg < cfg.v_min))
-            if unsafe.any():
-                rows = np.flatnonzero(unsafe)
-                s_rows = s_in[rows, t - 1].astype(np.float64)
-                upper = v[rows] + (s_rows @ np.maximum(wf, 0)).astype(np.int64)
-                lower = v[rows] + (s_rows @ np.minimum(wf, 0)).astype(np.int64)
-                rows = rows[(upper > cfg.v_max).any(axis=1) | (lower < cfg.v_min).any(axis=1)]
-            else:
-                rows = ()
-            v_new = v + current[:, t - 1]
-            if len(rows):
-                v_new[rows] = integrate(v[rows], w, s_in[rows, t - 1], cfg.v_min, cfg.v_max)
-            spikes = v_new >= theta
-            out[:, t] = spikes
-            v = v_new - theta * spikes
-            v = v - (v >> k)
-    return rasters
-
-
-def _network_run(cfg, rasters: list[np.ndarray]) -> NetworkRun:
-    counts = rasters[-1].sum(axis=1)
-    return NetworkRun(rasters=rasters, counts=counts, predictions=predict(counts),
-                      cycles=cycles.sample_cycles(cfg, rasters))
-
-
-def fast_train_step(cfg, stored: list[np.ndarray], pixels: np.ndarray, label: int,
-                    lr_shift: int | None = None) -> TrainStep:
-    """:func:`sw.desire.train_step` with the forward pass of :func:`forward_rasters`; returns
-    the identical :class:`sw.desire.TrainStep` (same spikes, desires, weights, cycles)."""
-    if cfg.learning is None:
-        raise ValueError(f"config {cfg.name!r} has no [learning] section")
-    if not 0 <= label < cfg.layers[-1]:
-        raise ValueError(f"label: {label} is out of range, legal range is "
-                         f"[0, {cfg.layers[-1] - 1}]")
-    lr_shift = cfg.learning.lr_shift if lr_shift is None else lr_shift
-    w_inf = inference_weights(cfg, stored)
-    run = _network_run(cfg, forward_rasters(cfg, w_inf, np.asarray(pixels)[None, :]))
-    rasters = [r[0] for r in run.rasters]
-    counts = [r.sum(axis=0) for r in rasters]
-    n_layers = cfg.n_layers
-
-    desires: list[Desire | None] = [None] * n_layers
-    sums: list[np.ndarray | None] = [None] * n_layers
-    desires[-1] = output_desire(cfg, counts[n_layers], label)
-    for layer in range(n_layers - 1, 0, -1):
-        sums[layer - 1] = backward_sums(w_inf[layer], desires[layer].coef)
-        desires[layer - 1] = hidden_desire(cfg, sums[layer - 1], counts[layer])
-
-    new = []
-    for layer in range(n_layers):
-        d = desires[layer]
-        w = np.asarray(stored[layer], dtype=np.int64).copy()
-        cols = np.flatnonzero(d.active)
-        if cols.size:
-            x = traces(cfg, rasters[layer])
-            acc = eligibility(x, rasters[layer + 1][:, cols])
-            sub = Desire(d.active[cols], d.sign[cols], d.error[cols])
-            w[:, cols] = update(cfg, w[:, cols], sub, acc, lr_shift)
-        new.append(w)
-    learn = cycles.learn_cycles(cfg, rasters, [d.active for d in desires])
-    return TrainStep(run=run, desires=desires, sums=sums, weights=new,
-                     infer_cycles=int(run.cycles[0]), learn_cycles=int(learn))
-
-
-def _same_step(a: TrainStep, b: TrainStep) -> str | None:
-    """``None`` if two training steps agree bit for bit, else what differs first."""
-    for layer, (ra, rb) in enumerate(zip(a.run.rasters, b.run.rasters, strict=True)):
-        if not np.array_equal(ra, rb):
-            return f"spike raster of population {layer}"
-    for layer, (wa, wb) in enumerate(zip(a.weights, b.weights, strict=True)):
-        if not np.array_equal(wa, wb):
-            return f"updated stored weights w{layer}"
-    if (a.infer_cycles, a.learn_cycles) != (b.infer_cycles, b.learn_cycles):
-        return (f"cycles (inference, learning) {(a.infer_cycles, a.learn_cycles)} vs "
-                f"{(b.infer_cycles, b.learn_cycles)}")
-    return None
-
-
 def evaluate(cfg, stored: list[np.ndarray], pixels: np.ndarray, labels: np.ndarray, *,
-             engine: str = "fast", batch: int = EVAL_BATCH) -> float:
-    """Test accuracy (fraction) of the inference weights ``W_store >> F``, batched.
-
-    ``engine="golden"`` runs :func:`sw.golden.run_network`, ``"fast"`` the identical
-    :func:`forward_rasters`. A sample counts as correct only for a unique argmax.
-    """
-    _check_engine(engine)
+             batch: int = EVAL_BATCH) -> float:
+    """Test accuracy (fraction) of the inference weights ``W_store >> F``: batched
+    :func:`sw.golden.run_network`; a sample counts as correct only for a unique argmax."""
     labels = np.asarray(labels)
     if len(labels) == 0:
         return float("nan")
     w_inf = inference_weights(cfg, stored)
     correct = 0
     for lo in range(0, len(labels), batch):
-        px = pixels[lo:lo + batch]
-        if engine == "golden":
-            pred = run_network(cfg, w_inf, px).predictions
-        else:
-            pred = predict(forward_rasters(cfg, w_inf, px)[-1].sum(axis=1))
+        pred = run_network(cfg, w_inf, pixels[lo:lo + batch]).predictions
         correct += int((pred == labels[lo:lo + batch]).sum())
     return correct / len(labels)
-
-
-def _check_engine(engine: str) -> None:
-    if engine not in ENGINES:
-        raise TrainError(f"engine: {engine!r} is not one of {ENGINES}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -588,11 +437,20 @@ def _check_count(name: str, value, lo: int, hi: int | None = None) -> int:
     return int(value)
 
 
+def _one_blas_thread():
+    """Limit BLAS to one thread: the per-sample matrix products are small, and on a shared,
+    loaded 2-core machine OpenBLAS's threads made them several times slower."""
+    try:
+        from threadpoolctl import threadpool_limits  # installed with scikit-learn
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
 def train(cfg, data, *, epochs: int, seed: int = 0, out_dir=None,
           train_samples: int | None = None, test_samples: int | None = None,
           resume: bool = False, checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
-          max_samples: int | None = None, engine: str = "fast",
-          verify_every: int = DEFAULT_VERIFY_EVERY,
+          max_samples: int | None = None,
           monitor: TrainMonitor | None = None) -> TrainResult:
     """Train ``cfg`` on dataset ``data`` (:class:`sw.datasets.Dataset`) sample by sample.
 
@@ -616,16 +474,10 @@ def train(cfg, data, *, epochs: int, seed: int = 0, out_dir=None,
     max_samples : int or None
         Stop after training this many samples in this call (checkpoint written, result has
         ``complete=False``): for interrupting and resuming.
-    engine : {"fast", "golden"}
-        See the module docstring; both give identical results.
-    verify_every : int
-        With the fast engine, recompute every this many samples with the golden
-        :func:`sw.desire.train_step` and fail on any difference (0: never).
     monitor : TrainMonitor or None
         Progress hooks.
     """
     _require_learning(cfg)
-    _check_engine(engine)
     seed = _check_seed(seed)
     epochs = _check_count("epochs", epochs, 1)
     if data.n_inputs != cfg.layers[0]:
@@ -643,7 +495,6 @@ def train(cfg, data, *, epochs: int, seed: int = 0, out_dir=None,
     n_test = _check_count("test_samples", n_test_all if test_samples is None
                           else test_samples, 1, n_test_all)
     checkpoint_every = _check_count("checkpoint_every", checkpoint_every, 0)
-    verify_every = _check_count("verify_every", verify_every, 0)
     if max_samples is not None:
         max_samples = _check_count("max_samples", max_samples, 0)
     if resume and out_dir is None:
@@ -667,61 +518,52 @@ def train(cfg, data, *, epochs: int, seed: int = 0, out_dir=None,
         state = _State(stored=initial_weights(cfg, seed), epoch=0, position=0,
                        epoch_correct=0, epoch_cycles=[], epoch_seconds=0.0, history=[])
 
-    step_fn = fast_train_step if engine == "fast" else train_step
     trained_here = 0
     done_before = state.epoch * n_train + state.position
     monitor.start(max(epochs * n_train, done_before), done_before)
     stopped = False
-    while state.epoch < epochs and not stopped:
-        epoch = state.epoch
-        lr_shift = cfg.learning.lr_shift_at(epoch)
-        order = epoch_order(seed, epoch, n_train)
-        t0 = time.perf_counter()
-        while state.position < n_train:
-            if max_samples is not None and trained_here >= max_samples:
-                stopped = True
+    with _one_blas_thread():
+        while state.epoch < epochs and not stopped:
+            epoch = state.epoch
+            lr_shift = cfg.learning.lr_shift_at(epoch)
+            order = epoch_order(seed, epoch, n_train)
+            t0 = time.perf_counter()
+            while state.position < n_train:
+                if max_samples is not None and trained_here >= max_samples:
+                    stopped = True
+                    break
+                idx = order[state.position]
+                label = int(train_lb[idx])
+                step = train_step(cfg, state.stored, train_px[idx], label, lr_shift)
+                state.stored = step.weights
+                state.position += 1
+                state.epoch_correct += int(step.run.predictions[0] == label)
+                state.epoch_cycles.append(step.cycles)
+                trained_here += 1
+                monitor.sample(epoch, state.position, n_train, state.epoch_correct)
+                if (ckpt is not None and checkpoint_every and state.position < n_train
+                        and state.position % checkpoint_every == 0):
+                    state.epoch_seconds += time.perf_counter() - t0
+                    t0 = time.perf_counter()
+                    _save_checkpoint(ckpt, ident, state)
+            state.epoch_seconds += time.perf_counter() - t0
+            if stopped:
                 break
-            idx = order[state.position]
-            label = int(train_lb[idx])
-            step = step_fn(cfg, state.stored, train_px[idx], label, lr_shift)
-            done = done_before + trained_here + 1
-            if engine == "fast" and verify_every and done % verify_every == 0:
-                ref = train_step(cfg, state.stored, train_px[idx], label, lr_shift)
-                diff = _same_step(step, ref)
-                if diff:
-                    raise RuntimeError(
-                        f"fast engine diverged from sw.desire.train_step at epoch {epoch + 1}, "
-                        f"sample {state.position + 1} (dataset index {idx}): {diff}; rerun "
-                        f"with engine 'golden' and report this")
-            state.stored = step.weights
-            state.position += 1
-            state.epoch_correct += int(step.run.predictions[0] == label)
-            state.epoch_cycles.append(step.cycles)
-            trained_here += 1
-            monitor.sample(epoch, state.position, n_train, state.epoch_correct)
-            if (ckpt is not None and checkpoint_every and state.position < n_train
-                    and state.position % checkpoint_every == 0):
-                state.epoch_seconds += time.perf_counter() - t0
-                t0 = time.perf_counter()
+            monitor.evaluating(epoch, n_test)
+            t0 = time.perf_counter()
+            test_acc = evaluate(cfg, state.stored, test_px, test_lb)
+            seconds = state.epoch_seconds + time.perf_counter() - t0
+            record = EpochRecord(epoch=epoch + 1, lr_shift=lr_shift,
+                                 train_accuracy=state.epoch_correct / n_train,
+                                 test_accuracy=test_acc,
+                                 median_cycles=float(np.median(state.epoch_cycles)),
+                                 seconds=seconds)
+            state.history.append(record)
+            state.epoch, state.position, state.epoch_correct = epoch + 1, 0, 0
+            state.epoch_cycles, state.epoch_seconds = [], 0.0
+            if ckpt is not None:
                 _save_checkpoint(ckpt, ident, state)
-        state.epoch_seconds += time.perf_counter() - t0
-        if stopped:
-            break
-        monitor.evaluating(epoch, n_test)
-        t0 = time.perf_counter()
-        test_acc = evaluate(cfg, state.stored, test_px, test_lb, engine=engine)
-        seconds = state.epoch_seconds + time.perf_counter() - t0
-        record = EpochRecord(epoch=epoch + 1, lr_shift=lr_shift,
-                             train_accuracy=state.epoch_correct / n_train,
-                             test_accuracy=test_acc,
-                             median_cycles=float(np.median(state.epoch_cycles)),
-                             seconds=seconds)
-        state.history.append(record)
-        state.epoch, state.position, state.epoch_correct = epoch + 1, 0, 0
-        state.epoch_cycles, state.epoch_seconds = [], 0.0
-        if ckpt is not None:
-            _save_checkpoint(ckpt, ident, state)
-        monitor.epoch_end(record)
+            monitor.epoch_end(record)
 
     if stopped and ckpt is not None:
         _save_checkpoint(ckpt, ident, state)
