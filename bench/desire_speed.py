@@ -108,7 +108,8 @@ def main(argv=None) -> int:
     print("| topology | model | samples/s (median) | samples/s (best) | ms/sample (median) "
           "| ms/sample (best) | CPU ms/sample (median) | golden/float | vs published |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
-    ok, notes = True, []
+    ok_median = ok_best = True
+    notes, verdicts = [], []
     for hidden in args.hidden:
         layers = (784, hidden, 100, 10)
         cfg = make_config(layers)
@@ -119,7 +120,7 @@ def main(argv=None) -> int:
         time_golden(cfg, stored0, pixels[:2], labels[:2])
         time_float(cfg, weights0, pixels01[:2], labels[:2])
         runs = {"golden": [], "float": []}
-        for _ in range(args.repeats):
+        for _ in range(args.repeats):     # interleaved, so both see the same disturbances
             runs["golden"].append(time_golden(cfg, stored0, pixels, labels))
             runs["float"].append(time_float(cfg, weights0, pixels01, labels))
         med = {k: statistics.median(r[0] for r in v) / args.samples for k, v in runs.items()}
@@ -140,15 +141,19 @@ def main(argv=None) -> int:
         if published:
             print(f"| {topo} | published reference (quoted) | {1 / published:.1f} | | "
                   f"{published * 1e3:.0f} | | | | 1x |")
-            if published / med["golden"] < TARGET_SPEEDUP:
-                ok = False
+            best = min(r[0] for r in runs["golden"]) / args.samples
+            verdicts.append(f"{topo}: {published / med['golden']:.1f}x (median), "
+                            f"{published / best:.1f}x (best)")
+            ok_median &= published / med["golden"] >= TARGET_SPEEDUP
+            ok_best &= published / best >= TARGET_SPEEDUP
     print(f"\nLoad average at end: {load_average()}. golden/float = float ms/sample / golden "
-          f"ms/sample (> 1: golden faster). Target: golden (median) >= "
-          f"{TARGET_SPEEDUP:.0f}x faster than the published reference: "
-          f"{'met' if ok else 'NOT met'}.\n")
+          f"ms/sample (> 1: golden faster). Golden vs published: {'; '.join(verdicts)}. "
+          f"Target >= {TARGET_SPEEDUP:.0f}x: {'met' if ok_median else 'NOT met'} on the "
+          f"median, {'met' if ok_best else 'NOT met'} on the best repeat. (On a shared "
+          f"machine the same run varies by up to 2x; the best repeat is the least disturbed.)\n")
     for note in notes:
         print(f"- {note}")
-    return 0 if ok else 1
+    return 0 if ok_median else 1
 
 
 if __name__ == "__main__":
