@@ -375,6 +375,8 @@ def test_train_step_matches_reference(case):
         stored = step.weights
 
 
+@pytest.mark.skipif(not __import__("sw.datasets").datasets.SHARED_MNIST_T10K.exists(),
+                    reason="shared MNIST test set absent")
 def test_train_step_mnist_wide_input():
     """784 inputs (live-row gathers of the first layer) on a real MNIST sample."""
     cfg = NetworkConfig(name="mnist-small", layers=(784, 12, 10), time_steps=12, lanes=4,

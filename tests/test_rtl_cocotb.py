@@ -140,7 +140,8 @@ def extreme_stored(cfg, rng):
 
 LEARN_CASES = {
     # name: (config, initial stored weights, input source, samples)
-    "learn-digits-tiny": (lambda: load_config("digits-tiny"), "kaiming", "digits", 4),
+    # own name: a build dir apart from the inference case's (parallel builds would collide)
+    "learn-digits-tiny": (lambda: learning_variant("learn-digits-tiny"), "kaiming", "digits", 4),
     "learn-deep-p2-floor": (lambda: learning_variant(
         "learn-deep-p2-floor", dict(rounding="floor", lr_shift=2, weight_frac_bits=3),
         layers=(12, 8, 6, 4), lanes=2, time_steps=10, threshold=30, weight_bits=6,
