@@ -19,7 +19,7 @@ import numpy as np
 
 from sw import cycles
 from sw.encode import rate_encode
-from sw.lif import exact_matmul, int_matmul, lif_step
+from sw.lif import exact_matmul, saturating_sum
 
 
 @dataclass
@@ -58,7 +58,7 @@ def run_layer(cfg, weights: np.ndarray, pre_raster: np.ndarray,
     currents of all steps are one exact matrix product over the presynaptic neurons that spike
     at all, the steps run without saturation, and a bound check afterwards finds the first step
     (if any) where some partial sum could have left ``[V_min, V_max]``; from there that sample
-    is re-run one step at a time with the per-spike saturating :func:`sw.lif.integrate`.
+    is re-run one step at a time with the per-spike saturating sums (:func:`_rerun_saturating`).
     """
     weights = np.asarray(weights)
     pre_raster = np.asarray(pre_raster, dtype=bool)
@@ -129,17 +129,43 @@ def _run_chunk(cfg, weights, inp, out, frac_bits):
         return
     bs, ts = np.nonzero(risky)
     s_risky = spikes[bs, ts]
-    upper = v_in[bs, ts] + int_matmul(s_risky, np.maximum(w, 0))
-    lower = v_in[bs, ts] + int_matmul(s_risky, np.minimum(w, 0))
+    w_pos, w_neg = np.maximum(w, 0), np.minimum(w, 0)
+    bound = live.size * max(w_hi, -w_lo, 1)
+    upper = v_in[bs, ts] + exact_matmul(s_risky, w_pos, bound)
+    lower = v_in[bs, ts] + exact_matmul(s_risky, w_neg, bound)
     unsafe = ((upper > cfg.v_max) | (lower < cfg.v_min)).any(axis=1)
     first: dict[int, int] = {}
     for b, t in zip(bs[unsafe], ts[unsafe], strict=True):
         first.setdefault(int(b), int(t))      # np.nonzero is row-major: earliest t first
     for b, t0 in first.items():
-        v = v_in[b, t0][None].copy()
-        for t in range(t0, steps):
-            v, out[b, t + 1] = lif_step(v, w, spikes[b, t][None], threshold=theta,
-                                        leak_shift=k, v_min=cfg.v_min, v_max=cfg.v_max)
+        _rerun_saturating(cfg, w, w_pos, w_neg, bound, spikes[b, t0:], current[b, t0:],
+                          v_in[b, t0].copy(), out[b, t0 + 1:])
+
+
+def _rerun_saturating(cfg, w, w_pos, w_neg, bound, spikes, current, v, out) -> None:
+    """Steps ``t0..`` of one sample from membrane ``v``, exactly :func:`sw.lif.lif_step`.
+
+    A membrane whose sums of the positive and of the negative weights of the step's input
+    spikes both keep it in range takes the plain sum ``current``; the others are checked on
+    their prefix sums (ascending presynaptic index, the hardware's order) and only those that
+    really leave the range get the folded :func:`sw.lif.saturating_sum`.
+    """
+    theta, k = cfg.threshold, cfg.leak_shift
+    upper = exact_matmul(spikes, w_pos, bound)
+    lower = exact_matmul(spikes, w_neg, bound)
+    for t in range(len(spikes)):
+        v_next = v + current[t]
+        cols = np.flatnonzero((v + upper[t] > cfg.v_max) | (v + lower[t] < cfg.v_min))
+        if cols.size:
+            rows = w[np.flatnonzero(spikes[t])][:, cols]
+            prefix = v[cols] + np.cumsum(rows, axis=0)
+            leaves = (prefix.max(axis=0) > cfg.v_max) | (prefix.min(axis=0) < cfg.v_min)
+            cols, rows = cols[leaves], rows[:, leaves]
+            v_next[cols] = saturating_sum(v[cols], rows, cfg.v_min, cfg.v_max)
+        s = v_next >= theta
+        out[t] = s
+        v_next -= theta * s
+        v = v_next - (v_next >> k)
 
 
 def run_layers(cfg, weights: list[np.ndarray], input_raster: np.ndarray) -> list[np.ndarray]:

@@ -56,20 +56,22 @@ def saturating_sum(v: np.ndarray, addends: np.ndarray, v_min: int, v_max: int) -
     ``K`` steps fold pairwise in ``log2 K`` vectorised rounds instead of ``K`` sequential ones.
     Exact: the same integers as the one-at-a-time loop.
     """
-    a = np.asarray(addends, dtype=np.int64)
-    lo = np.full(a.shape, v_min, dtype=np.int64)
-    hi = np.full(a.shape, v_max, dtype=np.int64)
-    while a.shape[0] > 1:
-        if a.shape[0] % 2:      # pad with the identity map (add 0, clip to the range)
-            a = np.concatenate([a, np.zeros_like(a[:1])])
-            lo = np.concatenate([lo, np.full_like(lo[:1], v_min)])
-            hi = np.concatenate([hi, np.full_like(hi[:1], v_max)])
-        a2, l2, h2 = a[1::2], lo[1::2], hi[1::2]
-        lo = np.minimum(np.maximum(lo[0::2] + a2, l2), h2)
-        hi = np.minimum(np.maximum(hi[0::2] + a2, l2), h2)
-        a = a[0::2] + a2
-    if a.shape[0] == 0:
+    addends = np.asarray(addends, dtype=np.int64)
+    k = addends.shape[0]
+    if k == 0:
         return np.asarray(v, dtype=np.int64).copy()
+    size = 1 << (k - 1).bit_length()        # pad with identity maps (add 0, clip to range)
+    a = np.zeros((size,) + addends.shape[1:], dtype=np.int64)
+    a[:k] = addends
+    lo = np.full_like(a, v_min)
+    hi = np.full_like(a, v_max)
+    while size > 1:
+        a2, l2, h2 = a[1::2], lo[1::2], hi[1::2]
+        lo_new = np.maximum(lo[0::2] + a2, l2)
+        hi_new = np.maximum(hi[0::2] + a2, l2)
+        lo, hi = np.minimum(lo_new, h2, out=lo_new), np.minimum(hi_new, h2, out=hi_new)
+        a = a[0::2] + a2
+        size >>= 1
     return np.minimum(np.maximum(v + a[0], lo[0]), hi[0])
 
 
