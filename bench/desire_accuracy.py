@@ -55,6 +55,10 @@ class _Log(TrainMonitor):
             self.queue.put(f"{self.name}: epoch {epoch + 1} {position}/{size} train "
                            f"{100 * correct / position:.2f}%")
 
+    def epoch_end(self, record):
+        self.queue.put(f"{self.name}: epoch {record.epoch} test "
+                       f"{100 * record.test_accuracy:.2f}%")
+
 
 def run_integer(args, queue) -> list[dict]:
     cfg = load_config(args.config)
