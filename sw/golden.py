@@ -146,9 +146,9 @@ def _rerun_saturating(cfg, w, w_pos, w_neg, bound, spikes, current, v, out) -> N
     """Steps ``t0..`` of one sample from membrane ``v``, exactly :func:`sw.lif.lif_step`.
 
     A membrane whose sums of the positive and of the negative weights of the step's input
-    spikes both keep it in range takes the plain sum ``current``; the others are checked on
-    their prefix sums (ascending presynaptic index, the hardware's order) and only those that
-    really leave the range get the folded :func:`sw.lif.saturating_sum`.
+    spikes both keep it in range takes the plain sum ``current``; the others get
+    :func:`sw.lif.saturating_sum` of their input weights in ascending presynaptic index (the
+    hardware's order).
     """
     theta, k = cfg.threshold, cfg.leak_shift
     upper = exact_matmul(spikes, w_pos, bound)
@@ -158,9 +158,6 @@ def _rerun_saturating(cfg, w, w_pos, w_neg, bound, spikes, current, v, out) -> N
         cols = np.flatnonzero((v + upper[t] > cfg.v_max) | (v + lower[t] < cfg.v_min))
         if cols.size:
             rows = w[np.flatnonzero(spikes[t])][:, cols]
-            prefix = v[cols] + np.cumsum(rows, axis=0)
-            leaves = (prefix.max(axis=0) > cfg.v_max) | (prefix.min(axis=0) < cfg.v_min)
-            cols, rows = cols[leaves], rows[:, leaves]
             v_next[cols] = saturating_sum(v[cols], rows, cfg.v_min, cfg.v_max)
         s = v_next >= theta
         out[t] = s

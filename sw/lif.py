@@ -53,16 +53,24 @@ def saturating_sum(v: np.ndarray, addends: np.ndarray, v_min: int, v_max: int) -
     ``v``: ``(N,)``, ``addends``: ``(K, N)``. Each step is the map ``x -> clip(x + a, lo, hi)``;
     two such maps compose into one of the same form (apply ``(a1, l1, h1)`` then
     ``(a2, l2, h2)``: ``(a1 + a2, clip(l1 + a2, l2, h2), clip(h1 + a2, l2, h2))``), so the
-    ``K`` steps fold pairwise in ``log2 K`` vectorised rounds instead of ``K`` sequential ones.
-    Exact: the same integers as the one-at-a-time loop.
+    ``K`` steps fold pairwise in ``log2 K`` vectorised rounds instead of ``K`` sequential ones;
+    only membranes whose running sums leave the range are folded. Exact: the same integers as
+    the one-at-a-time loop.
     """
+    v = np.asarray(v, dtype=np.int64)
     addends = np.asarray(addends, dtype=np.int64)
     k = addends.shape[0]
     if k == 0:
-        return np.asarray(v, dtype=np.int64).copy()
+        return v.copy()
+    # Membranes whose running sums never leave the range saturate nowhere: plain sum.
+    prefix = v + np.cumsum(addends, axis=0)
+    out = prefix[-1].copy()
+    cols = np.flatnonzero((prefix.max(axis=0) > v_max) | (prefix.min(axis=0) < v_min))
+    if cols.size == 0:
+        return out
     size = 1 << (k - 1).bit_length()        # pad with identity maps (add 0, clip to range)
-    a = np.zeros((size,) + addends.shape[1:], dtype=np.int64)
-    a[:k] = addends
+    a = np.zeros((size, cols.size), dtype=np.int64)
+    a[:k] = addends[:, cols]
     lo = np.full_like(a, v_min)
     hi = np.full_like(a, v_max)
     while size > 1:
@@ -72,7 +80,8 @@ def saturating_sum(v: np.ndarray, addends: np.ndarray, v_min: int, v_max: int) -
         lo, hi = np.minimum(lo_new, h2, out=lo_new), np.minimum(hi_new, h2, out=hi_new)
         a = a[0::2] + a2
         size >>= 1
-    return np.minimum(np.maximum(v + a[0], lo[0]), hi[0])
+    out[cols] = np.minimum(np.maximum(v[cols] + a[0], lo[0]), hi[0])
+    return out
 
 
 def integrate(v: np.ndarray, weights: np.ndarray, spikes_in: np.ndarray,
