@@ -45,6 +45,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sw.golden import predict  # the same rule: unique argmax, ties are wrong
+
 __all__ = ["TIMINGS", "FloatDesire", "FloatDesireNet", "FloatRun", "FloatStep"]
 
 TIMINGS = ("published", "spikeforge")
@@ -89,13 +91,6 @@ class FloatStep:
     sums: list[np.ndarray | None]
     deltas: list[np.ndarray]
     lr: float
-
-
-def predict_counts(counts: np.ndarray) -> np.ndarray:
-    """Unique argmax per row of ``counts``; ``-1`` where the maximum is shared."""
-    best = counts.max(axis=1, keepdims=True)
-    unique = (counts == best).sum(axis=1) == 1
-    return np.where(unique, counts.argmax(axis=1), -1)
 
 
 def _check_prob(name: str, p) -> float:
@@ -287,7 +282,7 @@ class FloatDesireNet:
                 out[:, t] = s
             rasters.append(out)
         counts = rasters[-1].sum(axis=1)
-        return FloatRun(rasters=rasters, counts=counts, predictions=predict_counts(counts))
+        return FloatRun(rasters=rasters, counts=counts, predictions=predict(counts))
 
     def forward(self, pixels01: np.ndarray) -> FloatRun:
         """Evaluation pass (no dropout) of a batch ``(B, N_in)`` of pixels in [0, 1]."""

@@ -9,9 +9,9 @@ import pytest
 from spikeforge.config import load_config
 from sw import desire
 from sw.datasets import load_dataset
-from sw.desire_float import FloatDesireNet, predict_counts
+from sw.desire_float import FloatDesireNet
 from sw.encode import rate_encode
-from sw.golden import run_network
+from sw.golden import predict, run_network
 
 _TINY = load_config("digits-tiny")
 # The learning settings these tests spell out numbers for (not the profile's, which get tuned).
@@ -127,7 +127,7 @@ def test_dropout():
 
 
 def test_predict_ties_are_wrong():
-    assert predict_counts(np.array([[3, 1, 3], [0, 2, 1], [0, 0, 0]])).tolist() == [-1, 1, -1]
+    assert predict(np.array([[3, 1, 3], [0, 2, 1], [0, 0, 0]])).tolist() == [-1, 1, -1]
 
 
 def test_kaiming_init_and_errors():
