@@ -22,6 +22,9 @@ from pathlib import Path
 from hw.generate import TOP_NAME, generate_verilog
 from spikeforge.config import load_config
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from memory_fit import memory_bits  # noqa: E402  (one inventory of the gateware's memories)
+
 CELLS = {
     "ecp5": {"LUT4": "LUT4", "FFs": "TRELLIS_FF", "carry (CCU2C)": "CCU2C",
              "EBR (DP16KD)": "DP16KD", "DSP (MULT18X18D)": "MULT18X18D",
@@ -29,23 +32,6 @@ CELLS = {
     "ice40": {"LUT4": "SB_LUT4", "FFs": "SB_DFF*", "carry": "SB_CARRY",
               "EBR (SB_RAM40_4K)": "SB_RAM40_4K", "DSP (SB_MAC16)": "SB_MAC16"},
 }
-
-
-def memory_bits(cfg) -> dict[str, int]:
-    """Bits of every memory of the network, by purpose (``docs/learning.md`` §Cost)."""
-    T, P = cfg.time_steps, cfg.lanes
-    bits = {"weights": sum(cfg.layers[i] * cfg.groups(i) * P * cfg.store_bits
-                           for i in range(cfg.n_layers)),
-            "membranes": sum(max(cfg.groups(i), 2) * P * cfg.membrane_bits
-                             for i in range(cfg.n_layers)),
-            "pixels + encoder state": cfg.layers[0] * (2 * cfg.pixel_bits + 1)}
-    if cfg.learning:
-        lane = 2 + cfg.coef_max.bit_length()
-        bits["spike rasters"] = cfg.layers[0] * T + sum(
-            max(cfg.groups(i), 2) * P * T for i in range(cfg.n_layers))
-        bits["desire (active, sign, |E|)"] = sum(max(cfg.groups(i), 2) * P * lane
-                                                 for i in range(cfg.n_layers))
-    return bits
 
 
 def synth_cells(cfg, family: str) -> dict[str, int]:

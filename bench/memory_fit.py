@@ -56,25 +56,36 @@ class _OneMemory(Elaboratable):
         return [self.w_addr, self.w_data, self.w_en, self.r_addr, self.r_data]
 
 
-def memories(cfg) -> list[tuple[str, int, int, int | None, bool]]:
-    """``(name, width, depth, write granularity, transparent read)`` of every memory."""
+def memories(cfg) -> list[tuple[str, str, int, int, int | None, bool]]:
+    """``(purpose, name, width, depth, write granularity, transparent read)`` of every memory."""
     P, T = cfg.lanes, cfg.time_steps
     n_in = cfg.layers[0]
-    out = [("encoder pixels", cfg.pixel_bits, n_in, None, False),
-           ("encoder accumulators", cfg.pixel_bits + 1, n_in, None, False)]
+    out = [("pixels + encoder state", "encoder pixels", cfg.pixel_bits, n_in, None, False),
+           ("pixels + encoder state", "encoder accumulators", cfg.pixel_bits + 1, n_in, None,
+            False)]
     for layer in range(cfg.n_layers):
         groups = max(cfg.groups(layer), 2)
-        out.append((f"layer {layer} weights", P * cfg.store_bits,
+        out.append(("weights", f"layer {layer} weights", P * cfg.store_bits,
                     cfg.layers[layer] * cfg.groups(layer), None, False))
-        out.append((f"layer {layer} membranes", P * cfg.membrane_bits, groups, None, True))
+        out.append(("membranes", f"layer {layer} membranes", P * cfg.membrane_bits, groups,
+                    None, True))
     if cfg.learning is not None:
         lane = 2 + cfg.coef_max.bit_length()
-        out.append(("encoder raster", T, n_in, 1, False))
+        out.append(("spike rasters", "encoder raster", T, n_in, 1, False))
         for layer in range(cfg.n_layers):
             groups = max(cfg.groups(layer), 2)
-            out.append((f"layer {layer} raster", P * T, groups, 1, False))
-            out.append((f"layer {layer} desires", P * lane, groups, lane, False))
+            out.append(("spike rasters", f"layer {layer} raster", P * T, groups, 1, False))
+            out.append(("desire (active, sign, |E|)", f"layer {layer} desires", P * lane,
+                        groups, lane, False))
     return out
+
+
+def memory_bits(cfg) -> dict[str, int]:
+    """Bits of every memory of the network, by purpose."""
+    bits: dict[str, int] = {}
+    for purpose, _, width, depth, _, _ in memories(cfg):
+        bits[purpose] = bits.get(purpose, 0) + width * depth
+    return bits
 
 
 def synth_memory(width, depth, granularity, transparent) -> dict[str, int]:
@@ -100,7 +111,7 @@ def main() -> None:
         print("| memory | width x depth | bits | EBR (DP16KD) | LUT RAM (DPR16X4) |")
         print("|---|---:|---:|---:|---:|")
         total = {"bits": 0, "EBR": 0, "LUT RAM": 0}
-        for label, width, depth, gran, transparent in memories(cfg):
+        for _, label, width, depth, gran, transparent in memories(cfg):
             cells = synth_memory(width, depth, gran, transparent)
             bits = width * depth
             total["bits"] += bits
