@@ -93,6 +93,10 @@ def run_float(args, queue) -> list[dict]:
     return history
 
 
+_MODELS = {"both": (run_integer, run_float), "integer": (run_integer,), "float": (run_float,)}
+_LABELS = {run_integer: "integer (golden)", run_float: "float (published)"}
+
+
 def _worker(fn, args, queue, results):
     results[fn.__name__] = fn(args, queue)
     queue.put(None)
@@ -129,6 +133,8 @@ def main(argv=None) -> int:
     parser.add_argument("--train-samples", type=int, default=None)
     parser.add_argument("--test-samples", type=int, default=None)
     parser.add_argument("--out", default=None, help="default: out/bench/accuracy-<config>")
+    parser.add_argument("--models", choices=("both", "integer", "float"), default="both",
+                        help="which models to train (default both, side by side)")
     args = parser.parse_args(argv)
     cfg = load_config(args.config)
     if cfg.learning is None:
@@ -141,7 +147,7 @@ def main(argv=None) -> int:
     with mp.Manager() as manager:
         queue, results = manager.Queue(), manager.dict()
         procs = [mp.Process(target=_worker, args=(fn, args, queue, results))
-                 for fn in (run_integer, run_float)]
+                 for fn in _MODELS[args.models]]
         for p in procs:
             p.start()
         running = len(procs)
@@ -156,25 +162,26 @@ def main(argv=None) -> int:
             if p.exitcode:
                 print(f"desire_accuracy: a worker failed (exit {p.exitcode})", file=sys.stderr)
                 return 1
-        histories = {"integer (golden)": results["run_integer"],
-                     "float (published)": results["run_float"]}
+        histories = {label: results[fn.__name__] for fn, label in _LABELS.items()
+                     if fn.__name__ in results}
 
     (out / "history.json").write_text(json.dumps(histories, indent=1))
     title = f"{cfg.name} on {args.dataset}: desire backpropagation"
     plot(out / "accuracy.png", histories, title)
     lines = [f"\n{cfg.summary()}; {args.dataset}, {args.epochs} epochs, seed {args.seed}, "
              f"{time.perf_counter() - t0:.0f} s wall\n",
-             "| model | " + " | ".join(f"ep {h['epoch']}" for h in histories["float (published)"])
+             "| model | " + " | ".join(f"ep {h['epoch']}" for h in next(iter(histories.values())))
              + " | best |",
              "|---|" + "---:|" * (args.epochs + 1)]
     for name, hist in histories.items():
         tests = [100 * h["test"] for h in hist]
         lines.append(f"| {name} | " + " | ".join(f"{x:.2f}" for x in tests)
                      + f" | {max(tests):.2f} |")
-    gap = [100 * (f["test"] - i["test"]) for f, i in
-           zip(histories["float (published)"], histories["integer (golden)"], strict=True)]
-    lines.append(f"\nfloat - integer, last epoch: {gap[-1]:+.2f} points "
-                 f"(per epoch: {', '.join(f'{g:+.2f}' for g in gap)})")
+    if len(histories) == 2:
+        gap = [100 * (f["test"] - i["test"]) for f, i in
+               zip(histories["float (published)"], histories["integer (golden)"], strict=True)]
+        lines.append(f"\nfloat - integer, last epoch: {gap[-1]:+.2f} points "
+                     f"(per epoch: {', '.join(f'{g:+.2f}' for g in gap)})")
     lines.append(f"history {out / 'history.json'}, plot {out / 'accuracy.png'}")
     print("\n".join(lines))
     return 0

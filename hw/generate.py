@@ -8,6 +8,7 @@ from pathlib import Path
 from amaranth.back import verilog
 
 from hw.network import Network
+from hw.ttfs_network import TTFSNetwork
 
 TOP_NAME = "spikeforge_top"
 
@@ -16,7 +17,7 @@ def generate_verilog(cfg, out_dir) -> Path:
     """Write ``<out_dir>/spikeforge_top.v`` (plus a ``.json`` of the config) and return it."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    dut = Network(cfg)
+    dut = TTFSNetwork(cfg) if cfg.encoding == "ttfs" else Network(cfg)
     text = verilog.convert(dut, name=TOP_NAME, emit_src=False)
     path = out_dir / f"{TOP_NAME}.v"
     path.write_text(text)

@@ -52,9 +52,6 @@ def run_rtl(cfg, weights, pixels, *, sim: str = "verilator", waves: str | None =
     defaults to the config's) and read all stored weights back after each one.
     ``stored``: ``weights`` are stored weights (``weight_bits + F`` bits), not inference ones.
     """
-    from cocotb_tools.runner import get_runner
-
-    require_simulator(sim)
     if stored:
         stored_w = [np.asarray(w, dtype=np.int64) for w in weights]
     else:
@@ -73,6 +70,37 @@ def run_rtl(cfg, weights, pixels, *, sim: str = "verilator", waves: str | None =
     pixels = np.asarray(pixels, dtype=np.int64)
     if pixels.ndim != 2 or pixels.shape[1] != cfg.layers[0]:
         raise ValueError(f"pixels: expected shape (B, {cfg.layers[0]}), got {pixels.shape}")
+    # words can be wider than 64 bits: stored as decimal strings
+    words = {f"words{i}": np.array([str(x) for x in pack_words(cfg, i, w)])
+             for i, w in enumerate(stored_w)}
+    job = dict(sizes=np.array(cfg.layers), steps=cfg.time_steps, pixels=pixels,
+               readback=int(readback), **{"lr_shift": 0, **learn}, **words)
+    result = simulate(cfg, job, "sim.tb_network", sim=sim, waves=waves,
+                      build_root=build_root, verbose=verbose, progress=progress)
+    with np.load(result) as data:
+        n = len(cfg.layers)
+        after = None
+        if labels is not None:
+            after = [[unpack_words(cfg, i, [int(w) for w in data[f"after{b}_{i}"]])
+                      for i in range(cfg.n_layers)] for b in range(len(pixels))]
+        return RtlRun(rasters=[data[f"raster{p}"] for p in range(n)],
+                      predictions=data["predictions"], cycles=data["cycles"],
+                      edges=data["edges"], readback_ok=bool(data["readback_ok"]),
+                      weights_after=after)
+
+
+def simulate(cfg, job: dict, test_module: str, *, sim: str = "verilator",
+             waves: str | None = None, build_root: Path = DEFAULT_BUILD_ROOT,
+             verbose: bool = False, progress=None) -> Path:
+    """Generate and build (once per parameter set) the config's top, run the cocotb
+    ``test_module`` on the arrays ``job`` and return the path of the ``.npz`` it wrote.
+
+    ``waves``: path of an FST (``.fst``, Verilator only) or VCD file to write.
+    ``progress``: called with the number of samples finished so far, while it runs.
+    """
+    from cocotb_tools.runner import get_runner
+
+    require_simulator(sim)
     build_dir = build_dir_for(cfg, sim, waves, build_root)
     verilog = generate_verilog(cfg, build_dir / "rtl")
     fst = waves is not None and str(waves).endswith(".fst")
@@ -93,21 +121,17 @@ def run_rtl(cfg, weights, pixels, *, sim: str = "verilator", waves: str | None =
                  timescale=("1ns", "1ps") if sim == "icarus" else None,
                  log_file=build_dir / "build.log", verbose=verbose)
 
-    job = build_dir / "job.npz"
+    job_file = build_dir / "job.npz"
     result = build_dir / "result.npz"
     result.unlink(missing_ok=True)
-    # words can be wider than 64 bits: stored as decimal strings
-    words = {f"words{i}": np.array([str(x) for x in pack_words(cfg, i, w)])
-             for i, w in enumerate(stored_w)}
-    np.savez(job, sizes=np.array(cfg.layers), steps=cfg.time_steps, pixels=pixels,
-             readback=int(readback), **{"lr_shift": 0, **learn}, **words)
+    np.savez(job_file, **job)
     done_file = build_dir / "progress"
     done_file.unlink(missing_ok=True)
     with ThreadPoolExecutor(max_workers=1) as pool:
         running = pool.submit(
-            runner.test, test_module="sim.tb_network", hdl_toplevel=TOP_NAME,
+            runner.test, test_module=test_module, hdl_toplevel=TOP_NAME,
             build_dir=build_dir, test_dir=build_dir, waves=waves is not None,
-            extra_env={"SPIKEFORGE_JOB": str(job), "SPIKEFORGE_RESULT": str(result),
+            extra_env={"SPIKEFORGE_JOB": str(job_file), "SPIKEFORGE_RESULT": str(result),
                        "SPIKEFORGE_PROGRESS": str(done_file)},
             results_xml=str(build_dir / "results.xml"),
             log_file=build_dir / "test.log", verbose=verbose)
@@ -127,13 +151,4 @@ def run_rtl(cfg, weights, pixels, *, sim: str = "verilator", waves: str | None =
         if sim == "icarus":
             dump = next(build_dir.glob("*.vcd"), None) or next(build_dir.glob("*.fst"), dump)
         shutil.copyfile(dump, waves)
-    with np.load(result) as data:
-        n = len(cfg.layers)
-        after = None
-        if labels is not None:
-            after = [[unpack_words(cfg, i, [int(w) for w in data[f"after{b}_{i}"]])
-                      for i in range(cfg.n_layers)] for b in range(len(pixels))]
-        return RtlRun(rasters=[data[f"raster{p}"] for p in range(n)],
-                      predictions=data["predictions"], cycles=data["cycles"],
-                      edges=data["edges"], readback_ok=bool(data["readback_ok"]),
-                      weights_after=after)
+    return result

@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
-__all__ = ["ConfigError", "DesireConfig", "NetworkConfig", "load_config", "profile_names",
-           "CONFIG_DIR"]
+__all__ = ["ConfigError", "DesireConfig", "NetworkConfig", "TTFSConfig", "load_config",
+           "profile_names", "CONFIG_DIR"]
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
-ENCODINGS = ("rate",)
+ENCODINGS = ("rate",)        # "ttfs" configs load as TTFSConfig
 DATASETS = ("digits", "mnist-t10k", "fashion-mnist")
 
 # Legal ranges, in one place so messages and checks cannot disagree.
@@ -192,7 +192,8 @@ class NetworkConfig:
                 f"threshold - 1 + max weight = {self.threshold - 1 + self.w_max}; legal range "
                 f"is [{self.min_membrane_bits}, {MEMBRANE_BITS[1]}]")
         if self.encoding not in ENCODINGS:
-            raise ConfigError(f"encoding.kind: {self.encoding!r} is not one of {ENCODINGS}")
+            raise ConfigError(f"encoding.kind: {self.encoding!r} is not one of "
+                              f"{(*ENCODINGS, 'ttfs')}")
         if self.dataset not in DATASETS:
             raise ConfigError(f"dataset: {self.dataset!r} is not one of {DATASETS}")
         if self.learning is not None:
@@ -332,7 +333,10 @@ _SCHEMA = {
 }
 
 
-def _from_dict(data: dict, source: str) -> NetworkConfig:
+def _from_dict(data: dict, source: str) -> NetworkConfig | TTFSConfig:
+    encoding = data.get("encoding")
+    if isinstance(encoding, dict) and encoding.get("kind") == "ttfs":
+        return _ttfs_from_dict(data, source)
     for key in data:
         if key not in _SCHEMA:
             raise ConfigError(f"{key}: unknown section or key; known: {sorted(_SCHEMA)}")
@@ -366,12 +370,189 @@ def _from_dict(data: dict, source: str) -> NetworkConfig:
     )
 
 
+@dataclass(frozen=True)
+class TTFSConfig:
+    """A validated single-layer TTFS network that learns with on-chip STDP and prunes.
+
+    ``docs/ttfs.md`` is the spec. Inputs spike at most once (``t_j = ((pixel_max - p) * T)
+    >> pixel_bits`` for pixels ``p >= floor``, never below); ``n_out`` integrate-and-fire
+    neurons with unsigned weights fire at most once, at the first step their membrane
+    ``V(t) = sum of w_ij over alive synapses with t_j <= t`` reaches ``threshold``; while
+    learning, the ``winners`` earliest (k-WTA) apply multiplicative STDP and synapses whose
+    weight falls under ``prune_threshold`` are removed for good.
+
+    Attributes
+    ----------
+    layers : (n_in, n_out)
+    time_steps : int
+        ``T``; a time of ``T`` means "no spike".
+    lanes : int
+        ``P`` neuron engines in parallel; lane ``p`` owns neurons ``i = p (mod P)``.
+    weight_bits : int
+        Unsigned weights ``w`` in ``[0, 2**b - 1]``, standing for ``w / (2**b - 1)``.
+    threshold : int
+        Firing threshold in weight units, ``[1, n_in * w_max]``.
+    pixel_bits, floor : int
+        Unsigned pixels; pixels below ``floor`` never spike (``1 <= floor <= pixel_max``).
+    winners : int
+        ``k`` of k-WTA while learning.
+    a_plus, a_minus, stdp_shift : int
+        ``dw = (w * (w_max - w) * a) >> stdp_shift`` (floor), added (pre no later than post)
+        or subtracted (pre later or silent), then clamped to ``[0, w_max]``.
+    prune_threshold : int
+        A synapse whose updated weight is below it is removed; 0 disables pruning (and
+        builds the gateware without the pruning logic: dense fan-in lists).
+    init_weights : (lo, hi)
+        The host's initial weights are uniform integers in ``[lo, hi]`` (seeded).
+    """
+
+    name: str
+    layers: tuple[int, ...]
+    time_steps: int
+    lanes: int
+    weight_bits: int
+    threshold: int
+    pixel_bits: int = 8
+    floor: int = 1
+    winners: int = 1
+    a_plus: int = 1
+    a_minus: int = 1
+    stdp_shift: int = 8
+    prune_threshold: int = 0
+    init_weights: tuple[int, int] = (0, 0)
+    dataset: str = "digits"
+    source: str = field(default="<memory>", compare=False)
+    encoding = "ttfs"
+    learning = None          # no desire backpropagation: STDP is always on
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name:
+            raise ConfigError("name: expected a non-empty string")
+        layers = self.layers
+        if not isinstance(layers, (list, tuple)) or len(layers) != 2:
+            raise ConfigError(f"network.layers: a TTFS network has one learning layer: "
+                              f"expected [n_in, n_out], got {layers!r}")
+        for i, n in enumerate(layers):
+            _check_range(f"network.layers[{i}]", n, 2, MAX_NEURONS)
+        object.__setattr__(self, "layers", tuple(layers))
+        _check_range("network.time_steps", self.time_steps, *TTFS_TIME_STEPS)
+        _check_range("network.lanes", self.lanes, 1, layers[1])
+        _check_range("neuron.weight_bits", self.weight_bits, *TTFS_WEIGHT_BITS)
+        _check_range("neuron.threshold", self.threshold, 1, layers[0] * self.w_max)
+        _check_range("encoding.pixel_bits", self.pixel_bits, *PIXEL_BITS)
+        _check_range("encoding.floor", self.floor, 1, self.pixel_max)
+        _check_range("learning.winners", self.winners, 1, min(layers[1], MAX_WINNERS))
+        _check_range("learning.a_plus", self.a_plus, 0, 1 << 16)
+        _check_range("learning.a_minus", self.a_minus, 0, 1 << 16)
+        _check_range("learning.stdp_shift", self.stdp_shift, 0, 2 * self.weight_bits + 16)
+        _check_range("learning.prune_threshold", self.prune_threshold, 0, self.w_max)
+        init = self.init_weights
+        if not isinstance(init, (list, tuple)) or len(init) != 2:
+            raise ConfigError(f"learning.init_weights: expected [lo, hi], got {init!r}")
+        lo = _check_range("learning.init_weights[0]", init[0], 0, self.w_max)
+        _check_range("learning.init_weights[1]", init[1], lo, self.w_max)
+        object.__setattr__(self, "init_weights", (init[0], init[1]))
+        if self.dataset not in DATASETS:
+            raise ConfigError(f"dataset: {self.dataset!r} is not one of {DATASETS}")
+
+    @property
+    def n_in(self) -> int:
+        return self.layers[0]
+
+    @property
+    def n_out(self) -> int:
+        return self.layers[1]
+
+    @property
+    def n_layers(self) -> int:
+        return 1
+
+    @property
+    def w_max(self) -> int:
+        return (1 << self.weight_bits) - 1
+
+    @property
+    def pixel_max(self) -> int:
+        return (1 << self.pixel_bits) - 1
+
+    @property
+    def never(self) -> int:
+        """The time value that means "no spike": ``T``."""
+        return self.time_steps
+
+    @property
+    def time_bits(self) -> int:
+        return self.time_steps.bit_length()
+
+    @property
+    def membrane_bits(self) -> int:
+        """Unsigned membranes wide enough for ``n_in * w_max``: they cannot overflow."""
+        return (self.n_in * self.w_max).bit_length()
+
+    @property
+    def pruning(self) -> bool:
+        return self.prune_threshold > 0
+
+    @property
+    def n_synapses(self) -> int:
+        return self.n_in * self.n_out
+
+    def lane_neurons(self, lane: int) -> int:
+        """Neurons of lane ``lane``: ``i = lane, lane + P, ...``."""
+        return len(range(lane, self.n_out, self.lanes))
+
+    def summary(self) -> str:
+        prune = (f"prune w < {self.prune_threshold}" if self.pruning else "no pruning")
+        return (f"{self.name}: {self.n_in}-{self.n_out} TTFS, T={self.time_steps}, "
+                f"P={self.lanes}, w{self.weight_bits} unsigned, v{self.membrane_bits}, "
+                f"theta={self.threshold}, floor {self.floor}/{self.pixel_bits}b, "
+                f"{self.n_synapses} synapses; STDP {self.winners}-WTA, a+={self.a_plus}, "
+                f"a-={self.a_minus} >> {self.stdp_shift}, {prune}")
+
+
+TTFS_TIME_STEPS = (2, 256)
+TTFS_WEIGHT_BITS = (2, 16)
+MAX_WINNERS = 8
+
+_TTFS_SCHEMA = {
+    "network": ({"layers", "time_steps", "lanes"}, set()),
+    "neuron": ({"weight_bits", "threshold"}, set()),
+    "encoding": ({"kind"}, {"pixel_bits", "floor"}),
+    "learning": ({"rule"}, {"winners", "a_plus", "a_minus", "stdp_shift", "prune_threshold",
+                            "init_weights"}),
+}
+
+
+def _ttfs_from_dict(data: dict, source: str) -> TTFSConfig:
+    flat = {}
+    for key in data:
+        if key not in ("name", "dataset", *_TTFS_SCHEMA):
+            raise ConfigError(f"{key}: unknown section or key for a TTFS config; known: "
+                              f"{sorted(['name', 'dataset', *_TTFS_SCHEMA])}")
+    for section, (required, optional) in _TTFS_SCHEMA.items():
+        table = data.get(section)
+        if not isinstance(table, dict):
+            raise ConfigError(f"[{section}]: missing table with keys {sorted(required)}")
+        for key in table:
+            if key not in required | optional:
+                raise ConfigError(f"{section}.{key}: unknown key for a TTFS config; known: "
+                                  f"{sorted(required | optional)}")
+        for key in sorted(required - set(table)):
+            raise ConfigError(f"{section}.{key}: missing")
+        flat.update({k: v for k, v in table.items() if k not in ("kind", "rule")})
+    if data["learning"]["rule"] != "stdp":
+        raise ConfigError(f"learning.rule: {data['learning']['rule']!r}: a TTFS config learns "
+                          f"with 'stdp'")
+    return TTFSConfig(name=data.get("name", Path(source).stem),
+                      dataset=data.get("dataset", "digits"), source=source, **flat)
+
+
 def profile_names() -> list[str]:
     """Names of the profiles shipped in ``configs/``."""
     return sorted(p.stem for p in CONFIG_DIR.glob("*.toml"))
 
 
-def load_config(name_or_path: str | Path) -> NetworkConfig:
+def load_config(name_or_path: str | Path) -> NetworkConfig | TTFSConfig:
     """Load a shipped profile by name (``digits-tiny``) or a TOML file by path."""
     path = Path(name_or_path)
     if not path.suffix and not path.exists():
