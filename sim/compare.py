@@ -18,11 +18,14 @@ class Comparison:
     first_divergence: str | None
     details: list[str] = field(default_factory=list)
     weight_mismatches: int | None = None     # training runs only
+    mask_mismatches: int | None = None       # TTFS training runs: prune-mask differences
+    winner_mismatches: int = 0               # TTFS training runs: samples with other winners
 
     @property
     def ok(self) -> bool:
         return not (self.spike_mismatches or self.cycle_mismatches or self.prediction_mismatches
-                    or self.weight_mismatches)
+                    or self.weight_mismatches or self.mask_mismatches
+                    or self.winner_mismatches)
 
     def summary_line(self) -> str:
         weights = ("" if self.weight_mismatches is None
@@ -99,10 +102,65 @@ def compare_training(steps, rtl) -> Comparison:
                 first = (b, f"sample {b}, weights of layer {layer + 1}, presynaptic {j}, "
                             f"postsynaptic {i}: expected {want[j, i]}, got {got[j, i]}")
     result.weight_mismatches = mismatches
-    if first is not None:
-        spike_sample = None
-        if result.spike_mismatches and result.first_divergence.startswith("sample "):
-            spike_sample = int(result.first_divergence.split(",")[0].split()[1])
-        if spike_sample is None or first[0] < spike_sample:
-            result.first_divergence = first[1]
+    _earliest_divergence(result, first)
+    return result
+
+
+def _earliest_divergence(result: Comparison, weight_first) -> None:
+    """Make ``result.first_divergence`` the weight divergence ``(sample, text)`` if it comes
+    from an earlier sample than the first spike divergence (or there is none)."""
+    if weight_first is None:
+        return
+    spike_sample = None
+    if result.spike_mismatches and result.first_divergence.startswith("sample "):
+        spike_sample = int(result.first_divergence.split(",")[0].split()[1])
+    if spike_sample is None or weight_first[0] < spike_sample:
+        result.first_divergence = weight_first[1]
+
+
+def compare_ttfs(gold, rtl, steps: int) -> Comparison:
+    """TTFS core: ``gold`` is a list, one per sample, of :class:`sw.ttfs.TTFSStep`
+    (training samples) or single-sample :class:`sw.ttfs.TTFSRun` (inference samples);
+    ``rtl`` a :class:`sim.ttfs_rtl.TTFSRtlRun` of the same samples.
+
+    Spikes are compared as rasters (population 0 the inputs, 1 the neurons); after every
+    training sample every synapse is compared: a *weight mismatch* is a (sample, pre, post)
+    whose weight or prune mask differs, and ``mask_mismatches`` counts those where the prune
+    mask does; the winners are compared too (a detail, they decide the weights).
+    """
+    from types import SimpleNamespace
+
+    from sw.ttfs import raster
+
+    t_in = np.stack([np.ravel(g.t_in) for g in gold])
+    t_out = np.stack([np.ravel(g.t_out) for g in gold])
+    cycles = np.array([int(np.ravel(g.cycles)[0]) for g in gold], dtype=np.int64)
+    none = np.full(len(gold), -1)
+    result = compare_runs(
+        SimpleNamespace(rasters=[raster(t_in, steps), raster(t_out, steps)],
+                        predictions=none, cycles=cycles),
+        SimpleNamespace(rasters=[raster(rtl.t_in, steps), raster(rtl.t_out, steps)],
+                        predictions=none, cycles=rtl.cycles, edges=rtl.edges))
+    weights = masks = 0
+    first = None
+    for b, (g, state) in enumerate(zip(gold, rtl.states, strict=True)):
+        if state is None:
+            continue
+        won = [int(x) for x in rtl.winners[b] if x >= 0]
+        if won != [int(x) for x in g.winners]:
+            result.winner_mismatches += 1
+            result.details.append(f"sample {b}: expected winners {list(g.winners)}, RTL {won}")
+        bad_mask = g.state.alive != state.alive
+        bad = bad_mask | (g.state.weights != state.weights)
+        weights += int(bad.sum())
+        masks += int(bad_mask.sum())
+        if first is None and bad.any():
+            j, i = np.argwhere(bad)[0]
+            desc = lambda s: (f"weight {s.weights[j, i]}" if s.alive[j, i]  # noqa: E731
+                              else "pruned")
+            first = (b, f"sample {b}, synapse presynaptic {j} -> neuron {i}: expected "
+                        f"{desc(g.state)}, got {desc(state)}")
+    result.weight_mismatches = weights
+    result.mask_mismatches = masks
+    _earliest_divergence(result, first)
     return result

@@ -90,6 +90,8 @@ def cmd_compare(args) -> int:
     cfg = load_config(args.config)
     if args.samples < 1:
         raise SystemExit("--samples: must be >= 1")
+    if cfg.encoding == "ttfs":
+        return _compare_ttfs(cfg, args)
     if args.learn:
         return _compare_learning(cfg, args)
     rng = np.random.default_rng(args.seed)
@@ -173,6 +175,59 @@ def _compare_learning(cfg, args) -> int:
         print(f"compare: first divergence: {result.first_divergence}")
         for line in result.details:
             print(f"compare:   {line}")
+    print(result.summary_line())
+    return 0 if result.ok else 1
+
+
+def _compare_ttfs(cfg, args) -> int:
+    """``compare [--learn]`` of a TTFS config: spikes, winners, weights, prune masks, cycles."""
+    import numpy as np
+    from tqdm import tqdm
+
+    from sim.compare import compare_ttfs
+    from sim.ttfs_rtl import run_ttfs_rtl
+    from sw import ttfs
+
+    if args.weight_scale is not None or args.lr_shift is not None:
+        raise ConfigError("--weight-scale/--lr-shift: not used by TTFS configs (initial weights "
+                          "come from [learning] init_weights, rates from a_plus/a_minus)")
+    rng = np.random.default_rng(args.seed)
+    if args.weights:
+        state, init = ttfs.load_state(args.weights, cfg), str(args.weights)
+    else:
+        lo, hi = cfg.init_weights
+        state, init = ttfs.initial_state(cfg, args.seed), f"uniform [{lo}, {hi}] init"
+    pixels, _ = _pick_samples(cfg, args, rng)
+    mode = "training" if args.learn else "inference"
+    print(f"compare{' --learn' if args.learn else ''}: {cfg.summary()}; {args.samples} "
+          f"{mode} samples ({'random' if args.random else args.dataset or cfg.dataset}), "
+          f"seed {args.seed}, {init}, {args.sim}")
+    gold, s = [], state
+    for b in range(len(pixels)):
+        if args.learn:
+            gold.append(ttfs.learn_step(cfg, s, pixels[b]))
+            s = gold[-1].state
+        else:
+            gold.append(ttfs.infer(cfg, s, pixels[b:b + 1]))
+    with tqdm(total=args.samples, desc=f"RTL {mode} ({args.sim})", unit="sample",
+              disable=args.quiet) as bar:
+        rtl = run_ttfs_rtl(cfg, state, pixels, learn=args.learn, sim=args.sim,
+                           waves=args.waves, progress=lambda n: bar.update(n - bar.n))
+        bar.update(args.samples - bar.n)
+    result = compare_ttfs(gold, rtl, cfg.time_steps)
+    cycles = np.array([int(np.ravel(g.cycles)[0]) for g in gold])
+    print(f"compare: connectivity {100 * state.connectivity:.2f}% -> {100 * s.connectivity:.2f}% "
+          f"of {cfg.n_synapses} synapses; cycles per sample min {cycles.min()}, median "
+          f"{int(np.median(cycles))}, max {cycles.max()}")
+    if args.waves:
+        print(f"compare: waveforms in {args.waves}")
+    if result.first_divergence:
+        print(f"compare: first divergence: {result.first_divergence}")
+        for line in result.details:
+            print(f"compare:   {line}")
+    if args.learn:
+        print(f"compare: {result.mask_mismatches} prune-mask mismatches, "
+              f"{result.winner_mismatches} winner mismatches")
     print(result.summary_line())
     return 0 if result.ok else 1
 
@@ -321,15 +376,16 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--dataset", choices=("digits", "mnist-t10k", "mnist", "fashion-mnist"),
                      help="test samples from this dataset (default: the config's)")
     src.add_argument("--random", action="store_true", help="random inputs instead of data")
-    p.add_argument("--weights", help=".npz weight file (default: random weights from --seed)")
+    p.add_argument("--weights", help=".npz weight file (TTFS: state file with weights and "
+                                     "prune mask; default: random weights from --seed)")
     p.add_argument("--weight-scale", type=float, default=None,
                    help="random weights span this share of the signed range (1.0 = full, "
                         "saturation-heavy; default 0.5; with --learn: uniform stored "
                         "weights instead of the Kaiming init)")
     p.add_argument("--learn", action="store_true",
                    help="train golden model and RTL on the samples (on-chip desire "
-                        "backpropagation) and compare spikes, every weight after every "
-                        "sample, and cycles")
+                        "backpropagation, or STDP with pruning for TTFS configs) and compare "
+                        "spikes, every weight (and prune mask) after every sample, and cycles")
     p.add_argument("--lr-shift", type=int, default=None,
                    help="with --learn: learning-rate shift (default: the config's)")
     p.add_argument("--sim", choices=("verilator", "icarus"), default="verilator")

@@ -26,6 +26,7 @@ import numpy as np
 
 from sw import ttfs_cycles
 from sw.lif import exact_matmul
+from sw.weights import WeightError
 
 
 @dataclass(frozen=True)
@@ -46,8 +47,8 @@ class TTFSState:
         return float(self.alive.mean())
 
 
-class TTFSStateError(ValueError):
-    """A weight/mask pair that does not fit the config."""
+class TTFSStateError(WeightError):
+    """A weight/mask pair (or state file) that does not fit the config."""
 
 
 def check_state(cfg, weights, alive=None) -> TTFSState:
@@ -66,6 +67,26 @@ def check_state(cfg, weights, alive=None) -> TTFSState:
         raise TTFSStateError(f"alive: expected a bool array of shape {shape}, got "
                              f"{alive.dtype} {alive.shape}")
     return TTFSState(np.where(alive, weights, 0).astype(np.int64), alive.copy())
+
+
+def save_state(path, cfg, state: TTFSState) -> None:
+    """Write ``state`` as ``.npz`` (``weights``, ``alive``, and the config's name)."""
+    np.savez(path, weights=state.weights, alive=state.alive, config=cfg.name)
+
+
+def load_state(path, cfg) -> TTFSState:
+    """Read a state written by :func:`save_state`, checked against ``cfg``."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = {"weights", "alive"} - set(data.files)
+            if missing:
+                raise TTFSStateError(f"{path}: not a TTFS state file (missing "
+                                     f"{sorted(missing)}; expected 'weights' and 'alive')")
+            return check_state(cfg, data["weights"], data["alive"])
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, TTFSStateError):
+            raise TTFSStateError(f"{path}: {exc}") from None
+        raise TTFSStateError(f"{path}: cannot read a TTFS state file: {exc}") from exc
 
 
 def initial_state(cfg, seed: int) -> TTFSState:
