@@ -277,6 +277,8 @@ def cmd_train(args) -> int:
     from sw.train import CHECKPOINT_NAME, TrainError, TrainMonitor, train
 
     cfg = load_config(args.config)
+    if cfg.encoding == "ttfs":
+        return _train_ttfs(cfg, args)
     if cfg.learning is None:
         raise ConfigError(f"config {cfg.name!r} has no [learning] section; on-chip training "
                           f"needs one (see configs/digits-tiny.toml)")
@@ -341,6 +343,70 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _train_ttfs(cfg, args) -> int:
+    """``train`` of a TTFS config: unsupervised on-chip STDP with pruning (golden model)."""
+    from tqdm import tqdm
+
+    from sw.datasets import load_dataset
+    from sw.stdp_train import CHECKPOINT_NAME, train_stdp
+    from sw.train import TrainError, TrainMonitor
+
+    dataset = args.dataset or cfg.dataset
+    out = Path(args.out) if args.out else Path("out") / "train" / f"{cfg.name}-{dataset}"
+    data = load_dataset(dataset, cfg.pixel_bits)
+    print(f"train: {cfg.summary()}")
+    print(f"train: {data.summary()}; seed {args.seed}, output {out}")
+
+    class Bar(TrainMonitor):
+        bar = None
+
+        def start(self, total, done):
+            self.bar = tqdm(total=total, initial=done, unit="sample", desc="stdp",
+                            disable=args.quiet, dynamic_ncols=True, smoothing=0.05)
+
+        def sample(self, epoch, position, size, with_winner):
+            self.bar.update(1)
+            if position % 200 == 0 or position == size:
+                self.bar.set_postfix_str(f"epoch {epoch + 1}/{args.epochs}", refresh=False)
+
+        def evaluating(self, epoch, samples):
+            self.bar.set_postfix_str(f"epoch {epoch + 1}/{args.epochs} readout")
+
+        def epoch_end(self, r):
+            tqdm.write(f"train: epoch {r.epoch}/{args.epochs}: readout train "
+                       f"{100 * r.readout_train:.2f}%, test {100 * r.readout_test:.2f}%, "
+                       f"connectivity {100 * r.connectivity:.2f}%, median cycles inference "
+                       f"{r.median_infer_cycles:.0f} + learning {r.median_learn_cycles:.0f}, "
+                       f"{r.seconds:.1f} s")
+
+    monitor = Bar()
+    try:
+        run = train_stdp(cfg, data, epochs=args.epochs, seed=args.seed, out_dir=out,
+                         train_samples=args.train_samples, test_samples=args.test_samples,
+                         resume=args.resume, checkpoint_every=args.checkpoint_every,
+                         max_samples=args.max_samples, monitor=monitor)
+    except TrainError as exc:
+        print(f"spikeforge train: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\ntrain: interrupted; {out / CHECKPOINT_NAME} holds the last checkpoint, "
+              f"continue with --resume", file=sys.stderr)
+        return 130
+    finally:
+        if monitor.bar is not None:
+            monitor.bar.close()
+    if not run.complete:
+        print(f"train: stopped after {len(run.samples['winner'])} samples (--max-samples); "
+              f"checkpoint {run.files['checkpoint']}; continue with --resume")
+        return 0
+    for key in ("state", "history", "receptive_fields", "connectivity", "cycles"):
+        print(f"train: {key} in {run.files[key]}")
+    last = run.history[-1]
+    print(f"train: {cfg.name} {data.name} epochs {len(run.history)} readout test accuracy "
+          f"{100 * last.readout_test:.2f}%, connectivity {100 * last.connectivity:.2f}%")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="spikeforge",
@@ -401,7 +467,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="weight file to write (.npz)")
     p.set_defaults(func=cmd_qat)
 
-    p = sub.add_parser("train", help="on-chip desire-backpropagation training (golden model)")
+    p = sub.add_parser("train", help="on-chip training with the golden model: desire "
+                                     "backpropagation, or STDP + pruning (TTFS configs)")
     _add_config(p)
     p.add_argument("--dataset", choices=("digits", "mnist-t10k", "fashion-mnist", "mnist"),
                    help="dataset (default: the config's)")
