@@ -156,10 +156,10 @@ def compare_ttfs(gold, rtl, steps: int) -> Comparison:
         masks += int(bad_mask.sum())
         if first is None and bad.any():
             j, i = np.argwhere(bad)[0]
-            desc = lambda s: (f"weight {s.weights[j, i]}" if s.alive[j, i]  # noqa: E731
-                              else "pruned")
+            want, got = (f"weight {s.weights[j, i]}" if s.alive[j, i] else "pruned"
+                         for s in (g.state, state))
             first = (b, f"sample {b}, synapse presynaptic {j} -> neuron {i}: expected "
-                        f"{desc(g.state)}, got {desc(state)}")
+                        f"{want}, got {got}")
     result.weight_mismatches = weights
     result.mask_mismatches = masks
     _earliest_divergence(result, first)

@@ -31,8 +31,17 @@ import numpy as np
 
 from sw import ttfs
 from sw.readout import readout_accuracy
-from sw.train import (CheckpointError, TrainError, TrainMonitor, _atomic_savez, _check_count,
-                      _check_seed, _one_blas_thread, config_hash, epoch_order)
+from sw.train import (
+    CheckpointError,
+    TrainError,
+    TrainMonitor,
+    _atomic_savez,
+    _check_count,
+    _check_seed,
+    _one_blas_thread,
+    config_hash,
+    epoch_order,
+)
 
 CHECKPOINT_NAME = "checkpoint.npz"
 CHECKPOINT_FORMAT = "spikeforge-stdp-checkpoint"
