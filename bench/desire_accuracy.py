@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import os
 import sys
 import time
@@ -32,6 +31,9 @@ for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from side_by_side import run_side_by_side  # noqa: E402
 
 from spikeforge.config import load_config  # noqa: E402
 from sw.datasets import load_dataset  # noqa: E402
@@ -97,11 +99,6 @@ _MODELS = {"both": (run_integer, run_float), "integer": (run_integer,), "float":
 _LABELS = {run_integer: "integer (golden)", run_float: "float (published)"}
 
 
-def _worker(fn, args, queue, results):
-    results[fn.__name__] = fn(args, queue)
-    queue.put(None)
-
-
 def plot(path: Path, histories: dict, title: str) -> None:
     import matplotlib
 
@@ -144,26 +141,10 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
 
     t0 = time.perf_counter()
-    with mp.Manager() as manager:
-        queue, results = manager.Queue(), manager.dict()
-        procs = [mp.Process(target=_worker, args=(fn, args, queue, results))
-                 for fn in _MODELS[args.models]]
-        for p in procs:
-            p.start()
-        running = len(procs)
-        while running:
-            msg = queue.get()
-            if msg is None:
-                running -= 1
-            else:
-                print(f"[{time.perf_counter() - t0:6.0f} s] {msg}", flush=True)
-        for p in procs:
-            p.join()
-            if p.exitcode:
-                print(f"desire_accuracy: a worker failed (exit {p.exitcode})", file=sys.stderr)
-                return 1
-        histories = {label: results[fn.__name__] for fn, label in _LABELS.items()
-                     if fn.__name__ in results}
+    results = run_side_by_side({_LABELS[fn]: fn for fn in _MODELS[args.models]}, args)
+    if results is None:
+        return 1
+    histories = {label: results[label] for label in _LABELS.values() if label in results}
 
     (out / "history.json").write_text(json.dumps(histories, indent=1))
     title = f"{cfg.name} on {args.dataset}: desire backpropagation"

@@ -20,18 +20,20 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import multiprocessing as mp
 import os
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ[_var] = "1"
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
+from side_by_side import run_side_by_side  # noqa: E402
 
 from spikeforge.config import load_config  # noqa: E402
 from sw import ttfs_cycles  # noqa: E402
@@ -54,7 +56,7 @@ class _Log(TrainMonitor):
                        f"connectivity {100 * r.connectivity:.2f}%")
 
 
-def run_variant(args, prune: bool, queue) -> dict:
+def run_variant(args, queue, prune: bool) -> dict:
     cfg = load_config(args.config)
     if not prune:
         cfg = dataclasses.replace(cfg, prune_threshold=0)
@@ -82,11 +84,6 @@ def run_variant(args, prune: bool, queue) -> dict:
     }
 
 
-def _worker(prune, args, queue, results):
-    results[prune] = run_variant(args, prune, queue)
-    queue.put(None)
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", "-c", default="ttfs-mnist")
@@ -106,25 +103,11 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
 
     t0 = time.perf_counter()
-    with mp.Manager() as manager:
-        queue, results = manager.Queue(), manager.dict()
-        procs = [mp.Process(target=_worker, args=(p, args, queue, results))
-                 for p in (True, False)]
-        for p in procs:
-            p.start()
-        running = len(procs)
-        while running:
-            msg = queue.get()
-            if msg is None:
-                running -= 1
-            else:
-                print(f"[{time.perf_counter() - t0:6.0f} s] {msg}", flush=True)
-        for p in procs:
-            p.join()
-            if p.exitcode:
-                print(f"ttfs_pruning: a worker failed (exit {p.exitcode})", file=sys.stderr)
-                return 1
-        pruned, dense = results[True], results[False]
+    results = run_side_by_side({"pruning": partial(run_variant, prune=True),
+                                "no pruning": partial(run_variant, prune=False)}, args)
+    if results is None:
+        return 1
+    pruned, dense = results["pruning"], results["no pruning"]
 
     (out / "history.json").write_text(json.dumps({"pruning": pruned, "no pruning": dense}))
     title = f"{cfg.name} on {args.dataset}"

@@ -269,12 +269,31 @@ def _int_at_least(lo: int):
     return parse
 
 
+def _guarded(call, checkpoint: Path, monitor):
+    """``(call(), 0)``; a :class:`sw.train.TrainError` or Ctrl-C becomes a message and
+    ``(None, exit code)``; the monitor's progress bar is closed either way."""
+    from sw.train import TrainError
+
+    try:
+        return call(), 0
+    except TrainError as exc:
+        print(f"spikeforge train: error: {exc}", file=sys.stderr)
+        return None, 2
+    except KeyboardInterrupt:
+        print(f"\ntrain: interrupted; {checkpoint} holds the last checkpoint, continue with "
+              f"--resume", file=sys.stderr)
+        return None, 130
+    finally:
+        if monitor.bar is not None:
+            monitor.bar.close()
+
+
 def cmd_train(args) -> int:
     """On-chip desire-backpropagation training, sample by sample, with the golden model."""
     from tqdm import tqdm
 
     from sw.datasets import load_dataset
-    from sw.train import CHECKPOINT_NAME, TrainError, TrainMonitor, train
+    from sw.train import CHECKPOINT_NAME, TrainMonitor, train
 
     cfg = load_config(args.config)
     if cfg.encoding == "ttfs":
@@ -317,21 +336,13 @@ def cmd_train(args) -> int:
                        f"median {r.median_cycles:.0f} cycles/sample, {r.seconds:.1f} s")
 
     monitor = Bar()
-    try:
-        result = train(cfg, data, epochs=args.epochs, seed=args.seed, out_dir=out,
-                       train_samples=args.train_samples, test_samples=args.test_samples,
-                       resume=args.resume, checkpoint_every=args.checkpoint_every,
-                       max_samples=args.max_samples, monitor=monitor)
-    except TrainError as exc:
-        print(f"spikeforge train: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"\ntrain: interrupted; {out / CHECKPOINT_NAME} holds the last checkpoint, "
-              f"continue with --resume", file=sys.stderr)
-        return 130
-    finally:
-        if monitor.bar is not None:
-            monitor.bar.close()
+    result, rc = _guarded(lambda: train(
+        cfg, data, epochs=args.epochs, seed=args.seed, out_dir=out,
+        train_samples=args.train_samples, test_samples=args.test_samples, resume=args.resume,
+        checkpoint_every=args.checkpoint_every, max_samples=args.max_samples, monitor=monitor),
+        out / CHECKPOINT_NAME, monitor)
+    if result is None:
+        return rc
     if not result.complete:
         print(f"train: stopped after {result.samples_done} samples (--max-samples); "
               f"checkpoint {result.files['checkpoint']}; continue with --resume")
@@ -349,7 +360,7 @@ def _train_ttfs(cfg, args) -> int:
 
     from sw.datasets import load_dataset
     from sw.stdp_train import CHECKPOINT_NAME, train_stdp
-    from sw.train import TrainError, TrainMonitor
+    from sw.train import TrainMonitor
 
     dataset = args.dataset or cfg.dataset
     out = Path(args.out) if args.out else Path("out") / "train" / f"{cfg.name}-{dataset}"
@@ -380,21 +391,13 @@ def _train_ttfs(cfg, args) -> int:
                        f"{r.seconds:.1f} s")
 
     monitor = Bar()
-    try:
-        run = train_stdp(cfg, data, epochs=args.epochs, seed=args.seed, out_dir=out,
-                         train_samples=args.train_samples, test_samples=args.test_samples,
-                         resume=args.resume, checkpoint_every=args.checkpoint_every,
-                         max_samples=args.max_samples, monitor=monitor)
-    except TrainError as exc:
-        print(f"spikeforge train: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"\ntrain: interrupted; {out / CHECKPOINT_NAME} holds the last checkpoint, "
-              f"continue with --resume", file=sys.stderr)
-        return 130
-    finally:
-        if monitor.bar is not None:
-            monitor.bar.close()
+    run, rc = _guarded(lambda: train_stdp(
+        cfg, data, epochs=args.epochs, seed=args.seed, out_dir=out,
+        train_samples=args.train_samples, test_samples=args.test_samples, resume=args.resume,
+        checkpoint_every=args.checkpoint_every, max_samples=args.max_samples, monitor=monitor),
+        out / CHECKPOINT_NAME, monitor)
+    if run is None:
+        return rc
     if not run.complete:
         print(f"train: stopped after {len(run.samples['winner'])} samples (--max-samples); "
               f"checkpoint {run.files['checkpoint']}; continue with --resume")
