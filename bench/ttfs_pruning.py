@@ -40,7 +40,7 @@ from sw import ttfs_cycles  # noqa: E402
 from sw.datasets import load_dataset  # noqa: E402
 from sw.stdp_train import train_stdp  # noqa: E402
 from sw.train import TrainMonitor  # noqa: E402
-from sw.ttfs_plots import plot_receptive_fields, plot_series  # noqa: E402
+from sw.ttfs_plots import cycle_series, plot_receptive_fields, plot_series  # noqa: E402
 
 
 class _Log(TrainMonitor):
@@ -67,7 +67,7 @@ def run_variant(args, queue, prune: bool) -> dict:
                      train_samples=args.train_samples, monitor=_Log(name, queue))
     out = Path(args.out)
     plot_receptive_fields(out / f"receptive_fields-{'pruned' if prune else 'dense'}.png", cfg,
-                          run.state, title=f"{cfg.name} ({name}) on {data.name}: receptive "
+                          run.state, title=f"{cfg.name} ({name}) on {data.name}:\nreceptive "
                                            f"fields, blank = pruned")
     n_train = len(run.samples["winner"]) // args.epochs
     train_cycles = (np.asarray(run.samples["infer_cycles"])
@@ -115,10 +115,9 @@ def main(argv=None) -> int:
                 {r["name"]: 100 * np.asarray(r["samples"]["connectivity"])
                  for r in (pruned, dense)}, "synapses alive (%)", f"{title}: connectivity")
     plot_series(out / "cycles.png",
-                {f"{r['name']}: {kind}": np.asarray(r["samples"][key])
-                 for r in (pruned, dense)
-                 for kind, key in (("inference", "infer_cycles"), ("STDP pass", "learn_cycles"))},
-                "cycles per sample", f"{title}: cycles per training sample", logy=True)
+                {**cycle_series(pruned["samples"], "pruning: "),
+                 **cycle_series(dense["samples"], "no pruning: ")},
+                "cycles per sample", f"{title}: cycles", logy=True)
 
     def speed(key):
         return dense[key] / pruned[key]

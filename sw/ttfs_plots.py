@@ -31,7 +31,7 @@ def plot_receptive_fields(path, cfg, state, shape=None, title="", max_neurons=10
         ax.imshow(w, cmap="viridis", vmin=0, vmax=cfg.w_max)
         ax.set_axis_off()
     fig.suptitle(title or f"{cfg.name}: learned receptive fields (blank = pruned)",
-                 fontsize=9)
+                 fontsize=9, wrap=True)
     fig.savefig(path)
 
 
@@ -47,9 +47,27 @@ def plot_series(path, series: dict, ylabel: str, title: str, logy: bool = False)
         ax.set_yscale("log")
     ax.set_title(title, fontsize=10)
     ax.grid(True, alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path)
+
+
+def moving_mean(y, window: int = 200) -> np.ndarray:
+    """Mean of the last ``window`` values (fewer at the start): STDP passes are all-or-nothing
+    per sample (a winner or none), so per-sample curves are noise."""
+    y = np.asarray(y, dtype=np.float64)
+    c = np.concatenate([[0.0], np.cumsum(y)])
+    n = np.arange(1, len(y) + 1)
+    lo = np.maximum(n - window, 0)
+    return (c[n] - c[lo]) / (n - lo)
+
+
+def cycle_series(samples: dict, prefix: str = "") -> dict:
+    """Inference cycles and cycles per training sample (mean of 200) of recorded samples."""
+    infer = np.asarray(samples["infer_cycles"])
+    return {f"{prefix}inference": infer,
+            f"{prefix}training sample (inference + STDP, mean of 200)":
+                moving_mean(infer + np.asarray(samples["learn_cycles"]))}
 
 
 def plot_run(out_dir: Path, cfg, dataset: str, run) -> dict:
@@ -58,12 +76,11 @@ def plot_run(out_dir: Path, cfg, dataset: str, run) -> dict:
     files = {"receptive_fields": out_dir / "receptive_fields.png",
              "connectivity": out_dir / "connectivity.png", "cycles": out_dir / "cycles.png"}
     plot_receptive_fields(files["receptive_fields"], cfg, run.state,
-                          title=f"{cfg.name} on {dataset}: receptive fields after "
-                                f"{len(run.samples['winner'])} samples (blank = pruned)")
+                          title=f"{cfg.name} on {dataset}, {len(run.samples['winner'])} "
+                                f"samples:\nreceptive fields (blank = pruned)")
     plot_series(files["connectivity"],
                 {"connectivity": 100 * np.asarray(run.samples["connectivity"])},
                 "synapses alive (%)", f"{cfg.name} on {dataset}: connectivity")
-    plot_series(files["cycles"], {"inference": run.samples["infer_cycles"],
-                                  "learning (STDP pass)": run.samples["learn_cycles"]},
-                "cycles per sample", f"{cfg.name} on {dataset}: cycles", logy=True)
+    plot_series(files["cycles"], cycle_series(run.samples), "cycles per sample",
+                f"{cfg.name} on {dataset}: cycles", logy=True)
     return files
