@@ -56,8 +56,15 @@ class _Log(TrainMonitor):
                        f"connectivity {100 * r.connectivity:.2f}%")
 
 
-def run_variant(args, queue, prune: bool) -> dict:
+def _config(args):
     cfg = load_config(args.config)
+    if args.prune_threshold is not None:
+        cfg = dataclasses.replace(cfg, prune_threshold=args.prune_threshold)
+    return cfg
+
+
+def run_variant(args, queue, prune: bool) -> dict:
+    cfg = _config(args)
     if not prune:
         cfg = dataclasses.replace(cfg, prune_threshold=0)
     data = load_dataset(args.dataset or cfg.dataset, cfg.pixel_bits)
@@ -91,14 +98,17 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--train-samples", type=int, default=None)
+    parser.add_argument("--prune-threshold", type=int, default=None,
+                        help="override the config's prune_threshold (a sweep point)")
     parser.add_argument("--out", default=None,
                         help="default: out/bench/pruning-<config>-<dataset>")
     args = parser.parse_args(argv)
-    cfg = load_config(args.config)
+    cfg = _config(args)
     if cfg.encoding != "ttfs" or not cfg.pruning:
         parser.error(f"config {cfg.name!r} is not a TTFS config with pruning")
     args.dataset = args.dataset or cfg.dataset
-    args.out = args.out or f"out/bench/pruning-{cfg.name}-{args.dataset}"
+    args.out = args.out or (f"out/bench/pruning-{cfg.name}-{args.dataset}"
+                            f"-p{cfg.prune_threshold}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
