@@ -113,7 +113,7 @@ class TTFSLane(wiring.Component):
         h_rd = hmem.read_port(transparent_for=(h_wr,))
         f_wr, f_rd = fmem.write_port(), fmem.read_port()
 
-        topk = TopK(cfg.winners, self.cand, f"lane{lane}_top")
+        topk = TopK(cfg.winners, self.cand, f"lane{lane}_top", one_lane=True)
         for q, e in enumerate(topk.entries):
             m.d.comb += getattr(self, f"win{q}").eq(e)
 

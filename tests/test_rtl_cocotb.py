@@ -108,7 +108,7 @@ def test_mnist_ecp5_rtl_on_real_mnist():
     assert all(r.any() for r in rtl.rasters)
 
 
-@pytest.mark.parametrize("profile", ["digits-tiny", "mnist-ecp5"])
+@pytest.mark.parametrize("profile", ["digits-tiny", "mnist-ecp5", "ttfs-tiny", "ttfs-mnist"])
 def test_generated_verilog_lints_clean(profile, tmp_path):
     from hw.generate import generate_verilog
     from sim.toolchain import lint_verilog
