@@ -39,7 +39,8 @@ class TopK:
         self.entries = [Signal(layout, name=f"{name}{q}") for q in range(k)]
 
     def insert(self, m, cand, enable) -> None:
-        before = [ranks_before(cand, e, self.one_lane) for e in self.entries]   # monotone: F..F T..T
+        # monotone over the sorted entries: F..F T..T
+        before = [ranks_before(cand, e, self.one_lane) for e in self.entries]
         with m.If(enable & cand.valid):
             for q, e in enumerate(self.entries):
                 if q == 0:
