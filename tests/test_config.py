@@ -5,7 +5,14 @@ import re
 
 import pytest
 
-from spikeforge.config import CONFIG_DIR, ConfigError, NetworkConfig, load_config, profile_names
+from spikeforge.config import (
+    CONFIG_DIR,
+    ConfigError,
+    NetworkConfig,
+    TTFSConfig,
+    load_config,
+    profile_names,
+)
 
 BASE = """\
 name = "test-net"
@@ -62,7 +69,7 @@ def test_profile_loads_by_name_and_path(name):
     by_name = load_config(name)
     by_path = load_config(CONFIG_DIR / f"{name}.toml")
     by_str_path = load_config(str(CONFIG_DIR / f"{name}.toml"))
-    assert isinstance(by_name, NetworkConfig)
+    assert isinstance(by_name, TTFSConfig if by_name.encoding == "ttfs" else NetworkConfig)
     assert by_name == by_path == by_str_path
     assert by_name.name == name
     assert len(by_name.layers) >= 2
@@ -218,7 +225,7 @@ INVALID = {
         r"not valid TOML"),
     "unknown encoding": (
         variant("kind", '"poisson"'),
-        r"encoding\.kind: 'poisson' is not one of \('rate',\)"),
+        r"encoding\.kind: 'poisson' is not one of \('rate', 'ttfs'\)"),
     "unknown dataset": (
         variant("dataset", '"cifar10"'),
         r"dataset: 'cifar10' is not one of \("),
