@@ -20,3 +20,14 @@ def event_layout(n: int) -> data.StructLayout:
 
 def event_stream(n: int) -> stream.Signature:
     return stream.Signature(event_layout(n))
+
+
+def readout_layout(n_out: int, steps: int) -> data.StructLayout:
+    """One item of the readout spike stream (``Network.events``).
+
+    ``end = 0``: output neuron ``neuron`` spiked at step ``step``. ``end = 1``: the sample is
+    over; ``count`` is the number of spike items it sent (the framing check).
+    """
+    return data.StructLayout({"end": 1, "step": unsigned(index_width(steps)),
+                              "neuron": unsigned(index_width(n_out)),
+                              "count": unsigned((steps * n_out).bit_length())})

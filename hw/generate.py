@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 from amaranth.back import verilog
+from amaranth.hdl import Value
+from amaranth.lib.wiring import In
 
 from hw.network import Network
 from hw.ttfs_network import TTFSNetwork
@@ -21,9 +23,9 @@ def generate_verilog(cfg, out_dir) -> Path:
     text = verilog.convert(dut, name=TOP_NAME, emit_src=False)
     path = out_dir / f"{TOP_NAME}.v"
     path.write_text(text)
-    ports = {name: {"width": len(getattr(dut, name).as_value()) if hasattr(
-        getattr(dut, name), "as_value") else len(getattr(dut, name))}
-        for name in dut.signature.members}
+    ports = {"__".join(str(p) for p in path): {"width": len(Value.cast(sig)),
+                                                "direction": "in" if flow == In else "out"}
+             for path, flow, sig in dut.signature.flatten(dut)}
     (out_dir / f"{TOP_NAME}.json").write_text(json.dumps(
         {"config": cfg.name, "summary": cfg.summary(), "top": TOP_NAME, "ports": ports},
         indent=2))

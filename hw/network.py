@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from amaranth.hdl import Module, Mux, ResetInserter, Signal
-from amaranth.lib import wiring
+from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from hw.desire_unit import DesireUnit
-from hw.events import event_layout, index_width
+from hw.events import event_layout, index_width, readout_layout
 from hw.lif_layer import LIFLayer
 from hw.rate_encoder import RateEncoder
 from spikeforge.config import LR_SHIFT
@@ -44,6 +44,14 @@ class Network(wiring.Component):
     counts inference and learning (:func:`sw.cycles.learn_cycles`). The weight port then
     carries stored weights, ``weight_bits + F`` bits per lane.
 
+    Readout stream (``events``, :func:`hw.events.readout_layout`): every output spike as an
+    item ``(step, neuron)``, in the order the last layer emits them (ascending step, then
+    neuron), then one ``end`` item per sample carrying the sample's spike count. A FIFO of
+    ``T * n_out + 1`` items sits in front of it, enough for a whole sample, so the network
+    never waits for the host (cycle counts do not depend on ``events.ready``); drain it
+    before the next ``start``. If the host does not, a full FIFO drops the item and sets the
+    sticky ``events_overflow`` (cleared by reset only): loss is reported, never silent.
+
     Trace ports (for verification, free when unconnected): ``trace_step`` is the current
     phase; ``trace<l>_valid``/``trace<l>_index`` show each spike of population ``l`` (0 = the
     encoder, ``l`` = LIF layer ``l``) in the cycle it is handed over.
@@ -64,6 +72,8 @@ class Network(wiring.Component):
             "count_sel": In(range(n_out)),
             "count": Out(range(T + 1)),
             "fifo_overflow": Out(1),
+            "events": Out(stream.Signature(readout_layout(n_out, T))),
+            "events_overflow": Out(1),
             "px_addr": In(range(cfg.layers[0])),
             "px_data": In(cfg.pixel_bits),
             "px_we": In(1),
@@ -147,6 +157,25 @@ class Network(wiring.Component):
                 m.d.sync += self.fifo_overflow.eq(1)
         m.d.comb += producers[-1].ready.eq(1)
 
+        # readout stream: output spikes and an end-of-sample item, through a FIFO
+        layout = readout_layout(n_out, T)
+        m.submodules.readout_fifo = rfifo = SyncFIFOBuffered(width=layout.size,
+                                                             depth=T * n_out + 1)
+        item = Signal(layout)
+        sent = Signal(range(T * n_out + 1))          # spike items of this sample
+        close = Signal()                             # the sample's last phase ends now
+        m.d.comb += [rfifo.w_data.eq(item), self.events.payload.eq(rfifo.r_data),
+                     self.events.valid.eq(rfifo.r_rdy), rfifo.r_en.eq(self.events.ready)]
+        last = producers[-1]
+        with m.If(close):
+            m.d.comb += [item.end.eq(1), item.count.eq(sent), rfifo.w_en.eq(1)]
+        with m.Elif(last.valid & ~last.payload.end):
+            m.d.comb += [item.step.eq(phase), item.neuron.eq(last.payload.index),
+                         rfifo.w_en.eq(1)]
+            m.d.sync += sent.eq(sent + 1)
+        with m.If(rfifo.w_en & ~rfifo.w_rdy):
+            m.d.sync += self.events_overflow.eq(1)
+
         for pop, src in enumerate(producers):
             fire = src.valid & src.ready
             m.d.comb += [getattr(self, f"trace{pop}_valid").eq(fire & ~src.payload.end),
@@ -194,7 +223,7 @@ class Network(wiring.Component):
                 with m.If(self.start):
                     m.d.comb += clear_fifos.eq(1)
                     m.d.sync += [phase.eq(0), launch.eq(1), opened.eq(-1), stage_done.eq(0),
-                                 cycles.eq(0)] + [c.eq(0) for c in counts]
+                                 cycles.eq(0), sent.eq(0)] + [c.eq(0) for c in counts]
                     if learner is not None:
                         m.d.sync += [train.eq(self.learn), learner.label.eq(self.label),
                                      learner.lr_shift.eq(self.lr_shift)]
@@ -204,6 +233,7 @@ class Network(wiring.Component):
                 m.d.sync += cycles.eq(cycles + 1)
                 with m.If(all_done):
                     with m.If(phase == T - 1):
+                        m.d.comb += close.eq(1)
                         m.d.sync += [self.prediction.eq(best_index),
                                      self.prediction_valid.eq(~tie)]
                         with m.If(train):

@@ -20,12 +20,13 @@ class Comparison:
     weight_mismatches: int | None = None     # training runs only
     mask_mismatches: int | None = None       # TTFS training runs: prune-mask differences
     winner_mismatches: int = 0               # TTFS training runs: samples with other winners
+    stream_mismatches: int = 0               # readout stream vs the last layer's raster
 
     @property
     def ok(self) -> bool:
         return not (self.spike_mismatches or self.cycle_mismatches or self.prediction_mismatches
                     or self.weight_mismatches or self.mask_mismatches
-                    or self.winner_mismatches)
+                    or self.winner_mismatches or self.stream_mismatches)
 
     def summary_line(self) -> str:
         weights = ("" if self.weight_mismatches is None
@@ -68,11 +69,42 @@ def compare_runs(gold, rtl) -> Comparison:
     for b in pred_bad[:5]:
         details.append(f"sample {b}: expected prediction {gold.predictions[b]}, "
                        f"RTL {rtl.predictions[b]}")
+    stream_bad = _check_stream(gold.rasters[-1], getattr(rtl, "stream", None),
+                               getattr(rtl, "events_overflow", False), details)
     if first is None and details:
         first = details[0]
     return Comparison(samples=batch, spike_mismatches=spike_mismatches,
                       cycle_mismatches=len(cycle_bad), prediction_mismatches=len(pred_bad),
-                      first_divergence=first, details=details)
+                      first_divergence=first, details=details, stream_mismatches=stream_bad)
+
+
+def _check_stream(raster, stream, overflow, details) -> int:
+    """Mismatches of the readout stream against the golden last-layer ``raster``: differing
+    (sample, step, neuron) spikes, or 1 per framing error / overflow. ``details`` gets
+    the first one."""
+    from sw.spike_stream import StreamError, rasters_from_stream
+
+    if stream is None:
+        return 0
+    if overflow:
+        details.append("readout stream: events_overflow is set (items were dropped)")
+        return 1
+    try:
+        got = rasters_from_stream([tuple(int(x) for x in row) for row in stream],
+                                  raster.shape[1], raster.shape[2])
+    except StreamError as exc:
+        details.append(f"readout stream: {exc}")
+        return 1
+    if got.shape != raster.shape:
+        details.append(f"readout stream: {len(got)} samples framed, expected {len(raster)}")
+        return 1
+    diff = got != raster
+    if diff.any():
+        b, t, n = np.argwhere(diff)[0]
+        details.append(f"readout stream: sample {b}, step {t}, neuron {n}: expected "
+                       f"{'spike' if raster[b, t, n] else 'no spike'}, got "
+                       f"{'spike' if got[b, t, n] else 'no spike'}")
+    return int(diff.sum())
 
 
 def compare_training(steps, rtl) -> Comparison:
@@ -160,7 +192,8 @@ def compare_ttfs(gold, rtl, steps: int) -> Comparison:
                          for s in (g.state, state))
             first = (b, f"sample {b}, synapse presynaptic {j} -> neuron {i}: expected "
                         f"{want}, got {got}")
-    result.weight_mismatches = weights
-    result.mask_mismatches = masks
+    if any(state is not None for state in rtl.states):
+        result.weight_mismatches = weights
+        result.mask_mismatches = masks
     _earliest_divergence(result, first)
     return result

@@ -30,6 +30,8 @@ class RtlRun:
     edges: np.ndarray           # clock edges from start to done, counted by the testbench
     readback_ok: bool
     weights_after: list[list[np.ndarray]] | None = None   # training: stored weights per sample
+    stream: np.ndarray | None = None   # readout stream items (end, step, neuron, count)
+    events_overflow: bool = False
 
 
 def build_dir_for(cfg, sim: str, waves: str | None, root: Path = DEFAULT_BUILD_ROOT) -> Path:
@@ -86,7 +88,8 @@ def run_rtl(cfg, weights, pixels, *, sim: str = "verilator", waves: str | None =
         return RtlRun(rasters=[data[f"raster{p}"] for p in range(n)],
                       predictions=data["predictions"], cycles=data["cycles"],
                       edges=data["edges"], readback_ok=bool(data["readback_ok"]),
-                      weights_after=after)
+                      weights_after=after, stream=data["stream"],
+                      events_overflow=bool(data["events_overflow"]))
 
 
 def simulate(cfg, job: dict, test_module: str, *, sim: str = "verilator",

@@ -6,6 +6,11 @@ sample it records each spike of every population from the trace ports (step, neu
 hardware's cycle counter, the clock edges between ``start`` and ``done`` (measured by the
 testbench itself) and the prediction, and writes them to ``SPIKEFORGE_RESULT``.
 
+The readout stream (``events``) is drained all along by a coroutine that drops ``ready`` at
+random (seeded, about half the cycles): every item received is recorded (``stream``, one row
+``(end, step, neuron, count)`` per item) with the sticky ``events_overflow``. After each
+sample the testbench waits for that sample's end item.
+
 Training jobs (``labels`` in the job) run every sample with ``learn`` high, its label and
 the job's ``lr_shift``, and read every weight word back after each sample.
 """
@@ -20,6 +25,27 @@ from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
 MAX_CYCLES_PER_SAMPLE = 50_000_000
+STREAM_SEED = 2024
+
+
+async def drain_events(dut, items, steps, n_out):
+    """Take every readout item, with random back-pressure, forever."""
+    import random
+
+    from hw.events import index_width
+
+    rng = random.Random(STREAM_SEED)
+    ws, wn = index_width(steps), index_width(n_out)
+    while True:
+        await FallingEdge(dut.clk)          # valid/payload are settled between the edges
+        ready = rng.random() < 0.5
+        dut.events__ready.value = ready
+        valid = bool(dut.events__valid.value)
+        word = int(dut.events__payload.value) if valid else 0
+        await RisingEdge(dut.clk)           # the handshake happens on this edge
+        if valid and ready:
+            items.append((word & 1, (word >> 1) & ((1 << ws) - 1),
+                          (word >> (1 + ws)) & ((1 << wn) - 1), word >> (1 + ws + wn)))
 
 
 async def reset(dut):
@@ -27,6 +53,7 @@ async def reset(dut):
     for name in ("start", "px_we", "w_we", "px_addr", "px_data", "w_addr", "w_wdata",
                  "w_layer", "count_sel"):
         getattr(dut, name).value = 0
+    dut.events__ready.value = 0
     for name in ("learn", "label", "lr_shift"):     # ports of learning configs only
         if hasattr(dut, name):
             getattr(dut, name).value = 0
@@ -121,11 +148,19 @@ async def run_job(dut):
     predictions = np.zeros(batch, dtype=np.int64)
     labels = job["labels"] if "labels" in job.files else None
     after = {}                              # training: words of every layer after each sample
+    items = []
+    cocotb.start_soon(drain_events(dut, items, steps, sizes[-1]))
     for b in range(batch):
         await RisingEdge(dut.clk)
         label = None if labels is None else int(labels[b])
         spikes, edges[b], cycles[b], predictions[b] = await run_sample(
             dut, pixels[b], sizes, steps, label, int(job["lr_shift"]))
+        waited = 0
+        while sum(item[0] for item in items) < b + 1:       # this sample's end item
+            await RisingEdge(dut.clk)
+            waited += 1
+            if waited > 100 * steps * sizes[-1] + 1000:
+                raise TimeoutError(f"sample {b}: no end item on the readout stream")
         if labels is not None:
             await FallingEdge(dut.clk)
             for layer in range(n_layers):
@@ -139,4 +174,6 @@ async def run_job(dut):
                 rasters[pop][b, t, n] = True
     np.savez(os.environ["SPIKEFORGE_RESULT"], edges=edges, cycles=cycles,
              predictions=predictions, readback_ok=readback_ok, **after,
+             stream=np.array(items, dtype=np.int64).reshape(-1, 4),
+             events_overflow=int(dut.events_overflow.value),
              **{f"raster{pop}": r for pop, r in enumerate(rasters)})

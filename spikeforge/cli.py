@@ -114,6 +114,8 @@ def cmd_compare(args) -> int:
         print(f"compare: accuracy golden {100 * acc_g:.2f}%, RTL {100 * acc_r:.2f}%")
     print(f"compare: cycles per sample min {gold.cycles.min()}, median "
           f"{int(np.median(gold.cycles))}, max {gold.cycles.max()}")
+    print(f"compare: readout stream (random back-pressure) {len(rtl.stream)} items, "
+          f"{result.stream_mismatches} mismatches against the golden output raster")
     if args.waves:
         print(f"compare: waveforms in {args.waves}")
     if result.first_divergence:
