@@ -412,6 +412,49 @@ def _train_ttfs(cfg, args) -> int:
     return 0
 
 
+def cmd_decode(args) -> int:
+    """Decode the readout raster of a trained network: fixed rules vs learned ANN decoders."""
+    from sw.datasets import load_dataset
+    from sw.decode_sweep import golden_rasters, plot_sweep, rtl_check, sweep
+    from sw.decoders import decode_accuracy
+    from sw.weights import load_weights
+
+    cfg = load_config(args.config)
+    if cfg.encoding == "ttfs":
+        raise ConfigError("decode: TTFS configs have no rate readout; use a rate-coded config")
+    if not args.weights:
+        raise ConfigError("decode: --weights W.npz is required (a trained network, e.g. "
+                          "out/train/<config>-<dataset>/weights.npz from spikeforge train, "
+                          "or spikeforge qat -o W.npz)")
+    weights = load_weights(args.weights, cfg)
+    data = load_dataset(args.dataset or cfg.dataset, cfg.pixel_bits)
+    print(f"decode: {cfg.summary()}; {data.summary()}; weights {args.weights}")
+    train_r, test_r = golden_rasters(cfg, weights, data)
+    if args.rtl_samples:
+        gold_acc, rtl_acc, same = rtl_check(cfg, weights, data, train_r, test_r, args)
+        print(f"decode: {args.rtl_samples} test samples through the RTL: readout stream "
+              f"rasters {'identical to' if same else 'DIFFERENT from'} the golden model's; "
+              f"{args.decoder} T={args.steps} accuracy golden {100 * gold_acc:.2f}%, RTL "
+              f"{100 * rtl_acc:.2f}%")
+        if not same or gold_acc != rtl_acc:
+            return 1
+    if args.sweep:
+        out = Path(args.out or f"out/decode/{cfg.name}-{data.name}")
+        out.mkdir(parents=True, exist_ok=True)
+        table = sweep(train_r, data.train_labels, test_r, data.test_labels,
+                      steps_list=args.steps_list, epochs=args.epochs, seed=args.seed)
+        lines = plot_sweep(table, out, f"{cfg.name} on {data.name}")
+        print("\n".join(lines))
+        return 0
+    if not 1 <= args.steps <= cfg.time_steps:
+        raise SystemExit(f"--steps: {args.steps} is out of range, legal range is "
+                         f"[1, {cfg.time_steps}]")
+    acc = decode_accuracy(args.decoder, train_r, data.train_labels, test_r, data.test_labels,
+                          steps=args.steps, epochs=args.epochs, seed=args.seed)
+    print(f"decode: {args.decoder} T={args.steps} accuracy {100 * acc:.2f}%")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="spikeforge",
@@ -496,6 +539,29 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop after N samples in this call (checkpointed; go on with --resume)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("decode", help="decode the readout spike raster: rate / first-spike "
+                                      "rules vs learned ANN decoders (torch)")
+    _add_config(p)
+    p.add_argument("--dataset", choices=("digits", "mnist-t10k", "fashion-mnist", "mnist"),
+                   help="dataset (default: the config's)")
+    p.add_argument("--weights", help="trained network (.npz from spikeforge train or qat)")
+    p.add_argument("--decoder", choices=("rate", "first-spike", "linear", "mlp", "conv"),
+                   default="conv")
+    p.add_argument("--steps", type=_int_at_least(1), default=8,
+                   help="decode from the first T time steps (default 8)")
+    p.add_argument("--sweep", action="store_true",
+                   help="every decoder at every T of --steps-list: Markdown table + plot")
+    p.add_argument("--steps-list", type=lambda t: [int(x) for x in t.split(",")],
+                   default=[2, 4, 8, 12, 20], help="T values of --sweep (default 2,4,8,12,20)")
+    p.add_argument("--epochs", type=_int_at_least(1), default=15,
+                   help="training epochs of the learned decoders (default 15)")
+    p.add_argument("--seed", type=_int_at_least(0), default=0)
+    p.add_argument("--rtl-samples", type=_int_at_least(0), default=0,
+                   help="also run N test samples through the RTL and check that the decoder "
+                        "reads identical rasters from its readout stream")
+    p.add_argument("--out", help="sweep output folder (default out/decode/<config>-<dataset>)")
+    p.set_defaults(func=cmd_decode)
 
     p = sub.add_parser("configs", help="list the shipped profiles")
     p.set_defaults(func=cmd_configs)

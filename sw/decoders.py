@@ -1,0 +1,121 @@
+"""Decoding the readout spike raster: fixed rules (rate, first spike) and learned ANN decoders.
+
+The input of every decoder is the binary raster of the readout neurons over the first ``T``
+steps of a sample, ``(B, T, n_out)`` (what the gateware streams out, :mod:`sw.spike_stream`;
+the golden model's raster is bit-identical to the RTL's). The fixed rules:
+
+* ``rate``: the unique argmax of the spike counts (a tie is wrong), the chip's own rule;
+* ``first-spike``: the neuron that spikes first; a tie on the step goes to the one with
+  more spikes; a tie on both (or no spike at all) is wrong.
+
+The learned decoders (torch, trained with cross-entropy on golden-model rasters of the
+training split) read the whole raster, not only counts:
+
+* ``linear``: one affine map of the flattened ``T x n_out`` raster;
+* ``mlp``: flattened raster -> 128 ReLU -> classes;
+* ``conv``: a small temporal CNN: two 1-D convolutions over time (``n_out`` channels in,
+  32 out, kernel 3) with ReLU, then an affine map of the flattened features.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sw.golden import predict
+
+FIXED = ("rate", "first-spike")
+LEARNED = ("linear", "mlp", "conv")
+DECODERS = FIXED + LEARNED
+
+
+def rate_decode(raster: np.ndarray) -> np.ndarray:
+    return predict(np.asarray(raster).sum(axis=1))
+
+
+def first_spike_decode(raster: np.ndarray) -> np.ndarray:
+    raster = np.asarray(raster, dtype=bool)
+    steps = raster.shape[1]
+    first = np.where(raster.any(axis=1), raster.argmax(axis=1), steps)     # (B, n_out)
+    # earliest first; among those, most spikes; a remaining tie (or silence) is wrong
+    key = (steps - first) * (steps + 1) + raster.sum(axis=1)
+    key = np.where(first < steps, key, -1)
+    pred = predict(key)
+    return np.where(key.max(axis=1) >= 0, pred, -1)
+
+
+def _model(kind: str, steps: int, n_out: int, classes: int):
+    import torch.nn as nn
+
+    flat = steps * n_out
+    if kind == "linear":
+        return nn.Sequential(nn.Flatten(), nn.Linear(flat, classes))
+    if kind == "mlp":
+        return nn.Sequential(nn.Flatten(), nn.Linear(flat, 128), nn.ReLU(),
+                             nn.Linear(128, classes))
+    if kind == "conv":
+        class TimeAsChannels(nn.Module):
+            """``(B, T, n)`` -> ``(B, n, T)`` for ``Conv1d`` over time."""
+
+            def forward(self, x):
+                return x.transpose(1, 2)
+
+        return nn.Sequential(TimeAsChannels(), nn.Conv1d(n_out, 32, 3, padding=1), nn.ReLU(),
+                             nn.Conv1d(32, 32, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                             nn.Linear(32 * steps, classes))
+    raise ValueError(f"decoder {kind!r}: learned decoders are {LEARNED}")
+
+
+class LearnedDecoder:
+    """A trained torch decoder of rasters ``(B, T, n_out)``."""
+
+    def __init__(self, kind: str, model, steps: int):
+        self.kind, self.model, self.steps = kind, model, steps
+
+    def predict(self, raster: np.ndarray, batch: int = 4096) -> np.ndarray:
+        import torch
+
+        self.model.eval()
+        out = []
+        with torch.no_grad():
+            for lo in range(0, len(raster), batch):
+                x = torch.as_tensor(np.asarray(raster[lo:lo + batch], dtype=np.float32))
+                out.append(self.model(x).argmax(dim=1).numpy())
+        return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+
+
+def train_decoder(kind: str, raster: np.ndarray, labels: np.ndarray, *, classes: int = 10,
+                  epochs: int = 30, seed: int = 0, lr: float = 3e-3,
+                  batch: int = 256) -> LearnedDecoder:
+    """Train a learned decoder with Adam and cross-entropy on ``raster`` ``(B, T, n_out)``."""
+    import torch
+
+    torch.manual_seed(seed)
+    raster = np.asarray(raster, dtype=np.float32)
+    _, steps, n_out = raster.shape
+    model = _model(kind, steps, n_out, classes)
+    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=1e-4)
+    x_all = torch.as_tensor(raster)
+    y_all = torch.as_tensor(np.array(labels, dtype=np.int64))
+    gen = torch.Generator().manual_seed(seed)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    for _ in range(epochs):
+        model.train()
+        for idx in torch.randperm(len(x_all), generator=gen).split(batch):
+            opt.zero_grad()
+            loss_fn(model(x_all[idx]), y_all[idx]).backward()
+            opt.step()
+    return LearnedDecoder(kind, model, steps)
+
+
+def decode_accuracy(kind: str, train_raster, train_labels, test_raster, test_labels, *,
+                    steps: int, epochs: int = 30, seed: int = 0) -> float:
+    """Accuracy of decoder ``kind`` reading the first ``steps`` steps of the rasters."""
+    train_raster, test_raster = train_raster[:, :steps], test_raster[:, :steps]
+    if kind == "rate":
+        pred = rate_decode(test_raster)
+    elif kind == "first-spike":
+        pred = first_spike_decode(test_raster)
+    else:
+        pred = train_decoder(kind, train_raster, train_labels, epochs=epochs,
+                             seed=seed).predict(test_raster)
+    return float((pred == np.asarray(test_labels)).mean())
