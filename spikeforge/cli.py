@@ -271,13 +271,17 @@ def _int_at_least(lo: int):
     return parse
 
 
-def _guarded(call, checkpoint: Path, monitor):
-    """``(call(), 0)``; a :class:`sw.train.TrainError` or Ctrl-C becomes a message and
-    ``(None, exit code)``; the monitor's progress bar is closed either way."""
+def _guarded(train_fn, cfg, data, args, out: Path, checkpoint: Path, monitor):
+    """``(train_fn(cfg, data, ...the train options of args...), 0)``; a
+    :class:`sw.train.TrainError` or Ctrl-C becomes a message and ``(None, exit code)``; the
+    monitor's progress bar is closed either way."""
     from sw.train import TrainError
 
     try:
-        return call(), 0
+        return train_fn(cfg, data, epochs=args.epochs, seed=args.seed, out_dir=out,
+                        train_samples=args.train_samples, test_samples=args.test_samples,
+                        resume=args.resume, checkpoint_every=args.checkpoint_every,
+                        max_samples=args.max_samples, monitor=monitor), 0
     except TrainError as exc:
         print(f"spikeforge train: error: {exc}", file=sys.stderr)
         return None, 2
@@ -338,11 +342,7 @@ def cmd_train(args) -> int:
                        f"median {r.median_cycles:.0f} cycles/sample, {r.seconds:.1f} s")
 
     monitor = Bar()
-    result, rc = _guarded(lambda: train(
-        cfg, data, epochs=args.epochs, seed=args.seed, out_dir=out,
-        train_samples=args.train_samples, test_samples=args.test_samples, resume=args.resume,
-        checkpoint_every=args.checkpoint_every, max_samples=args.max_samples, monitor=monitor),
-        out / CHECKPOINT_NAME, monitor)
+    result, rc = _guarded(train, cfg, data, args, out, out / CHECKPOINT_NAME, monitor)
     if result is None:
         return rc
     if not result.complete:
@@ -393,11 +393,7 @@ def _train_ttfs(cfg, args) -> int:
                        f"{r.seconds:.1f} s")
 
     monitor = Bar()
-    run, rc = _guarded(lambda: train_stdp(
-        cfg, data, epochs=args.epochs, seed=args.seed, out_dir=out,
-        train_samples=args.train_samples, test_samples=args.test_samples, resume=args.resume,
-        checkpoint_every=args.checkpoint_every, max_samples=args.max_samples, monitor=monitor),
-        out / CHECKPOINT_NAME, monitor)
+    run, rc = _guarded(train_stdp, cfg, data, args, out, out / CHECKPOINT_NAME, monitor)
     if run is None:
         return rc
     if not run.complete:
