@@ -409,44 +409,65 @@ def _train_ttfs(cfg, args) -> int:
 
 
 def cmd_decode(args) -> int:
-    """Decode the readout raster of a trained network: fixed rules vs learned ANN decoders."""
+    """Decode the readout raster of a trained network: fixed rules vs learned ANN decoders;
+    or train the SNN and its decoder end to end through the information bottleneck."""
     from sw.datasets import load_dataset
-    from sw.decode_sweep import golden_rasters, plot_sweep, rtl_check, sweep
-    from sw.decoders import decode_accuracy
-    from sw.weights import load_weights
+    from sw.decode_sweep import golden_rasters, plot_sweep, predictor, rtl_check, sweep
+    from sw.weights import load_weights, save_weights
 
     cfg = load_config(args.config)
     if cfg.encoding == "ttfs":
         raise ConfigError("decode: TTFS configs have no rate readout; use a rate-coded config")
-    if not args.weights:
+    data = load_dataset(args.dataset or cfg.dataset, cfg.pixel_bits)
+    if not 1 <= args.steps <= cfg.time_steps:
+        raise SystemExit(f"--steps: {args.steps} is out of range, legal range is "
+                         f"[1, {cfg.time_steps}]")
+    if args.train_snn:
+        from sw.ib import train_end_to_end
+
+        if args.decoder in ("rate", "first-spike"):
+            raise SystemExit("--train-snn: needs a learned --decoder (linear, mlp or conv)")
+        weights, dec = train_end_to_end(
+            cfg, data.train_pixels, data.train_labels, decoder=args.decoder, steps=args.steps,
+            beta=args.beta, rate=args.prior_rate, epochs=args.snn_epochs, seed=args.seed)
+        out = Path(args.output or f"out/decode/{cfg.name}-{data.name}-ib-{args.decoder}"
+                                  f"-T{args.steps}.npz")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        save_weights(out, cfg, weights)
+        print(f"decode: end-to-end (beta {args.beta}, prior rate {args.prior_rate}) SNN "
+              f"weights in {out}")
+
+        def predict(r):
+            return dec.predict(r[:, :args.steps])
+    elif not args.weights:
         raise ConfigError("decode: --weights W.npz is required (a trained network, e.g. "
                           "out/train/<config>-<dataset>/weights.npz from spikeforge train, "
-                          "or spikeforge qat -o W.npz)")
-    weights = load_weights(args.weights, cfg)
-    data = load_dataset(args.dataset or cfg.dataset, cfg.pixel_bits)
-    print(f"decode: {cfg.summary()}; {data.summary()}; weights {args.weights}")
+                          "or spikeforge qat -o W.npz), or --train-snn")
+    else:
+        weights = load_weights(args.weights, cfg)
+    print(f"decode: {cfg.summary()}; {data.summary()}")
     train_r, test_r = golden_rasters(cfg, weights, data)
-    if args.rtl_samples:
-        gold_acc, rtl_acc, same = rtl_check(cfg, weights, data, train_r, test_r, args)
-        print(f"decode: {args.rtl_samples} test samples through the RTL: readout stream "
-              f"rasters {'identical to' if same else 'DIFFERENT from'} the golden model's; "
-              f"{args.decoder} T={args.steps} accuracy golden {100 * gold_acc:.2f}%, RTL "
-              f"{100 * rtl_acc:.2f}%")
-        if not same or gold_acc != rtl_acc:
-            return 1
     if args.sweep:
         out = Path(args.out or f"out/decode/{cfg.name}-{data.name}")
         out.mkdir(parents=True, exist_ok=True)
         table = sweep(train_r, data.train_labels, test_r, data.test_labels,
                       steps_list=args.steps_list, epochs=args.epochs, seed=args.seed)
-        lines = plot_sweep(table, out, f"{cfg.name} on {data.name}")
-        print("\n".join(lines))
+        print("\n".join(plot_sweep(table, out, f"{cfg.name} on {data.name}")))
         return 0
-    if not 1 <= args.steps <= cfg.time_steps:
-        raise SystemExit(f"--steps: {args.steps} is out of range, legal range is "
-                         f"[1, {cfg.time_steps}]")
-    acc = decode_accuracy(args.decoder, train_r, data.train_labels, test_r, data.test_labels,
-                          steps=args.steps, epochs=args.epochs, seed=args.seed)
+    if not args.train_snn:
+        predict = predictor(args.decoder, train_r, data.train_labels, steps=args.steps,
+                            epochs=args.epochs, seed=args.seed)
+    if args.rtl_samples:
+        n = args.rtl_samples
+        gold_acc, rtl_acc, same = rtl_check(cfg, weights, data.test_pixels[:n],
+                                            data.test_labels[:n], test_r[:n], predict)
+        print(f"decode: {n} test samples through the RTL: readout stream rasters and "
+              f"decisions {'identical to' if same else 'DIFFERENT from'} the golden model's; "
+              f"{args.decoder} T={args.steps} accuracy golden {100 * gold_acc:.2f}%, RTL "
+              f"{100 * rtl_acc:.2f}%")
+        if not same:
+            return 1
+    acc = float((predict(test_r) == data.test_labels).mean())
     print(f"decode: {args.decoder} T={args.steps} accuracy {100 * acc:.2f}%")
     return 0
 
@@ -557,6 +578,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also run N test samples through the RTL and check that the decoder "
                         "reads identical rasters from its readout stream")
     p.add_argument("--out", help="sweep output folder (default out/decode/<config>-<dataset>)")
+    p.add_argument("--train-snn", action="store_true",
+                   help="train the SNN and the decoder end to end through the information "
+                        "bottleneck (cross-entropy + beta * KL(spike rate || Bernoulli(r)))")
+    p.add_argument("--beta", type=float, default=0.01, help="with --train-snn (default 0.01)")
+    p.add_argument("--prior-rate", type=float, default=0.2,
+                   help="with --train-snn: r of the Bernoulli prior (default 0.2)")
+    p.add_argument("--snn-epochs", type=_int_at_least(1), default=10,
+                   help="with --train-snn: epochs (default 10)")
+    p.add_argument("-o", "--output", help="with --train-snn: weight file to write (.npz)")
     p.set_defaults(func=cmd_decode)
 
     p = sub.add_parser("configs", help="list the shipped profiles")

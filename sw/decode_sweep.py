@@ -55,26 +55,32 @@ def plot_sweep(table: dict, out_dir, title: str) -> list[str]:
     return lines + [f"plot {out_dir}/accuracy_vs_steps.png"]
 
 
-def rtl_check(cfg, weights, data, train_r, test_r, args) -> tuple[float, float, bool]:
-    """Run the first ``args.rtl_samples`` test samples through the RTL, rebuild their rasters
-    from its readout stream, and decode them and the golden ones with the same decoder
-    (trained on golden rasters). Returns (golden accuracy, RTL accuracy, rasters equal)."""
+def rtl_rasters(cfg, weights, pixels) -> np.ndarray:
+    """Readout rasters ``(B, T, n_out)`` rebuilt from the RTL's own readout stream (cocotb,
+    drained with random back-pressure)."""
     from sim.rtl import run_rtl
     from sw.spike_stream import rasters_from_stream
 
-    n = args.rtl_samples
-    rtl = run_rtl(cfg, weights, data.test_pixels[:n])
-    rtl_r = rasters_from_stream([tuple(int(x) for x in row) for row in rtl.stream],
-                                cfg.time_steps, cfg.layers[-1])
-    gold_r = test_r[:n]
-    steps, labels = args.steps, data.test_labels[:n]
-    if args.decoder in ("rate", "first-spike"):
-        rule = rate_decode if args.decoder == "rate" else first_spike_decode
-        preds = [rule(r[:, :steps]) for r in (gold_r, rtl_r)]
-    else:
-        dec = train_decoder(args.decoder, train_r[:, :steps], data.train_labels,
-                            epochs=args.epochs, seed=args.seed)
-        preds = [dec.predict(r[:, :steps]) for r in (gold_r, rtl_r)]
+    rtl = run_rtl(cfg, weights, pixels)
+    return rasters_from_stream([tuple(int(x) for x in row) for row in rtl.stream],
+                               cfg.time_steps, cfg.layers[-1])
+
+
+def predictor(kind: str, train_r, train_labels, *, steps: int, epochs: int, seed: int):
+    """``raster -> predictions`` of decoder ``kind`` reading the first ``steps`` steps
+    (learned decoders are trained on ``train_r`` first)."""
+    if kind in ("rate", "first-spike"):
+        rule = rate_decode if kind == "rate" else first_spike_decode
+        return lambda r: rule(r[:, :steps])
+    dec = train_decoder(kind, train_r[:, :steps], train_labels, epochs=epochs, seed=seed)
+    return lambda r: dec.predict(r[:, :steps])
+
+
+def rtl_check(cfg, weights, pixels, labels, gold_r, predict) -> tuple[float, float, bool]:
+    """Decode the RTL's readout rasters of ``pixels`` and the golden ones ``gold_r`` with the
+    same ``predict``. Returns (golden accuracy, RTL accuracy, rasters and predictions equal)."""
+    rtl_r = rtl_rasters(cfg, weights, pixels)
+    preds = [predict(r) for r in (gold_r, rtl_r)]
     accs = [float((p == labels).mean()) for p in preds]
     same = rtl_r.shape == gold_r.shape and bool((rtl_r == gold_r).all())
     return accs[0], accs[1], same and bool((preds[0] == preds[1]).all())

@@ -44,7 +44,34 @@ def test_decode_command_and_rtl_cross_check(tmp_path, capsys):
                    "--steps", "7", "--epochs", "3", "--rtl-samples", "4"])
     out = capsys.readouterr().out.strip().splitlines()
     assert rc == 0
-    assert "readout stream rasters identical to the golden model's" in out[-2]
+    assert "readout stream rasters and decisions identical to the golden model's" in out[-2]
     assert out[-1].startswith("decode: linear T=7 accuracy ")
     assert cli.main(["decode", "-c", "digits-tiny", "--decoder", "rate"]) == 2
     assert "--weights W.npz is required" in capsys.readouterr().err
+
+
+def test_kl_bernoulli():
+    import torch
+
+    from sw.ib import kl_bernoulli
+
+    p = torch.tensor([0.2, 0.5, 0.9])
+    want = (p * torch.log(p / 0.2) + (1 - p) * torch.log((1 - p) / 0.8)).mean()
+    assert torch.isclose(kl_bernoulli(p, 0.2), want)
+    assert kl_bernoulli(torch.tensor([0.2]), 0.2).item() == pytest.approx(0.0, abs=1e-7)
+
+
+def test_end_to_end_training_gives_integer_weights_and_a_decoder_of_golden_rasters():
+    from sw.datasets import load_dataset
+    from sw.golden import run_network
+    from sw.ib import train_end_to_end
+    from sw.weights import check_weights
+
+    cfg = load_config("digits-tiny")
+    data = load_dataset("digits", cfg.pixel_bits)
+    weights, dec = train_end_to_end(cfg, data.train_pixels[:600], data.train_labels[:600],
+                                    decoder="linear", steps=8, epochs=4, progress=False)
+    check_weights(cfg, weights)                     # integers in the config's range
+    raster = run_network(cfg, weights, data.test_pixels).rasters[-1]
+    acc = (dec.predict(raster[:, :8]) == data.test_labels).mean()
+    assert acc > 0.5                                # the decoder reads the golden raster
