@@ -447,6 +447,20 @@ def cmd_decode(args) -> int:
         weights = load_weights(args.weights, cfg)
     print(f"decode: {cfg.summary()}; {data.summary()}")
     train_r, test_r = golden_rasters(cfg, weights, data)
+    if args.reconstruct:
+        from sw.decode_sweep import reconstruction_quality
+
+        if args.decoder in ("rate", "first-spike"):
+            raise SystemExit("--reconstruct: needs a learned --decoder (linear, mlp or conv)")
+        out = Path(args.out or f"out/decode/{cfg.name}-{data.name}")
+        out.mkdir(parents=True, exist_ok=True)
+        q = reconstruction_quality(args.decoder, train_r, test_r, data, steps=args.steps,
+                                   epochs=args.epochs, seed=args.seed, out_dir=out,
+                                   title=f"{cfg.name} {args.decoder} T={args.steps}")
+        print(f"decode: reconstructions in {q['plot']}")
+        print(f"decode: reconstruct {args.decoder} T={args.steps} held-out classifier "
+              f"accuracy {100 * q['reconstructed']:.2f}% (originals {100 * q['originals']:.2f}%)")
+        return 0
     if args.sweep:
         out = Path(args.out or f"out/decode/{cfg.name}-{data.name}")
         out.mkdir(parents=True, exist_ok=True)
@@ -578,6 +592,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also run N test samples through the RTL and check that the decoder "
                         "reads identical rasters from its readout stream")
     p.add_argument("--out", help="sweep output folder (default out/decode/<config>-<dataset>)")
+    p.add_argument("--reconstruct", action="store_true",
+                   help="train the decoder to reconstruct the image (binary cross-entropy) and "
+                        "score it with a classifier trained on the original images")
     p.add_argument("--train-snn", action="store_true",
                    help="train the SNN and the decoder end to end through the information "
                         "bottleneck (cross-entropy + beta * KL(spike rate || Bernoulli(r)))")

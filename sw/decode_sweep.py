@@ -84,3 +84,43 @@ def rtl_check(cfg, weights, pixels, labels, gold_r, predict) -> tuple[float, flo
     accs = [float((p == labels).mean()) for p in preds]
     same = rtl_r.shape == gold_r.shape and bool((rtl_r == gold_r).all())
     return accs[0], accs[1], same and bool((preds[0] == preds[1]).all())
+
+
+def reconstruction_quality(kind, train_r, test_r, data, *, steps: int, epochs: int,
+                           seed: int, out_dir=None, title: str = "") -> dict:
+    """Train a reconstruction decoder on the training rasters (BCE against the images), then
+    score it with a held-out classifier: logistic regression trained on the *original*
+    training images, tested on the reconstructions of the test images (and, for reference,
+    on the original test images). Writes ``reconstructions.png`` (originals above their
+    reconstructions) to ``out_dir`` if given."""
+    from sklearn.linear_model import LogisticRegression
+
+    from sw.decoders import reconstruct, train_reconstructor
+
+    scale = float(data.pixel_max)
+    dec = train_reconstructor(kind, train_r[:, :steps], data.train_pixels / scale,
+                              epochs=epochs, seed=seed)
+    recon = reconstruct(dec, test_r[:, :steps])
+    clf = LogisticRegression(max_iter=500).fit(data.train_pixels / scale, data.train_labels)
+    result = {"reconstructed": float(clf.score(recon, data.test_labels)),
+              "originals": float(clf.score(data.test_pixels / scale, data.test_labels))}
+    if out_dir is not None:
+        _plot_reconstructions(Path(out_dir) / "reconstructions.png", data, recon, title)
+        result["plot"] = str(Path(out_dir) / "reconstructions.png")
+    return result
+
+
+def _plot_reconstructions(path, data, recon, title, n: int = 10) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(n * 0.9, 2.2), dpi=100)
+    FigureCanvasAgg(fig)
+    picks = [int(np.flatnonzero(data.test_labels == c)[0]) for c in range(min(n, data.classes))]
+    for col, i in enumerate(picks):
+        for row, img in enumerate((data.test_pixels[i] / data.pixel_max, recon[i])):
+            ax = fig.add_subplot(2, len(picks), row * len(picks) + col + 1)
+            ax.imshow(img.reshape(data.shape), cmap="gray", vmin=0, vmax=1)
+            ax.set_axis_off()
+    fig.suptitle(title + " (top: originals, bottom: reconstructions)", fontsize=8)
+    fig.savefig(path)

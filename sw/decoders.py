@@ -119,3 +119,38 @@ def decode_accuracy(kind: str, train_raster, train_labels, test_raster, test_lab
         pred = train_decoder(kind, train_raster, train_labels, epochs=epochs,
                              seed=seed).predict(test_raster)
     return float((pred == np.asarray(test_labels)).mean())
+
+
+def train_reconstructor(kind: str, raster: np.ndarray, images: np.ndarray, *, epochs: int = 30,
+                        seed: int = 0, lr: float = 3e-3, batch: int = 256) -> LearnedDecoder:
+    """A learned decoder from rasters ``(B, T, n_out)`` to images ``(B, n_pixels)`` in
+    ``[0, 1]``, trained with binary cross-entropy (the same architectures, one output per
+    pixel; :meth:`LearnedDecoder.reconstruct` applies the sigmoid)."""
+    import torch
+
+    torch.manual_seed(seed)
+    raster = np.asarray(raster, dtype=np.float32)
+    _, steps, n_out = raster.shape
+    images = torch.as_tensor(np.array(images, dtype=np.float32))
+    model = _model(kind, steps, n_out, images.shape[1])
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    x_all = torch.as_tensor(raster)
+    gen = torch.Generator().manual_seed(seed)
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    for _ in range(epochs):
+        model.train()
+        for idx in torch.randperm(len(x_all), generator=gen).split(batch):
+            opt.zero_grad()
+            loss_fn(model(x_all[idx]), images[idx]).backward()
+            opt.step()
+    return LearnedDecoder(kind, model, steps)
+
+
+def reconstruct(decoder: LearnedDecoder, raster: np.ndarray) -> np.ndarray:
+    """Images in ``[0, 1]`` that a :func:`train_reconstructor` decoder makes of ``raster``."""
+    import torch
+
+    decoder.model.eval()
+    with torch.no_grad():
+        x = torch.as_tensor(np.asarray(raster, dtype=np.float32))
+        return torch.sigmoid(decoder.model(x)).numpy()

@@ -75,3 +75,22 @@ def test_end_to_end_training_gives_integer_weights_and_a_decoder_of_golden_raste
     raster = run_network(cfg, weights, data.test_pixels).rasters[-1]
     acc = (dec.predict(raster[:, :8]) == data.test_labels).mean()
     assert acc > 0.5                                # the decoder reads the golden raster
+
+
+def test_reconstruction_decoder_and_held_out_classifier(tmp_path):
+    from sw.datasets import load_dataset
+    from sw.decode_sweep import reconstruction_quality
+
+    cfg = load_config("digits-tiny")
+    data = load_dataset("digits", cfg.pixel_bits)
+    rng = np.random.default_rng(0)
+    # a raster that carries the class: neuron = label spikes at every step
+    def raster(labels):
+        r = rng.random((len(labels), 6, 10)) < 0.05
+        r[np.arange(len(labels)), :, labels] = True
+        return r
+    q = reconstruction_quality("linear", raster(data.train_labels), raster(data.test_labels),
+                               data, steps=6, epochs=10, seed=0, out_dir=tmp_path, title="t")
+    assert q["originals"] > 0.9
+    assert q["reconstructed"] > 0.8                  # class prototypes come back
+    assert (tmp_path / "reconstructions.png").stat().st_size > 0
