@@ -59,8 +59,6 @@ class TTFSLane(wiring.Component):
     ``in_addr``/``in_time`` (input times); read data one cycle after the address.
     """
 
-    HIST_STAGES = 3
-
     def __init__(self, cfg, lane: int):
         self.cfg, self.lane = cfg, lane
         self.n_local = cfg.lane_neurons(lane)

@@ -412,7 +412,8 @@ def cmd_decode(args) -> int:
     """Decode the readout raster of a trained network: fixed rules vs learned ANN decoders;
     or train the SNN and its decoder end to end through the information bottleneck."""
     from sw.datasets import load_dataset
-    from sw.decode_sweep import golden_rasters, plot_sweep, predictor, rtl_check, sweep
+    from sw.decode_sweep import golden_rasters, plot_sweep, rtl_check, sweep
+    from sw.decoders import predictor
     from sw.weights import load_weights, save_weights
 
     cfg = load_config(args.config)

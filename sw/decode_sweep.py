@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sw.decoders import DECODERS, decode_accuracy, first_spike_decode, rate_decode, train_decoder
+from sw.decoders import DECODERS, decode_accuracy
 from sw.golden import run_network
 
 BATCH = 1000
@@ -64,16 +64,6 @@ def rtl_rasters(cfg, weights, pixels) -> np.ndarray:
     rtl = run_rtl(cfg, weights, pixels)
     return rasters_from_stream([tuple(int(x) for x in row) for row in rtl.stream],
                                cfg.time_steps, cfg.layers[-1])
-
-
-def predictor(kind: str, train_r, train_labels, *, steps: int, epochs: int, seed: int):
-    """``raster -> predictions`` of decoder ``kind`` reading the first ``steps`` steps
-    (learned decoders are trained on ``train_r`` first)."""
-    if kind in ("rate", "first-spike"):
-        rule = rate_decode if kind == "rate" else first_spike_decode
-        return lambda r: rule(r[:, :steps])
-    dec = train_decoder(kind, train_r[:, :steps], train_labels, epochs=epochs, seed=seed)
-    return lambda r: dec.predict(r[:, :steps])
 
 
 def rtl_check(cfg, weights, pixels, labels, gold_r, predict) -> tuple[float, float, bool]:

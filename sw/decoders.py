@@ -83,67 +83,66 @@ class LearnedDecoder:
         return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
 
 
+def _fit(kind: str, raster, targets, n_outputs: int, loss_fn, *, epochs: int, seed: int,
+         lr: float, batch: int, weight_decay: float = 0.0) -> LearnedDecoder:
+    """Adam on ``loss_fn(model(raster), targets)`` over shuffled mini-batches (seeded)."""
+    import torch
+
+    torch.manual_seed(seed)
+    raster = np.asarray(raster, dtype=np.float32)
+    _, steps, n_out = raster.shape
+    model = _model(kind, steps, n_out, n_outputs)
+    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    x_all = torch.as_tensor(raster)
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        model.train()
+        for idx in torch.randperm(len(x_all), generator=gen).split(batch):
+            opt.zero_grad()
+            loss_fn(model(x_all[idx]), targets[idx]).backward()
+            opt.step()
+    return LearnedDecoder(kind, model, steps)
+
+
 def train_decoder(kind: str, raster: np.ndarray, labels: np.ndarray, *, classes: int = 10,
                   epochs: int = 30, seed: int = 0, lr: float = 3e-3,
                   batch: int = 256) -> LearnedDecoder:
     """Train a learned decoder with Adam and cross-entropy on ``raster`` ``(B, T, n_out)``."""
     import torch
 
-    torch.manual_seed(seed)
-    raster = np.asarray(raster, dtype=np.float32)
-    _, steps, n_out = raster.shape
-    model = _model(kind, steps, n_out, classes)
-    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=1e-4)
-    x_all = torch.as_tensor(raster)
-    y_all = torch.as_tensor(np.array(labels, dtype=np.int64))
-    gen = torch.Generator().manual_seed(seed)
-    loss_fn = torch.nn.CrossEntropyLoss()
-    for _ in range(epochs):
-        model.train()
-        for idx in torch.randperm(len(x_all), generator=gen).split(batch):
-            opt.zero_grad()
-            loss_fn(model(x_all[idx]), y_all[idx]).backward()
-            opt.step()
-    return LearnedDecoder(kind, model, steps)
+    return _fit(kind, raster, torch.as_tensor(np.array(labels, dtype=np.int64)), classes,
+                torch.nn.CrossEntropyLoss(), epochs=epochs, seed=seed, lr=lr, batch=batch,
+                weight_decay=1e-4)
+
+
+def predictor(kind: str, train_raster, train_labels, *, steps: int, epochs: int = 30,
+              seed: int = 0):
+    """``raster -> predictions`` of decoder ``kind`` reading the first ``steps`` steps
+    (a learned decoder is trained on ``train_raster`` first)."""
+    if kind in FIXED:
+        rule = rate_decode if kind == "rate" else first_spike_decode
+        return lambda r: rule(r[:, :steps])
+    dec = train_decoder(kind, train_raster[:, :steps], train_labels, epochs=epochs, seed=seed)
+    return lambda r: dec.predict(r[:, :steps])
 
 
 def decode_accuracy(kind: str, train_raster, train_labels, test_raster, test_labels, *,
                     steps: int, epochs: int = 30, seed: int = 0) -> float:
     """Accuracy of decoder ``kind`` reading the first ``steps`` steps of the rasters."""
-    train_raster, test_raster = train_raster[:, :steps], test_raster[:, :steps]
-    if kind == "rate":
-        pred = rate_decode(test_raster)
-    elif kind == "first-spike":
-        pred = first_spike_decode(test_raster)
-    else:
-        pred = train_decoder(kind, train_raster, train_labels, epochs=epochs,
-                             seed=seed).predict(test_raster)
-    return float((pred == np.asarray(test_labels)).mean())
+    predict = predictor(kind, train_raster, train_labels, steps=steps, epochs=epochs, seed=seed)
+    return float((predict(test_raster) == np.asarray(test_labels)).mean())
 
 
 def train_reconstructor(kind: str, raster: np.ndarray, images: np.ndarray, *, epochs: int = 30,
                         seed: int = 0, lr: float = 3e-3, batch: int = 256) -> LearnedDecoder:
     """A learned decoder from rasters ``(B, T, n_out)`` to images ``(B, n_pixels)`` in
     ``[0, 1]``, trained with binary cross-entropy (the same architectures, one output per
-    pixel; :meth:`LearnedDecoder.reconstruct` applies the sigmoid)."""
+    pixel; :func:`reconstruct` applies the sigmoid)."""
     import torch
 
-    torch.manual_seed(seed)
-    raster = np.asarray(raster, dtype=np.float32)
-    _, steps, n_out = raster.shape
     images = torch.as_tensor(np.array(images, dtype=np.float32))
-    model = _model(kind, steps, n_out, images.shape[1])
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    x_all = torch.as_tensor(raster)
-    gen = torch.Generator().manual_seed(seed)
-    loss_fn = torch.nn.BCEWithLogitsLoss()
-    for _ in range(epochs):
-        model.train()
-        for idx in torch.randperm(len(x_all), generator=gen).split(batch):
-            opt.zero_grad()
-            loss_fn(model(x_all[idx]), images[idx]).backward()
-            opt.step()
-    return LearnedDecoder(kind, model, steps)
+    return _fit(kind, raster, images, images.shape[1], torch.nn.BCEWithLogitsLoss(),
+                epochs=epochs, seed=seed, lr=lr, batch=batch)
 
 
 def reconstruct(decoder: LearnedDecoder, raster: np.ndarray) -> np.ndarray:
