@@ -76,7 +76,7 @@ def run_variant(args, queue, prune: bool) -> dict:
     plot_receptive_fields(out / f"receptive_fields-{'pruned' if prune else 'dense'}.png", cfg,
                           run.state, title=f"{cfg.name} ({name}) on {data.name}:\nreceptive "
                                            f"fields, blank = pruned")
-    n_train = len(run.samples["winner"]) // args.epochs
+    n_train = run.samples_done // args.epochs
     train_cycles = (np.asarray(run.samples["infer_cycles"])
                     + np.asarray(run.samples["learn_cycles"]))
     return {

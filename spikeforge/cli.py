@@ -271,17 +271,21 @@ def _int_at_least(lo: int):
     return parse
 
 
-def _guarded(train_fn, cfg, data, args, out: Path, checkpoint: Path, monitor):
-    """``(train_fn(cfg, data, ...the train options of args...), 0)``; a
-    :class:`sw.train.TrainError` or Ctrl-C becomes a message and ``(None, exit code)``; the
-    monitor's progress bar is closed either way."""
+def _run_training(train_fn, cfg, data, args, out: Path, checkpoint: Path, monitor,
+                  outputs: tuple[str, ...]):
+    """Run ``train_fn(cfg, data, ...the train options of args...)``.
+
+    Returns ``(result, 0)`` when it completed (the ``outputs`` files are printed); otherwise
+    ``(None, exit code)``: a :class:`sw.train.TrainError` or Ctrl-C becomes a message, and a
+    ``--max-samples`` stop says where the checkpoint is. The progress bar is closed either way.
+    """
     from sw.train import TrainError
 
     try:
-        return train_fn(cfg, data, epochs=args.epochs, seed=args.seed, out_dir=out,
-                        train_samples=args.train_samples, test_samples=args.test_samples,
-                        resume=args.resume, checkpoint_every=args.checkpoint_every,
-                        max_samples=args.max_samples, monitor=monitor), 0
+        result = train_fn(cfg, data, epochs=args.epochs, seed=args.seed, out_dir=out,
+                          train_samples=args.train_samples, test_samples=args.test_samples,
+                          resume=args.resume, checkpoint_every=args.checkpoint_every,
+                          max_samples=args.max_samples, monitor=monitor)
     except TrainError as exc:
         print(f"spikeforge train: error: {exc}", file=sys.stderr)
         return None, 2
@@ -292,6 +296,13 @@ def _guarded(train_fn, cfg, data, args, out: Path, checkpoint: Path, monitor):
     finally:
         if monitor.bar is not None:
             monitor.bar.close()
+    if not result.complete:
+        print(f"train: stopped after {result.samples_done} samples (--max-samples); "
+              f"checkpoint {result.files['checkpoint']}; continue with --resume")
+        return None, 0
+    for key in outputs:
+        print(f"train: {key} in {result.files[key]}")
+    return result, 0
 
 
 def cmd_train(args) -> int:
@@ -342,15 +353,10 @@ def cmd_train(args) -> int:
                        f"median {r.median_cycles:.0f} cycles/sample, {r.seconds:.1f} s")
 
     monitor = Bar()
-    result, rc = _guarded(train, cfg, data, args, out, out / CHECKPOINT_NAME, monitor)
+    result, rc = _run_training(train, cfg, data, args, out, out / CHECKPOINT_NAME, monitor,
+                               ("weights", "history", "plot"))
     if result is None:
         return rc
-    if not result.complete:
-        print(f"train: stopped after {result.samples_done} samples (--max-samples); "
-              f"checkpoint {result.files['checkpoint']}; continue with --resume")
-        return 0
-    for key in ("weights", "history", "plot"):
-        print(f"train: {key} in {result.files[key]}")
     print(f"train: {cfg.name} {data.name} epochs {len(result.history)} test accuracy "
           f"{100 * result.test_accuracy:.2f}%")
     return 0
@@ -393,15 +399,10 @@ def _train_ttfs(cfg, args) -> int:
                        f"{r.seconds:.1f} s")
 
     monitor = Bar()
-    run, rc = _guarded(train_stdp, cfg, data, args, out, out / CHECKPOINT_NAME, monitor)
+    run, rc = _run_training(train_stdp, cfg, data, args, out, out / CHECKPOINT_NAME, monitor,
+                            ("state", "history", "receptive_fields", "connectivity", "cycles"))
     if run is None:
         return rc
-    if not run.complete:
-        print(f"train: stopped after {len(run.samples['winner'])} samples (--max-samples); "
-              f"checkpoint {run.files['checkpoint']}; continue with --resume")
-        return 0
-    for key in ("state", "history", "receptive_fields", "connectivity", "cycles"):
-        print(f"train: {key} in {run.files[key]}")
     last = run.history[-1]
     print(f"train: {cfg.name} {data.name} epochs {len(run.history)} readout test accuracy "
           f"{100 * last.readout_test:.2f}%, connectivity {100 * last.connectivity:.2f}%")

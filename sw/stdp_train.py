@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import json
 import time
-import zipfile
-import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -32,6 +30,7 @@ import numpy as np
 from sw import ttfs
 from sw.readout import readout_accuracy
 from sw.train import (
+    CHECKPOINT_READ_ERRORS,
     CheckpointError,
     TrainError,
     TrainMonitor,
@@ -74,6 +73,11 @@ class STDPRun:
     complete: bool = False
     files: dict = field(default_factory=dict)
 
+    @property
+    def samples_done(self) -> int:
+        """Training samples learned so far, over all epochs."""
+        return len(self.samples["winner"])
+
 
 def _identity(cfg, dataset, seed, n_train, n_test, n_readout) -> dict:
     return {"config_name": cfg.name, "config_hash": config_hash(cfg), "dataset": dataset,
@@ -111,8 +115,7 @@ def load_checkpoint(path: Path, cfg, ident: dict) -> STDPRun:
             epoch, position = int(data["epoch"]), int(data["position"])
     except CheckpointError:
         raise
-    except (OSError, ValueError, TypeError, KeyError, EOFError, zipfile.BadZipFile,
-            zlib.error) as exc:
+    except CHECKPOINT_READ_ERRORS as exc:
         raise CheckpointError(f"{path}: corrupt or unreadable checkpoint ({exc}); {hint}") \
             from exc
     for key, value in ident.items():
@@ -171,7 +174,7 @@ def train_stdp(cfg, data, *, epochs: int, seed: int = 0, out_dir=None,
     with _one_blas_thread():
         while run.epoch < epochs and not stopped:
             order = epoch_order(seed, run.epoch, n_train)
-            done = len(run.samples["winner"])
+            done = run.samples_done
             with_winner = sum(1 for w in run.samples["winner"][done - run.position:] if w >= 0)
             t0 = time.perf_counter()
             while run.position < n_train:

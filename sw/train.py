@@ -77,6 +77,9 @@ HISTORY_NAME = "history.json"
 PLOT_NAME = "accuracy.png"
 CHECKPOINT_FORMAT = "spikeforge-train-checkpoint"
 CHECKPOINT_VERSION = 1
+#: What reading a damaged or foreign checkpoint file can raise (numpy's .npz is a zip).
+CHECKPOINT_READ_ERRORS = (OSError, ValueError, TypeError, KeyError, EOFError,
+                          zipfile.BadZipFile, zlib.error)
 _HISTORY_FIELDS = ("epoch", "lr_shift", "train_accuracy", "test_accuracy", "median_cycles",
                    "seconds")
 
@@ -330,8 +333,7 @@ def load_checkpoint(path, cfg, *, dataset: str | None = None, seed: int | None =
                            epoch_seconds=float(data["epoch_seconds"]), history=[])
     except CheckpointError:
         raise
-    except (OSError, ValueError, TypeError, KeyError, EOFError, zipfile.BadZipFile,
-            zlib.error) as exc:
+    except CHECKPOINT_READ_ERRORS as exc:
         raise CheckpointError(f"{path}: corrupt or unreadable checkpoint ({exc}); {hint}") \
             from exc
 

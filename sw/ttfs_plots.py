@@ -76,7 +76,7 @@ def plot_run(out_dir: Path, cfg, dataset: str, run) -> dict:
     files = {"receptive_fields": out_dir / "receptive_fields.png",
              "connectivity": out_dir / "connectivity.png", "cycles": out_dir / "cycles.png"}
     plot_receptive_fields(files["receptive_fields"], cfg, run.state,
-                          title=f"{cfg.name} on {dataset}, {len(run.samples['winner'])} "
+                          title=f"{cfg.name} on {dataset}, {run.samples_done} "
                                 f"samples:\nreceptive fields (blank = pruned)")
     plot_series(files["connectivity"],
                 {"connectivity": 100 * np.asarray(run.samples["connectivity"])},
