@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -112,7 +112,7 @@ class TTFSNetwork(wiring.Component):
             with m.If(q == s):
                 m.d.comb += current.eq(e)
         lanes_busy = Signal()
-        m.d.comb += lanes_busy.eq(sum(lane.busy for lane in lanes) != 0)
+        m.d.comb += lanes_busy.eq(Cat(lane.busy for lane in lanes).any())
         m.d.sync += self.done.eq(0)
 
         with m.FSM():
