@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import shutil
@@ -77,34 +79,48 @@ def run_rtl(cfg, weights, pixels, *, sim: str = "verilator", waves: str | None =
              for i, w in enumerate(stored_w)}
     job = dict(sizes=np.array(cfg.layers), steps=cfg.time_steps, pixels=pixels,
                readback=int(readback), **{"lr_shift": 0, **learn}, **words)
-    result = simulate(cfg, job, "sim.tb_network", sim=sim, waves=waves,
-                      build_root=build_root, verbose=verbose, progress=progress)
-    with np.load(result) as data:
-        n = len(cfg.layers)
-        after = None
-        if labels is not None:
-            after = [[unpack_words(cfg, i, [int(w) for w in data[f"after{b}_{i}"]])
-                      for i in range(cfg.n_layers)] for b in range(len(pixels))]
-        return RtlRun(rasters=[data[f"raster{p}"] for p in range(n)],
-                      predictions=data["predictions"], cycles=data["cycles"],
-                      edges=data["edges"], readback_ok=bool(data["readback_ok"]),
-                      weights_after=after, stream=data["stream"],
-                      events_overflow=bool(data["events_overflow"]))
+    data = simulate(cfg, job, "sim.tb_network", sim=sim, waves=waves, build_root=build_root,
+                    verbose=verbose, progress=progress)
+    after = None
+    if labels is not None:
+        after = [[unpack_words(cfg, i, [int(w) for w in data[f"after{b}_{i}"]])
+                  for i in range(cfg.n_layers)] for b in range(len(pixels))]
+    return RtlRun(rasters=[data[f"raster{p}"] for p in range(len(cfg.layers))],
+                  predictions=data["predictions"], cycles=data["cycles"],
+                  edges=data["edges"], readback_ok=bool(data["readback_ok"]),
+                  weights_after=after, stream=data["stream"],
+                  events_overflow=bool(data["events_overflow"]))
+
+
+@contextlib.contextmanager
+def _exclusive(build_dir: Path):
+    """Hold the build directory's lock: runs of the same parameter set (pytest workers,
+    two shells) share one directory, its Verilog, binary, job and result files."""
+    build_dir.mkdir(parents=True, exist_ok=True)
+    with open(build_dir / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def simulate(cfg, job: dict, test_module: str, *, sim: str = "verilator",
              waves: str | None = None, build_root: Path = DEFAULT_BUILD_ROOT,
-             verbose: bool = False, progress=None) -> Path:
+             verbose: bool = False, progress=None) -> dict:
     """Generate and build (once per parameter set) the config's top, run the cocotb
-    ``test_module`` on the arrays ``job`` and return the path of the ``.npz`` it wrote.
+    ``test_module`` on the arrays ``job`` and return the arrays it wrote.
 
     ``waves``: path of an FST (``.fst``, Verilator only) or VCD file to write.
     ``progress``: called with the number of samples finished so far, while it runs.
+    Concurrent calls on the same parameter set take turns (:func:`_exclusive`).
     """
-    from cocotb_tools.runner import get_runner
-
     require_simulator(sim)
     build_dir = build_dir_for(cfg, sim, waves, build_root)
+    with _exclusive(build_dir):
+        return _build_and_run(cfg, job, test_module, sim, waves, build_dir, verbose, progress)
+
+
+def _build_and_run(cfg, job, test_module, sim, waves, build_dir, verbose, progress) -> dict:
+    from cocotb_tools.runner import get_runner
+
     verilog = generate_verilog(cfg, build_dir / "rtl")
     fst = waves is not None and str(waves).endswith(".fst")
     if fst and sim != "verilator":
@@ -154,4 +170,5 @@ def simulate(cfg, job: dict, test_module: str, *, sim: str = "verilator",
         if sim == "icarus":
             dump = next(build_dir.glob("*.vcd"), None) or next(build_dir.glob("*.fst"), dump)
         shutil.copyfile(dump, waves)
-    return result
+    with np.load(result) as data:
+        return {key: data[key] for key in data.files}

@@ -78,11 +78,10 @@ def run_ttfs_rtl(cfg, state: TTFSState, pixels, *, learn=False, sim: str = "veri
     job = dict(dims=np.array([cfg.n_in, cfg.n_out, cfg.lanes, cfg.winners]), pixels=pixels,
                learn=learn, **{f"words{p}": w for p, w in enumerate(words)},
                **{f"lengths{p}": n for p, n in enumerate(lengths)})
-    result = simulate(cfg, job, "sim.tb_ttfs", sim=sim, waves=waves, build_root=build_root,
-                      verbose=verbose, progress=progress)
-    with np.load(result) as data:
-        states = [unpack_lists(cfg, [data[f"after{b}_len{p}"] for p in range(cfg.lanes)],
-                               [data[f"after{b}_words{p}"] for p in range(cfg.lanes)])
-                  if learn[b] else None for b in range(len(pixels))]
-        return TTFSRtlRun(t_in=data["t_in"], t_out=data["t_out"], winners=data["winners"],
-                          cycles=data["cycles"], edges=data["edges"], states=states)
+    data = simulate(cfg, job, "sim.tb_ttfs", sim=sim, waves=waves, build_root=build_root,
+                    verbose=verbose, progress=progress)
+    states = [unpack_lists(cfg, [data[f"after{b}_len{p}"] for p in range(cfg.lanes)],
+                           [data[f"after{b}_words{p}"] for p in range(cfg.lanes)])
+              if learn[b] else None for b in range(len(pixels))]
+    return TTFSRtlRun(t_in=data["t_in"], t_out=data["t_out"], winners=data["winners"],
+                      cycles=data["cycles"], edges=data["edges"], states=states)

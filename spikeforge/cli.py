@@ -116,12 +116,20 @@ def cmd_compare(args) -> int:
           f"{int(np.median(gold.cycles))}, max {gold.cycles.max()}")
     print(f"compare: readout stream (random back-pressure) {len(rtl.stream)} items, "
           f"{result.stream_mismatches} mismatches against the golden output raster")
-    if args.waves:
-        print(f"compare: waveforms in {args.waves}")
+    return _report(result, args.waves)
+
+
+def _report(result, waves=None, extra=()) -> int:
+    """The end of every compare: the waveform file, the first divergence and its details,
+    ``extra`` lines, then the summary line; the exit code (1 on any mismatch)."""
+    if waves:
+        print(f"compare: waveforms in {waves}")
     if result.first_divergence:
         print(f"compare: first divergence: {result.first_divergence}")
         for line in result.details:
             print(f"compare:   {line}")
+    for line in extra:
+        print(line)
     print(result.summary_line())
     return 0 if result.ok else 1
 
@@ -173,12 +181,7 @@ def _compare_learning(cfg, args) -> int:
     print(f"compare --learn: {moved} of {cfg.n_synapses} stored weights moved over the run; "
           f"cycles per training sample median {int(np.median(infer + learn))} (inference "
           f"{int(np.median(infer))} + learning {int(np.median(learn))})")
-    if result.first_divergence:
-        print(f"compare: first divergence: {result.first_divergence}")
-        for line in result.details:
-            print(f"compare:   {line}")
-    print(result.summary_line())
-    return 0 if result.ok else 1
+    return _report(result)
 
 
 def _compare_ttfs(cfg, args) -> int:
@@ -221,17 +224,9 @@ def _compare_ttfs(cfg, args) -> int:
     print(f"compare: connectivity {100 * state.connectivity:.2f}% -> {100 * s.connectivity:.2f}% "
           f"of {cfg.n_synapses} synapses; cycles per sample min {cycles.min()}, median "
           f"{int(np.median(cycles))}, max {cycles.max()}")
-    if args.waves:
-        print(f"compare: waveforms in {args.waves}")
-    if result.first_divergence:
-        print(f"compare: first divergence: {result.first_divergence}")
-        for line in result.details:
-            print(f"compare:   {line}")
-    if args.learn:
-        print(f"compare: {result.mask_mismatches} prune-mask mismatches, "
-              f"{result.winner_mismatches} winner mismatches")
-    print(result.summary_line())
-    return 0 if result.ok else 1
+    extra = ([f"compare: {result.mask_mismatches} prune-mask mismatches, "
+              f"{result.winner_mismatches} winner mismatches"] if args.learn else [])
+    return _report(result, args.waves, extra)
 
 
 def cmd_qat(args) -> int:
