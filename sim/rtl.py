@@ -36,12 +36,14 @@ class RtlRun:
     events_overflow: bool = False
 
 
-def build_dir_for(cfg, sim: str, waves: str | None, root: Path = DEFAULT_BUILD_ROOT) -> Path:
-    """One build directory per parameter set (config contents, simulator, tracing)."""
+def build_dir_for(cfg, sim: str, waves: str | None, root: Path = DEFAULT_BUILD_ROOT,
+                  top: str = "core") -> Path:
+    """One build directory per parameter set (config contents, top, simulator, tracing)."""
     params = {k: v for k, v in asdict(cfg).items() if k != "source"}
     digest = hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:10]
     trace = "" if waves is None else ("-fst" if str(waves).endswith(".fst") else "-vcd")
-    return Path(root) / f"{cfg.name}-{digest}-{sim}{trace}"
+    kind = "" if top == "core" else f"-{top}"
+    return Path(root) / f"{cfg.name}-{digest}{kind}-{sim}{trace}"
 
 
 def run_rtl(cfg, weights, pixels, *, sim: str = "verilator", waves: str | None = None,
@@ -104,24 +106,27 @@ def _exclusive(build_dir: Path):
 
 def simulate(cfg, job: dict, test_module: str, *, sim: str = "verilator",
              waves: str | None = None, build_root: Path = DEFAULT_BUILD_ROOT,
-             verbose: bool = False, progress=None) -> dict:
+             verbose: bool = False, progress=None, top: str = "core") -> dict:
     """Generate and build (once per parameter set) the config's top, run the cocotb
     ``test_module`` on the arrays ``job`` and return the arrays it wrote.
 
     ``waves``: path of an FST (``.fst``, Verilator only) or VCD file to write.
     ``progress``: called with the number of samples finished so far, while it runs.
+    ``top``: ``core`` or ``serial`` (:func:`hw.generate.core_top`).
     Concurrent calls on the same parameter set take turns (:func:`_exclusive`).
     """
     require_simulator(sim)
-    build_dir = build_dir_for(cfg, sim, waves, build_root)
+    build_dir = build_dir_for(cfg, sim, waves, build_root, top)
     with _exclusive(build_dir):
-        return _build_and_run(cfg, job, test_module, sim, waves, build_dir, verbose, progress)
+        return _build_and_run(cfg, job, test_module, sim, waves, build_dir, verbose, progress,
+                              top)
 
 
-def _build_and_run(cfg, job, test_module, sim, waves, build_dir, verbose, progress) -> dict:
+def _build_and_run(cfg, job, test_module, sim, waves, build_dir, verbose, progress,
+                   top) -> dict:
     from cocotb_tools.runner import get_runner
 
-    verilog = generate_verilog(cfg, build_dir / "rtl")
+    verilog = generate_verilog(cfg, build_dir / "rtl", top)
     fst = waves is not None and str(waves).endswith(".fst")
     if fst and sim != "verilator":
         raise ValueError("--waves *.fst needs --sim verilator; use a .vcd file with icarus")

@@ -1,0 +1,397 @@
+"""Host link: the framed byte protocol of docs/host_link.md in front of a :class:`Network`.
+
+Request ``A5 cmd len_lo len_hi payload[len] crc``; response ``5A status len_lo len_hi
+payload[len] crc``. ``crc`` is CRC-8 (polynomial 0x07, initial value 0, MSB first) over
+everything after the start byte. A payload is checked (CRC, length, arguments) before the
+command touches the network, so a corrupted frame changes nothing; every error is answered
+with an error response (``status = 0x80 | code``) and the link waits for the next start byte.
+"""
+
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from hw.network import Network
+from spikeforge.config import LR_SHIFT
+from spikeforge.protocol import (
+    CMD_COUNTERS,
+    CMD_INFO,
+    CMD_READ,
+    CMD_RUN,
+    CMD_WRITE,
+    COUNTERS_BYTES,
+    ERR_ARGUMENT,
+    ERR_COMMAND,
+    ERR_CRC,
+    ERR_FRAMING,
+    ERR_LENGTH,
+    ERR_TIMEOUT,
+    REQUEST_START,
+    RESPONSE_START,
+    RUN_HEADER_BYTES,
+    buffer_depth,
+    check_link_config,
+    crc8,
+    info_bytes,
+    weight_depths,
+    word_bytes,
+)
+
+
+def crc8_next(crc, byte):
+    """:func:`spikeforge.protocol.crc8` as Amaranth values: the update is linear over GF(2),
+    so each output bit is an XOR of bits of ``crc ^ byte``."""
+    d = crc ^ byte
+    bits = []
+    for out in range(8):
+        taps = [i for i in range(8) if crc8(1 << i, 0) >> out & 1]
+        bit = d[taps[0]]
+        for i in taps[1:]:
+            bit = bit ^ d[i]
+        bits.append(bit)
+    return Cat(*bits)
+
+
+class HostLink(wiring.Component):
+    """A :class:`~hw.network.Network` behind the framed host protocol (docs/host_link.md).
+
+    ``rx``/``tx`` are byte streams (a :class:`~hw.uart.UARTRx`/:class:`~hw.uart.UARTTx`
+    pair on a board). ``rx_framing_error`` and ``rx_overrun`` come from the receiver.
+    ``busy`` is high while a command runs, ``error`` is sticky after any error response.
+
+    Latency: a command starts two cycles after the CRC byte of its frame; WRITE takes
+    ``2 * word_bytes + 1`` cycles per word, RUN ``2 * N_in`` cycles for the pixels plus the
+    network's own cycles, then the response goes out at the pace ``tx`` takes it.
+    ``timeout`` cycles without a byte inside a frame abort it (error 0x84).
+    """
+
+    rx: In(stream.Signature(8))
+    tx: Out(stream.Signature(8))
+    rx_framing_error: In(1)
+    rx_overrun: In(1)
+    busy: Out(1)
+    error: Out(1)
+
+    def __init__(self, cfg, timeout: int = 100_000):
+        check_link_config(cfg)
+        if timeout < 16:
+            raise ValueError(f"host link timeout: at least 16 cycles, got {timeout}")
+        self.cfg = cfg
+        self.timeout = timeout
+        self.network = Network(cfg)
+        super().__init__()
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, net = self.cfg, self.network
+        m.submodules.network = net
+        n_in, n_out, L = cfg.layers[0], cfg.layers[-1], cfg.n_layers
+        wb = word_bytes(cfg)
+        depth = buffer_depth(cfg)
+        info = info_bytes(cfg)
+        fixed_bytes = max(len(info), COUNTERS_BYTES, RUN_HEADER_BYTES, 1)
+
+        m.submodules.buf = buf = Memory(shape=8, depth=depth, init=[])
+        buf_w = buf.write_port()
+        buf_r = buf.read_port()
+
+        # ---- receive: frame parser ----
+        cmd = Signal(8)
+        length = Signal(16)
+        got = Signal(16)                        # payload bytes received
+        rx_crc = Signal(8)
+        idle = Signal(range(self.timeout + 1))
+        layer = Signal(8)
+        addr = Signal(16)
+        count = Signal(16)
+        flags = Signal(8)
+        label = Signal(8)
+        lr_shift = Signal(8)
+        byte = self.rx.payload
+        take = self.rx.valid & self.rx.ready
+        rx_crc_next = Signal(8)
+        m.d.comb += rx_crc_next.eq(crc8_next(rx_crc, byte))
+
+        # ---- response ----
+        status = Signal(8)
+        resp_len = Signal(16)
+        fixed = Signal(8 * fixed_bytes)
+        fixed_len = Signal(range(fixed_bytes + 1))
+        idx = Signal(16)
+        tx_crc = Signal(8)
+        crc_on = Signal()
+        m.d.comb += self.tx.valid.eq(0)
+        tx_crc_next = Signal(8)
+        m.d.comb += tx_crc_next.eq(crc8_next(tx_crc, self.tx.payload))
+        with m.If(self.tx.valid & self.tx.ready & crc_on):
+            m.d.sync += tx_crc.eq(tx_crc_next)
+
+        # ---- counters ----
+        samples = Signal(32)
+        frames = Signal(32)
+        errors = Signal(32)
+        stream_error = Signal()
+        spikes = Signal(16)                     # output spikes of the running sample
+        sent = Signal(16)
+        word = Signal(8 * wb)
+        k = Signal(16)
+        j = Signal(range(max(wb, 2)))
+        ptr = Signal(range(depth))
+        ev_step = Signal(8)
+        ev_neuron = Signal(8)
+
+        depths = Array(Const(d, 17) for d in weight_depths(cfg))
+        end_addr = Signal(17)
+        m.d.comb += end_addr.eq(addr + count)
+
+        def fail(code, next_state="RESP_START"):
+            m.d.sync += [status.eq(code), resp_len.eq(1), fixed.eq(cmd), fixed_len.eq(1),
+                         errors.eq(errors + 1), self.error.eq(1)]
+            m.next = next_state
+
+        def respond(code_len, data=0, n_fixed=0):
+            m.d.sync += [status.eq(cmd), resp_len.eq(code_len), fixed.eq(data),
+                         fixed_len.eq(n_fixed), frames.eq(frames + 1)]
+            m.next = "RESP_START"
+
+        with m.If(getattr(net, f"trace{L}_valid") & net.busy):
+            m.d.sync += spikes.eq(spikes + 1)
+
+        with m.FSM():
+            with m.State("SOF"):
+                m.d.comb += self.rx.ready.eq(1)
+                with m.If(take & (byte == REQUEST_START)):
+                    m.d.sync += [rx_crc.eq(0), idle.eq(0), cmd.eq(0xFF)]
+                    m.next = "CMD"
+
+            def receiving(state, next_state, action):
+                with m.State(state):
+                    m.d.comb += self.rx.ready.eq(1)
+                    with m.If(self.rx_framing_error):
+                        fail(ERR_FRAMING)
+                    with m.Elif(take):
+                        m.d.sync += [rx_crc.eq(rx_crc_next), idle.eq(0)]
+                        action()
+                        if next_state:
+                            m.next = next_state
+                    with m.Elif(idle == self.timeout):
+                        fail(ERR_TIMEOUT)
+                    with m.Else():
+                        m.d.sync += idle.eq(idle + 1)
+
+            receiving("CMD", "LEN0", lambda: m.d.sync.__iadd__(cmd.eq(byte)))
+            receiving("LEN0", "LEN1", lambda: m.d.sync.__iadd__(length[:8].eq(byte)))
+
+            def len1():
+                m.d.sync += [length[8:].eq(byte), got.eq(0)]
+                with m.If(Cat(length[:8], byte) == 0):
+                    m.next = "CRC"
+                with m.Else():
+                    m.next = "PAYLOAD"
+            receiving("LEN1", None, len1)
+
+            def payload():
+                m.d.comb += [buf_w.addr.eq(got), buf_w.data.eq(byte),
+                             buf_w.en.eq(got < depth)]
+                m.d.sync += got.eq(got + 1)
+                for pos, reg in enumerate((layer, addr[:8], addr[8:], count[:8], count[8:])):
+                    with m.If(got == pos):
+                        m.d.sync += reg.eq(byte)
+                with m.If(got == 0):
+                    m.d.sync += flags.eq(byte)
+                with m.If(got == 1):
+                    m.d.sync += label.eq(byte)
+                with m.If(got == 2):
+                    m.d.sync += lr_shift.eq(byte)
+                with m.If(got + 1 == length):
+                    m.next = "CRC"
+            receiving("PAYLOAD", None, payload)
+
+            def check():
+                with m.If(rx_crc_next != 0):
+                    fail(ERR_CRC)
+                with m.Else():
+                    m.next = "DISPATCH"
+            receiving("CRC", None, check)
+
+            with m.State("DISPATCH"):
+                m.d.comb += self.busy.eq(1)
+                with m.Switch(cmd):
+                    with m.Case(CMD_INFO):
+                        with m.If(length != 0):
+                            fail(ERR_LENGTH)
+                        with m.Else():
+                            respond(len(info), Const(int.from_bytes(info, "little"),
+                                                     8 * len(info)), len(info))
+                    with m.Case(CMD_COUNTERS):
+                        with m.If(length != 0):
+                            fail(ERR_LENGTH)
+                        with m.Else():
+                            respond(COUNTERS_BYTES,
+                                    Cat(samples, (frames + 1)[:32], errors, net.fifo_overflow,
+                                        net.events_overflow, self.rx_overrun, stream_error),
+                                    COUNTERS_BYTES)
+                    with m.Case(CMD_WRITE):
+                        with m.If((length < 5 + wb) | (length > depth) |
+                                  (length != 5 + count * wb)):
+                            fail(ERR_LENGTH)
+                        with m.Elif((layer >= L) | (count == 0) |
+                                    (end_addr > depths[layer])):
+                            fail(ERR_ARGUMENT)
+                        with m.Else():
+                            m.d.sync += [k.eq(0), j.eq(0), ptr.eq(5)]
+                            m.next = "W_ADDR"
+                    with m.Case(CMD_READ):
+                        with m.If(length != 5):
+                            fail(ERR_LENGTH)
+                        with m.Elif((layer >= L) | (count == 0) |
+                                    (end_addr > depths[layer]) | (count * wb >= 1 << 16)):
+                            fail(ERR_ARGUMENT)
+                        with m.Else():
+                            m.d.sync += [k.eq(0), j.eq(0)]
+                            respond((count * wb)[:16])
+                    with m.Case(CMD_RUN):
+                        learns = cfg.learning is not None
+                        bad = (flags != 0) if not learns else (
+                            (flags > 1) | (flags[0] & ((label >= n_out) |
+                                                       (lr_shift > LR_SHIFT[1]))))
+                        with m.If(length != 3 + n_in):
+                            fail(ERR_LENGTH)
+                        with m.Elif(bad):
+                            fail(ERR_ARGUMENT)
+                        with m.Else():
+                            m.d.sync += [k.eq(0), ptr.eq(3)]
+                            m.next = "P_ADDR"
+                    with m.Default():
+                        fail(ERR_COMMAND)
+
+            # ---- WRITE: words from the buffer into the weight memory ----
+            with m.State("W_ADDR"):
+                m.d.comb += [self.busy.eq(1), buf_r.addr.eq(ptr)]
+                m.next = "W_DATA"
+            with m.State("W_DATA"):
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += [word.eq(Cat(word[8:], buf_r.data)), ptr.eq(ptr + 1),
+                             j.eq(j + 1)]
+                m.next = "W_ADDR"
+                with m.If(j == wb - 1):
+                    m.next = "W_WRITE"
+            with m.State("W_WRITE"):
+                m.d.comb += [self.busy.eq(1), net.w_layer.eq(layer), net.w_addr.eq(addr + k),
+                             net.w_wdata.eq(word), net.w_we.eq(1)]
+                m.d.sync += [k.eq(k + 1), j.eq(0)]
+                m.next = "W_ADDR"
+                with m.If(k + 1 == count):
+                    respond(0)
+
+            # ---- RUN: pixels from the buffer, one sample, spikes back ----
+            with m.State("P_ADDR"):
+                m.d.comb += [self.busy.eq(1), buf_r.addr.eq(ptr)]
+                m.next = "P_WRITE"
+            with m.State("P_WRITE"):
+                m.d.comb += [self.busy.eq(1), net.px_addr.eq(k), net.px_data.eq(buf_r.data),
+                             net.px_we.eq(1)]
+                m.d.sync += [k.eq(k + 1), ptr.eq(ptr + 1)]
+                m.next = "P_ADDR"
+                with m.If(k == n_in - 1):
+                    m.next = "START"
+            with m.State("START"):
+                m.d.comb += [self.busy.eq(1), net.start.eq(1)]
+                if cfg.learning is not None:
+                    m.d.comb += [net.learn.eq(flags[0]), net.label.eq(label),
+                                 net.lr_shift.eq(lr_shift)]
+                m.d.sync += spikes.eq(0)
+                m.next = "RUNNING"
+            with m.State("RUNNING"):
+                m.d.comb += self.busy.eq(1)
+                with m.If(net.done):
+                    m.d.sync += samples.eq(samples + 1)
+                    pred = Mux(net.prediction_valid, net.prediction, 0xFF)
+                    respond(RUN_HEADER_BYTES + 2 * spikes, Cat(net.cycles, pred[:8], spikes),
+                            RUN_HEADER_BYTES)
+                    m.d.sync += sent.eq(0)
+
+            # ---- response: start, status, length, fixed bytes, tail, CRC ----
+            def send(value, next_state, with_crc=True):
+                m.d.comb += [self.busy.eq(1), self.tx.valid.eq(1), self.tx.payload.eq(value),
+                             crc_on.eq(with_crc)]
+                with m.If(self.tx.ready):
+                    m.next = next_state
+
+            with m.State("RESP_START"):
+                send(RESPONSE_START, "RESP_STATUS", with_crc=False)
+                m.d.sync += [tx_crc.eq(0), idx.eq(0)]
+            with m.State("RESP_STATUS"):
+                send(status, "RESP_LEN0")
+            with m.State("RESP_LEN0"):
+                send(resp_len[:8], "RESP_LEN1")
+            with m.State("RESP_LEN1"):
+                send(resp_len[8:], "RESP_FIXED")
+                with m.If(fixed_len == 0):
+                    send(resp_len[8:], "RESP_TAIL")
+            with m.State("RESP_FIXED"):
+                send(fixed.word_select(idx[:len(fixed_len)], 8), "RESP_FIXED")
+                with m.If(self.tx.ready):
+                    m.d.sync += idx.eq(idx + 1)
+                    with m.If(idx + 1 == fixed_len):
+                        m.next = "RESP_TAIL"
+            with m.State("RESP_TAIL"):
+                m.d.comb += self.busy.eq(1)
+                m.next = "RESP_CRC"
+                with m.If(status == CMD_READ):
+                    m.next = "R_ADDR"
+                with m.If(status == CMD_RUN):
+                    m.next = "E_TAKE"
+
+            # ---- READ tail: words from the weight memory ----
+            with m.State("R_ADDR"):
+                m.d.comb += [self.busy.eq(1), net.w_layer.eq(layer), net.w_addr.eq(addr + k)]
+                m.next = "R_LATCH"
+            with m.State("R_LATCH"):
+                m.d.comb += [self.busy.eq(1), net.w_layer.eq(layer), net.w_addr.eq(addr + k)]
+                m.d.sync += [word.eq(net.w_rdata), j.eq(0)]
+                m.next = "R_SEND"
+            with m.State("R_SEND"):
+                send(word[:8], "R_SEND")
+                with m.If(self.tx.ready):
+                    m.d.sync += [word.eq(word >> 8), j.eq(j + 1)]
+                    with m.If(j == wb - 1):
+                        m.d.sync += k.eq(k + 1)
+                        m.next = "R_ADDR"
+                        with m.If(k + 1 == count):
+                            m.next = "RESP_CRC"
+
+            # ---- RUN tail: the readout stream, (step, neuron) per spike ----
+            with m.State("E_TAKE"):
+                m.d.comb += [self.busy.eq(1), net.events.ready.eq(1)]
+                item = net.events.payload
+                with m.If(net.events.valid):
+                    with m.If(item.end):
+                        with m.If((item.count != spikes) | (sent != spikes)):
+                            m.d.sync += stream_error.eq(1)
+                        m.next = "RESP_CRC"
+                    with m.Elif(sent == spikes):        # more items than spikes counted
+                        m.d.sync += stream_error.eq(1)
+                    with m.Else():
+                        m.d.sync += [ev_step.eq(item.step), ev_neuron.eq(item.neuron),
+                                     sent.eq(sent + 1)]
+                        m.next = "E_STEP"
+            with m.State("E_STEP"):
+                send(ev_step, "E_NEURON")
+            with m.State("E_NEURON"):
+                send(ev_neuron, "E_TAKE")
+                with m.If(sent == spikes):
+                    send(ev_neuron, "E_END")
+            with m.State("E_END"):                      # the end item closes the sample
+                m.d.comb += [self.busy.eq(1), net.events.ready.eq(1)]
+                with m.If(net.events.valid):
+                    item = net.events.payload
+                    with m.If(~item.end | (item.count != spikes)):
+                        m.d.sync += stream_error.eq(1)
+                    m.next = "RESP_CRC"
+
+            with m.State("RESP_CRC"):
+                send(tx_crc, "SOF", with_crc=False)
+        return m

@@ -1,0 +1,58 @@
+"""The host driver against the simulated serial top: the whole host ⇄ board loop, no board."""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass
+
+import numpy as np
+
+from sim.rtl import simulate
+from sw.weights import pack_words, to_stored, unpack_words
+
+
+@dataclass
+class LinkRun:
+    """What the host saw over the simulated UART (:mod:`sim.tb_host_link`)."""
+
+    info: bytes
+    readback_ok: bool           # every weight word read back as written
+    unchanged_ok: bool          # ... and still so after the broken frames
+    errors: list[str]           # '<expected kind>: <what the driver raised>' per broken frame
+    cycles: np.ndarray
+    predictions: np.ndarray
+    events: np.ndarray          # (n, 3): sample, step, neuron
+    weights_after: list[np.ndarray]   # stored weights read back at the end
+    counters: np.ndarray        # samples, frames, errors, fifo/events overflow, overrun, stream
+
+    def rasters(self, n_samples: int, steps: int, n_out: int) -> np.ndarray:
+        r = np.zeros((n_samples, steps, n_out), dtype=bool)
+        r[self.events[:, 0], self.events[:, 1], self.events[:, 2]] = True
+        return r
+
+
+def run_link(cfg, weights, pixels, *, labels=None, lr_shift: int | None = None,
+             stored: bool = False, sim: str = "verilator", waves: str | None = None,
+             verbose: bool = False) -> LinkRun:
+    """Load ``weights`` (inference weights; stored ones with ``stored``), run ``pixels``
+    (training when ``labels``) and read everything back, all through
+    :class:`sw.host.HostLink` over the UART model."""
+    if not stored:
+        weights = to_stored(cfg, weights)
+    job = {"config": np.frombuffer(pickle.dumps(cfg), dtype=np.uint8),
+           "pixels": np.asarray(pixels, dtype=np.int64),
+           "lr_shift": 0 if labels is None else (
+               cfg.learning.lr_shift if lr_shift is None else lr_shift),
+           **{f"words{i}": np.array([str(x) for x in pack_words(cfg, i, w)])
+              for i, w in enumerate(weights)}}
+    if labels is not None:
+        job["labels"] = np.asarray(labels, dtype=np.int64)
+    data = simulate(cfg, job, "sim.tb_host_link", sim=sim, waves=waves, verbose=verbose,
+                    top="serial")
+    return LinkRun(info=data["info"].tobytes(), readback_ok=bool(data["readback_ok"]),
+                   unchanged_ok=bool(data["unchanged_ok"]),
+                   errors=[str(e) for e in data["errors"]], cycles=data["cycles"],
+                   predictions=data["predictions"], events=data["events"],
+                   weights_after=[unpack_words(cfg, i, [int(w) for w in data[f"after{i}"]])
+                                  for i in range(cfg.n_layers)],
+                   counters=data["counters"])

@@ -1,0 +1,133 @@
+"""cocotb testbench for the serial top: the host driver (:class:`sw.host.HostLink`), the very
+class that talks to a board, speaks to the RTL through a UART model (cocotbext-uart).
+
+The driver is blocking code; it runs in a :func:`cocotb.task.bridge` thread and its transport
+resumes the simulation (:func:`cocotb.task.resume`) to send bytes and wait for them. Driven
+by a job file (``SPIKEFORGE_JOB``): the stored weight words, pixels and, for learning, labels.
+The result file holds what the host saw: INFO, weights read back, every sample's cycles,
+prediction and output events, the weights after training, and the error responses to a set
+of deliberately broken frames.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+
+import cocotb
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.task import bridge, resume
+from cocotb.triggers import RisingEdge, Timer
+from cocotbext.uart import UartSink, UartSource
+
+from hw.generate import SIM_UART_DIVISOR
+from spikeforge.protocol import CMD_INFO, CMD_READ, CMD_RUN, CMD_WRITE, REQUEST_START
+from sw.host import HostLink, LinkError, frame
+
+CLOCK_NS = 10
+READ_TIMEOUT_NS = 2_000_000            # quiet line: far longer than any sample takes
+BYTE_NS = 10 * SIM_UART_DIVISOR * CLOCK_NS
+
+
+class SimTransport:
+    """``write``/``read`` of :class:`sw.host.SerialTransport`, on the simulated UART pins."""
+
+    def __init__(self, source: UartSource, sink: UartSink):
+        self.source, self.sink = source, sink
+        self.write = resume(self._write)
+        self.read = resume(self._read)
+
+    async def _write(self, data: bytes) -> None:
+        await self.source.write(data)
+        await self.source.wait()
+
+    async def _read(self, n: int) -> bytes:
+        """Wait for ``n`` bytes; fail like a serial port's read timeout if the line is quiet
+        for ``READ_TIMEOUT_NS``."""
+        quiet, have = 0, self.sink.count()
+        while self.sink.count() < n:
+            await Timer(BYTE_NS, unit="ns")
+            quiet = 0 if self.sink.count() > have else quiet + BYTE_NS
+            have = self.sink.count()
+            if quiet >= READ_TIMEOUT_NS:
+                raise LinkError(f"timeout: {have} of {n} response bytes arrived")
+        return bytes(self.sink.read_nowait(n))
+
+
+def broken_frames(link: HostLink) -> list[tuple[str, bytes]]:
+    """Requests that must each be refused with an error response (and change nothing)."""
+    cfg = link.cfg
+    good = frame(CMD_WRITE, bytes([0, 0, 0, 1, 0]) + bytes(link.word_bytes))
+    flipped = bytearray(good)
+    flipped[6] ^= 0x10                                      # a payload bit, CRC unchanged
+    huge = cfg.layers[0] + 3
+    return [
+        ("crc", bytes(flipped)),
+        ("command", frame(0x42)),
+        ("length", frame(CMD_INFO, b"\x00")),
+        ("length", frame(CMD_RUN, bytes(huge - 1))),
+        ("argument", frame(CMD_READ, bytes([cfg.n_layers, 0, 0, 1, 0]))),   # no such layer
+        ("argument", frame(CMD_READ, bytes([0]) + link.depths[0].to_bytes(2, "little")
+                           + b"\x01\x00")),                                 # past the end
+        ("timeout", bytes([REQUEST_START, CMD_WRITE, 40, 0, 0, 0])),        # cut short
+    ]
+
+
+@cocotb.test()
+async def host_link_job(dut):
+    job = np.load(os.environ["SPIKEFORGE_JOB"], allow_pickle=False)
+    cfg = pickle.loads(job["config"].tobytes())       # written by sim.host_link_rtl
+    logging.getLogger("cocotb").setLevel(logging.WARNING)
+    cocotb.start_soon(Clock(dut.clk, CLOCK_NS, unit="ns").start())
+    baud = 1e9 / (CLOCK_NS * SIM_UART_DIVISOR)
+    source = UartSource(dut.uart_rx, baud=baud)
+    sink = UartSink(dut.uart_tx, baud=baud)
+    dut.rst.value = 1
+    for _ in range(3):
+        await RisingEdge(dut.clk)
+    dut.rst.value = 0
+    await RisingEdge(dut.clk)
+    link = HostLink(SimTransport(source, sink), cfg)
+    words = [[int(w) for w in job[f"words{i}"]] for i in range(cfg.n_layers)]
+    pixels = job["pixels"]
+    labels = job["labels"] if "labels" in job.files else None
+
+    @bridge
+    def host():
+        out = {"info": np.frombuffer(link.info(), dtype=np.uint8)}
+        for layer, ws in enumerate(words):
+            link.write_words(layer, 0, ws)
+        out["readback_ok"] = all(link.read_words(i, 0, len(ws)) == ws
+                                 for i, ws in enumerate(words))
+        errors = []
+        for expected, request in broken_frames(link):
+            link.transport.write(request)
+            try:
+                link.response(request[1])
+                errors.append(f"{expected}: accepted")
+            except LinkError as exc:
+                errors.append(f"{expected}: {exc}")
+        out["errors"] = np.array(errors)
+        out["unchanged_ok"] = all(link.read_words(i, 0, len(ws)) == ws
+                                  for i, ws in enumerate(words))
+        cycles, predictions, events = [], [], []
+        for b, px in enumerate(pixels):
+            label = None if labels is None else int(labels[b])
+            r = link.run(px, label=label, lr_shift=int(job["lr_shift"]))
+            cycles.append(r.cycles)
+            predictions.append(r.prediction)
+            events += [(b, int(s), int(n)) for s, n in r.events]
+        out.update(cycles=np.array(cycles), predictions=np.array(predictions),
+                   events=np.array(events, dtype=np.int64).reshape(-1, 3))
+        for i in range(cfg.n_layers):
+            out[f"after{i}"] = np.array([str(w) for w in link.read_words(
+                i, 0, len(words[i]))])
+        c = link.counters()
+        out["counters"] = np.array([c.samples, c.frames, c.errors, c.fifo_overflow,
+                                    c.events_overflow, c.rx_overrun, c.stream_error])
+        return out
+
+    out = await host()
+    np.savez(os.environ["SPIKEFORGE_RESULT"], **out)

@@ -1,0 +1,200 @@
+"""The host link: protocol and driver (pure Python), the UART (Amaranth simulator), and the
+whole host ⇄ serial-top loop on Verilator with the driver that talks to boards."""
+
+import numpy as np
+import pytest
+from amaranth.hdl import Module
+from amaranth.sim import Simulator
+
+from hw.uart import UARTRx, UARTTx
+from spikeforge.config import load_config
+from spikeforge.protocol import CMD_INFO, CMD_RUN, ERR_CRC, RESPONSE_START, crc8, info_bytes
+from sw.host import HostLink, LinkError, crc, frame
+
+
+def test_crc8_is_crc8_smbus():
+    assert crc(b"123456789") == 0xF4            # the catalogue's check value
+    body = bytes([CMD_INFO, 0, 0])
+    assert crc(body + bytes([crc(body)])) == 0  # a frame with its CRC sums to zero
+
+
+def test_hardware_crc_matches_the_protocol_crc():
+    from amaranth.hdl import Signal
+    from amaranth.sim import Simulator
+
+    from hw.host_link import crc8_next
+
+    a, b = Signal(8), Signal(8)
+    out = Signal(8)
+    m = Module()
+    m.d.comb += out.eq(crc8_next(a, b))
+    sim = Simulator(m)
+    rng = np.random.default_rng(0)
+
+    async def tb(ctx):
+        for x, y in rng.integers(0, 256, size=(200, 2)):
+            ctx.set(a, int(x))
+            ctx.set(b, int(y))
+            assert ctx.get(out) == crc8(int(x), int(y))
+
+    sim.add_testbench(tb)
+    sim.run()
+
+
+def test_frame_layout():
+    f = frame(CMD_RUN, b"\x01\x02")
+    assert f[:4] == bytes([0xA5, CMD_RUN, 2, 0]) and f[4:6] == b"\x01\x02"
+    assert f[-1] == crc(f[1:-1])
+
+
+class FakeTransport:
+    """Answers with canned bytes; records what was written."""
+
+    def __init__(self, reply: bytes):
+        self.reply, self.written = reply, b""
+
+    def write(self, data):
+        self.written += data
+
+    def read(self, n):
+        data, self.reply = self.reply[:n], self.reply[n:]
+        if len(data) < n:
+            raise LinkError(f"timeout: {len(data)} of {n} response bytes arrived")
+        return data
+
+
+def response(status, payload=b""):
+    body = bytes([status]) + len(payload).to_bytes(2, "little") + payload
+    return bytes([RESPONSE_START]) + body + bytes([crc(body)])
+
+
+def test_driver_reports_errors_by_name():
+    cfg = load_config("digits-tiny")
+    link = HostLink(FakeTransport(response(ERR_CRC, bytes([CMD_INFO]))), cfg)
+    with pytest.raises(LinkError, match=r"error 0x81 \(checksum mismatch\)"):
+        link.info()
+    corrupted = bytearray(response(CMD_INFO, info_bytes(cfg)))
+    corrupted[5] ^= 1
+    with pytest.raises(LinkError, match="checksum mismatch"):
+        HostLink(FakeTransport(bytes(corrupted)), cfg).info()
+    with pytest.raises(LinkError, match="timeout: 2 of 4"):
+        HostLink(FakeTransport(b"\x5a\x01"), cfg).info()
+    other = load_config("mnist-ecp5")
+    with pytest.raises(LinkError, match="built for another config"):
+        HostLink(FakeTransport(response(CMD_INFO, info_bytes(other))), cfg).check_info()
+    with pytest.raises(ValueError, match=r"pixels: shape \(3,\), expected \(64,\)"):
+        HostLink(FakeTransport(b""), cfg).run(np.zeros(3))
+
+
+@pytest.mark.filterwarnings("ignore:.*created but never used")
+def test_link_refuses_configs_it_cannot_carry():
+    import dataclasses
+
+    from hw.host_link import HostLink as Gateware
+
+    cfg = load_config("digits-tiny")
+    with pytest.raises(ValueError, match="T and the output layer must be <= 256"):
+        Gateware(dataclasses.replace(cfg, time_steps=300))
+    with pytest.raises(ValueError, match="TTFS configs are not supported"):
+        Gateware(load_config("ttfs-tiny"))
+    with pytest.raises(ValueError, match="divisor must be an integer >= 4"):
+        UARTRx(3)
+
+
+def test_uart_loopback_and_framing_error():
+    """Bytes through UARTTx -> UARTRx arrive unchanged; a stop bit held low is reported."""
+    divisor = 5
+    m = Module()
+    m.submodules.tx = tx = UARTTx(divisor)
+    m.submodules.rx = rx = UARTRx(divisor)
+    m.d.comb += rx.rx.eq(tx.tx)
+    sent = list(np.random.default_rng(1).integers(0, 256, 20)) + [0x00, 0xFF, 0x55]
+    got = []
+    sim = Simulator(m)
+    sim.add_clock(1e-6)
+
+    async def send(ctx):
+        for b in sent:
+            ctx.set(tx.bytes.payload, int(b))
+            ctx.set(tx.bytes.valid, 1)
+            await ctx.tick().until(tx.bytes.ready)
+            await ctx.tick()
+        ctx.set(tx.bytes.valid, 0)
+
+    async def receive(ctx):
+        ctx.set(rx.bytes.ready, 1)
+        while len(got) < len(sent):
+            await ctx.tick()
+            if ctx.get(rx.bytes.valid):
+                got.append(ctx.get(rx.bytes.payload))
+                await ctx.tick()
+
+    sim.add_testbench(send)
+    sim.add_testbench(receive)
+    sim.run_until(2e-6 * divisor * 10 * (len(sent) + 4))
+    assert got == [int(b) for b in sent]
+
+    m2 = Module()
+    m2.submodules.rx = rx2 = UARTRx(divisor)
+    sim2 = Simulator(m2)
+    sim2.add_clock(1e-6)
+    seen = []
+
+    async def bad_stop(ctx):
+        ctx.set(rx2.rx, 0)                      # start bit, 8 zero bits, stop bit low
+        for _ in range(12 * divisor):
+            await ctx.tick()
+            seen.append((ctx.get(rx2.framing_error), ctx.get(rx2.bytes.valid)))
+
+    sim2.add_testbench(bad_stop)
+    sim2.run()
+    assert any(f for f, _ in seen) and not any(v for _, v in seen)
+
+
+def test_host_loop_on_the_rtl_matches_the_golden_model():
+    """Driver -> UART -> serial top -> UART -> driver: load weights, read them back, survive
+    broken frames, run inference and training samples; every output spike, cycle count,
+    prediction and learned weight equals the golden model's."""
+    from sim.host_link_rtl import run_link
+    from sw.datasets import load_dataset
+    from sw.desire import train_step
+    from sw.golden import run_network
+    from sw.train import initial_weights
+    from sw.weights import to_stored
+
+    cfg = load_config("digits-tiny")
+    data = load_dataset("digits", cfg.pixel_bits)
+    rng = np.random.default_rng(5)
+    idx = rng.choice(len(data.test_labels), 3, replace=False)
+    pixels, labels = data.test_pixels[idx], data.test_labels[idx]
+    pixels[2] = cfg.pixel_max                               # every input fires every step
+    from sw.desire import inference_weights
+
+    stored = initial_weights(cfg, 3)
+    weights = inference_weights(cfg, stored)
+
+    infer = run_link(cfg, weights, pixels)
+    gold = run_network(cfg, weights, pixels)
+    assert infer.info == info_bytes(cfg)
+    assert infer.readback_ok and infer.unchanged_ok
+    kinds = [e.split(":")[0] for e in infer.errors]
+    names = {"crc": "0x81", "command": "0x82", "length": "0x83", "argument": "0x85",
+             "timeout": "0x84"}
+    assert all(names[k] in e for k, e in zip(kinds, infer.errors, strict=True)), infer.errors
+    assert list(infer.cycles) == list(gold.cycles)
+    assert list(infer.predictions) == list(gold.predictions)
+    raster = infer.rasters(len(pixels), cfg.time_steps, cfg.layers[-1])
+    assert (raster == gold.rasters[-1]).all() and raster.any()
+    samples, frames, errors, *flags = infer.counters
+    assert (samples, errors) == (3, len(infer.errors)) and not any(flags)
+
+    train = run_link(cfg, stored, pixels, labels=labels, stored=True)
+    w = stored
+    cycles = []
+    for x, y in zip(pixels, labels, strict=True):
+        step = train_step(cfg, w, x, int(y))
+        w = step.weights
+        cycles.append(step.cycles)
+    assert list(train.cycles) == cycles
+    assert all((a == b).all() for a, b in zip(train.weights_after, w, strict=True))
+    assert any((a != b).any() for a, b in zip(w, to_stored(cfg, weights), strict=True))
