@@ -44,7 +44,7 @@ class DesireUnit(wiring.Component):
     half up; ``floor``) and saturates the stored weight.
 
     Latency: :func:`sw.cycles.learn_cycles` (one cycle per output group, ``N_l * G_l`` per
-    backward pass, ``2`` per presynaptic neuron plus ``T + 1`` per (live presynaptic neuron,
+    backward pass, ``2`` per presynaptic neuron plus ``T + 2`` per (live presynaptic neuron,
     active group) pair per update, and fixed overheads).
 
     Weight ports ``w<l>_*`` drive LIF layer ``l``'s weight port (the owner muxes them with the
@@ -175,28 +175,31 @@ class DesireUnit(wiring.Component):
                 return "DONE"
             return f"BACK{layer - 1}" if layer >= 2 else "UREAD0"
 
-        # ---- 1. output desire (pipeline: issue group, evaluate one cycle later) ----
+        # ---- 1. output desire (pipeline: issue group, count its spikes one cycle later,
+        # evaluate one cycle after that: the popcount of a raster word straight out of
+        # block RAM, then the error and its threshold, were the longest path on the UP5K) ----
         last, G_out = L - 1, cfg.groups(L - 1)
-        out_v1 = Signal()
+        out_v1, out_v2 = Signal(), Signal()
         out_g1 = Signal(range(max(G_out, 2)))
-        m.d.sync += out_v1.eq(0)
+        out_g2 = Signal.like(out_g1)
+        m.d.sync += [out_v1.eq(0), out_v2.eq(out_v1), out_g2.eq(out_g1)]
         out_lanes, out_active = [], []
         for p in range(P):
             count = lane(raster_rd[last].data, p, T)
             c = Signal(range(T + 1), name=f"out_count{p}")
-            m.d.comb += c.eq(sum(count[i] for i in range(T)))
-            neuron = out_g1 * P + p
+            m.d.sync += c.eq(sum(count[i] for i in range(T)))
+            neuron = out_g2 * P + p
             sign = neuron == label
             serr = Signal(err_shape, name=f"out_err{p}")
             m.d.comb += serr.eq(Mux(sign, C - c, c))
             active = (serr > cfg.out_desire_threshold) & (neuron < cfg.layers[-1])
             out_lanes.append(Cat(active, sign, error_of(sign, c, f"out_abs{p}")))
             out_active.append(active)
-        with m.If(out_v1):
-            m.d.comb += [desire_wr[last].addr.eq(out_g1), desire_wr[last].data.eq(Cat(*out_lanes)),
+        with m.If(out_v2):
+            m.d.comb += [desire_wr[last].addr.eq(out_g2), desire_wr[last].data.eq(Cat(*out_lanes)),
                          desire_wr[last].en.eq(-1)]
             for b in range(G_out):
-                with m.If(out_g1 == b):
+                with m.If(out_g2 == b):
                     m.d.sync += gact[last][b].eq(Cat(*out_active).any())
 
         # ---- 2. backward pipelines, one per layer l >= 1 (stage 1: products; 2: sum) ----
@@ -252,6 +255,9 @@ class DesireUnit(wiring.Component):
                 with m.If(g == G_out - 1):
                     m.next = "OUT_DRAIN"
             with m.State("OUT_DRAIN"):
+                m.d.comb += self.busy.eq(1)
+                m.next = "OUT_DRAIN2"
+            with m.State("OUT_DRAIN2"):
                 m.d.comb += self.busy.eq(1)
                 restart_pre()
                 m.next = f"BACK{last}" if last >= 1 else f"UREAD{last}"
@@ -338,16 +344,24 @@ class DesireUnit(wiring.Component):
                         with m.If(lane(post, p, T).bit_select(t, 1)):
                             m.d.sync += a.eq(a + x_next)
                     with m.If(t == T - 1):
-                        m.next = f"UWRITE{layer}"
+                        m.next = f"UROUND{layer}"
+                mags = [Signal(range(cfg.acc_max + 1), name=f"u{layer}_mag{p}")
+                        for p in range(P)]
+                with m.State(f"UROUND{layer}"):
+                    # the rounding shift gets a cycle of its own: (acc + half) >> lr_shift
+                    # is a barrel shifter, and after it come an adder and the clamp
+                    m.d.comb += self.busy.eq(1)
+                    hold_pair()
+                    m.d.sync += [mag.eq((a + half) >> lr_shift)
+                                 for mag, a in zip(mags, accs, strict=True)]
+                    m.next = f"UWRITE{layer}"
                 with m.State(f"UWRITE{layer}"):
                     m.d.comb += self.busy.eq(1)
                     hold_pair()
                     new = []
-                    for p, a in enumerate(accs):
+                    for p, mag in enumerate(mags):
                         d = lane(desire_rd[layer].data, p, dw)
                         w = lane(w_rdata, p, sb).as_signed()
-                        mag = Signal(range(cfg.acc_max + 1), name=f"u{layer}_mag{p}")
-                        m.d.comb += mag.eq((a + half) >> lr_shift)
                         moved = Signal(signed(max(sb, cfg.acc_max.bit_length()) + 2),
                                        name=f"u{layer}_new{p}")
                         m.d.comb += moved.eq(Mux(d[1], w + mag, w - mag))

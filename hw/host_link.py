@@ -142,6 +142,11 @@ class HostLink(wiring.Component):
         ev_step = Signal(8)
         ev_neuron = Signal(8)
 
+        # count * word_bytes as shifts and adds, registered: count settles a byte time
+        # before DISPATCH reads this, and no multiplier lands on the command path
+        count_bytes = Signal(17 + wb.bit_length())
+        m.d.sync += count_bytes.eq(sum(count << i for i in range(wb.bit_length())
+                                       if wb >> i & 1))
         depths = Array(Const(d, 17) for d in weight_depths(cfg))
         end_addr = Signal(17)
         m.d.comb += end_addr.eq(addr + count)
@@ -235,7 +240,7 @@ class HostLink(wiring.Component):
                                     COUNTERS_BYTES)
                     with m.Case(CMD_WRITE):
                         with m.If((length < 5 + wb) | (length > depth) |
-                                  (length != 5 + count * wb)):
+                                  (length != 5 + count_bytes)):
                             fail(ERR_LENGTH)
                         with m.Elif((layer >= L) | (count == 0) |
                                     (end_addr > depths[layer])):
@@ -247,11 +252,11 @@ class HostLink(wiring.Component):
                         with m.If(length != 5):
                             fail(ERR_LENGTH)
                         with m.Elif((layer >= L) | (count == 0) |
-                                    (end_addr > depths[layer]) | (count * wb >= 1 << 16)):
+                                    (end_addr > depths[layer]) | (count_bytes >= 1 << 16)):
                             fail(ERR_ARGUMENT)
                         with m.Else():
                             m.d.sync += [k.eq(0), j.eq(0)]
-                            respond((count * wb)[:16])
+                            respond(count_bytes[:16])
                     with m.Case(CMD_RUN):
                         learns = cfg.learning is not None
                         bad = (flags != 0) if not learns else (

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, ResetInserter, Signal
+from amaranth.hdl import Array, Module, Mux, ResetInserter, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
@@ -207,12 +207,21 @@ class Network(wiring.Component):
                 m.d.sync += c.eq(c + 1)
             with m.If(self.count_sel == j):
                 m.d.comb += self.count.eq(c)
-        best, best_index, tie = counts[0], 0, 0
-        for j in range(1, n_out):
-            better = counts[j] > best
-            best_index = Mux(better, j, best_index)
-            tie = Mux(better, 0, tie | (counts[j] == best))
-            best = Mux(better, counts[j], best)
+        # running unique argmax, updated with each output spike (one per cycle at most):
+        # the lowest index among the largest counts, and whether another count equals it.
+        # Same answer as comparing all counts at the end, without a comparison chain.
+        best = Signal(range(T + 1))
+        best_index = Signal(range(n_out))
+        tie = Signal(init=n_out > 1)                 # all counts start equal at zero
+        spike_j = out.payload.index
+        new_count = Signal(range(T + 2))
+        m.d.comb += new_count.eq(Array(counts)[spike_j] + 1)
+        with m.If(out.valid & ~out.payload.end):
+            with m.If(new_count > best):
+                m.d.sync += [best.eq(new_count), best_index.eq(spike_j), tie.eq(0)]
+            with m.Elif(new_count == best):
+                m.d.sync += [tie.eq(1), best_index.eq(Mux(spike_j < best_index, spike_j,
+                                                          best_index))]
 
         all_done = stage_done.all() & ~launch
         m.d.comb += enc.first.eq(phase == 0), enc.start.eq(launch)
@@ -223,7 +232,8 @@ class Network(wiring.Component):
                 with m.If(self.start):
                     m.d.comb += clear_fifos.eq(1)
                     m.d.sync += [phase.eq(0), launch.eq(1), opened.eq(-1), stage_done.eq(0),
-                                 cycles.eq(0), sent.eq(0)] + [c.eq(0) for c in counts]
+                                 cycles.eq(0), sent.eq(0), best.eq(0), best_index.eq(0),
+                                 tie.eq(n_out > 1)] + [c.eq(0) for c in counts]
                     if learner is not None:
                         m.d.sync += [train.eq(self.learn), learner.label.eq(self.label),
                                      learner.lr_shift.eq(self.lr_shift)]

@@ -483,6 +483,52 @@ def cmd_decode(args) -> int:
     return 0
 
 
+def _synth_workload(cfg, args) -> tuple[dict, str]:
+    """Cycles and SOPs of the config on its dataset's test samples (sw.throughput)."""
+    from sw.datasets import load_dataset
+    from sw.throughput import measure
+    from sw.train import initial_weights
+    from sw.weights import load_weights, to_stored
+
+    data = load_dataset(cfg.dataset, cfg.pixel_bits)
+    if args.weights:
+        stored, note = to_stored(cfg, load_weights(args.weights, cfg)), f"weights {args.weights}"
+    else:
+        stored, note = initial_weights(cfg, 0), "initial (Kaiming, seed 0) weights"
+    n = min(args.samples, len(data.test_labels))
+    perf = measure(cfg, stored, data.test_pixels[:n], data.test_labels[:n],
+                   train_samples=min(20, n))
+    return perf, f"{note}, first {n} {data.name} test samples"
+
+
+def cmd_synth(args) -> int:
+    """Board top -> Yosys -> nextpnr -> bitstream, with the merged utilization/timing report;
+    or, with --generic, the board top's Verilog and constraints for other flows."""
+    from hw.boards import BOARDS
+    from spikeforge import synth
+
+    cfg = load_config(args.config)
+    if args.board not in BOARDS:
+        raise ConfigError(f"--board {args.board!r}: expected one of {', '.join(BOARDS)}")
+    out = Path(args.out or f"out/synth/{cfg.name}-{args.board}")
+    try:
+        if args.generic:
+            for path in synth.generic(cfg, args.board, out, f_mhz=args.freq, baud=args.baud):
+                print(f"synth: wrote {path}")
+            return 0
+        report = synth.build(cfg, args.board, out, f_mhz=args.freq, baud=args.baud,
+                             seed=args.seed)
+        synth.add_performance(report, *_synth_workload(cfg, args), out)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    except synth.SynthError as exc:
+        print(f"spikeforge synth: error: {exc}", file=sys.stderr)
+        return 1
+    print(f"synth: report {out / 'report.md'}, bitstream {report['bitstream']}")
+    print(synth.summary_line(report))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="spikeforge",
@@ -602,6 +648,26 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --train-snn: epochs (default 10)")
     p.add_argument("-o", "--output", help="with --train-snn: weight file to write (.npz)")
     p.set_defaults(func=cmd_decode)
+
+    p = sub.add_parser("synth", help="FPGA build of a board top (network + UART host link): "
+                       "Yosys + nextpnr -> bitstream + utilization/Fmax report")
+    _add_config(p, "digits-up5k")
+    p.add_argument("--board", default="icebreaker", help="icebreaker (iCE40UP5K) or "
+                   "ulx3s-85f (ECP5-85F) (default: icebreaker)")
+    p.add_argument("--freq", type=float, default=None,
+                   help="core clock in MHz (default: the board's target, 24 / 75)")
+    p.add_argument("--baud", type=int, default=1_000_000, help="UART baud (default 1000000)")
+    p.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
+    p.add_argument("--weights", default=None, help="trained network (.npz) for the cycle "
+                   "counts in the report (default: initial Kaiming weights)")
+    p.add_argument("--samples", type=int, default=200,
+                   help="test samples the cycle counts are measured on (default 200)")
+    p.add_argument("--generic", action="store_true",
+                   help="write the board top's Verilog, its constraint file and a build "
+                        "script, for other Verilog flows; no synthesis")
+    p.add_argument("--out", default=None, help="output folder (default "
+                   "out/synth/<config>-<board>)")
+    p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("configs", help="list the shipped profiles")
     p.set_defaults(func=cmd_configs)

