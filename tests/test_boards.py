@@ -91,3 +91,16 @@ def test_up5k_build_meets_timing(tmp_path):
     assert (tmp_path / "top.bin").stat().st_size > 100_000
     assert re.fullmatch(r"synth: icebreaker digits-up5k Fmax [\d.]+ MHz \(constraint 24\.00 "
                         r"MHz\), LUT \d+/5280", summary_line(report))
+
+
+def test_generic_flow_writes_verilog_constraints_and_script(tmp_path):
+    from spikeforge.cli import main
+
+    assert main(["synth", "-c", "digits-up5k", "--board", "icebreaker", "--generic",
+                 "--out", str(tmp_path)]) == 0
+    verilog = (tmp_path / "top.v").read_text()
+    assert "SB_PLL40_PAD" in verilog and "module top(" in verilog
+    assert (tmp_path / "icebreaker.pcf").read_text() == board("icebreaker").constraint_file \
+        .read_text()
+    script = (tmp_path / "build.sh").read_text()
+    assert "nextpnr-ice40 --up5k --package sg48" in script and "--pcf icebreaker.pcf" in script
