@@ -262,6 +262,9 @@ class DesireUnit(wiring.Component):
                 restart_pre()
                 m.next = f"BACK{last}" if last >= 1 else f"UREAD{last}"
 
+            mags = [Signal(range(cfg.acc_max + 1), name=f"u_mag{p}") for p in range(P)]
+            w_word = Signal(P * sb, name="u_weights")
+            d_word = Signal(P * dw, name="u_desires")
             for layer in range(L - 1, -1, -1):
                 G, N = cfg.groups(layer), cfg.layers[layer]
                 if layer >= 1:
@@ -345,23 +348,24 @@ class DesireUnit(wiring.Component):
                             m.d.sync += a.eq(a + x_next)
                     with m.If(t == T - 1):
                         m.next = f"UROUND{layer}"
-                mags = [Signal(range(cfg.acc_max + 1), name=f"u{layer}_mag{p}")
-                        for p in range(P)]
                 with m.State(f"UROUND{layer}"):
                     # the rounding shift gets a cycle of its own: (acc + half) >> lr_shift
-                    # is a barrel shifter, and after it come an adder and the clamp
+                    # is a barrel shifter, and after it come an adder and the clamp; the
+                    # weight word and the desires (block RAM outputs, held since UISSUE)
+                    # are registered with it, so the write cycle starts from flip-flops
                     m.d.comb += self.busy.eq(1)
                     hold_pair()
                     m.d.sync += [mag.eq((a + half) >> lr_shift)
                                  for mag, a in zip(mags, accs, strict=True)]
+                    m.d.sync += [w_word.eq(w_rdata), d_word.eq(desire_rd[layer].data)]
                     m.next = f"UWRITE{layer}"
                 with m.State(f"UWRITE{layer}"):
                     m.d.comb += self.busy.eq(1)
                     hold_pair()
                     new = []
                     for p, mag in enumerate(mags):
-                        d = lane(desire_rd[layer].data, p, dw)
-                        w = lane(w_rdata, p, sb).as_signed()
+                        d = lane(d_word, p, dw)
+                        w = lane(w_word, p, sb).as_signed()
                         moved = Signal(signed(max(sb, cfg.acc_max.bit_length()) + 2),
                                        name=f"u{layer}_new{p}")
                         m.d.comb += moved.eq(Mux(d[1], w + mag, w - mag))
