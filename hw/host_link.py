@@ -151,6 +151,22 @@ class HostLink(wiring.Component):
         end_addr = Signal(17)
         m.d.comb += end_addr.eq(addr + count)
 
+        # the command checks, registered: their inputs settle with the last payload byte,
+        # at least a UART byte time (the CRC byte) before DISPATCH reads them
+        learns = cfg.learning is not None
+        len_zero, write_len_bad, read_len_bad, run_len_bad = Signal(), Signal(), Signal(), Signal()
+        range_bad, run_arg_bad = Signal(), Signal()
+        m.d.sync += [
+            len_zero.eq(length == 0),
+            write_len_bad.eq((length < 5 + wb) | (length > depth) |
+                             (length != 5 + count_bytes)),
+            read_len_bad.eq(length != 5),
+            run_len_bad.eq(length != 3 + n_in),
+            range_bad.eq((layer >= L) | (count == 0) | (end_addr > depths[layer])),
+            run_arg_bad.eq((flags != 0) if not learns else (
+                (flags > 1) | (flags[0] & ((label >= n_out) | (lr_shift > LR_SHIFT[1]))))),
+        ]
+
         def fail(code, next_state="RESP_START"):
             m.d.sync += [status.eq(code), resp_len.eq(1), fixed.eq(cmd), fixed_len.eq(1),
                          errors.eq(errors + 1), self.error.eq(1)]
@@ -163,6 +179,8 @@ class HostLink(wiring.Component):
 
         with m.If(getattr(net, f"trace{L}_valid") & net.busy):
             m.d.sync += spikes.eq(spikes + 1)
+        run_len = Signal(16)                    # settled: done comes cycles after a spike
+        m.d.sync += run_len.eq(RUN_HEADER_BYTES + 2 * spikes)
 
         with m.FSM():
             with m.State("SOF"):
@@ -225,13 +243,13 @@ class HostLink(wiring.Component):
                 m.d.comb += self.busy.eq(1)
                 with m.Switch(cmd):
                     with m.Case(CMD_INFO):
-                        with m.If(length != 0):
+                        with m.If(~len_zero):
                             fail(ERR_LENGTH)
                         with m.Else():
                             respond(len(info), Const(int.from_bytes(info, "little"),
                                                      8 * len(info)), len(info))
                     with m.Case(CMD_COUNTERS):
-                        with m.If(length != 0):
+                        with m.If(~len_zero):
                             fail(ERR_LENGTH)
                         with m.Else():
                             respond(COUNTERS_BYTES,
@@ -239,32 +257,25 @@ class HostLink(wiring.Component):
                                         net.events_overflow, self.rx_overrun, stream_error),
                                     COUNTERS_BYTES)
                     with m.Case(CMD_WRITE):
-                        with m.If((length < 5 + wb) | (length > depth) |
-                                  (length != 5 + count_bytes)):
+                        with m.If(write_len_bad):
                             fail(ERR_LENGTH)
-                        with m.Elif((layer >= L) | (count == 0) |
-                                    (end_addr > depths[layer])):
+                        with m.Elif(range_bad):
                             fail(ERR_ARGUMENT)
                         with m.Else():
                             m.d.sync += [k.eq(0), j.eq(0), ptr.eq(5)]
                             m.next = "W_ADDR"
                     with m.Case(CMD_READ):
-                        with m.If(length != 5):
+                        with m.If(read_len_bad):
                             fail(ERR_LENGTH)
-                        with m.Elif((layer >= L) | (count == 0) |
-                                    (end_addr > depths[layer]) | (count_bytes >= 1 << 16)):
+                        with m.Elif(range_bad | (count_bytes >= 1 << 16)):
                             fail(ERR_ARGUMENT)
                         with m.Else():
                             m.d.sync += [k.eq(0), j.eq(0)]
                             respond(count_bytes[:16])
                     with m.Case(CMD_RUN):
-                        learns = cfg.learning is not None
-                        bad = (flags != 0) if not learns else (
-                            (flags > 1) | (flags[0] & ((label >= n_out) |
-                                                       (lr_shift > LR_SHIFT[1]))))
-                        with m.If(length != 3 + n_in):
+                        with m.If(run_len_bad):
                             fail(ERR_LENGTH)
-                        with m.Elif(bad):
+                        with m.Elif(run_arg_bad):
                             fail(ERR_ARGUMENT)
                         with m.Else():
                             m.d.sync += [k.eq(0), ptr.eq(3)]
@@ -314,8 +325,7 @@ class HostLink(wiring.Component):
                 with m.If(net.done):
                     m.d.sync += samples.eq(samples + 1)
                     pred = Mux(net.prediction_valid, net.prediction, 0xFF)
-                    respond(RUN_HEADER_BYTES + 2 * spikes, Cat(net.cycles, pred[:8], spikes),
-                            RUN_HEADER_BYTES)
+                    respond(run_len, Cat(net.cycles, pred[:8], spikes), RUN_HEADER_BYTES)
                     m.d.sync += sent.eq(0)
 
             # ---- response: start, status, length, fixed bytes, tail, CRC ----
