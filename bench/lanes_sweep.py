@@ -70,19 +70,30 @@ def main() -> None:
     (out / "sweep.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot([r["latency_us"] for r in rows], [r["lut"] for r in rows], "o-", label="LUTs")
+    fig, (ax, fx) = plt.subplots(1, 2, figsize=(10, 4))
+    lat = [r["latency_us"] for r in rows]
+    ax.plot(lat, [r["lut"] for r in rows], "o-", label="LUTs")
     for r in rows:
         ax.annotate(f"P={r['P']}", (r["latency_us"], r["lut"]), textcoords="offset points",
                     xytext=(5, 5))
     ax2 = ax.twinx()
-    ax2.plot([r["latency_us"] for r in rows], [r["ram"] for r in rows], "s--", color="C1",
-             label="block RAM")
+    ax2.plot(lat, [r["ram"] for r in rows], "s--", color="C1", label="block RAM")
     ax.set_xlabel("median inference latency at achieved Fmax (µs)")
     ax.set_ylabel("LUTs")
     ax2.set_ylabel("block RAM")
-    ax.set_title(f"{base.name} on {args.board}: lanes sweep")
-    fig.legend(loc="upper right")
+    handles = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
+    ax.legend(handles=handles, loc="upper right")
+    ax.set_title("area vs latency")
+    lanes = [r["P"] for r in rows]
+    fx.plot(lanes, [r["fmax"] for r in rows], "o-", label="achieved Fmax")
+    fx.axhline(rows[0]["constraint"], color="gray", ls=":", label="constraint")
+    fx.set_xscale("log", base=2)
+    fx.set_xticks(lanes, [str(p) for p in lanes])
+    fx.set_xlabel("lanes P")
+    fx.set_ylabel("MHz")
+    fx.set_title("Fmax (nextpnr)")
+    fx.legend()
+    fig.suptitle(f"{base.name} on {args.board}: lanes sweep")
     fig.tight_layout()
     plot = Path("docs/img") / f"lanes-{base.name}-{args.board}.png"
     plot.parent.mkdir(parents=True, exist_ok=True)

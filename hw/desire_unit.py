@@ -9,6 +9,8 @@ from amaranth.lib.wiring import In, Out
 
 from spikeforge.config import LR_SHIFT
 
+BACK_DRAIN = 4   # cycles from the last backward read to its desire write
+
 
 class DesireUnit(wiring.Component):
     """Desire backpropagation for every LIF layer of a config, after each training sample.
@@ -31,7 +33,7 @@ class DesireUnit(wiring.Component):
     2. for LIF layer ``l = L-1 .. 1``: the backward pass over layer ``l``'s weight memory read
        *row-wise* (word ``j*G + g`` holds ``W[j, gP .. gP+P-1]``: the transposed access is
        the natural one), ``P`` products ``W_inf * coef`` per cycle summed into ``S_j``, one
-       word per cycle, pipelined (3 stages); ``S_j`` gives presynaptic ``j``'s desire, written
+       word per cycle, pipelined (5 stages); ``S_j`` gives presynaptic ``j``'s desire, written
        lane by lane into layer ``l-1``'s desire memory;
     3. the update of layer ``l`` (right after its backward pass, which needs the old weights):
        for each presynaptic ``j`` whose raster has a spike before the last step, and each
@@ -202,40 +204,54 @@ class DesireUnit(wiring.Component):
                 with m.If(out_g2 == b):
                     m.d.sync += gact[last][b].eq(Cat(*out_active).any())
 
-        # ---- 2. backward pipelines, one per layer l >= 1 (stage 1: products; 2: sum) ----
+        # ---- 2. backward pipelines, one per layer l >= 1. Stages after the read is issued:
+        # 1. register the weights' inference bits, the coefficients and the own spike count
+        # (the block RAM outputs are slow: nothing else happens in their cycle); 2. the P
+        # products; 3. their sum; 4. accumulate S_j, its desire, the write ----
         back = {}
         for layer in range(1, L):
-            G = cfg.groups(layer)
-            v1, v2, first1, last1, first2, last2 = (
-                Signal(name=f"bk{layer}_{n}") for n in ("v1", "v2", "first1", "last1",
-                                                        "first2", "last2"))
-            jg1, jg2 = (Signal.like(jg, name=f"bk{layer}_{n}") for n in ("jg1", "jg2"))
-            jp1, jp2 = (Signal.like(jp, name=f"bk{layer}_{n}") for n in ("jp1", "jp2"))
+            def stage(sig, name, layer=layer):
+                reg = Signal.like(sig, name=f"bk{layer}_{name}")
+                m.d.sync += reg.eq(sig)
+                return reg
+
+            v1, first1, last1 = (Signal(name=f"bk{layer}_{n}") for n in ("v1", "first1",
+                                                                         "last1"))
+            jg1 = Signal.like(jg, name=f"bk{layer}_jg1")
+            jp1 = Signal.like(jp, name=f"bk{layer}_jp1")
+            m.d.sync += v1.eq(0)
             s_bits = (cfg.layers[layer + 1] * (1 << (wb - 1)) * cfg.coef_max).bit_length() + 2
-            part2 = Signal(signed(s_bits), name=f"bk{layer}_part")
-            s_acc = Signal(signed(s_bits), name=f"bk{layer}_sum")
-            count2 = Signal(range(T + 1), name=f"bk{layer}_count")
-            m.d.sync += [v1.eq(0), v2.eq(v1), first2.eq(first1), last2.eq(last1),
-                         jg2.eq(jg1), jp2.eq(jp1)]
             wdata = getattr(self, f"w{layer}_rdata")
-            products = [lane(wdata, p, sb)[F:].as_signed()
-                        * coef(lane(desire_rd[layer].data, p, dw)) for p in range(P)]
             own = select_lane(raster_rd[layer - 1].data, jp1, T)
-            m.d.sync += [part2.eq(sum(products)), count2.eq(sum(own[i] for i in range(T)))]
+            count_a = Signal(range(T + 1), name=f"bk{layer}_count_a")
+            m.d.sync += count_a.eq(sum(own[i] for i in range(T)))
+            w_a = [stage(lane(wdata, p, sb)[F:].as_signed(), f"w{p}") for p in range(P)]
+            c_a = [stage(coef(lane(desire_rd[layer].data, p, dw)), f"coef{p}") for p in range(P)]
+            ctrl = [v1, first1, last1, jg1, jp1]
+            ctrl = [stage(c, f"{c.name}a") for c in ctrl]
+            prods = [Signal(signed(wb + ew + 1), name=f"bk{layer}_prod{p}") for p in range(P)]
+            m.d.sync += [pr.eq(w * c) for pr, w, c in zip(prods, w_a, c_a, strict=True)]
+            count_b = stage(count_a, "count_b")
+            ctrl = [stage(c, f"{c.name}b") for c in ctrl]
+            part = Signal(signed(s_bits), name=f"bk{layer}_part")
+            m.d.sync += part.eq(sum(prods))
+            count = stage(count_b, "count")
+            v, first_s, last_s, jg_s, jp_s = (stage(c, f"{c.name}c") for c in ctrl)
+            s_acc = Signal(signed(s_bits), name=f"bk{layer}_sum")
             total = Signal(signed(s_bits), name=f"bk{layer}_total")
-            m.d.comb += total.eq(Mux(first2, part2, s_acc + part2))
-            with m.If(v2):
+            m.d.comb += total.eq(Mux(first_s, part, s_acc + part))
+            with m.If(v):
                 m.d.sync += s_acc.eq(total)
             sign = total > 0
             active = Mux(total < 0, -total, total) >= cfg.hidden_desire_threshold
-            entry = Cat(active, sign, error_of(sign, count2, f"bk{layer}_abs"))
+            entry = Cat(active, sign, error_of(sign, count, f"bk{layer}_abs"))
             dwr = desire_wr[layer - 1]
-            with m.If(v2 & last2):
-                m.d.comb += [dwr.addr.eq(jg2), dwr.data.eq(Cat(*[entry] * P)),
-                             dwr.en.eq(Const(1, P) << jp2)]
+            with m.If(v & last_s):
+                m.d.comb += [dwr.addr.eq(jg_s), dwr.data.eq(Cat(*[entry] * P)),
+                             dwr.en.eq(Const(1, P) << jp_s)]
                 for b in range(cfg.groups(layer - 1)):
-                    with m.If(jg2 == b):
-                        m.d.sync += gact[layer - 1][b].eq(Mux(jp2 == 0, active,
+                    with m.If(jg_s == b):
+                        m.d.sync += gact[layer - 1][b].eq(Mux(jp_s == 0, active,
                                                               gact[layer - 1][b] | active))
             back[layer] = (v1, first1, last1, jg1, jp1)
 
@@ -280,16 +296,17 @@ class DesireUnit(wiring.Component):
                             m.d.sync += g.eq(0)
                             next_pre(layer)
                             with m.If(j == N - 1):
-                                m.next = f"BDRAIN{layer}"
+                                m.next = f"BDRAIN{layer}_0"
                         with m.Else():
                             m.d.sync += g.eq(g + 1)
-                    with m.State(f"BDRAIN{layer}"):
-                        m.d.comb += self.busy.eq(1)
-                        m.next = f"BDRAIN{layer}_2"
-                    with m.State(f"BDRAIN{layer}_2"):
-                        m.d.comb += self.busy.eq(1)
-                        restart_pre()
-                        m.next = f"UREAD{layer}"
+                    for d in range(BACK_DRAIN):     # the pipeline's last word, to its write
+                        with m.State(f"BDRAIN{layer}_{d}"):
+                            m.d.comb += self.busy.eq(1)
+                            if d == BACK_DRAIN - 1:
+                                restart_pre()
+                                m.next = f"UREAD{layer}"
+                            else:
+                                m.next = f"BDRAIN{layer}_{d + 1}"
 
                 w_addr = getattr(self, f"w{layer}_addr")
                 w_rdata = getattr(self, f"w{layer}_rdata")

@@ -37,9 +37,15 @@ class LIFLayer(wiring.Component):
 
     Latency and throughput (input always valid, output always ready): an input spike costs
     ``G`` cycles (the next event is accepted in the cycle the last group issues); an end
-    marker costs ``2*G`` cycles plus one per output spike plus one for the end marker out.
-    A step with ``E`` input events and ``S`` output spikes takes ``E*G + 2*G + S + 2`` cycles
-    from the first input offered to the end marker out (:func:`sw.cycles.layer_cost`).
+    marker costs one cycle for the integration pipeline to drain, ``2*G`` cycles of
+    end-of-step pass, one per output spike and one for the end marker out. A step with ``E``
+    input events and ``S`` output spikes takes ``E*G + 2*G + S + 3`` cycles from the first
+    input offered to the end marker out (:func:`sw.cycles.layer_cost`).
+
+    Integration pipeline (3 stages: issue the weight read; register the weight's top bits
+    while the membrane is read; add, saturate, write back): the adder starts from
+    flip-flops, not from the block RAM's slow output. The membrane read port is not
+    transparent; the write-back is forwarded to the next event instead.
 
     Weight port: ``w_we`` writes ``w_wdata`` to word ``w_addr``; ``w_rdata`` returns word
     ``w_addr`` one cycle after it is presented. Use it only while ``busy`` is low.
@@ -89,12 +95,14 @@ class LIFLayer(wiring.Component):
         m.submodules.membranes = vmem = Memory(shape=P * mb, depth=self.mem_groups, init=[])
         w_wr, w_rd = wmem.write_port(), wmem.read_port()
         v_wr = vmem.write_port()
-        v_rd = vmem.read_port(transparent_for=(v_wr,))
+        v_rd = vmem.read_port()   # not transparent: integration forwards its own write-back
 
         base = Signal(range(self.depth))          # j*G of the event being integrated
         group = Signal(range(self.mem_groups))    # group being issued
         clear = Signal()                          # end-of-step pass is a clear pass
         mask = Signal(P)                          # spikes of the group being emitted
+        rd_valid = Signal()                       # integration membrane read in this cycle
+        rd_group = Signal(range(self.mem_groups))
         wb_valid = Signal()                       # integration write-back in this cycle
         wb_group = Signal(range(self.mem_groups))
         integrating = Signal()
@@ -103,23 +111,39 @@ class LIFLayer(wiring.Component):
             w_wr.addr.eq(self.w_addr), w_wr.data.eq(self.w_wdata), w_wr.en.eq(self.w_we),
             self.w_rdata.eq(w_rd.data),
             w_rd.addr.eq(Mux(integrating, base + group, self.w_addr)),
-            v_rd.addr.eq(group),
+            v_rd.addr.eq(Mux(rd_valid, rd_group, group)),
         ]
 
-        # Integration write-back: one group per cycle, one cycle behind the issue.
-        m.d.sync += [wb_valid.eq(integrating), wb_group.eq(group)]
+        # Integration: one group per cycle. Cycle 1 issues the weight read; cycle 2 registers
+        # the weight's top bits and reads the membrane; cycle 3 adds and writes back.
+        w_inf = Signal(P * self.weight_bits)      # inference bits of the word read, registered
+        m.d.sync += [rd_valid.eq(integrating), rd_group.eq(group),
+                     wb_valid.eq(rd_valid), wb_group.eq(rd_group),
+                     w_inf.eq(Cat(*[w_rd.data[p * sb + F:(p + 1) * sb] for p in range(P)]))]
+        # A membrane read in the cycle of an integration write-back to the same word (back-to-
+        # back events with G = 1, or the end-of-step pass right after the last event) returns
+        # the old word, so that write-back is forwarded. (A transparent port would put its
+        # bypass on the read address, in front of the LUT RAM's read; this keeps the read
+        # data a flip-flop.)
+        wi = self.weight_bits
+        forward = Signal()
+        written = Signal(P * mb)
+        v_word = Mux(forward, written, v_rd.data)
         sums = []
         for p in range(P):
-            v = v_rd.data[p * mb:(p + 1) * mb].as_signed()
-            w = w_rd.data[p * sb + F:(p + 1) * sb].as_signed()
+            v = v_word[p * mb:(p + 1) * mb].as_signed()
+            w = w_inf[p * wi:(p + 1) * wi].as_signed()
             s = Signal(signed(mb + 1), name=f"sum{p}")
             m.d.comb += s.eq(v + w)
             sums.append(Mux(s > v_max, v_max, Mux(s < v_min, v_min, s))[:mb])
 
+        m.d.sync += [forward.eq(wb_valid & (v_rd.addr == wb_group)),
+                     written.eq(Cat(*sums))]
+
         # End-of-step evaluation of the group read in the previous cycle.
         fires, leaked = [], []
         for p in range(P):
-            v = v_rd.data[p * mb:(p + 1) * mb].as_signed()
+            v = v_word[p * mb:(p + 1) * mb].as_signed()
             live = (group * P + p) < self.n_post   # padding lanes never fire
             f = Signal(name=f"fire{p}")
             r = Signal(signed(mb), name=f"reset{p}")
@@ -138,7 +162,7 @@ class LIFLayer(wiring.Component):
             with m.If(self.spikes_in.valid):
                 with m.If(self.spikes_in.payload.end):
                     m.d.sync += [clear.eq(self.clear), group.eq(0)]
-                    m.next = "EOS_READ"
+                    m.next = "EOS_DRAIN"
                 with m.Else():
                     m.d.sync += [base.eq(self.spikes_in.payload.index * G), group.eq(0)]
                     m.next = "INTEGRATE"
@@ -156,6 +180,9 @@ class LIFLayer(wiring.Component):
                     take_event()
                 with m.Else():
                     m.d.sync += group.eq(group + 1)
+            with m.State("EOS_DRAIN"):           # the last integration's membrane read
+                m.d.comb += self.busy.eq(1)
+                m.next = "EOS_READ"
             with m.State("EOS_READ"):
                 m.d.comb += self.busy.eq(1)
                 m.next = "EOS_EVAL"

@@ -8,7 +8,8 @@ the cycle the phase opens to the cycle the stage hands over its end-of-step mark
 * encoder: one pixel per cycle, ``N_in + ENCODER_OVERHEAD``;
 * LIF layer with ``G = ceil(N_post / P)`` weight words per presynaptic neuron and ``E``
   input spike events: ``E*G`` integration cycles, ``2*G`` end-of-step cycles (read, then
-  threshold/reset/leak/write), one cycle per output spike ``S``, plus ``LAYER_OVERHEAD``.
+  threshold/reset/leak/write), one cycle per output spike ``S``, plus ``LAYER_OVERHEAD``
+  (accept the end marker, drain the integration pipeline, emit the end marker).
 
 A sample costs ``START_OVERHEAD + sum_t (max(stage costs of t) + PHASE_OVERHEAD)
 + FINISH_OVERHEAD`` cycles, counted from the cycle ``start`` is accepted to the cycle
@@ -20,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 ENCODER_OVERHEAD = 3   # pipeline fill (read, evaluate) + end-of-step marker
-LAYER_OVERHEAD = 2     # accept the end-of-step marker + emit it
+LAYER_OVERHEAD = 3     # accept the end marker, drain integration, emit the marker
 PHASE_OVERHEAD = 1     # barrier: all stages done -> next phase opens
 START_OVERHEAD = 0    # the cycle count starts in the first cycle of phase 0
 FINISH_OVERHEAD = 0   # done rises right after the last phase (prediction latched there)
@@ -58,7 +59,7 @@ def sample_cycles(cfg, rasters: list[np.ndarray]) -> np.ndarray:
 # ---- learning (desire backpropagation), docs/learning.md §Cycles ----
 LEARN_OVERHEAD = 2       # DONE state + the cycle the network sees ``done``
 OUT_DESIRE_OVERHEAD = 2  # the last output group is counted, then evaluated, after its read
-BACKWARD_OVERHEAD = 2    # pipeline drain: products, then sum and desire write
+BACKWARD_OVERHEAD = 4    # pipeline drain: register, products, sum, desire write
 UPDATE_OVERHEAD = 0      # the presynaptic scan starts straight from the previous phase
 PRE_CHECK = 2            # per presynaptic neuron: read its raster, test it
 PAIR_OVERHEAD = 2        # per (pre, active group): issue, T-1 accumulate, round, write
