@@ -36,8 +36,8 @@ def generate_verilog(cfg, out_dir, top: str = "core") -> Path:
     path = out_dir / f"{TOP_NAME}.v"
     path.write_text(text)
     ports = {"__".join(str(p) for p in path): {"width": len(Value.cast(sig)),
-                                                "direction": "in" if flow == In else "out"}
-             for path, flow, sig in dut.signature.flatten(dut)}
+                                                "direction": "in" if member.flow == In else "out"}
+             for path, member, sig in dut.signature.flatten(dut)}
     (out_dir / f"{TOP_NAME}.json").write_text(json.dumps(
         {"config": cfg.name, "summary": cfg.summary(), "top": TOP_NAME, "ports": ports},
         indent=2))

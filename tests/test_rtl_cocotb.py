@@ -6,6 +6,8 @@ count of clock edges), every prediction and the weight read-back must match exac
 """
 
 import dataclasses
+import json
+import re
 
 import numpy as np
 import pytest
@@ -113,8 +115,14 @@ def test_generated_verilog_lints_clean(profile, tmp_path):
     from hw.generate import generate_verilog
     from sim.toolchain import lint_verilog
 
-    rc, out = lint_verilog(generate_verilog(load_config(profile), tmp_path))
+    verilog = generate_verilog(load_config(profile), tmp_path)
+    rc, out = lint_verilog(verilog)
     assert rc == 0 and "%Warning" not in out and "%Error" not in out, out
+    # the port list written next to the Verilog gives each port's direction as in the Verilog
+    ports = json.loads(verilog.with_suffix(".json").read_text())["ports"]
+    text = verilog.read_text()
+    for name, port in ports.items():
+        assert re.search(rf"\b{port['direction']}put\b[^;]*\b{name}\b", text), name
 
 
 # ---- on-chip learning (desire backpropagation): spikes, every weight after every sample ----
