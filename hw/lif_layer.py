@@ -37,9 +37,9 @@ class LIFLayer(wiring.Component):
 
     Latency and throughput (input always valid, output always ready): an input spike costs
     ``G`` cycles (the next event is accepted in the cycle the last group issues); an end
-    marker costs one cycle for the integration pipeline to drain, ``2*G`` cycles of
+    marker costs two cycles for the integration pipeline to drain, ``2*G`` cycles of
     end-of-step pass, one per output spike and one for the end marker out. A step with ``E``
-    input events and ``S`` output spikes takes ``E*G + 2*G + S + 3`` cycles from the first
+    input events and ``S`` output spikes takes ``E*G + 2*G + S + 4`` cycles from the first
     input offered to the end marker out (:func:`sw.cycles.layer_cost`).
 
     Integration pipeline (3 stages: issue the weight read; register the weight's top bits
@@ -121,8 +121,7 @@ class LIFLayer(wiring.Component):
                      wb_valid.eq(rd_valid), wb_group.eq(rd_group),
                      w_inf.eq(Cat(*[w_rd.data[p * sb + F:(p + 1) * sb] for p in range(P)]))]
         # A membrane read in the cycle of an integration write-back to the same word (back-to-
-        # back events with G = 1, or the end-of-step pass right after the last event) returns
-        # the old word, so that write-back is forwarded. (A transparent port would put its
+        # back events with G = 1) returns the old word, so that write-back is forwarded. (A transparent port would put its
         # bypass on the read address, in front of the LUT RAM's read; this keeps the read
         # data a flip-flop.)
         wi = self.weight_bits
@@ -140,10 +139,11 @@ class LIFLayer(wiring.Component):
         m.d.sync += [forward.eq(wb_valid & (v_rd.addr == wb_group)),
                      written.eq(Cat(*sums))]
 
-        # End-of-step evaluation of the group read in the previous cycle.
+        # End-of-step evaluation of the group read in the previous cycle (straight from the
+        # read port: the pass starts after the last integration write-back).
         fires, leaked = [], []
         for p in range(P):
-            v = v_word[p * mb:(p + 1) * mb].as_signed()
+            v = v_rd.data[p * mb:(p + 1) * mb].as_signed()
             live = (group * P + p) < self.n_post   # padding lanes never fire
             f = Signal(name=f"fire{p}")
             r = Signal(signed(mb), name=f"reset{p}")
@@ -181,6 +181,9 @@ class LIFLayer(wiring.Component):
                 with m.Else():
                     m.d.sync += group.eq(group + 1)
             with m.State("EOS_DRAIN"):           # the last integration's membrane read
+                m.d.comb += self.busy.eq(1)
+                m.next = "EOS_DRAIN2"
+            with m.State("EOS_DRAIN2"):          # ... and its write-back
                 m.d.comb += self.busy.eq(1)
                 m.next = "EOS_READ"
             with m.State("EOS_READ"):

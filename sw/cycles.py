@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 ENCODER_OVERHEAD = 3   # pipeline fill (read, evaluate) + end-of-step marker
-LAYER_OVERHEAD = 3     # accept the end marker, drain integration, emit the marker
+LAYER_OVERHEAD = 4     # accept the end marker, drain integration (2), emit the marker
 PHASE_OVERHEAD = 1     # barrier: all stages done -> next phase opens
 START_OVERHEAD = 0    # the cycle count starts in the first cycle of phase 0
 FINISH_OVERHEAD = 0   # done rises right after the last phase (prediction latched there)
