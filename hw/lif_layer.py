@@ -120,10 +120,10 @@ class LIFLayer(wiring.Component):
         m.d.sync += [rd_valid.eq(integrating), rd_group.eq(group),
                      wb_valid.eq(rd_valid), wb_group.eq(rd_group),
                      w_inf.eq(Cat(*[w_rd.data[p * sb + F:(p + 1) * sb] for p in range(P)]))]
-        # A membrane read in the cycle of an integration write-back to the same word (back-to-
-        # back events with G = 1) returns the old word, so that write-back is forwarded. (A transparent port would put its
-        # bypass on the read address, in front of the LUT RAM's read; this keeps the read
-        # data a flip-flop.)
+        # A membrane read in the cycle of an integration write-back to the same word
+        # (back-to-back events with G = 1) returns the old word, so that write-back is
+        # forwarded. (A transparent port would put its bypass on the read address, in front
+        # of the LUT RAM's read; this keeps the read data a flip-flop.)
         wi = self.weight_bits
         forward = Signal()
         written = Signal(P * mb)
