@@ -688,7 +688,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr-shift", type=int, default=None,
                    help="with --learn: learning-rate shift (default: the config's)")
     p.add_argument("--sim", choices=("verilator", "icarus"), default="verilator")
-    p.add_argument("--waves", help="write waveforms to this .fst (Verilator) or .vcd file")
+    p.add_argument("--waves", help="write waveforms to this .fst or .vcd file")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_compare)
 
