@@ -21,4 +21,16 @@ if ! .venv/bin/python -c 'import torch' 2>/dev/null; then
     fi
 fi
 .venv/bin/python -m pip install -q -e ".[dev]"
+# Icarus Verilog, the second simulator (tests/test_icarus.py, compare --sim icarus): from the
+# system's packages when it is missing and we may install them; the tests skip without it.
+if ! command -v iverilog >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iverilog; } \
+            >/dev/null 2>&1 || echo "setup: warning: could not install iverilog" \
+            "(apt-get failed); the Icarus tests will skip" >&2
+    else
+        echo "setup: warning: iverilog not found (apt-get install iverilog as root);" \
+            "the Icarus tests will skip" >&2
+    fi
+fi
 .venv/bin/spikeforge configs

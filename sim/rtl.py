@@ -52,7 +52,7 @@ def run_rtl(cfg, weights, pixels, *, sim: str = "verilator", waves: str | None =
             stored: bool = False) -> RtlRun:
     """Generate, build (once per parameter set) and simulate; return every spike and cycle.
 
-    ``waves``: path of an FST (``.fst``, Verilator only) or VCD file to write.
+    ``waves``: path of an FST (``.fst``) or VCD file to write.
     ``progress``: called with the number of samples finished so far, while it runs.
     ``labels``: train on the samples in order (on-chip desire backpropagation, ``lr_shift``
     defaults to the config's) and read all stored weights back after each one.
@@ -94,6 +94,43 @@ def run_rtl(cfg, weights, pixels, *, sim: str = "verilator", waves: str | None =
                   events_overflow=bool(data["events_overflow"]))
 
 
+def _icarus_runner(fmt: str):
+    """cocotb's Icarus runner, made to compile the generated Verilog as the Verilog-2005 it
+    is and to dump waveforms to ``dump.<fmt>`` (``vcd`` or ``fst``) in the build directory.
+
+    The stock runner compiles with ``-g2012``. Under SystemVerilog rules a declaration
+    initialiser (``reg x = 0;``) takes effect before time 0 without an event, so the trigger
+    Yosys adds to every ``always @*`` block for Verilog-2001 simulators (``reg
+    \\$auto$verilog_backend...dump_module$N = 0;`` read in the block) never fires: a
+    combinational block whose inputs keep their initial values is never evaluated and its
+    outputs stay X (an FSM's decoded outputs while its state stays at its initial 0, and
+    from there the trace ports). Compiled with ``-g2005`` instead, the initialiser is an
+    event at time 0 and every block runs once. The stock waveform module is SystemVerilog
+    (``string``) and the stock ``vvp`` flags write FST whatever the file is named; this
+    one is plain Verilog and honours ``fmt``.
+    """
+    from cocotb_tools.runner import Icarus
+
+    class IcarusVerilog2005(Icarus):
+        def _build_command(self):
+            return [[cmd[0], "-g2005"] + [a for a in cmd[1:] if not a.startswith("-g20")]
+                    if cmd and cmd[0] == "iverilog" else cmd
+                    for cmd in super()._build_command()]
+
+        def _create_iverilog_dump_file(self):
+            dump = str(self.build_dir / f"dump.{fmt}").replace("\\", "\\\\")
+            self.iverilog_dump_file.write_text(
+                "module cocotb_iverilog_dump();\n"
+                f'initial begin $dumpfile("{dump}"); $dumpvars(0, {self.hdl_toplevel}); end\n'
+                "endmodule\n")
+
+        def _test_command(self):
+            return [[f"-{fmt}" if arg == "-fst" else arg for arg in cmd]
+                    for cmd in super()._test_command()]
+
+    return IcarusVerilog2005()
+
+
 @contextlib.contextmanager
 def _exclusive(build_dir: Path):
     """Hold the build directory's lock: runs of the same parameter set (pytest workers,
@@ -110,7 +147,7 @@ def simulate(cfg, job: dict, test_module: str, *, sim: str = "verilator",
     """Generate and build (once per parameter set) the config's top, run the cocotb
     ``test_module`` on the arrays ``job`` and return the arrays it wrote.
 
-    ``waves``: path of an FST (``.fst``, Verilator only) or VCD file to write.
+    ``waves``: path of an FST (``.fst``) or VCD file to write.
     ``progress``: called with the number of samples finished so far, while it runs.
     ``top``: ``core`` or ``serial`` (:func:`hw.generate.core_top`).
     Concurrent calls on the same parameter set take turns (:func:`_exclusive`).
@@ -128,13 +165,11 @@ def _build_and_run(cfg, job, test_module, sim, waves, build_dir, verbose, progre
 
     verilog = generate_verilog(cfg, build_dir / "rtl", top)
     fst = waves is not None and str(waves).endswith(".fst")
-    if fst and sim != "verilator":
-        raise ValueError("--waves *.fst needs --sim verilator; use a .vcd file with icarus")
-    if fst and not Path("/usr/include/lz4.h").exists():
+    if fst and sim == "verilator" and not Path("/usr/include/lz4.h").exists():
         raise ToolchainError("--waves *.fst: Verilator's FST writer needs the lz4 headers "
                              "(apt-get install liblz4-dev); or write a .vcd file instead")
 
-    runner = get_runner(sim)
+    runner = _icarus_runner("fst" if fst else "vcd") if sim == "icarus" else get_runner(sim)
     build_args = []
     if sim == "verilator":
         build_args = ["-Wno-fatal", "-O3", "--x-assign", "fast", "--x-initial", "fast"]
@@ -172,8 +207,6 @@ def _build_and_run(cfg, job, test_module, sim, waves, build_dir, verbose, progre
         raise RuntimeError(f"cocotb run produced no result; see {log}:\n{tail}")
     if waves is not None:
         dump = build_dir / ("dump.fst" if fst else "dump.vcd")
-        if sim == "icarus":
-            dump = next(build_dir.glob("*.vcd"), None) or next(build_dir.glob("*.fst"), dump)
         shutil.copyfile(dump, waves)
     with np.load(result) as data:
         return {key: data[key] for key in data.files}

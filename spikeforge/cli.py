@@ -56,10 +56,14 @@ def cmd_lint(args) -> int:
 
 
 def _pick_samples(cfg, args, rng):
-    """Pixels and labels (labels None for random inputs) of ``args.samples`` samples."""
+    """Pixels and labels (labels None for random inputs) of ``args.samples`` samples: that
+    many drawn at random from the ``--split`` of the dataset, or (``all``) the whole split in
+    its order."""
     import numpy as np
 
     if args.random:
+        if args.samples == "all":
+            raise SystemExit("--samples all: needs a dataset, not --random")
         # Random intensities, with some samples pushed to the extremes (silent/saturating).
         pixels = rng.integers(0, cfg.pixel_max + 1, size=(args.samples, cfg.layers[0]))
         density = rng.uniform(0.05, 1.0, size=(args.samples, 1))
@@ -71,25 +75,51 @@ def _pick_samples(cfg, args, rng):
     if data.n_inputs != cfg.layers[0]:
         raise ConfigError(f"dataset {data.name!r} has {data.n_inputs} inputs but the config's "
                           f"network.layers[0] is {cfg.layers[0]}")
-    if args.samples > len(data.test_labels):
-        raise SystemExit(f"--samples: {args.samples} exceeds the {len(data.test_labels)} "
-                         f"test samples of {data.name}")
-    idx = rng.choice(len(data.test_labels), size=args.samples, replace=False)
-    return data.test_pixels[idx], data.test_labels[idx]
+    split = getattr(args, "split", "test")
+    parts = {"test": [(data.test_pixels, data.test_labels)],
+             "train": [(data.train_pixels, data.train_labels)],
+             "all": [(data.train_pixels, data.train_labels),
+                     (data.test_pixels, data.test_labels)]}[split]
+    pool_px = np.concatenate([p for p, _ in parts])
+    pool_labels = np.concatenate([lab for _, lab in parts])
+    if args.samples == "all":
+        return pool_px, pool_labels
+    if args.samples > len(pool_labels):
+        raise SystemExit(f"--samples: {args.samples} exceeds the {len(pool_labels)} "
+                         f"{split} samples of {data.name}")
+    idx = rng.choice(len(pool_labels), size=args.samples, replace=False)
+    return pool_px[idx], pool_labels[idx]
+
+
+#: ``compare --engine auto`` runs more samples than this through the bulk harness.
+BULK_AUTO_SAMPLES = 100
+
+
+def _use_bulk(cfg, args) -> bool:
+    """Whether ``compare`` runs the Verilator C++ harness (:mod:`sim.bulk`) or cocotb."""
+    cocotb_only = [why for why, on in (("--learn", args.learn), ("--waves", args.waves),
+                                       ("--sim icarus", args.sim == "icarus"),
+                                       ("a TTFS config", cfg.encoding == "ttfs")) if on]
+    if args.engine == "bulk":
+        if cocotb_only:
+            raise ConfigError(f"--engine bulk: not with {', '.join(cocotb_only)} (cocotb only)")
+        return True
+    many = args.samples == "all" or args.samples > BULK_AUTO_SAMPLES
+    return args.engine == "auto" and many and not cocotb_only
 
 
 def cmd_compare(args) -> int:
+    import time
+
     import numpy as np
     from tqdm import tqdm
 
     from sim.compare import compare_runs
-    from sim.rtl import run_rtl
     from sw.golden import run_network
     from sw.weights import load_weights, random_weights
 
     cfg = load_config(args.config)
-    if args.samples < 1:
-        raise SystemExit("--samples: must be >= 1")
+    bulk = _use_bulk(cfg, args)
     if cfg.encoding == "ttfs":
         return _compare_ttfs(cfg, args)
     if args.learn:
@@ -98,15 +128,32 @@ def cmd_compare(args) -> int:
     weights = (load_weights(args.weights, cfg) if args.weights
                else random_weights(cfg, rng, scale=args.weight_scale or 0.5))
     pixels, labels = _pick_samples(cfg, args, rng)
-    print(f"compare: {cfg.summary()}; {args.samples} samples "
-          f"({'random' if args.random else args.dataset or cfg.dataset}), seed {args.seed}, "
-          f"{'weights ' + str(args.weights) if args.weights else 'random weights'}, {args.sim}")
+    n = len(pixels)
+    source = "random" if args.random else f"{args.dataset or cfg.dataset} {args.split}"
+    engine = (f"bulk Verilator harness, {args.jobs} process{'es' if args.jobs > 1 else ''}"
+              if bulk else f"cocotb, {args.sim}")
+    print(f"compare: {cfg.summary()}; {n} samples ({source}), seed {args.seed}, "
+          f"{'weights ' + str(args.weights) if args.weights else 'random weights'}, {engine}")
+    t0 = time.perf_counter()
     gold = run_network(cfg, weights, pixels)
-    with tqdm(total=args.samples, desc=f"RTL ({args.sim})", unit="sample",
-              disable=args.quiet) as bar:
-        rtl = run_rtl(cfg, weights, pixels, sim=args.sim, waves=args.waves,
-                      progress=lambda n: bar.update(n - bar.n))
-        bar.update(args.samples - bar.n)
+    gold_s = time.perf_counter() - t0
+    with tqdm(total=n, desc="RTL (bulk)" if bulk else f"RTL ({args.sim})", unit="sample",
+              disable=args.quiet, dynamic_ncols=True) as bar:
+        def progress(done):
+            bar.update(done - bar.n)
+
+        t0 = time.perf_counter()
+        if bulk:
+            from sim.bulk import run_bulk
+
+            rtl = run_bulk(cfg, weights, pixels, jobs=args.jobs, progress=progress)
+        else:
+            from sim.rtl import run_rtl
+
+            rtl = run_rtl(cfg, weights, pixels, sim=args.sim, waves=args.waves,
+                          progress=progress)
+        rtl_s = time.perf_counter() - t0
+        bar.update(n - bar.n)
     result = compare_runs(gold, rtl)
     if labels is not None:
         acc_g = float((gold.predictions == labels).mean())
@@ -116,7 +163,38 @@ def cmd_compare(args) -> int:
           f"{int(np.median(gold.cycles))}, max {gold.cycles.max()}")
     print(f"compare: readout stream (random back-pressure) {len(rtl.stream)} items, "
           f"{result.stream_mismatches} mismatches against the golden output raster")
-    return _report(result, args.waves)
+    extra = [f"compare: mismatches: {result.spike_mismatches} spikes, "
+             f"{result.cycle_mismatches} cycle counts, {result.prediction_mismatches} "
+             f"predictions, {result.stream_mismatches} readout stream"]
+    trace_errors = int(rtl.trace_errors.sum()) if bulk else 0
+    if trace_errors:
+        first = int(np.flatnonzero(rtl.trace_errors)[0])
+        extra.append(f"compare: {trace_errors} trace events out of range or repeated "
+                     f"(first in sample {first})")
+    extra += _timing_lines(n, gold_s, rtl_s, rtl, bulk)
+    rc = _report(result, args.waves, extra)
+    return rc or (1 if trace_errors else 0)
+
+
+def _timing_lines(n, gold_s, rtl_s, rtl, bulk) -> list[str]:
+    """Wall time and speed of the RTL simulation and of the golden model; the ratio is
+    taken against the simulation alone (the bulk harness's run, without Verilog generation
+    and build)."""
+    gold_rate = n / max(gold_s, 1e-9)
+    if bulk:
+        sim_s = max(rtl.seconds, 1e-9)
+        setup = "Verilog generation + Verilator build" if rtl.built else "Verilog generation"
+        what = (f"harness {rtl.seconds:.1f} s: {rtl.sim_cycles:,} clock cycles simulated "
+                f"(loading included), {rtl.sim_cycles / sim_s / 1e6:.2f} M cycles/s, "
+                f"{n / sim_s:.1f} samples/s; {setup} {rtl.build_seconds:.1f} s")
+    else:
+        sim_s = max(rtl_s, 1e-9)
+        edges = int(rtl.edges.sum())
+        what = (f"{edges:,} inference cycles, {edges / sim_s:,.0f} cycles/s (cocotb; Verilog "
+                f"generation and build included)")
+    return [f"compare: RTL wall {rtl_s:.1f} s, {n / max(rtl_s, 1e-9):.1f} samples/s; {what}",
+            f"compare: golden model {gold_s:.2f} s, {gold_rate:.1f} samples/s: "
+            f"{gold_rate * sim_s / n:.0f}x the RTL simulation's samples/s"]
 
 
 def _report(result, waves=None, extra=()) -> int:
@@ -158,22 +236,23 @@ def _compare_learning(cfg, args) -> int:
     else:
         stored, init = initial_weights(cfg, args.seed), "Kaiming-normal init"
     pixels, labels = _pick_samples(cfg, args, rng)
+    n = len(pixels)
     if labels is None:
-        labels = rng.integers(0, cfg.layers[-1], size=len(pixels))
+        labels = rng.integers(0, cfg.layers[-1], size=n)
     lr_shift = cfg.learning.lr_shift if args.lr_shift is None else args.lr_shift
-    print(f"compare --learn: {cfg.summary()}; {args.samples} training samples "
+    print(f"compare --learn: {cfg.summary()}; {n} training samples "
           f"({'random' if args.random else args.dataset or cfg.dataset}), seed {args.seed}, "
           f"{init}, lr_shift {lr_shift}, {args.sim}")
     steps, weights = [], stored
     for b in range(len(pixels)):
         steps.append(train_step(cfg, weights, pixels[b], int(labels[b]), lr_shift))
         weights = steps[-1].weights
-    with tqdm(total=args.samples, desc=f"RTL training ({args.sim})", unit="sample",
+    with tqdm(total=n, desc=f"RTL training ({args.sim})", unit="sample",
               disable=args.quiet) as bar:
         rtl = run_rtl(cfg, stored, pixels, sim=args.sim, waves=args.waves, labels=labels,
                       lr_shift=lr_shift, stored=True,
-                      progress=lambda n: bar.update(n - bar.n))
-        bar.update(args.samples - bar.n)
+                      progress=lambda done: bar.update(done - bar.n))
+        bar.update(n - bar.n)
     result = compare_training(steps, rtl)
     moved = sum(int((a != b).sum()) for a, b in zip(stored, weights, strict=True))
     infer = np.array([s.infer_cycles for s in steps])
@@ -203,8 +282,9 @@ def _compare_ttfs(cfg, args) -> int:
         lo, hi = cfg.init_weights
         state, init = ttfs.initial_state(cfg, args.seed), f"uniform [{lo}, {hi}] init"
     pixels, _ = _pick_samples(cfg, args, rng)
+    n = len(pixels)
     mode = "training" if args.learn else "inference"
-    print(f"compare{' --learn' if args.learn else ''}: {cfg.summary()}; {args.samples} "
+    print(f"compare{' --learn' if args.learn else ''}: {cfg.summary()}; {n} "
           f"{mode} samples ({'random' if args.random else args.dataset or cfg.dataset}), "
           f"seed {args.seed}, {init}, {args.sim}")
     gold, s = [], state
@@ -214,11 +294,11 @@ def _compare_ttfs(cfg, args) -> int:
             s = gold[-1].state
         else:
             gold.append(ttfs.infer(cfg, s, pixels[b:b + 1]))
-    with tqdm(total=args.samples, desc=f"RTL {mode} ({args.sim})", unit="sample",
+    with tqdm(total=n, desc=f"RTL {mode} ({args.sim})", unit="sample",
               disable=args.quiet) as bar:
         rtl = run_ttfs_rtl(cfg, state, pixels, learn=args.learn, sim=args.sim,
-                           waves=args.waves, progress=lambda n: bar.update(n - bar.n))
-        bar.update(args.samples - bar.n)
+                           waves=args.waves, progress=lambda done: bar.update(done - bar.n))
+        bar.update(n - bar.n)
     result = compare_ttfs(gold, rtl, cfg.time_steps)
     cycles = np.array([int(np.ravel(g.cycles)[0]) for g in gold])
     print(f"compare: connectivity {100 * state.connectivity:.2f}% -> {100 * s.connectivity:.2f}% "
@@ -264,6 +344,17 @@ def _int_at_least(lo: int):
             raise argparse.ArgumentTypeError(f"{value} is out of range, must be >= {lo}")
         return value
     return parse
+
+
+def _samples_arg(text: str):
+    """``--samples``: a count >= 1 or ``all``."""
+    return text if text == "all" else _int_at_least(1)(text)
+
+
+def _default_jobs() -> int:
+    import os
+
+    return max(1, min(2, os.cpu_count() or 1))
 
 
 def _run_training(train_fn, cfg, data, args, out: Path, checkpoint: Path, monitor,
@@ -556,9 +647,29 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(p)
     p.set_defaults(func=cmd_lint)
 
-    p = sub.add_parser("compare", help="golden model vs RTL: every spike and cycle count")
+    p = sub.add_parser(
+        "compare", help="golden model vs RTL: every spike and cycle count",
+        description="Run samples through the golden model and the generated Verilog and "
+                    "compare every spike of every population, every cycle count, every "
+                    "prediction and the readout stream. Inference runs of more than "
+                    f"{BULK_AUTO_SAMPLES} samples (or --samples all) go through a Verilator "
+                    "C++ harness (sim/bulk.py, built once per config, split over --jobs "
+                    "processes: whole test sets in minutes); fewer, and --learn, --waves, "
+                    "--sim icarus and TTFS configs, through the cocotb testbenches.")
     _add_config(p)
-    p.add_argument("--samples", "-n", type=int, default=10)
+    p.add_argument("--samples", "-n", type=_samples_arg, default=10,
+                   help="samples to run (default 10), drawn at random from --split; 'all': "
+                        "the whole split in order")
+    p.add_argument("--split", choices=("test", "train", "all"), default="test",
+                   help="which part of the dataset samples come from (default test; 'all': "
+                        "train then test, e.g. all 10,000 images of mnist-t10k)")
+    p.add_argument("--engine", choices=("auto", "bulk", "cocotb"), default="auto",
+                   help=f"RTL runner: bulk (Verilator C++ harness, inference only), cocotb "
+                        f"(testbenches in sim/), or auto (default: bulk above "
+                        f"{BULK_AUTO_SAMPLES} samples where it applies)")
+    p.add_argument("--jobs", "-j", type=_int_at_least(1), default=_default_jobs(),
+                   help=f"bulk harness processes, each a share of the samples (default "
+                        f"{_default_jobs()}: the CPU cores, at most 2)")
     p.add_argument("--seed", type=int, default=0, help="picks samples and random weights")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--dataset", choices=("digits", "mnist-t10k", "mnist", "fashion-mnist"),
@@ -577,7 +688,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr-shift", type=int, default=None,
                    help="with --learn: learning-rate shift (default: the config's)")
     p.add_argument("--sim", choices=("verilator", "icarus"), default="verilator")
-    p.add_argument("--waves", help="write waveforms to this .fst (Verilator) or .vcd file")
+    p.add_argument("--waves", help="write waveforms to this .fst or .vcd file")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_compare)
 
