@@ -96,6 +96,9 @@ class DesireConfig:
     def validate(self, time_steps: int):
         if self.rule != "desire":
             raise ConfigError(f"learning.rule: {self.rule!r} is not one of ('desire',)")
+        if time_steps < 3:      # the traces need steps 0 .. T-2 and a step after them
+            raise ConfigError(f"network.time_steps: {time_steps} is out of range for "
+                              f"[learning], legal range is [3, {TIME_STEPS[1]}]")
         _check_range("learning.error_margin", self.error_margin, 0, time_steps - 1)
         _check_fraction("learning.desire_out", self.desire_out, 0.0, 1.0)
         _check_fraction("learning.desire_hidden", self.desire_hidden, 0.0, 1000.0)

@@ -2,6 +2,7 @@
 naming the field and its legal range."""
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -282,3 +283,14 @@ def test_direct_construction_is_validated_too():
     with pytest.raises(ConfigError, match=r"network\.lanes: 11 is out of range"):
         NetworkConfig(name="x", layers=(4, 10), time_steps=5, lanes=11, weight_bits=8,
                       membrane_bits=16, threshold=64, leak_shift=2)
+
+
+def test_learning_needs_three_time_steps(tmp_path):
+    """Desire learning needs steps 0 .. T-2 for the traces and one after them: T >= 3."""
+    learning = Path(load_config("digits-tiny").source).read_text().split("[learning]")[1]
+    text = variant("time_steps", "2") + "\n[learning]" + learning
+    with pytest.raises(ConfigError, match=r"network\.time_steps: 2 is out of range for "
+                                          r"\[learning\], legal range is \[3, \d+\]"):
+        load_config(write(tmp_path, text))
+    legal = re.sub(r"(?m)^error_margin = .*$", "error_margin = 1", text)
+    assert load_config(write(tmp_path, legal.replace("time_steps = 2", "time_steps = 3")))
