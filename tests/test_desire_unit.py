@@ -5,12 +5,10 @@ import dataclasses
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
-from hw.network import Network
+from sim.amaranth_tb import simulate
 from spikeforge.config import DesireConfig, load_config
 from sw.desire import train_step
-from sw.weights import pack_words, unpack_words
 
 
 def simulate_training(cfg, stored, pixels, labels, lr_shift):
@@ -18,61 +16,9 @@ def simulate_training(cfg, stored, pixels, labels, lr_shift):
 
     Returns per sample ``(rasters, cycles, edges, prediction, stored weights after it)``.
     """
-    dut = Network(cfg)
-    results = []
-
-    async def tb(ctx):
-        for i, w in enumerate(stored):
-            ctx.set(dut.w_layer, i)
-            for addr, word in enumerate(pack_words(cfg, i, w)):
-                ctx.set(dut.w_addr, addr)
-                ctx.set(dut.w_wdata, word)
-                ctx.set(dut.w_we, 1)
-                await ctx.tick()
-        ctx.set(dut.w_we, 0)
-        for sample, label in zip(pixels, labels, strict=True):
-            for addr, px in enumerate(sample):
-                ctx.set(dut.px_addr, addr)
-                ctx.set(dut.px_data, int(px))
-                ctx.set(dut.px_we, 1)
-                await ctx.tick()
-            ctx.set(dut.px_we, 0)
-            rasters = [np.zeros((cfg.time_steps, n), dtype=bool) for n in cfg.layers]
-            ctx.set(dut.learn, 1)
-            ctx.set(dut.label, int(label))
-            ctx.set(dut.lr_shift, lr_shift)
-            ctx.set(dut.start, 1)
-            await ctx.tick()
-            ctx.set(dut.start, 0)
-            ctx.set(dut.learn, 0)
-            edges = 0
-            while True:
-                for pop in range(len(cfg.layers)):
-                    if ctx.get(getattr(dut, f"trace{pop}_valid")):
-                        idx = ctx.get(getattr(dut, f"trace{pop}_index"))
-                        rasters[pop][ctx.get(dut.trace_step), idx] = True
-                await ctx.tick()
-                edges += 1
-                if ctx.get(dut.done):
-                    break
-            pred = ctx.get(dut.prediction) if ctx.get(dut.prediction_valid) else -1
-            cycles = ctx.get(dut.cycles)
-            after = []
-            for i in range(cfg.n_layers):
-                ctx.set(dut.w_layer, i)
-                words = []
-                for addr in range(cfg.layers[i] * cfg.groups(i)):
-                    ctx.set(dut.w_addr, addr)
-                    await ctx.tick()
-                    words.append(ctx.get(dut.w_rdata))
-                after.append(unpack_words(cfg, i, words))
-            results.append((rasters, cycles, edges, pred, after))
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(tb)
-    sim.run()
-    return results
+    run = simulate(cfg, stored, pixels, labels=labels, lr_shift=lr_shift)
+    return [([r[b] for r in run.rasters], int(run.cycles[b]), int(run.edges[b]),
+             int(run.predictions[b]), run.weights_after[b]) for b in range(len(pixels))]
 
 
 CASES = {

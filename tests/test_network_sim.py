@@ -4,58 +4,20 @@ import dataclasses
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from hw.network import Network
+from sim.amaranth_tb import simulate
 from spikeforge.config import load_config
 from sw.golden import run_network
-from sw.weights import pack_words, random_weights, to_stored
+from sw.weights import random_weights, to_stored
 
 
 def simulate_network(cfg, weights, pixels):
     """Run samples through the Amaranth simulator; return (rasters, cycles, predictions)."""
-    dut = Network(cfg)
-    results = []
-
-    async def tb(ctx):
-        for i, w in enumerate(to_stored(cfg, weights)):
-            ctx.set(dut.w_layer, i)
-            for addr, word in enumerate(pack_words(cfg, i, w)):
-                ctx.set(dut.w_addr, addr)
-                ctx.set(dut.w_wdata, word)
-                ctx.set(dut.w_we, 1)
-                await ctx.tick()
-        ctx.set(dut.w_we, 0)
-        for sample in pixels:
-            for addr, px in enumerate(sample):
-                ctx.set(dut.px_addr, addr)
-                ctx.set(dut.px_data, int(px))
-                ctx.set(dut.px_we, 1)
-                await ctx.tick()
-            ctx.set(dut.px_we, 0)
-            rasters = [np.zeros((cfg.time_steps, n), dtype=bool) for n in cfg.layers]
-            ctx.set(dut.start, 1)
-            await ctx.tick()
-            ctx.set(dut.start, 0)
-            edges = 0
-            while True:
-                for pop in range(len(cfg.layers)):
-                    if ctx.get(getattr(dut, f"trace{pop}_valid")):
-                        idx = ctx.get(getattr(dut, f"trace{pop}_index"))
-                        rasters[pop][ctx.get(dut.trace_step), idx] = True
-                await ctx.tick()
-                edges += 1
-                if ctx.get(dut.done):
-                    break
-            assert ctx.get(dut.fifo_overflow) == 0
-            pred = ctx.get(dut.prediction) if ctx.get(dut.prediction_valid) else -1
-            results.append((rasters, edges, ctx.get(dut.cycles), pred))
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(tb)
-    sim.run()
-    return results
+    run = simulate(cfg, to_stored(cfg, weights), pixels)
+    assert not run.fifo_overflow
+    return [([r[b] for r in run.rasters], int(run.edges[b]), int(run.cycles[b]),
+             int(run.predictions[b])) for b in range(len(pixels))]
 
 
 CASES = {
