@@ -5,6 +5,8 @@ and the coverage report of the randomized runs at the end of the run.
   seed is given: ``--hypothesis-seed=N`` or ``SPIKEFORGE_SEED=N``; no example database.
 * ``-m deep`` selects the deep tier (hundreds of random configs; deselected by default, see
   pyproject's ``addopts``).
+* ``--sim icarus`` runs the cocotb regressions (``sim`` fixture) on Icarus Verilog instead of
+  Verilator.
 * The randomized runs count what they exercised (:data:`sim.random_cases.COVERAGE`); pytest
   -xdist workers hand their counts to the controller, which prints the report.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -20,6 +23,20 @@ from hypothesis import HealthCheck, settings
 from sim.random_cases import COVERAGE
 
 COVERAGE_KEY = "spikeforge_random_coverage"
+
+
+def pytest_addoption(parser):
+    parser.addoption("--sim", choices=("verilator", "icarus"), default="verilator",
+                     help="simulator of the cocotb regressions (default: verilator)")
+
+
+@pytest.fixture
+def sim(request):
+    """The simulator the cocotb regressions run on (``--sim``)."""
+    name = request.config.getoption("--sim")
+    if name == "icarus" and shutil.which("iverilog") is None:
+        pytest.skip("Icarus Verilog (iverilog) is not installed")
+    return name
 
 
 def pytest_configure(config):

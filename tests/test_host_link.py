@@ -151,7 +151,7 @@ def test_uart_loopback_and_framing_error():
     assert any(f for f, _ in seen) and not any(v for _, v in seen)
 
 
-def test_host_loop_on_the_rtl_matches_the_golden_model():
+def test_host_loop_on_the_rtl_matches_the_golden_model(sim):
     """Driver -> UART -> serial top -> UART -> driver: load weights, read them back, survive
     broken frames, run inference and training samples; every output spike, cycle count,
     prediction and learned weight equals the golden model's."""
@@ -173,7 +173,7 @@ def test_host_loop_on_the_rtl_matches_the_golden_model():
     stored = initial_weights(cfg, 3)
     weights = inference_weights(cfg, stored)
 
-    infer = run_link(cfg, weights, pixels)
+    infer = run_link(cfg, weights, pixels, sim=sim)
     gold = run_network(cfg, weights, pixels)
     assert infer.info == info_bytes(cfg)
     assert infer.readback_ok and infer.unchanged_ok
@@ -188,7 +188,7 @@ def test_host_loop_on_the_rtl_matches_the_golden_model():
     samples, frames, errors, *flags = infer.counters
     assert (samples, errors) == (3, len(infer.errors)) and not any(flags)
 
-    train = run_link(cfg, stored, pixels, labels=labels, stored=True)
+    train = run_link(cfg, stored, pixels, labels=labels, stored=True, sim=sim)
     w = stored
     cycles = []
     for x, y in zip(pixels, labels, strict=True):

@@ -1,4 +1,5 @@
-"""cocotb on Verilator: the generated Verilog of several configs against the golden model.
+"""cocotb: the generated Verilog of several configs against the golden model, on Verilator
+(or on Icarus Verilog with ``pytest --sim icarus``).
 
 Each parameter set gets its own build directory (``build/sim/<config>-<hash>-<sim>``). Every
 spike of every population, every cycle count (the hardware's counter and the testbench's own
@@ -58,7 +59,7 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_rtl_matches_golden(case):
+def test_rtl_matches_golden(case, sim):
     make_cfg, scale, source, n = CASES[case]
     cfg = make_cfg()
     rng = np.random.default_rng(sum(map(ord, case)))
@@ -69,7 +70,7 @@ def test_rtl_matches_golden(case):
         data = load_dataset(source, cfg.pixel_bits)
         pixels = data.test_pixels[rng.choice(len(data.test_labels), n, replace=False)]
     gold = run_network(cfg, weights, pixels)
-    rtl = run_rtl(cfg, weights, pixels, readback=True)
+    rtl = run_rtl(cfg, weights, pixels, readback=True, sim=sim)
     result = compare_runs(gold, rtl)
     assert result.ok, f"{result.summary_line()}; first divergence: {result.first_divergence}"
     np.testing.assert_array_equal(rtl.cycles, gold.cycles)
@@ -97,14 +98,14 @@ def test_saturating_case_saturates():
 
 
 @pytest.mark.skipif(not SHARED_MNIST_T10K.exists(), reason="shared MNIST test set absent")
-def test_mnist_ecp5_rtl_on_real_mnist():
+def test_mnist_ecp5_rtl_on_real_mnist(sim):
     cfg = load_config("mnist-ecp5")
     rng = np.random.default_rng(5)
     weights = random_weights(cfg, rng, scale=0.25)
     data = load_dataset("mnist-t10k", cfg.pixel_bits)
     pixels = data.test_pixels[rng.choice(len(data.test_labels), 2, replace=False)]
     gold = run_network(cfg, weights, pixels)
-    rtl = run_rtl(cfg, weights, pixels)
+    rtl = run_rtl(cfg, weights, pixels, sim=sim)
     result = compare_runs(gold, rtl)
     assert result.ok, f"{result.summary_line()}; first divergence: {result.first_divergence}"
     assert all(r.any() for r in rtl.rasters)
@@ -190,12 +191,12 @@ def golden_training(cfg, stored, pixels, labels):
 
 
 @pytest.mark.parametrize("case", sorted(LEARN_CASES))
-def test_rtl_learning_matches_golden(case):
+def test_rtl_learning_matches_golden(case, sim):
     from sim.compare import compare_training
 
     cfg, stored, pixels, labels = learning_job(case)
     steps = golden_training(cfg, stored, pixels, labels)
-    rtl = run_rtl(cfg, stored, pixels, labels=labels, stored=True)
+    rtl = run_rtl(cfg, stored, pixels, labels=labels, stored=True, sim=sim)
     result = compare_training(steps, rtl)
     assert result.ok, f"{result.summary_line()}; first divergence: {result.first_divergence}"
     assert result.weight_mismatches == 0

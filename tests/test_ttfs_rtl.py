@@ -48,7 +48,7 @@ def pixels_for(cfg, source, n, rng):
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_ttfs_rtl_learns_like_golden(case):
+def test_ttfs_rtl_learns_like_golden(case, sim):
     make_cfg, source, learn = CASES[case]
     cfg = make_cfg()
     rng = np.random.default_rng(11)
@@ -61,7 +61,7 @@ def test_ttfs_rtl_learns_like_golden(case):
             state = gold[-1].state
         else:
             gold.append(ttfs.infer(cfg, state, pixels[b:b + 1]))
-    rtl = run_ttfs_rtl(cfg, start, pixels, learn=learn)
+    rtl = run_ttfs_rtl(cfg, start, pixels, learn=learn, sim=sim)
     result = compare_ttfs(gold, rtl, cfg.time_steps)
     assert result.ok, (result.first_divergence, result.details)
     assert result.weight_mismatches == 0 and result.mask_mismatches == 0
