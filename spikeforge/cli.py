@@ -287,13 +287,7 @@ def _compare_ttfs(cfg, args) -> int:
     print(f"compare{' --learn' if args.learn else ''}: {cfg.summary()}; {n} "
           f"{mode} samples ({'random' if args.random else args.dataset or cfg.dataset}), "
           f"seed {args.seed}, {init}, {args.sim}")
-    gold, s = [], state
-    for b in range(len(pixels)):
-        if args.learn:
-            gold.append(ttfs.learn_step(cfg, s, pixels[b]))
-            s = gold[-1].state
-        else:
-            gold.append(ttfs.infer(cfg, s, pixels[b:b + 1]))
+    gold, s = ttfs.run_schedule(cfg, state, pixels, [args.learn] * n)
     with tqdm(total=n, desc=f"RTL {mode} ({args.sim})", unit="sample",
               disable=args.quiet) as bar:
         rtl = run_ttfs_rtl(cfg, state, pixels, learn=args.learn, sim=args.sim,

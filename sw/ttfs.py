@@ -217,3 +217,17 @@ def learn_step(cfg, state: TTFSState, pixels_row) -> TTFSStep:
     return TTFSStep(t_in=t_in, t_out=t_out, v_out=v_out, winners=won, state=after,
                     infer_cycles=ttfs_cycles.infer_cycles(cfg, lengths),
                     learn_cycles=ttfs_cycles.learn_cycles(cfg, lengths[won]))
+
+
+def run_schedule(cfg, state: TTFSState, pixels, learn) -> tuple[list, TTFSState]:
+    """The samples in order, as the core runs them: sample ``b`` trains (a
+    :class:`TTFSStep`, the state moves on) where ``learn[b]``, else it is inferred (a
+    one-sample :class:`TTFSRun` with the state as it is). Returns them and the last state."""
+    out = []
+    for row, flag in zip(pixels, learn, strict=True):
+        if flag:
+            out.append(learn_step(cfg, state, row))
+            state = out[-1].state
+        else:
+            out.append(infer(cfg, state, np.asarray(row)[None]))
+    return out, state

@@ -105,13 +105,7 @@ def test_ttfs_same_on_icarus():
     start = ttfs.initial_state(cfg, 5)
     verilator, icarus = both(run_ttfs_rtl, cfg, start, pixels, learn=learn)
     assert_identical(verilator, icarus)
-    gold, state = [], start
-    for b, flag in enumerate(learn):
-        if flag:
-            gold.append(ttfs.learn_step(cfg, state, pixels[b]))
-            state = gold[-1].state
-        else:
-            gold.append(ttfs.infer(cfg, state, pixels[b:b + 1]))
+    gold, state = ttfs.run_schedule(cfg, start, pixels, learn)
     result = compare_ttfs(gold, icarus, cfg.time_steps)
     assert result.ok, (result.first_divergence, result.details)
     assert (icarus.cycles == icarus.edges).all()

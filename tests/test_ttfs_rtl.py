@@ -54,13 +54,7 @@ def test_ttfs_rtl_learns_like_golden(case, sim):
     rng = np.random.default_rng(11)
     pixels = pixels_for(cfg, source, len(learn), rng)
     start = ttfs.initial_state(cfg, 5)
-    gold, state = [], start
-    for b, flag in enumerate(learn):
-        if flag:
-            gold.append(ttfs.learn_step(cfg, state, pixels[b]))
-            state = gold[-1].state
-        else:
-            gold.append(ttfs.infer(cfg, state, pixels[b:b + 1]))
+    gold, state = ttfs.run_schedule(cfg, start, pixels, learn)
     rtl = run_ttfs_rtl(cfg, start, pixels, learn=learn, sim=sim)
     result = compare_ttfs(gold, rtl, cfg.time_steps)
     assert result.ok, (result.first_divergence, result.details)
