@@ -1,4 +1,5 @@
-"""``spikeforge`` command line: demo, generate, lint, compare, qat, train, configs."""
+"""``spikeforge`` command line: demo, generate, lint, compare, qat, train, export, import,
+configs."""
 
 from __future__ import annotations
 
@@ -614,6 +615,64 @@ def cmd_synth(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    """A config and its integer weights as a NIR graph (``docs/nir.md``)."""
+    from sw.nir_io import default_weights, write_nir
+    from sw.weights import load_weights
+
+    cfg = load_config(args.config)
+    if args.weights:
+        weights, note = load_weights(args.weights, cfg), f"weights {args.weights}"
+    else:
+        weights, note = default_weights(cfg, args.seed)
+    write_nir(args.nir, cfg, weights, dt=args.dt)
+    print(f"export: {cfg.summary()}")
+    print(f"export: {note}")
+    print(f"export: wrote {args.nir}: Input -> (Linear -> LIF) x {cfg.n_layers} -> Output, "
+          f"dt {args.dt:g}, tau {args.dt * (1 << cfg.leak_shift):g}, "
+          f"v_threshold {cfg.threshold}; formats in the graph metadata")
+    return 0
+
+
+def cmd_import(args) -> int:
+    """A NIR graph or float weights -> config TOML + integer weights (``docs/nir.md``)."""
+    from sw.nir_io import config_to_toml, evaluate, load_float_weights, quantise_float, read_nir
+    from sw.weights import save_weights
+
+    options = {k: v for k, v in (("weight_bits", args.weight_bits),
+                                 ("membrane_bits", args.membrane_bits),
+                                 ("time_steps", args.time_steps), ("lanes", args.lanes),
+                                 ("pixel_bits", args.pixel_bits), ("threshold", args.threshold),
+                                 ("leak_shift", args.leak_shift), ("name", args.name),
+                                 ("dataset", args.dataset)) if v is not None}
+    if args.nir:
+        result = read_nir(args.nir, quantise=args.quantise, dt=args.dt, **options)
+        source = f"NIR graph {args.nir}"
+    else:
+        options.setdefault("leak_shift", 2)
+        options.setdefault("name", Path(args.float).stem)
+        result = quantise_float(load_float_weights(args.float), quantise=args.quantise,
+                                **options)
+        source = f"float weights {args.float} (threshold units)"
+    for line in result.lines:
+        print(line)
+    cfg = result.cfg
+    out = Path(args.config_out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(config_to_toml(cfg, header=f"imported by spikeforge import from {source}"))
+    load_config(out)          # what was written loads back as a legal config
+    print(f"import: wrote {out}")
+    if args.weights_out:
+        Path(args.weights_out).parent.mkdir(parents=True, exist_ok=True)
+        save_weights(args.weights_out, cfg, result.weights)
+        print(f"import: wrote {args.weights_out}")
+    if args.evaluate:
+        acc, n = evaluate(cfg, result.weights, args.evaluate)
+        print(f"import: golden model accuracy {100 * acc:.2f}% on the first {n} {cfg.dataset} "
+              f"test samples")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="spikeforge",
@@ -773,6 +832,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="output folder (default "
                    "out/synth/<config>-<board>)")
     p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("export", help="write a config and its weights as a NIR graph "
+                                      "(Neuromorphic Intermediate Representation, docs/nir.md)")
+    _add_config(p)
+    p.add_argument("--weights", help=".npz weight file (default: the initial weights "
+                                     "spikeforge train starts from; random ones from --seed "
+                                     "without [learning])")
+    p.add_argument("--seed", type=_int_at_least(0), default=0)
+    p.add_argument("--nir", required=True, help="NIR file to write (HDF5, .nir)")
+    p.add_argument("--dt", type=float, default=1e-4,
+                   help="time step the LIF time constants assume (default 1e-4, snnTorch's)")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("import", help="a NIR graph or float weights -> config TOML + integer "
+                                      "weights (docs/nir.md)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--nir", help="NIR file: Input -> (Linear|Affine -> LIF|IF|CubaLIF)+ -> "
+                                   "Output")
+    src.add_argument("--float", help="float weights: .npz with w0, w1, ... of shape (n_pre, "
+                                     "n_post) in threshold units, or a torch state dict "
+                                     "(.pt) of bias-free nn.Linear layers")
+    p.add_argument("--config-out", required=True, help="config TOML to write")
+    p.add_argument("--weights-out", help="integer weights to write (.npz, for --weights)")
+    p.add_argument("--quantise", choices=("max", "percentile"), default="max",
+                   help="foreign weights: threshold from the largest |w| (max, default) or "
+                        "the 99th percentile per layer (outliers clip)")
+    p.add_argument("--dt", type=float, default=None,
+                   help="time step of the graph's time constants (default: the exporter's "
+                        "metadata, else 1e-4, snnTorch's)")
+    p.add_argument("--weight-bits", type=int)
+    p.add_argument("--membrane-bits", type=int, help="raised to the least legal width")
+    p.add_argument("--time-steps", type=int)
+    p.add_argument("--lanes", type=int)
+    p.add_argument("--pixel-bits", type=int)
+    p.add_argument("--threshold", type=int, help="integer threshold (default: from --quantise)")
+    p.add_argument("--leak-shift", type=int, help="default: from the graph's tau (2 for --float)")
+    p.add_argument("--name", help="config name (default: the file's)")
+    p.add_argument("--dataset", choices=("digits", "mnist-t10k", "fashion-mnist"))
+    p.add_argument("--evaluate", type=_int_at_least(1), default=None, metavar="N",
+                   help="also run the golden model on the first N test samples of the dataset")
+    p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("configs", help="list the shipped profiles")
     p.set_defaults(func=cmd_configs)

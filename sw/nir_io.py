@@ -1,0 +1,530 @@
+"""NIR interop: export a config + integer weights as a NIR graph, import NIR graphs and float
+weights into a config + integer weights (``docs/nir.md`` is the spec of the mapping).
+
+* :func:`export_graph` / :func:`write_nir`: ``Input -> (Linear -> LIF) per layer -> Output``,
+  weights in integer units (a NIR weight equals the integer weight, exact in float32), LIF
+  parameters by the forward-Euler convention ``dt / tau = 2**-leak_shift``, ``r = tau / dt``
+  with ``dt = 1e-4`` (snnTorch's), and everything NIR cannot say (formats, subtract-reset,
+  shift leak, saturation, encoding, T, lanes, learning) in the graph's ``metadata``.
+* :func:`import_graph` / :func:`read_nir`: the inverse. With the exporter's metadata the round
+  trip is exact (same config, same integer weights); a foreign float graph is reduced to our
+  neuron and quantised by :func:`quantise_float`.
+* :func:`quantise_float`: float weight matrices ``(n_pre, n_post)`` in threshold units (or
+  with per-layer float thresholds) -> integer weights and a config.
+* :func:`load_float_weights`: ``.npz`` with ``w0, w1, ...`` of shape ``(n_pre, n_post)``, or a
+  torch state dict of ``nn.Linear`` layers (``weight`` of shape ``(out, in)``).
+
+This module imports ``nir`` (and ``torch`` for ``.pt`` files) lazily.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from spikeforge.config import ConfigError, DesireConfig, NetworkConfig
+
+#: The time step the exported LIF parameters assume (snnTorch's NIR converter uses 1e-4).
+DT = 1e-4
+#: Version of the metadata layout written under ``graph.metadata["spikeforge"]``.
+FORMAT = 1
+SUPPORTED = ("Input", "Linear", "Affine", "LIF", "IF", "CubaLIF (tau_syn <= dt, w_in = 1)",
+             "Output")
+QUANTISE = ("max", "percentile")
+PERCENTILE = 99.0
+
+
+# ---------------------------------------------------------------- config <-> dict / TOML
+def config_to_dict(cfg: NetworkConfig) -> dict:
+    """Every field of a rate config, as plain JSON types (``source`` left out)."""
+    if cfg.encoding != "rate":
+        raise ConfigError(f"config {cfg.name!r}: NIR export supports rate-coded configs only "
+                          f"(encoding {cfg.encoding!r}); TTFS cores have no NIR equivalent")
+    d = {k: v for k, v in asdict(cfg).items() if k != "source"}
+    d["layers"] = list(cfg.layers)
+    return d
+
+
+def config_from_dict(d: dict) -> NetworkConfig:
+    d = dict(d)
+    learning = d.pop("learning", None)
+    d["layers"] = tuple(d["layers"])
+    return NetworkConfig(**d, learning=DesireConfig(**learning) if learning else None)
+
+
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"no TOML form for {v!r}")
+
+
+def config_to_toml(cfg: NetworkConfig, header: str = "") -> str:
+    """The TOML text ``spikeforge.config.load_config`` reads back as an equal config."""
+    lines = [f"# {line}" for line in header.splitlines()]
+    lines += [f"name = {_toml_value(cfg.name)}", f"dataset = {_toml_value(cfg.dataset)}", "",
+              "[network]", f"layers = {_toml_value(list(cfg.layers))}",
+              f"time_steps = {cfg.time_steps}", f"lanes = {cfg.lanes}", "",
+              "[neuron]", f"weight_bits = {cfg.weight_bits}",
+              f"membrane_bits = {cfg.membrane_bits}", f"threshold = {cfg.threshold}",
+              f"leak_shift = {cfg.leak_shift}", "",
+              "[encoding]", f"kind = {_toml_value(cfg.encoding)}",
+              f"pixel_bits = {cfg.pixel_bits}"]
+    if cfg.learning is not None:
+        lines += ["", "[learning]"]
+        lines += [f"{k} = {_toml_value(v)}" for k, v in asdict(cfg.learning).items()]
+    return "\n".join(lines) + "\n"
+
+
+def default_weights(cfg: NetworkConfig, seed: int = 0) -> tuple[list[np.ndarray], str]:
+    """The inference weights other commands start from without ``--weights``: the Kaiming
+    init of ``spikeforge train`` (``W_store >> F``) for learning configs, else ``compare``'s
+    uniform random weights from the seed."""
+    from sw.train import initial_weights
+    from sw.weights import random_weights
+
+    if cfg.learning is not None:
+        return ([w >> cfg.frac_bits for w in initial_weights(cfg, seed)],
+                f"initial (Kaiming, seed {seed}) weights as spikeforge train starts from")
+    return (random_weights(cfg, np.random.default_rng(seed)),
+            f"random weights (seed {seed}, scale 0.5) as spikeforge compare uses")
+
+
+# ---------------------------------------------------------------- export
+def lif_parameters(cfg: NetworkConfig, dt: float = DT) -> dict:
+    """NIR LIF parameters of our neuron (forward Euler: ``v += dt/tau * (v_leak - v + r*I)``).
+
+    ``dt / tau = 2**-k`` gives the per-step decay ``1 - 2**-k`` of ``v - (v >> k)`` (up to the
+    floor), ``r = tau / dt`` makes one unit of input current add one unit of membrane per
+    step, ``v_leak = 0``, ``v_threshold = threshold`` (integer membrane units), ``v_reset = 0``
+    (NIR resets to a value; ours subtracts the threshold: metadata ``reset = "subtract"``).
+    """
+    tau = dt * (1 << cfg.leak_shift)
+    return {"tau": tau, "r": tau / dt, "v_leak": 0.0, "v_threshold": float(cfg.threshold),
+            "v_reset": 0.0}
+
+
+def export_graph(cfg: NetworkConfig, weights, *, dt: float = DT):
+    """The NIR graph of ``cfg`` with inference ``weights`` (a list of ``(n_pre, n_post)``)."""
+    import nir
+
+    from sw.weights import check_weights
+
+    weights = check_weights(cfg, weights)
+    meta = {"format": FORMAT, "config": config_to_dict(cfg), "dt": dt,
+            "weight_units": "integer: NIR weight = spikeforge inference weight (W_store >> F)",
+            "reset": "subtract", "fire": "v >= threshold",
+            "leak": "v <- v - (v >> leak_shift) (arithmetic shift, floors)",
+            "saturation": "every synaptic add saturates to the signed membrane_bits range",
+            "order": "integrate (ascending presynaptic index), fire, subtract-reset, leak",
+            "delay": "LIF layer l at step t integrates layer l-1's spikes of step t-1",
+            "encoding": "rate: non-leaky IF per pixel, threshold 2**pixel_bits - 1",
+            "readout": "unique argmax of output spike counts, -1 on a tie"}
+    p = lif_parameters(cfg, dt)
+    nodes = {"input": nir.Input(input_type={"input": np.array([cfg.layers[0]])},
+                                metadata={"encoding": cfg.encoding,
+                                          "pixel_bits": cfg.pixel_bits,
+                                          "time_steps": cfg.time_steps})}
+    edges, prev = [], "input"
+    for layer, w in enumerate(weights):
+        n = cfg.layers[layer + 1]
+        fc, lif = f"fc{layer}", f"lif{layer}"
+        nodes[fc] = nir.Linear(weight=w.T.astype(np.float32), metadata={
+            "weight_bits": cfg.weight_bits, "frac_bits": cfg.frac_bits,
+            "store_bits": cfg.store_bits, "integer_weights": 1})
+        nodes[lif] = nir.LIF(
+            tau=np.full(n, p["tau"]), r=np.full(n, p["r"]), v_leak=np.zeros(n),
+            v_threshold=np.full(n, p["v_threshold"]), v_reset=np.zeros(n),
+            metadata={"reset": "subtract", "leak_shift": cfg.leak_shift,
+                      "membrane_bits": cfg.membrane_bits, "threshold": cfg.threshold,
+                      "fire": "v >= threshold", "dt": dt})
+        edges += [(prev, fc), (fc, lif)]
+        prev = lif
+    nodes["output"] = nir.Output(output_type={"output": np.array([cfg.layers[-1]])})
+    edges.append((prev, "output"))
+    graph_meta = {"spikeforge": json.dumps(meta, sort_keys=True), "name": cfg.name,
+                  "lanes": cfg.lanes, "time_steps": cfg.time_steps,
+                  "weight_bits": cfg.weight_bits, "membrane_bits": cfg.membrane_bits,
+                  "frac_bits": cfg.frac_bits, "leak_shift": cfg.leak_shift,
+                  "reset": "subtract", "encoding": cfg.encoding, "pixel_bits": cfg.pixel_bits,
+                  "dt": dt}
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=graph_meta)
+
+
+def write_nir(path, cfg: NetworkConfig, weights, *, dt: float = DT) -> None:
+    import nir
+
+    nir.write(str(path), export_graph(cfg, weights, dt=dt))
+
+
+# ---------------------------------------------------------------- import
+@dataclass
+class LayerMap:
+    """How one foreign layer became ours (printed by ``spikeforge import``)."""
+
+    node: str
+    neuron: str
+    n_pre: int
+    n_post: int
+    v_threshold: float
+    gain: float               # membrane units added per unit of NIR weight and input spike
+    leak_shift: int | None    # None: no leak (IF)
+    scale: float = 0.0        # integer weight per float weight unit
+    clipped: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Imported:
+    cfg: NetworkConfig
+    weights: list[np.ndarray]
+    exact: bool               # True: read back from our own exporter's metadata
+    layers: list[LayerMap]
+    lines: list[str]          # the report
+
+
+def _text(v):
+    if isinstance(v, bytes):
+        return v.decode("utf8")
+    if isinstance(v, np.ndarray) and v.shape == ():
+        return _text(v[()])
+    return v
+
+
+def _unsupported(kind: str, name: str, why: str = "") -> ConfigError:
+    return ConfigError(
+        f"NIR node {name!r} ({kind}): not supported{': ' + why if why else ''}; spikeforge "
+        f"imports a chain Input -> (Linear|Affine -> LIF|IF|CubaLIF)+ -> Output; supported "
+        f"node types: {', '.join(SUPPORTED)}")
+
+
+def _chain(graph) -> list[str]:
+    """Node names from the Input to the Output, or a ConfigError for anything else."""
+    nodes, edges = graph.nodes, [(_text(a), _text(b)) for a, b in graph.edges]
+    known = ("Input", "Output", "Linear", "Affine", "LIF", "IF", "CubaLIF")
+    for name, node in nodes.items():
+        if type(node).__name__ not in known:
+            raise _unsupported(type(node).__name__, name)
+    succ, pred = {}, {}
+    for a, b in edges:
+        succ.setdefault(a, []).append(b)
+        pred.setdefault(b, []).append(a)
+    for name in nodes:
+        kind = type(nodes[name]).__name__
+        if len(succ.get(name, [])) > 1:
+            raise _unsupported(kind, name, f"branching graph: edges to {succ[name]}")
+        if len(pred.get(name, [])) > 1:
+            raise _unsupported(kind, name, f"merging or recurrent edges from {pred[name]}")
+    inputs = [n for n, v in nodes.items() if type(v).__name__ == "Input"]
+    outputs = [n for n, v in nodes.items() if type(v).__name__ == "Output"]
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise ConfigError(f"NIR graph: expected one Input and one Output node, got inputs "
+                          f"{inputs} and outputs {outputs}")
+    order, seen, cur = [inputs[0]], {inputs[0]}, inputs[0]
+    while cur != outputs[0]:
+        nxt = succ.get(cur, [])
+        if not nxt:
+            raise ConfigError(f"NIR graph: node {cur!r} ({type(nodes[cur]).__name__}) has no "
+                              f"outgoing edge; the chain does not reach the Output")
+        cur = nxt[0]
+        if cur in seen:
+            raise _unsupported(type(nodes[cur]).__name__, cur, "recurrent edge (a cycle)")
+        seen.add(cur)
+        order.append(cur)
+    if len(order) != len(nodes):
+        rest = sorted(set(nodes) - seen)
+        raise ConfigError(f"NIR graph: nodes {rest} are not on the Input -> Output chain")
+    return order
+
+
+def _uniform(name: str, kind: str, param: str, arr) -> float:
+    arr = np.asarray(arr, dtype=np.float64).ravel()
+    if arr.size == 0:
+        raise _unsupported(kind, name, f"empty {param}")
+    if not np.allclose(arr, arr[0], rtol=1e-6, atol=0):
+        raise _unsupported(kind, name, f"{param} differs between neurons "
+                                       f"([{arr.min():g}, {arr.max():g}]); spikeforge has one "
+                                       f"value per network")
+    return float(arr[0])
+
+
+def _neuron(name: str, node, dt: float) -> LayerMap:
+    """Reduce a NIR neuron to (threshold, input gain, leak shift)."""
+    kind = type(node).__name__
+    notes = []
+    if kind == "IF":
+        r = _uniform(name, kind, "r", node.r)
+        vth = _uniform(name, kind, "v_threshold", node.v_threshold)
+        return LayerMap(name, kind, 0, 0, vth, r, None, notes=notes)
+    if kind == "LIF":
+        tau = _uniform(name, kind, "tau", node.tau)
+        r = _uniform(name, kind, "r", node.r)
+        v_leak = _uniform(name, kind, "v_leak", node.v_leak)
+        vth = _uniform(name, kind, "v_threshold", node.v_threshold)
+    else:  # CubaLIF
+        tau = _uniform(name, kind, "tau_mem", node.tau_mem)
+        tau_syn = _uniform(name, kind, "tau_syn", node.tau_syn)
+        r = _uniform(name, kind, "r", node.r)
+        v_leak = _uniform(name, kind, "v_leak", node.v_leak)
+        vth = _uniform(name, kind, "v_threshold", node.v_threshold)
+        w_in = _uniform(name, kind, "w_in", node.w_in)
+        if tau_syn > dt * (1 + 1e-6) or w_in != 1.0:
+            raise _unsupported(kind, name, f"a synaptic current with tau_syn = {tau_syn:g} > "
+                                           f"dt = {dt:g} (or w_in = {w_in:g} != 1) does not "
+                                           f"reduce to a LIF neuron")
+        notes.append(f"CubaLIF with tau_syn = {tau_syn:g} <= dt: synaptic current passes "
+                     f"straight through (reduced to LIF)")
+    if v_leak != 0.0:
+        raise _unsupported(kind, name, f"v_leak = {v_leak:g}: spikeforge neurons leak to 0")
+    if tau <= dt:
+        raise _unsupported(kind, name, f"tau = {tau:g} <= dt = {dt:g} (no memory at all)")
+    decay = dt / tau                         # forward Euler: v <- v + dt/tau (-v + r I)
+    k = min(16, max(1, round(-math.log2(decay))))
+    notes.append(f"tau/dt = {tau / dt:g}: decay dt/tau = {decay:.4g} per step -> leak_shift "
+                 f"{k} (decay 2^-{k} = {2.0 ** -k:.4g})")
+    return LayerMap(name, kind, 0, 0, vth, r * decay, k, notes=notes)
+
+
+def _own_metadata(graph) -> dict | None:
+    meta = getattr(graph, "metadata", None) or {}
+    text = _text(meta.get("spikeforge")) if isinstance(meta, dict) else None
+    if not text:
+        return None
+    try:
+        data = json.loads(text)
+    except (TypeError, ValueError):
+        return None
+    return data if data.get("format") == FORMAT and "config" in data else None
+
+
+def import_graph(graph, *, quantise: str = "max", dt: float | None = None,
+                 **options) -> Imported:
+    """A NIR graph -> config + integer weights (see the module docstring).
+
+    ``options`` (foreign graphs only) go to :func:`quantise_float`: ``weight_bits``,
+    ``membrane_bits``, ``time_steps``, ``lanes``, ``pixel_bits``, ``threshold``,
+    ``leak_shift``, ``name``, ``dataset``.
+    """
+    order = _chain(graph)
+    nodes = graph.nodes
+    own = _own_metadata(graph)
+    if dt is None:
+        dt = float(own["dt"]) if own else DT
+    n_in = int(np.prod(np.asarray(nodes[order[0]].input_type["input"])))
+    mats, maps = [], []
+    body = order[1:-1]
+    if len(body) % 2 or not body:
+        raise ConfigError(f"NIR graph: expected (Linear|Affine, neuron) pairs between Input and "
+                          f"Output, got {[type(nodes[n]).__name__ for n in body]}")
+    for i in range(0, len(body), 2):
+        fc, neu = body[i], body[i + 1]
+        kind_fc, kind_n = type(nodes[fc]).__name__, type(nodes[neu]).__name__
+        if kind_fc not in ("Linear", "Affine"):
+            raise _unsupported(kind_fc, fc, "expected a Linear or Affine node here")
+        if kind_n not in ("LIF", "IF", "CubaLIF"):
+            raise _unsupported(kind_n, neu, "expected a LIF, IF or CubaLIF node here")
+        w = np.asarray(nodes[fc].weight, dtype=np.float64)
+        if w.ndim != 2:
+            raise _unsupported(kind_fc, fc, f"weight of shape {w.shape} is not 2-D")
+        if kind_fc == "Affine" and np.any(np.asarray(nodes[fc].bias) != 0):
+            raise _unsupported(kind_fc, fc, "nonzero bias: spikeforge neurons have no bias "
+                                            "input")
+        n_pre = mats[-1].shape[1] if mats else n_in
+        if w.shape[1] != n_pre:
+            raise ConfigError(f"NIR node {fc!r} ({kind_fc}): weight has {w.shape[1]} inputs, "
+                              f"the previous layer has {n_pre}")
+        m = _neuron(neu, nodes[neu], dt)
+        m.n_pre, m.n_post = w.shape[1], w.shape[0]
+        mats.append(w.T)                       # ours: (n_pre, n_post)
+        maps.append(m)
+    if own is not None:
+        exact = _exact(own, mats)
+        if exact is not None:
+            cfg, weights = exact
+            lines = [f"import: spikeforge metadata (format {FORMAT}): exact round trip of "
+                     f"config {cfg.name!r}", f"import: {cfg.summary()}"]
+            return Imported(cfg, weights, True, maps, lines)
+    if own is not None:
+        options.setdefault("name", own["config"]["name"])
+    return _from_float(mats, maps, quantise=quantise, **options)
+
+
+def _exact(own: dict, mats) -> tuple[NetworkConfig, list[np.ndarray]] | None:
+    """Config and integer weights from our metadata, or None where the graph's weights are no
+    longer integers of the config's format (edited after export: quantised instead)."""
+    cfg = config_from_dict(own["config"])
+    if [m.shape for m in mats] != [cfg.weight_shape(i) for i in range(cfg.n_layers)]:
+        return None
+    weights = []
+    for m in mats:
+        if not np.all(np.isfinite(m)) or np.any(m != np.rint(m)):
+            return None
+        w = np.rint(m).astype(np.int64)
+        if w.size and (w.min() < cfg.w_min or w.max() > cfg.w_max):
+            return None
+        weights.append(w)
+    return cfg, weights
+
+
+def _from_float(mats, maps, *, quantise="max", weight_bits=8, membrane_bits=16,
+                time_steps=20, lanes=1, pixel_bits=8, threshold=None, leak_shift=None,
+                name="imported", dataset="digits") -> Imported:
+    shifts = {m.leak_shift for m in maps if m.leak_shift is not None}
+    lines = []
+    if leak_shift is None:
+        if len(shifts) > 1:
+            raise ConfigError(f"NIR graph: layers map to different leak shifts {sorted(shifts)}"
+                              f" and spikeforge has one per network; pick one with "
+                              f"--leak-shift")
+        if shifts:
+            leak_shift = shifts.pop()
+        else:
+            leak_shift = 16
+            lines.append("import: IF neurons (no leak): leak_shift 16, the weakest leak "
+                         "(v >> 16 is 0 for 0 <= v < 65536)")
+    units = [m / (layer.v_threshold / layer.gain) for m, layer in zip(mats, maps, strict=True)]
+    q = quantise_float(units, quantise=quantise, weight_bits=weight_bits,
+                       membrane_bits=membrane_bits, time_steps=time_steps, lanes=lanes,
+                       pixel_bits=pixel_bits, threshold=threshold, leak_shift=leak_shift,
+                       name=name, dataset=dataset)
+    for layer, m, clipped in zip(maps, q.layers, [x.clipped for x in q.layers], strict=True):
+        layer.scale = m.scale * layer.gain / layer.v_threshold
+        layer.clipped = clipped
+        lines.append(f"import: {layer.node} ({layer.neuron}, {layer.n_pre}->{layer.n_post}): "
+                     f"v_threshold {layer.v_threshold:g} -> threshold {q.cfg.threshold}; "
+                     f"input gain r*dt/tau {layer.gain:g}; weight scale {layer.scale:.6g} "
+                     f"integer per NIR weight unit; {clipped} weights clipped")
+        lines += [f"import:   {note}" for note in layer.notes]
+    lines += q.lines
+    return Imported(q.cfg, q.weights, False, maps, lines)
+
+
+def quantise_float(units, *, quantise: str = "max", weight_bits: int = 8,
+                   membrane_bits: int = 16, time_steps: int = 20, lanes: int = 1,
+                   pixel_bits: int = 8, threshold: int | None = None, leak_shift: int = 2,
+                   name: str = "imported", dataset: str = "digits") -> Imported:
+    """Float weights in *threshold units* (a weight of 1.0 alone lifts a membrane from 0 to
+    the firing threshold), one ``(n_pre, n_post)`` array per layer -> integer weights.
+
+    Our threshold ``theta`` is one integer for the whole network, so layer ``l``'s scale is
+    ``theta`` integers per threshold unit for every layer: ``W = clip(round(u * theta))``.
+    Without ``threshold``, ``theta = floor(w_max / a)`` where ``a`` is the largest ``|u|``
+    over all layers (``quantise="max"``: nothing clips) or the largest per-layer
+    ``PERCENTILE``-th percentile of ``|u|`` (``"percentile"``: outliers clip, the rest keeps
+    more resolution). ``membrane_bits`` is raised to the least legal width if needed.
+    """
+    if quantise not in QUANTISE:
+        raise ConfigError(f"--quantise: {quantise!r} is not one of {QUANTISE}")
+    units = [np.asarray(u, dtype=np.float64) for u in units]
+    if not units:
+        raise ConfigError("float weights: no layers")
+    for i, u in enumerate(units):
+        if u.ndim != 2:
+            raise ConfigError(f"float weights w{i}: shape {u.shape} is not (n_pre, n_post)")
+        if i and u.shape[0] != units[i - 1].shape[1]:
+            raise ConfigError(f"float weights w{i}: {u.shape[0]} inputs, but w{i - 1} has "
+                              f"{units[i - 1].shape[1]} outputs")
+        if not np.all(np.isfinite(u)):
+            raise ConfigError(f"float weights w{i}: not all finite")
+    w_max = (1 << (weight_bits - 1)) - 1
+    w_min = -(1 << (weight_bits - 1))
+    if threshold is None:
+        if quantise == "max":
+            a = max(float(np.abs(u).max(initial=0)) for u in units)
+        else:
+            a = max(float(np.percentile(np.abs(u), PERCENTILE)) if u.size else 0.0
+                    for u in units)
+        threshold = max(1, math.floor(w_max / a)) if a > 0 else 1
+    threshold = int(threshold)
+    need = max(3, (threshold - 1 + w_max).bit_length() + 1)
+    cfg = NetworkConfig(name=name, layers=(units[0].shape[0], *(u.shape[1] for u in units)),
+                        time_steps=time_steps, lanes=min(lanes, max(u.shape[1] for u in units)),
+                        weight_bits=weight_bits, membrane_bits=max(membrane_bits, need),
+                        threshold=threshold, leak_shift=leak_shift, pixel_bits=pixel_bits,
+                        dataset=dataset)
+    weights, maps, lines = [], [], []
+    for i, u in enumerate(units):
+        raw = np.rint(u * threshold)
+        clipped = int(((raw < w_min) | (raw > w_max)).sum())
+        weights.append(np.clip(raw, w_min, w_max).astype(np.int64))
+        maps.append(LayerMap(f"w{i}", "float", *u.shape, 1.0, 1.0, leak_shift,
+                             scale=float(threshold), clipped=clipped))
+        lines.append(f"quantise: w{i} {u.shape[0]}x{u.shape[1]}: scale {threshold} per "
+                     f"threshold unit, |u| max {np.abs(u).max(initial=0):.4g}, {clipped} "
+                     f"clipped to [{w_min}, {w_max}], {int((weights[-1] == 0).sum())} zero")
+    lines.append(f"quantise ({quantise}): threshold 1.0 -> {threshold}, {cfg.summary()}")
+    return Imported(cfg, weights, False, maps, lines)
+
+
+def read_nir(path, **kwargs) -> Imported:
+    import nir
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"--nir {str(path)!r}: no such file")
+    try:
+        graph = nir.read(str(path))
+    except Exception as exc:      # h5py/nir raise many types on a bad file
+        raise ConfigError(f"--nir {str(path)!r}: not a readable NIR file: {exc}") from exc
+    return import_graph(graph, **kwargs)
+
+
+# ---------------------------------------------------------------- float weight files
+def load_float_weights(path) -> list[np.ndarray]:
+    """Float weights ``(n_pre, n_post)`` per layer from ``.npz`` (keys ``w0, w1, ...``) or a
+    torch state dict (``.pt``/``.pth``: the 2-D ``*.weight`` tensors of ``nn.Linear`` layers,
+    ``(out, in)``, in the dict's order; nonzero biases are refused)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"--float {str(path)!r}: no such file")
+    if path.suffix in (".pt", ".pth"):
+        import torch
+
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if hasattr(state, "state_dict"):
+            state = state.state_dict()
+        mats = []
+        for key, t in state.items():
+            arr = t.detach().cpu().double().numpy()
+            if key.split(".")[-1] == "bias" and np.any(arr != 0):
+                raise ConfigError(f"--float {path}: {key} is a nonzero bias; spikeforge "
+                                  f"neurons have no bias input (train with bias=False)")
+            if key.split(".")[-1] == "weight" and arr.ndim == 2:
+                mats.append(arr.T)
+        if not mats:
+            raise ConfigError(f"--float {path}: no 2-D '*.weight' tensors (nn.Linear layers)")
+        return mats
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            keys = [f"w{i}" for i in range(len(data.files)) if f"w{i}" in data]
+            if not keys:
+                raise ConfigError(f"--float {path}: no arrays w0, w1, ... of shape "
+                                  f"(n_pre, n_post)")
+            return [np.asarray(data[k], dtype=np.float64) for k in keys]
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(f"--float {path}: not a readable .npz file: {exc}") from exc
+
+
+def evaluate(cfg: NetworkConfig, weights, samples: int | None = None) -> tuple[float, int]:
+    """Golden-model accuracy on the first ``samples`` test samples of the config's dataset."""
+    from sw.datasets import load_dataset
+    from sw.golden import run_network
+
+    data = load_dataset(cfg.dataset, cfg.pixel_bits)
+    if data.n_inputs != cfg.layers[0]:
+        raise ConfigError(f"evaluate: dataset {data.name} has {data.n_inputs} inputs, the "
+                          f"network {cfg.layers[0]}")
+    n = len(data.test_labels) if samples is None else min(samples, len(data.test_labels))
+    run = run_network(cfg, weights, data.test_pixels[:n])
+    return float((run.predictions == data.test_labels[:n]).mean()), n
