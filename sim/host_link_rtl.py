@@ -24,6 +24,7 @@ class LinkRun:
     events: np.ndarray          # (n, 3): sample, step, neuron
     weights_after: list[np.ndarray]   # stored weights read back at the end
     counters: np.ndarray        # samples, frames, errors, fifo/events overflow, overrun, stream
+    gaps: int                   # random idle gaps the host left inside its requests
 
     def rasters(self, n_samples: int, steps: int, n_out: int) -> np.ndarray:
         r = np.zeros((n_samples, steps, n_out), dtype=bool)
@@ -55,4 +56,4 @@ def run_link(cfg, weights, pixels, *, labels=None, lr_shift: int | None = None,
                    predictions=data["predictions"], events=data["events"],
                    weights_after=[unpack_words(cfg, i, [int(w) for w in data[f"after{i}"]])
                                   for i in range(cfg.n_layers)],
-                   counters=data["counters"])
+                   counters=data["counters"], gaps=int(data["gaps"]))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import random
 
 import cocotb
 import numpy as np
@@ -31,17 +32,35 @@ READ_TIMEOUT_NS = 2_000_000            # quiet line: far longer than any sample 
 BYTE_NS = 10 * SIM_UART_DIVISOR * CLOCK_NS
 
 
+GAP_SEED = 2026
+GAP_PROBABILITY = 0.03                 # of an idle gap before a request byte
+GAP_MAX_BYTES = 56                     # below the link's 64-byte-time inter-byte timeout
+
+
 class SimTransport:
-    """``write``/``read`` of :class:`sw.host.SerialTransport`, on the simulated UART pins."""
+    """``write``/``read`` of :class:`sw.host.SerialTransport`, on the simulated UART pins.
+
+    The host side stalls at random (seeded): before a request byte, with probability
+    ``GAP_PROBABILITY``, the line idles for 1 .. ``GAP_MAX_BYTES`` byte times, inside the
+    link's inter-byte timeout, so every frame must still be taken as sent."""
 
     def __init__(self, source: UartSource, sink: UartSink):
         self.source, self.sink = source, sink
         self.write = resume(self._write)
         self.read = resume(self._read)
+        self.rng = random.Random(GAP_SEED)
+        self.gaps = 0
 
     async def _write(self, data: bytes) -> None:
-        await self.source.write(data)
-        await self.source.wait()
+        start = 0
+        for i in range(len(data) + 1):
+            if i == len(data) or self.rng.random() < GAP_PROBABILITY:
+                await self.source.write(data[start:i])
+                await self.source.wait()
+                start = i
+                if i < len(data):
+                    self.gaps += 1
+                    await Timer(BYTE_NS * self.rng.randint(1, GAP_MAX_BYTES), unit="ns")
 
     async def _read(self, n: int) -> bytes:
         """Wait for ``n`` bytes; fail like a serial port's read timeout if the line is quiet
@@ -125,6 +144,7 @@ async def host_link_job(dut):
             out[f"after{i}"] = np.array([str(w) for w in link.read_words(
                 i, 0, len(words[i]))])
         c = link.counters()
+        out["gaps"] = np.array(link.transport.gaps)
         out["counters"] = np.array([c.samples, c.frames, c.errors, c.fifo_overflow,
                                     c.events_overflow, c.rx_overrun, c.stream_error])
         return out

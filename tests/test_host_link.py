@@ -187,6 +187,7 @@ def test_host_loop_on_the_rtl_matches_the_golden_model(sim):
     assert (raster == gold.rasters[-1]).all() and raster.any()
     samples, frames, errors, *flags = infer.counters
     assert (samples, errors) == (3, len(infer.errors)) and not any(flags)
+    assert infer.gaps > 10              # the host really stalled inside its frames
 
     train = run_link(cfg, stored, pixels, labels=labels, stored=True, sim=sim)
     w = stored
