@@ -2,7 +2,8 @@
 
 Every number in the report is read from the tools' JSON (``yosys stat -json`` and
 ``nextpnr --report``), never from their logs. The constraint file is the board's file in
-``constraints/``, passed to nextpnr as it is.
+``constraints/``, copied as it is into the build directory: the YoWASP tools see ``/tmp`` as
+a scratch directory of their own, so they get paths relative to the build directory only.
 """
 
 from __future__ import annotations
@@ -78,7 +79,8 @@ def build(cfg, board_name: str, out_dir, *, f_mhz: float | None = None,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     top = BoardTop(cfg, b, f_mhz, baud)
-    constraint = b.constraint_file
+    constraint = Path(b.constraint_file.name)   # relative to the build directory
+    shutil.copyfile(b.constraint_file, out / constraint)
     times = {}
     t0 = time.perf_counter()
     progress(f"synth: elaborating {cfg.name} for {b.name} (core clock {top.f_mhz:g} MHz)")
@@ -96,7 +98,7 @@ def build(cfg, board_name: str, out_dir, *, f_mhz: float | None = None,
     report = merge_reports(cfg, b, top, json.loads((out / "yosys_stat.json").read_text()),
                            json.loads((out / "nextpnr_report.json").read_text()))
     report["bitstream"] = str(out / pack_command(b)[1])
-    report["constraints"] = str(constraint)
+    report["constraints"] = str(b.constraint_file)
     report["tool_seconds"] = {k: round(v, 1) for k, v in times.items()}
     (out / "report.json").write_text(json.dumps(report, indent=2))
     (out / "report.md").write_text(markdown(report))

@@ -89,6 +89,10 @@ def test_up5k_build_meets_timing(tmp_path):
     used, avail = lut_usage(report)
     assert 0 < used <= avail == 5280
     assert (tmp_path / "top.bin").stat().st_size > 100_000
+    # nextpnr read the board's own pins, from a copy it could reach wherever the clone lies
+    # (YoWASP shadows /tmp with a scratch directory of its own)
+    pcf = board("icebreaker").constraint_file
+    assert (tmp_path / pcf.name).read_text() == pcf.read_text()
     assert re.fullmatch(r"synth: icebreaker digits-up5k Fmax [\d.]+ MHz \(constraint 24\.00 "
                         r"MHz\), LUT \d+/5280", summary_line(report))
 
