@@ -70,7 +70,6 @@ def main(argv=None) -> int:
     try:
         import snntorch as snn
         import torch
-        from snntorch import utils as snn_utils
         from snntorch.export_nir import export_to_nir
     except ImportError as exc:
         print(f"nir_snntorch: needs the snntorch extra (pip install -e '.[snntorch]'): {exc}")
@@ -91,14 +90,6 @@ def main(argv=None) -> int:
     net = torch.nn.Sequential(torch.nn.Linear(64, h, bias=False), leaky(h),
                               torch.nn.Linear(h, 10, bias=False), leaky(10, output=True))
 
-    def run(x):                                   # x: (B, T, 64) -> output spike counts
-        snn_utils.reset(net)
-        counts = 0
-        for t in range(x.shape[1]):
-            spk, _ = net(x[:, t])
-            counts = counts + spk
-        return counts
-
     opt = torch.optim.Adam(net.parameters(), lr=5e-3)
     xs, ys = torch.tensor(enc["train"]), torch.tensor(data.train_labels)
     t0 = time.perf_counter()
@@ -106,7 +97,7 @@ def main(argv=None) -> int:
         perm = torch.randperm(len(ys))
         for b in range(0, len(ys), 64):
             idx = perm[b:b + 64]
-            loss = torch.nn.functional.cross_entropy(run(xs[idx]), ys[idx])
+            loss = torch.nn.functional.cross_entropy(counts_only(net, xs[idx]), ys[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -116,7 +107,7 @@ def main(argv=None) -> int:
     xt = torch.tensor(enc["test"])
     with torch.no_grad():
         t0 = time.perf_counter()
-        counts = run(xt).numpy().astype(np.int64)
+        counts = counts_only(net, xt).numpy().astype(np.int64)
         float_s = time.perf_counter() - t0
     float_acc = float((predict(counts) == data.test_labels).mean())
 
@@ -186,7 +177,8 @@ def run_snn(net, lifs, x):
 
 
 def counts_only(net, x):
-    """The timed inference: output spike counts only, no hooks."""
+    """Output spike counts of ``x`` (B, T, N_in), no hooks: the training forward pass and
+    the timed inference."""
     from snntorch import utils as snn_utils
 
     snn_utils.reset(net)
