@@ -223,20 +223,17 @@ class DesireUnit(wiring.Component):
             s_bits = (cfg.layers[layer + 1] * (1 << (wb - 1)) * cfg.coef_max).bit_length() + 2
             wdata = getattr(self, f"w{layer}_rdata")
             own = select_lane(raster_rd[layer - 1].data, jp1, T)
-            count_a = Signal(range(T + 1), name=f"bk{layer}_count_a")
+            count_a = Signal(range(T + 1), name=f"bk{layer}_count_a")   # j's own spikes
             m.d.sync += count_a.eq(sum(own[i] for i in range(T)))
             w_a = [stage(lane(wdata, p, sb)[F:].as_signed(), f"w{p}") for p in range(P)]
             c_a = [stage(coef(lane(desire_rd[layer].data, p, dw)), f"coef{p}") for p in range(P)]
-            ctrl = [v1, first1, last1, jg1, jp1]
-            ctrl = [stage(c, f"{c.name}a") for c in ctrl]
+            ctrl = [stage(c, f"{c.name}a") for c in (v1, first1, last1, jg1, jp1)] + [count_a]
             prods = [Signal(signed(wb + ew + 1), name=f"bk{layer}_prod{p}") for p in range(P)]
             m.d.sync += [pr.eq(w * c) for pr, w, c in zip(prods, w_a, c_a, strict=True)]
-            count_b = stage(count_a, "count_b")
             ctrl = [stage(c, f"{c.name}b") for c in ctrl]
             part = Signal(signed(s_bits), name=f"bk{layer}_part")
             m.d.sync += part.eq(sum(prods))
-            count = stage(count_b, "count")
-            v, first_s, last_s, jg_s, jp_s = (stage(c, f"{c.name}c") for c in ctrl)
+            v, first_s, last_s, jg_s, jp_s, count = (stage(c, f"{c.name}c") for c in ctrl)
             s_acc = Signal(signed(s_bits), name=f"bk{layer}_sum")
             total = Signal(signed(s_bits), name=f"bk{layer}_total")
             m.d.comb += total.eq(Mux(first_s, part, s_acc + part))

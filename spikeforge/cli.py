@@ -4,6 +4,7 @@ configs."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
@@ -92,6 +93,22 @@ def _pick_samples(cfg, args, rng):
     return pool_px[idx], pool_labels[idx]
 
 
+def _source(cfg, args) -> str:
+    """Where ``compare``'s samples come from, for its first line."""
+    return "random" if args.random else f"{args.dataset or cfg.dataset} {args.split}"
+
+
+@contextlib.contextmanager
+def _rtl_bar(n: int, desc: str, quiet: bool):
+    """A progress bar over ``n`` RTL samples; yields the ``progress(done)`` callback the RTL
+    runners take, and fills the bar when the run returns."""
+    from tqdm import tqdm
+
+    with tqdm(total=n, desc=desc, unit="sample", disable=quiet, dynamic_ncols=True) as bar:
+        yield lambda done: bar.update(done - bar.n)
+        bar.update(n - bar.n)
+
+
 #: ``compare --engine auto`` runs more samples than this through the bulk harness.
 BULK_AUTO_SAMPLES = 100
 
@@ -113,7 +130,6 @@ def cmd_compare(args) -> int:
     import time
 
     import numpy as np
-    from tqdm import tqdm
 
     from sim.compare import compare_runs
     from sw.golden import run_network
@@ -130,19 +146,14 @@ def cmd_compare(args) -> int:
                else random_weights(cfg, rng, scale=args.weight_scale or 0.5))
     pixels, labels = _pick_samples(cfg, args, rng)
     n = len(pixels)
-    source = "random" if args.random else f"{args.dataset or cfg.dataset} {args.split}"
     engine = (f"bulk Verilator harness, {args.jobs} process{'es' if args.jobs > 1 else ''}"
               if bulk else f"cocotb, {args.sim}")
-    print(f"compare: {cfg.summary()}; {n} samples ({source}), seed {args.seed}, "
+    print(f"compare: {cfg.summary()}; {n} samples ({_source(cfg, args)}), seed {args.seed}, "
           f"{'weights ' + str(args.weights) if args.weights else 'random weights'}, {engine}")
     t0 = time.perf_counter()
     gold = run_network(cfg, weights, pixels)
     gold_s = time.perf_counter() - t0
-    with tqdm(total=n, desc="RTL (bulk)" if bulk else f"RTL ({args.sim})", unit="sample",
-              disable=args.quiet, dynamic_ncols=True) as bar:
-        def progress(done):
-            bar.update(done - bar.n)
-
+    with _rtl_bar(n, "RTL (bulk)" if bulk else f"RTL ({args.sim})", args.quiet) as progress:
         t0 = time.perf_counter()
         if bulk:
             from sim.bulk import run_bulk
@@ -154,7 +165,6 @@ def cmd_compare(args) -> int:
             rtl = run_rtl(cfg, weights, pixels, sim=args.sim, waves=args.waves,
                           progress=progress)
         rtl_s = time.perf_counter() - t0
-        bar.update(n - bar.n)
     result = compare_runs(gold, rtl)
     if labels is not None:
         acc_g = float((gold.predictions == labels).mean())
@@ -216,7 +226,6 @@ def _report(result, waves=None, extra=()) -> int:
 def _compare_learning(cfg, args) -> int:
     """``compare --learn``: train golden model and RTL on the same samples, compare all."""
     import numpy as np
-    from tqdm import tqdm
 
     from sim.compare import compare_training
     from sim.rtl import run_rtl
@@ -242,18 +251,14 @@ def _compare_learning(cfg, args) -> int:
         labels = rng.integers(0, cfg.layers[-1], size=n)
     lr_shift = cfg.learning.lr_shift if args.lr_shift is None else args.lr_shift
     print(f"compare --learn: {cfg.summary()}; {n} training samples "
-          f"({'random' if args.random else args.dataset or cfg.dataset}), seed {args.seed}, "
-          f"{init}, lr_shift {lr_shift}, {args.sim}")
+          f"({_source(cfg, args)}), seed {args.seed}, {init}, lr_shift {lr_shift}, {args.sim}")
     steps, weights = [], stored
     for b in range(len(pixels)):
         steps.append(train_step(cfg, weights, pixels[b], int(labels[b]), lr_shift))
         weights = steps[-1].weights
-    with tqdm(total=n, desc=f"RTL training ({args.sim})", unit="sample",
-              disable=args.quiet) as bar:
+    with _rtl_bar(n, f"RTL training ({args.sim})", args.quiet) as progress:
         rtl = run_rtl(cfg, stored, pixels, sim=args.sim, waves=args.waves, labels=labels,
-                      lr_shift=lr_shift, stored=True,
-                      progress=lambda done: bar.update(done - bar.n))
-        bar.update(n - bar.n)
+                      lr_shift=lr_shift, stored=True, progress=progress)
     result = compare_training(steps, rtl)
     moved = sum(int((a != b).sum()) for a, b in zip(stored, weights, strict=True))
     infer = np.array([s.infer_cycles for s in steps])
@@ -267,7 +272,6 @@ def _compare_learning(cfg, args) -> int:
 def _compare_ttfs(cfg, args) -> int:
     """``compare [--learn]`` of a TTFS config: spikes, winners, weights, prune masks, cycles."""
     import numpy as np
-    from tqdm import tqdm
 
     from sim.compare import compare_ttfs
     from sim.ttfs_rtl import run_ttfs_rtl
@@ -286,14 +290,11 @@ def _compare_ttfs(cfg, args) -> int:
     n = len(pixels)
     mode = "training" if args.learn else "inference"
     print(f"compare{' --learn' if args.learn else ''}: {cfg.summary()}; {n} "
-          f"{mode} samples ({'random' if args.random else args.dataset or cfg.dataset}), "
-          f"seed {args.seed}, {init}, {args.sim}")
+          f"{mode} samples ({_source(cfg, args)}), seed {args.seed}, {init}, {args.sim}")
     gold, s = ttfs.run_schedule(cfg, state, pixels, [args.learn] * n)
-    with tqdm(total=n, desc=f"RTL {mode} ({args.sim})", unit="sample",
-              disable=args.quiet) as bar:
+    with _rtl_bar(n, f"RTL {mode} ({args.sim})", args.quiet) as progress:
         rtl = run_ttfs_rtl(cfg, state, pixels, learn=args.learn, sim=args.sim,
-                           waves=args.waves, progress=lambda done: bar.update(done - bar.n))
-        bar.update(n - bar.n)
+                           waves=args.waves, progress=progress)
     result = compare_ttfs(gold, rtl, cfg.time_steps)
     cycles = np.array([int(np.ravel(g.cycles)[0]) for g in gold])
     print(f"compare: connectivity {100 * state.connectivity:.2f}% -> {100 * s.connectivity:.2f}% "

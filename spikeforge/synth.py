@@ -46,9 +46,20 @@ def _run(cmd: list[str], cwd: Path, log: str) -> None:
                          f"\n{tail}")
 
 
+def synth_pass(family: str) -> str:
+    """Yosys' synthesis command for the FPGA family."""
+    return "synth_ice40 -dsp" if family == "ice40" else "synth_ecp5"
+
+
+def copy_constraints(b, out: Path) -> Path:
+    """The board's constraint file, copied into ``out``; its name, relative to ``out``."""
+    name = Path(b.constraint_file.name)
+    shutil.copyfile(b.constraint_file, out / name)
+    return name
+
+
 def yosys_script(family: str) -> str:
-    synth = "synth_ice40 -dsp" if family == "ice40" else "synth_ecp5"
-    return (f"read_rtlil {TOP}.il\n{synth} -top {TOP} -json {TOP}.json\n"
+    return (f"read_rtlil {TOP}.il\n{synth_pass(family)} -top {TOP} -json {TOP}.json\n"
             f"tee -q -o yosys_stat.json stat -json\n")
 
 
@@ -79,8 +90,7 @@ def build(cfg, board_name: str, out_dir, *, f_mhz: float | None = None,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     top = BoardTop(cfg, b, f_mhz, baud)
-    constraint = Path(b.constraint_file.name)   # relative to the build directory
-    shutil.copyfile(b.constraint_file, out / constraint)
+    constraint = copy_constraints(b, out)
     times = {}
     t0 = time.perf_counter()
     progress(f"synth: elaborating {cfg.name} for {b.name} (core clock {top.f_mhz:g} MHz)")
@@ -225,9 +235,7 @@ def generic(cfg, board_name: str, out_dir, *, f_mhz: float | None = None,
     top = BoardTop(cfg, b, f_mhz, baud)
     v = out / f"{TOP}.v"
     v.write_text(verilog.convert(top, name=TOP, emit_src=False))
-    c = out / b.constraint_file.name
-    shutil.copyfile(b.constraint_file, c)
-    synth = "synth_ice40 -dsp" if b.family == "ice40" else "synth_ecp5"
+    c = out / copy_constraints(b, out)
     cmd = nextpnr_command(b, top.f_mhz, Path(c.name), 1)
     cmd[0] = Path(cmd[0]).name.removeprefix("yowasp-")
     pack = pack_command(b)[0]
@@ -236,6 +244,6 @@ def generic(cfg, board_name: str, out_dir, *, f_mhz: float | None = None,
     script.write_text(
         "#!/bin/sh\n# Board top of spikeforge: any Yosys + nextpnr (or yowasp-*) build.\n"
         "set -e\ncd \"$(dirname \"$0\")\"\n"
-        f"yosys -p 'read_verilog {v.name}; {synth} -top {TOP} -json {TOP}.json'\n"
+        f"yosys -p 'read_verilog {v.name}; {synth_pass(b.family)} -top {TOP} -json {TOP}.json'\n"
         f"{' '.join(cmd)}\n{' '.join(pack)}\n")
     return [v, c, script]
