@@ -9,7 +9,7 @@ from amaranth.lib.wiring import In, Out
 
 from spikeforge.config import LR_SHIFT
 
-BACK_DRAIN = 4   # cycles from the last backward read to its desire write
+BACK_DRAIN = 5   # cycles from the last backward read to its desire write
 
 
 class DesireUnit(wiring.Component):
@@ -33,7 +33,7 @@ class DesireUnit(wiring.Component):
     2. for LIF layer ``l = L-1 .. 1``: the backward pass over layer ``l``'s weight memory read
        *row-wise* (word ``j*G + g`` holds ``W[j, gP .. gP+P-1]``: the transposed access is
        the natural one), ``P`` products ``W_inf * coef`` per cycle summed into ``S_j``, one
-       word per cycle, pipelined (5 stages); ``S_j`` gives presynaptic ``j``'s desire, written
+       word per cycle, pipelined (6 stages); ``S_j`` gives presynaptic ``j``'s desire, written
        lane by lane into layer ``l-1``'s desire memory;
     3. the update of layer ``l`` (right after its backward pass, which needs the old weights):
        for each presynaptic ``j`` whose raster has a spike before the last step, and each
@@ -50,7 +50,8 @@ class DesireUnit(wiring.Component):
     active group) pair per update, and fixed overheads).
 
     Weight ports ``w<l>_*`` drive LIF layer ``l``'s weight port (the owner muxes them with the
-    host's while ``busy``); ``w<l>_rdata`` returns the word addressed in the previous cycle.
+    host's while ``busy``); ``w<l>_rdata`` returns the word addressed
+    ``hw.lif_layer.WEIGHT_READ_LATENCY`` (2) cycles before.
     """
 
     def __init__(self, cfg):
@@ -205,9 +206,10 @@ class DesireUnit(wiring.Component):
                     m.d.sync += gact[last][b].eq(Cat(*out_active).any())
 
         # ---- 2. backward pipelines, one per layer l >= 1. Stages after the read is issued:
-        # 1. register the weights' inference bits, the coefficients and the own spike count
-        # (the block RAM outputs are slow: nothing else happens in their cycle); 2. the P
-        # products; 3. their sum; 4. accumulate S_j, its desire, the write ----
+        # 1. register the coefficients and the own spike count (the weight address is being
+        # registered in the layer); 2. register the weights' inference bits (the block RAM
+        # outputs are slow: nothing else happens in their cycle); 3. the P products; 4. their
+        # sum; 5. accumulate S_j, its desire, the write ----
         back = {}
         for layer in range(1, L):
             def stage(sig, name, layer=layer):
@@ -223,11 +225,15 @@ class DesireUnit(wiring.Component):
             s_bits = (cfg.layers[layer + 1] * (1 << (wb - 1)) * cfg.coef_max).bit_length() + 2
             wdata = getattr(self, f"w{layer}_rdata")
             own = select_lane(raster_rd[layer - 1].data, jp1, T)
-            count_a = Signal(range(T + 1), name=f"bk{layer}_count_a")   # j's own spikes
-            m.d.sync += count_a.eq(sum(own[i] for i in range(T)))
+            count_0 = Signal(range(T + 1), name=f"bk{layer}_count_0")   # j's own spikes
+            m.d.sync += count_0.eq(sum(own[i] for i in range(T)))
+            c_0 = [stage(coef(lane(desire_rd[layer].data, p, dw)), f"coef0_{p}") for p in range(P)]
+            ctrl = [stage(c, f"{c.name}0") for c in (v1, first1, last1, jg1, jp1)] + [count_0]
+            # the weights come a cycle after the desires and the raster (their address is
+            # registered in the layer: WEIGHT_READ_LATENCY)
             w_a = [stage(lane(wdata, p, sb)[F:].as_signed(), f"w{p}") for p in range(P)]
-            c_a = [stage(coef(lane(desire_rd[layer].data, p, dw)), f"coef{p}") for p in range(P)]
-            ctrl = [stage(c, f"{c.name}a") for c in (v1, first1, last1, jg1, jp1)] + [count_a]
+            c_a = [stage(c, f"coef{p}") for p, c in enumerate(c_0)]
+            ctrl = [stage(c, f"{c.name}a") for c in ctrl]
             prods = [Signal(signed(wb + ew + 1), name=f"bk{layer}_prod{p}") for p in range(P)]
             m.d.sync += [pr.eq(w * c) for pr, w, c in zip(prods, w_a, c_a, strict=True)]
             ctrl = [stage(c, f"{c.name}b") for c in ctrl]

@@ -363,6 +363,9 @@ class HostLink(wiring.Component):
             # ---- READ tail: words from the weight memory ----
             with m.State("R_ADDR"):
                 m.d.comb += [self.busy.eq(1), net.w_layer.eq(layer), net.w_addr.eq(addr + k)]
+                m.next = "R_WAIT"
+            with m.State("R_WAIT"):            # WEIGHT_READ_LATENCY = 2
+                m.d.comb += [self.busy.eq(1), net.w_layer.eq(layer), net.w_addr.eq(addr + k)]
                 m.next = "R_LATCH"
             with m.State("R_LATCH"):
                 m.d.comb += [self.busy.eq(1), net.w_layer.eq(layer), net.w_addr.eq(addr + k)]

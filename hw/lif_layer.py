@@ -11,6 +11,8 @@ from amaranth.lib.wiring import In, Out
 
 from hw.events import event_stream
 
+WEIGHT_READ_LATENCY = 2   # cycles from ``w_addr`` to its word on ``w_rdata``
+
 
 class LIFLayer(wiring.Component):
     """``n_post`` LIF neurons fed by ``n_pre`` presynaptic neurons, ``lanes`` at a time.
@@ -37,18 +39,23 @@ class LIFLayer(wiring.Component):
 
     Latency and throughput (input always valid, output always ready): an input spike costs
     ``G`` cycles (the next event is accepted in the cycle the last group issues); an end
-    marker costs two cycles for the integration pipeline to drain, ``2*G`` cycles of
+    marker costs three cycles for the integration pipeline to drain, ``2*G`` cycles of
     end-of-step pass, one per output spike and one for the end marker out. A step with ``E``
-    input events and ``S`` output spikes takes ``E*G + 2*G + S + 4`` cycles from the first
+    input events and ``S`` output spikes takes ``E*G + 2*G + S + 5`` cycles from the first
     input offered to the end marker out (:func:`sw.cycles.layer_cost`).
 
-    Integration pipeline (3 stages: issue the weight read; register the weight's top bits
-    while the membrane is read; add, saturate, write back): the adder starts from
-    flip-flops, not from the block RAM's slow output. The membrane read port is not
-    transparent; the write-back is forwarded to the next event instead.
+    Integration pipeline (4 stages: register the weight address; read the weight; register
+    the weight's top bits while the membrane is read; add, saturate, write back): the block
+    RAM's address pins are driven by flip-flops (a weight memory is many block RAMs: the
+    address has a high fan-out), and the adder starts from flip-flops, not from the block
+    RAM's slow output. The membrane read port is not transparent; the write-back is
+    forwarded to the next event instead.
 
     Weight port: ``w_we`` writes ``w_wdata`` to word ``w_addr``; ``w_rdata`` returns word
-    ``w_addr`` one cycle after it is presented. Use it only while ``busy`` is low.
+    ``w_addr`` ``WEIGHT_READ_LATENCY`` (2) cycles after it is presented. Address, data and
+    write enable are registered, reads and writes alike, so their order is that of the
+    port (a read presented in the cycle after a write to the same word returns the new
+    word, one presented with it the old word). Use it only while ``busy`` is low.
 
     Raster tap (for the learning unit): ``eos_valid`` is high once per group and step, in
     the end-of-step cycle of group ``eos_group``; ``eos_fires`` holds its ``lanes`` spike
@@ -107,17 +114,28 @@ class LIFLayer(wiring.Component):
         wb_group = Signal(range(self.mem_groups))
         integrating = Signal()
 
+        # The weight memory's ports start from flip-flops. The write registers have no reset:
+        # a write presented before a reset still lands, as it would unregistered.
+        rd_addr = Signal(range(self.depth))
+        wr_addr = Signal(range(self.depth), reset_less=True)
+        wr_data = Signal(P * sb, reset_less=True)
+        wr_en = Signal(reset_less=True)
+        m.d.sync += [rd_addr.eq(Mux(integrating, base + group, self.w_addr)),
+                     wr_addr.eq(self.w_addr), wr_data.eq(self.w_wdata), wr_en.eq(self.w_we)]
         m.d.comb += [
-            w_wr.addr.eq(self.w_addr), w_wr.data.eq(self.w_wdata), w_wr.en.eq(self.w_we),
-            self.w_rdata.eq(w_rd.data),
-            w_rd.addr.eq(Mux(integrating, base + group, self.w_addr)),
+            w_wr.addr.eq(wr_addr), w_wr.data.eq(wr_data), w_wr.en.eq(wr_en),
+            self.w_rdata.eq(w_rd.data), w_rd.addr.eq(rd_addr),
             v_rd.addr.eq(Mux(rd_valid, rd_group, group)),
         ]
 
-        # Integration: one group per cycle. Cycle 1 issues the weight read; cycle 2 registers
-        # the weight's top bits and reads the membrane; cycle 3 adds and writes back.
+        # Integration: one group per cycle. Cycle 1 registers the weight address; cycle 2
+        # reads the weight; cycle 3 registers the weight's top bits and reads the membrane;
+        # cycle 4 adds and writes back.
         w_inf = Signal(P * self.weight_bits)      # inference bits of the word read, registered
-        m.d.sync += [rd_valid.eq(integrating), rd_group.eq(group),
+        addr_valid = Signal()                     # the weight address is registered
+        addr_group = Signal(range(self.mem_groups))
+        m.d.sync += [addr_valid.eq(integrating), addr_group.eq(group),
+                     rd_valid.eq(addr_valid), rd_group.eq(addr_group),
                      wb_valid.eq(rd_valid), wb_group.eq(rd_group),
                      w_inf.eq(Cat(*[w_rd.data[p * sb + F:(p + 1) * sb] for p in range(P)]))]
         # A membrane read in the cycle of an integration write-back to the same word
@@ -180,10 +198,13 @@ class LIFLayer(wiring.Component):
                     take_event()
                 with m.Else():
                     m.d.sync += group.eq(group + 1)
-            with m.State("EOS_DRAIN"):           # the last integration's membrane read
+            with m.State("EOS_DRAIN"):           # the last integration's weight read,
                 m.d.comb += self.busy.eq(1)
                 m.next = "EOS_DRAIN2"
-            with m.State("EOS_DRAIN2"):          # ... and its write-back
+            with m.State("EOS_DRAIN2"):          # its membrane read
+                m.d.comb += self.busy.eq(1)
+                m.next = "EOS_DRAIN3"
+            with m.State("EOS_DRAIN3"):          # and its write-back
                 m.d.comb += self.busy.eq(1)
                 m.next = "EOS_READ"
             with m.State("EOS_READ"):

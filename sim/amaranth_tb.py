@@ -22,9 +22,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from amaranth.hdl import ClockDomain, Module
+from amaranth.hdl import ClockDomain, Elaboratable, Fragment, Module
 from amaranth.sim import Simulator
 
+from hw.lif_layer import WEIGHT_READ_LATENCY
 from hw.network import Network
 from sw.weights import pack_words, unpack_words
 
@@ -54,15 +55,26 @@ class SimRun:
     resets: int = 0
 
 
+class OnPlatform(Elaboratable):
+    """``dut`` elaborated for ``platform`` inside a simulation (which has none)."""
+
+    def __init__(self, dut, platform):
+        self.dut, self.platform = dut, platform
+
+    def elaborate(self, platform):
+        return Fragment.get(self.dut, self.platform)
+
+
 def simulate(cfg, stored, pixels, *, labels=None, lr_shift: int | None = None,
              readback: bool = False, ready: float | None = None, seed: int = 0,
-             reset_cycle: int | None = None) -> SimRun:
+             reset_cycle: int | None = None, platform=None) -> SimRun:
     """Run ``pixels`` ``(B, N_in)`` through the Network of ``cfg`` with *stored* weights
     (``weight_bits + F`` bits; the inference weights when the config has no ``[learning]``).
 
     ``labels``: one per sample; ``>= 0`` trains on the sample (``learn`` high, that label,
     ``lr_shift``, default the config's), ``-1`` runs it as inference. Weights are read back
-    after every sample when any sample trains or ``readback`` is set.
+    after every sample when any sample trains or ``readback`` is set. ``platform``: elaborate
+    the network for it (e.g. :class:`hw.block_ram.BlockRamPlatform`, as the board builds do).
     """
     pixels = np.asarray(pixels, dtype=np.int64)
     batch = len(pixels)
@@ -81,7 +93,7 @@ def simulate(cfg, stored, pixels, *, labels=None, lr_shift: int | None = None,
     dut = Network(cfg)
     top = Module()
     top.domains.sync = domain = ClockDomain("sync")
-    top.submodules.dut = dut
+    top.submodules.dut = dut if platform is None else OnPlatform(dut, platform)
     out = {"runs": [], "stream": [], "stall": 0, "resets": 0}
     trace_valid = [getattr(dut, f"trace{p}_valid") for p in range(len(cfg.layers))]
     trace_index = [getattr(dut, f"trace{p}_index") for p in range(len(cfg.layers))]
@@ -125,7 +137,8 @@ def simulate(cfg, stored, pixels, *, labels=None, lr_shift: int | None = None,
             words = []
             for addr in range(cfg.layers[i] * cfg.groups(i)):
                 ctx.set(dut.w_addr, addr)
-                await tick(ctx, stream)
+                for _ in range(WEIGHT_READ_LATENCY):
+                    await tick(ctx, stream)
                 words.append(ctx.get(dut.w_rdata))
             after.append(unpack_words(cfg, i, words))
         return after

@@ -24,6 +24,8 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
+from hw.lif_layer import WEIGHT_READ_LATENCY
+
 MAX_CYCLES_PER_SAMPLE = 50_000_000
 STREAM_SEED = 2024
 
@@ -85,7 +87,8 @@ async def read_words(dut, layer, depth):
     words = []
     for addr in range(depth):
         dut.w_addr.value = addr
-        await RisingEdge(dut.clk)           # the read port samples the address
+        for _ in range(WEIGHT_READ_LATENCY):    # address register, then the read port
+            await RisingEdge(dut.clk)
         await ReadOnly()
         words.append(int(dut.w_rdata.value))
         await FallingEdge(dut.clk)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from amaranth.back import rtlil, verilog
 
+from hw.block_ram import BlockRamPlatform
 from hw.boards import DEFAULT_BAUD, BoardTop, board
 
 TOP = "top"
@@ -94,7 +95,8 @@ def build(cfg, board_name: str, out_dir, *, f_mhz: float | None = None,
     times = {}
     t0 = time.perf_counter()
     progress(f"synth: elaborating {cfg.name} for {b.name} (core clock {top.f_mhz:g} MHz)")
-    (out / f"{TOP}.il").write_text(rtlil.convert(top, name=TOP))
+    (out / f"{TOP}.il").write_text(rtlil.convert(top, name=TOP,
+                                                  platform=BlockRamPlatform(b.family)))
     (out / "synth.ys").write_text(yosys_script(b.family))
     times["elaborate_s"] = time.perf_counter() - t0
     stages = [("yosys", [_tool("yosys"), "-q", "-s", "synth.ys"], "yosys.log"),
@@ -234,7 +236,8 @@ def generic(cfg, board_name: str, out_dir, *, f_mhz: float | None = None,
     out.mkdir(parents=True, exist_ok=True)
     top = BoardTop(cfg, b, f_mhz, baud)
     v = out / f"{TOP}.v"
-    v.write_text(verilog.convert(top, name=TOP, emit_src=False))
+    v.write_text(verilog.convert(top, name=TOP, emit_src=False,
+                                 platform=BlockRamPlatform(b.family)))
     c = out / copy_constraints(b, out)
     cmd = nextpnr_command(b, top.f_mhz, Path(c.name), 1)
     cmd[0] = Path(cmd[0]).name.removeprefix("yowasp-")

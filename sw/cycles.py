@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 ENCODER_OVERHEAD = 3   # pipeline fill (read, evaluate) + end-of-step marker
-LAYER_OVERHEAD = 4     # accept the end marker, drain integration (2), emit the marker
+LAYER_OVERHEAD = 5     # accept the end marker, drain integration (3), emit the marker
 PHASE_OVERHEAD = 1     # barrier: all stages done -> next phase opens
 START_OVERHEAD = 0    # the cycle count starts in the first cycle of phase 0
 FINISH_OVERHEAD = 0   # done rises right after the last phase (prediction latched there)
@@ -59,7 +59,7 @@ def sample_cycles(cfg, rasters: list[np.ndarray]) -> np.ndarray:
 # ---- learning (desire backpropagation), docs/learning.md §Cycles ----
 LEARN_OVERHEAD = 2       # DONE state + the cycle the network sees ``done``
 OUT_DESIRE_OVERHEAD = 2  # the last output group is counted, then evaluated, after its read
-BACKWARD_OVERHEAD = 4    # pipeline drain: register, products, sum, desire write
+BACKWARD_OVERHEAD = 5    # pipeline drain: weight address, register, products, sum, write
 UPDATE_OVERHEAD = 0      # the presynaptic scan starts straight from the previous phase
 PRE_CHECK = 2            # per presynaptic neuron: read its raster, test it
 PAIR_OVERHEAD = 2        # per (pre, active group): issue, T-1 accumulate, round, write
