@@ -147,7 +147,11 @@ class DesireUnit(wiring.Component):
 
         # ---- sequencer registers ----
         label = Signal.like(self.label)
-        lr_shift = Signal.like(self.lr_shift)
+        # The rounding shift, clamped: with acc < 2**acc_bits, any lr_shift > acc_bits + 1
+        # rounds every acc to 0, as acc_bits + 1 does; the rounding half is the accumulators'
+        # start value, so (acc + half) >> shift needs no adder in the rounding cycle.
+        acc_bits = cfg.acc_max.bit_length()
+        shift = Signal(range(acc_bits + 2))
         gact = [Signal(cfg.groups(layer), name=f"gact{layer}") for layer in range(L)]
         max_groups = max(self.mem_groups)
         j = Signal(range(max(cfg.layers)))
@@ -160,11 +164,12 @@ class DesireUnit(wiring.Component):
         pre_sh = Signal(T)        # the same, shifted one step per accumulate cycle
         t = Signal(range(T + 1))
         x = Signal(range(cfg.trace_max + 1))
-        accs = [Signal(range(cfg.acc_max + 1), name=f"acc{p}") for p in range(P)]
-        cur_g = Signal(range(max_groups))
-        half = Signal(LR_SHIFT[1])    # 2**(lr_shift - 1) for round-half-up, else 0
+        half = Signal(acc_bits + 1)   # 2**(shift - 1) for round-half-up, else 0
         if cfg.learning.rounding == "nearest":
-            m.d.comb += half.eq((Const(1, LR_SHIFT[1] + 1) << lr_shift) >> 1)
+            m.d.comb += half.eq((Const(1, acc_bits + 2) << shift) >> 1)
+        accs = [Signal(range(cfg.acc_max + (1 << acc_bits) + 1), name=f"acc{p}")
+                for p in range(P)]       # half + the eligibility accumulated
+        cur_g = Signal(range(max_groups))
 
         def next_pre(layer):
             m.d.sync += [j.eq(j + 1), jbase.eq(jbase + cfg.groups(layer)),
@@ -266,7 +271,9 @@ class DesireUnit(wiring.Component):
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
-                    m.d.sync += [label.eq(self.label), lr_shift.eq(self.lr_shift), g.eq(0)]
+                    m.d.sync += [label.eq(self.label), g.eq(0),
+                                 shift.eq(Mux(self.lr_shift > acc_bits + 1, acc_bits + 1,
+                                              self.lr_shift))]
                     m.next = "OUT"
             with m.State("OUT"):
                 m.d.comb += [self.busy.eq(1), raster_rd[last].addr.eq(g)]
@@ -356,7 +363,7 @@ class DesireUnit(wiring.Component):
                                  desire_rd[layer].addr.eq(gsel)]
                     m.d.sync += [cur_g.eq(gsel), work.eq(work & (work - 1)), t.eq(1), x.eq(0),
                                  pre_sh.eq(pre_bits)]
-                    m.d.sync += [a.eq(0) for a in accs]
+                    m.d.sync += [a.eq(half) for a in accs]
                     m.next = f"UACC{layer}"
                 with m.State(f"UACC{layer}"):
                     m.d.comb += self.busy.eq(1)
@@ -370,30 +377,33 @@ class DesireUnit(wiring.Component):
                         m.next = f"UROUND{layer}"
                 with m.State(f"UROUND{layer}"):
                     # the rounding shift gets a cycle of its own: (acc + half) >> lr_shift
-                    # is a barrel shifter, and after it come an adder and the clamp; the
+                    # (the accumulators started at half) is a barrel shifter, and after it
+                    # come an adder and the clamp; the
                     # weight word and the desires (block RAM outputs, held since UISSUE)
                     # are registered with it, so the write cycle starts from flip-flops
                     m.d.comb += self.busy.eq(1)
                     hold_pair()
-                    m.d.sync += [mag.eq((a + half) >> lr_shift)
+                    m.d.sync += [mag.eq(a >> shift)
                                  for mag, a in zip(mags, accs, strict=True)]
                     m.d.sync += [w_word.eq(w_rdata), d_word.eq(desire_rd[layer].data)]
                     m.next = f"UWRITE{layer}"
+                # the new word, from flip-flops, outside the state machine (only the write
+                # enable depends on the state: no state decode in front of the adders)
+                new = []
+                for p, mag in enumerate(mags):
+                    d = lane(d_word, p, dw)
+                    w = lane(w_word, p, sb).as_signed()
+                    moved = Signal(signed(max(sb, cfg.acc_max.bit_length()) + 2),
+                                   name=f"u{layer}_new{p}")
+                    m.d.comb += moved.eq(Mux(d[1], w + mag, w - mag))
+                    clamped = Mux(moved > cfg.store_max, cfg.store_max,
+                                  Mux(moved < cfg.store_min, cfg.store_min, moved))
+                    new.append(Mux(d[0], clamped, w)[:sb])
+                m.d.comb += getattr(self, f"w{layer}_wdata").eq(Cat(*new))
                 with m.State(f"UWRITE{layer}"):
                     m.d.comb += self.busy.eq(1)
                     hold_pair()
-                    new = []
-                    for p, mag in enumerate(mags):
-                        d = lane(d_word, p, dw)
-                        w = lane(w_word, p, sb).as_signed()
-                        moved = Signal(signed(max(sb, cfg.acc_max.bit_length()) + 2),
-                                       name=f"u{layer}_new{p}")
-                        m.d.comb += moved.eq(Mux(d[1], w + mag, w - mag))
-                        clamped = Mux(moved > cfg.store_max, cfg.store_max,
-                                      Mux(moved < cfg.store_min, cfg.store_min, moved))
-                        new.append(Mux(d[0], clamped, w)[:sb])
-                    m.d.comb += [getattr(self, f"w{layer}_wdata").eq(Cat(*new)),
-                                 getattr(self, f"w{layer}_we").eq(1)]
+                    m.d.comb += getattr(self, f"w{layer}_we").eq(1)
                     with m.If(work.any()):
                         m.next = f"UISSUE{layer}"
                     with m.Else():

@@ -110,7 +110,9 @@ class Network(wiring.Component):
 
         # ---- learning unit ----
         learner = None
-        learning = Signal()                  # the learning unit owns the weight ports
+        # the learning unit owns the weight ports: a flip-flop of its own (not a decode of the
+        # state), since it selects every weight port bit of every layer
+        learning = Signal()
         if cfg.learning is not None:
             m.submodules.learner = learner = DesireUnit(cfg)
             m.d.comb += [learner.enc_valid.eq(enc.eval_valid),
@@ -249,6 +251,7 @@ class Network(wiring.Component):
                         with m.If(train):
                             if learner is not None:
                                 m.d.comb += learner.start.eq(1)
+                                m.d.sync += learning.eq(1)
                                 m.next = "LEARN"
                         with m.Else():
                             m.d.sync += self.done.eq(1)
@@ -258,9 +261,9 @@ class Network(wiring.Component):
                                      stage_done.eq(0)]
             if learner is not None:
                 with m.State("LEARN"):
-                    m.d.comb += [self.busy.eq(1), learning.eq(1)]
+                    m.d.comb += self.busy.eq(1)
                     m.d.sync += cycles.eq(cycles + 1)
                     with m.If(learner.done):
-                        m.d.sync += self.done.eq(1)
+                        m.d.sync += [self.done.eq(1), learning.eq(0)]
                         m.next = "IDLE"
         return m

@@ -44,6 +44,23 @@ def case_config(case):
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_training_matches_golden(case):
     cfg = case_config(case)
+    changed = check_training(cfg, cfg.learning.lr_shift)
+    assert changed > 0, "no weight moved: the case tests nothing"
+
+
+@pytest.mark.parametrize("extra", [0, 1, 2, 40])
+def test_rounding_shift_beyond_the_accumulator(extra):
+    """The unit clamps lr_shift to acc_bits + 1 (any larger shift rounds every acc to 0, as
+    that one does) and starts its accumulators at the rounding half: shifts around and far
+    beyond the accumulator width give the golden model's weights."""
+    cfg = case_config("tiny-p1")
+    acc_bits = cfg.acc_max.bit_length()
+    check_training(cfg, min(acc_bits - 1 + extra, 40))
+
+
+def check_training(cfg, lr_shift):
+    """Four training samples through the RTL and the golden model, bit for bit; returns how
+    many weights moved."""
     rng = np.random.default_rng(11)
     stored = [rng.integers(cfg.store_min // 2, cfg.store_max // 2 + 1, size=cfg.weight_shape(i))
               for i in range(cfg.n_layers)]
@@ -51,7 +68,6 @@ def test_training_matches_golden(case):
     pixels = rng.integers(0, cfg.pixel_max + 1, size=(n, cfg.layers[0]))
     pixels[0, :] = cfg.pixel_max
     labels = rng.integers(0, cfg.layers[-1], size=n)
-    lr_shift = cfg.learning.lr_shift
     got = simulate_training(cfg, stored, pixels, labels, lr_shift)
     weights = stored
     changed = 0
@@ -66,4 +82,4 @@ def test_training_matches_golden(case):
         changed += sum(int((a != w).sum()) for a, w in zip(step.weights, weights, strict=True))
         assert (cycles, edges) == (step.cycles, step.cycles), f"sample {b}"
         weights = step.weights
-    assert changed > 0, "no weight moved: the case tests nothing"
+    return changed
