@@ -100,9 +100,9 @@ def ecp5_pll(f_in: float, f_out: float) -> dict:
 class BoardTop(wiring.Component):
     """The serial top on a board: the oscillator ``clk_in`` through the board's PLL makes the
     core clock (``f_mhz``, nearest the PLL can make); the core stays in reset until the PLL
-    has locked, then :data:`RESET_CYCLES` more, and while ``button`` is pressed. LED 0 shows
-    ``busy``, LED 1 ``error`` (sticky); on boards with more LEDs the rest stay off. The UART
-    runs at ``baud`` (divisor ``round(f_out / baud)``).
+    has locked, then :data:`RESET_CYCLES` + 1 more (the reset is registered), and while
+    ``button`` is pressed. LED 0 shows ``busy``, LED 1 ``error`` (sticky); on boards with more
+    LEDs the rest stay off. The UART runs at ``baud`` (divisor ``round(f_out / baud)``).
     """
 
     def __init__(self, cfg, board: Board, f_mhz: float | None = None, baud: int = DEFAULT_BAUD):
@@ -156,7 +156,11 @@ class BoardTop(wiring.Component):
             m.d.por += hold.eq(0)
         with m.Elif(hold != RESET_CYCLES):
             m.d.por += hold.eq(hold + 1)
-        m.d.comb += ResetSignal("sync").eq(hold != RESET_CYCLES)
+        # the reset fans out to every flip-flop of the core: it leaves a flip-flop, not a
+        # comparator (one cycle later than the count, on and off)
+        in_reset = Signal(init=1)
+        m.d.por += in_reset.eq(hold != RESET_CYCLES)
+        m.d.comb += ResetSignal("sync").eq(in_reset)
 
         m.submodules.core = core = self.core
         leds = Signal(self.board.leds)

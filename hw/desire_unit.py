@@ -46,7 +46,7 @@ class DesireUnit(wiring.Component):
     half up; ``floor``) and saturates the stored weight.
 
     Latency: :func:`sw.cycles.learn_cycles` (one cycle per output group, ``N_l * G_l`` per
-    backward pass, ``2`` per presynaptic neuron plus ``T + 2`` per (live presynaptic neuron,
+    backward pass, ``3`` per presynaptic neuron plus ``T + 2`` per (live presynaptic neuron,
     active group) pair per update, and fixed overheads).
 
     Weight ports ``w<l>_*`` drive LIF layer ``l``'s weight port (the owner muxes them with the
@@ -350,9 +350,13 @@ class DesireUnit(wiring.Component):
                         bits = enc_rd.data
                     else:
                         bits = select_lane(raster_rd[layer - 1].data, jp, T)
-                    live = bits[:T - 1]
-                    m.d.sync += [pre_bits.eq(live), work.eq(gact[layer])]
-                    with m.If(live.any() & gact[layer].any()):
+                    m.d.sync += [pre_bits.eq(bits[:T - 1]), work.eq(gact[layer])]
+                    m.next = f"UDECIDE{layer}"
+                with m.State(f"UDECIDE{layer}"):
+                    # a cycle of its own: selecting j's raster lane and testing it, then the
+                    # next state and the scan counters' enables, did not fit in one
+                    m.d.comb += self.busy.eq(1)
+                    with m.If(pre_bits.any() & work.any()):
                         m.next = f"UISSUE{layer}"
                     with m.Else():
                         next_or_finish()

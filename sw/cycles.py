@@ -61,7 +61,7 @@ LEARN_OVERHEAD = 2       # DONE state + the cycle the network sees ``done``
 OUT_DESIRE_OVERHEAD = 2  # the last output group is counted, then evaluated, after its read
 BACKWARD_OVERHEAD = 5    # pipeline drain: weight address, register, products, sum, write
 UPDATE_OVERHEAD = 0      # the presynaptic scan starts straight from the previous phase
-PRE_CHECK = 2            # per presynaptic neuron: read its raster, test it
+PRE_CHECK = 3            # per presynaptic neuron: read its raster, register its lane, test it
 PAIR_OVERHEAD = 2        # per (pre, active group): issue, T-1 accumulate, round, write
 
 

@@ -13,6 +13,7 @@ RTL takes. Semantics (``docs/number_formats.md``):
 from __future__ import annotations
 
 import functools
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,7 +50,7 @@ CHUNK_CURRENTS = 1 << 20
 
 
 def run_layer(cfg, weights: np.ndarray, pre_raster: np.ndarray,
-              frac_bits: int = 0) -> np.ndarray:
+              frac_bits: int = 0, workers: int = 1) -> np.ndarray:
     """All ``T`` steps of one LIF layer: input raster ``(B, T, N_pre)`` -> ``(B, T, N_post)``.
 
     The layer reads ``weights >> frac_bits`` (``frac_bits = F`` runs it straight from stored
@@ -59,6 +60,9 @@ def run_layer(cfg, weights: np.ndarray, pre_raster: np.ndarray,
     at all, the steps run without saturation, and a bound check afterwards finds the first step
     (if any) where some partial sum could have left ``[V_min, V_max]``; from there that sample
     is re-run one step at a time with the per-spike saturating sums (:func:`_rerun_saturating`).
+
+    ``workers > 1`` runs the chunks of the batch on that many threads (numpy and BLAS release
+    the GIL; the chunks write disjoint rows, so the result is the same).
     """
     weights = np.asarray(weights)
     pre_raster = np.asarray(pre_raster, dtype=bool)
@@ -68,9 +72,19 @@ def run_layer(cfg, weights: np.ndarray, pre_raster: np.ndarray,
     if steps < 2:
         return out
     chunk = max(1, CHUNK_CURRENTS // ((steps - 1) * max(n_post, pre_raster.shape[2])))
-    for b0 in range(0, batch, chunk):
-        _run_chunk(cfg, weights, pre_raster[b0:b0 + chunk, :-1], out[b0:b0 + chunk],
-                   frac_bits)
+    if workers > 1 and batch > chunk:
+        chunk = min(chunk, -(-batch // workers))
+
+    def run(b0):
+        _run_chunk(cfg, weights, pre_raster[b0:b0 + chunk, :-1], out[b0:b0 + chunk], frac_bits)
+
+    starts = range(0, batch, chunk)
+    if workers > 1 and len(starts) > 1:
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(run, starts))
+    else:
+        for b0 in starts:
+            run(b0)
     return out
 
 
@@ -91,16 +105,19 @@ def _run_chunk(cfg, weights, inp, out, frac_bits):
         # never raises a membrane above max(V, 0)), V stays <= the sum of the positive
         # weights of all input spikes so far <= spikes * max weight.
         return
-    current = exact_matmul(spikes.reshape(batch * steps, live.size), w,
-                           live.size * max(w_hi, -w_lo))
+    bound = live.size * max(w_hi, -w_lo)
+    # The loop below never saturates: |V| <= steps * bound + |theta|. int32 halves its memory
+    # traffic wherever that fits.
+    acc = np.int32 if steps * bound + abs(cfg.threshold) < 1 << 30 else np.int64
+    current = exact_matmul(spikes.reshape(batch * steps, live.size), w, bound, out=acc)
     current = current.reshape(batch, steps, -1)
     theta, k = cfg.threshold, cfg.leak_shift
     # vs[:, t]: the membrane step t + 1 starts from (after the previous step's leak); steps
     # the loop skips keep V = 0 there, which the bound check below reads as "in range" (they
     # have no input).
-    vs = np.zeros((batch, steps + 1, w.shape[1]), dtype=np.int64)
+    vs = np.zeros((batch, steps + 1, w.shape[1]), dtype=acc)
     fired = out[:, 1:]
-    scratch = np.empty((batch, w.shape[1]), dtype=np.int64)
+    scratch = np.empty((batch, w.shape[1]), dtype=acc)
     with_input = np.flatnonzero(n_in.any(axis=0))
     last_input = int(with_input[-1])
     for t in range(int(with_input[0]), steps):    # before the first input spike: V = 0
@@ -165,11 +182,13 @@ def _rerun_saturating(cfg, w, w_pos, w_neg, bound, spikes, current, v, out) -> N
         v = v_next - (v_next >> k)
 
 
-def run_layers(cfg, weights: list[np.ndarray], input_raster: np.ndarray) -> list[np.ndarray]:
-    """Run all LIF layers on an input raster ``(B, T, N_in)``; returns all rasters."""
+def run_layers(cfg, weights: list[np.ndarray], input_raster: np.ndarray,
+               workers: int = 1) -> list[np.ndarray]:
+    """Run all LIF layers on an input raster ``(B, T, N_in)``; returns all rasters.
+    ``workers``: threads per layer (:func:`run_layer`)."""
     rasters = [np.asarray(input_raster).astype(bool)]
     for w in weights:
-        rasters.append(run_layer(cfg, np.asarray(w), rasters[-1]))
+        rasters.append(run_layer(cfg, np.asarray(w), rasters[-1], workers=workers))
     return rasters
 
 

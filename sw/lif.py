@@ -36,15 +36,16 @@ def int_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return exact_matmul(a, b, b.shape[0] * _abs_max(a) * _abs_max(b))
 
 
-def exact_matmul(a: np.ndarray, b: np.ndarray, bound: int) -> np.ndarray:
-    """:func:`int_matmul` given ``bound >= K * max|a| * max|b|``."""
+def exact_matmul(a: np.ndarray, b: np.ndarray, bound: int, out=np.int64) -> np.ndarray:
+    """:func:`int_matmul` given ``bound >= K * max|a| * max|b|``, as integers of dtype
+    ``out`` (the caller's promise that they hold ``bound``)."""
     if bound < 1 << 24:
         dtype = np.float32
     elif bound < 1 << 53:
         dtype = np.float64
     else:
-        return np.asarray(a, dtype=np.int64) @ np.asarray(b, dtype=np.int64)
-    return (a.astype(dtype) @ b.astype(dtype)).astype(np.int64)
+        return (np.asarray(a, dtype=np.int64) @ np.asarray(b, dtype=np.int64)).astype(out)
+    return (a.astype(dtype) @ b.astype(dtype)).astype(out)
 
 
 def saturating_sum(v: np.ndarray, addends: np.ndarray, v_min: int, v_max: int) -> np.ndarray:
