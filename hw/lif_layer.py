@@ -39,10 +39,11 @@ class LIFLayer(wiring.Component):
 
     Latency and throughput (input always valid, output always ready): an input spike costs
     ``G`` cycles (the next event is accepted in the cycle the last group issues); an end
-    marker costs three cycles for the integration pipeline to drain, ``2*G`` cycles of
-    end-of-step pass, one per output spike and one for the end marker out. A step with ``E``
-    input events and ``S`` output spikes takes ``E*G + 2*G + S + 5`` cycles from the first
-    input offered to the end marker out (:func:`sw.cycles.layer_cost`).
+    marker costs three cycles for the integration pipeline to drain, ``3*G`` cycles of
+    end-of-step pass (read, evaluate, test each group), one per output spike and one for the
+    end marker out. A step with ``E`` input events and ``S`` output spikes takes
+    ``E*G + 3*G + S + 5`` cycles from the first input offered to the end marker out
+    (:func:`sw.cycles.layer_cost`).
 
     Integration pipeline (4 stages: register the weight address; read the weight; register
     the weight's top bits while the membrane is read; add, saturate, write back): the block
@@ -214,7 +215,12 @@ class LIFLayer(wiring.Component):
                 m.d.comb += [self.busy.eq(1), v_wr.en.eq(1), v_wr.data.eq(Cat(*leaked)),
                              self.eos_valid.eq(1), self.eos_fires.eq(Cat(*fires))]
                 m.d.sync += mask.eq(Cat(*fires))
-                with m.If(Cat(*fires).any()):
+                m.next = "EOS_MASK"
+            with m.State("EOS_MASK"):
+                # the group's spikes decide the next state from flip-flops: the threshold
+                # compares, their OR and the state logic did not fit in the evaluation cycle
+                m.d.comb += self.busy.eq(1)
+                with m.If(mask.any()):
                     m.next = "EMIT"
                 with m.Elif(group == G - 1):
                     m.next = "END"

@@ -7,8 +7,9 @@ the cycle the phase opens to the cycle the stage hands over its end-of-step mark
 
 * encoder: one pixel per cycle, ``N_in + ENCODER_OVERHEAD``;
 * LIF layer with ``G = ceil(N_post / P)`` weight words per presynaptic neuron and ``E``
-  input spike events: ``E*G`` integration cycles, ``2*G`` end-of-step cycles (read, then
-  threshold/reset/leak/write), one cycle per output spike ``S``, plus ``LAYER_OVERHEAD``
+  input spike events: ``E*G`` integration cycles, ``3*G`` end-of-step cycles (read, then
+  threshold/reset/leak/write, then the test for spikes), one cycle per output spike ``S``,
+  plus ``LAYER_OVERHEAD``
   (accept the end marker, drain the integration pipeline, emit the end marker).
 
 A sample costs ``START_OVERHEAD + sum_t (max(stage costs of t) + PHASE_OVERHEAD)
@@ -33,7 +34,7 @@ def encoder_cost(n_in: int) -> int:
 
 def layer_cost(groups: int, events_in, spikes_out):
     """Cycles of one LIF layer's phase; works elementwise on arrays of event counts."""
-    return np.asarray(events_in) * groups + 2 * groups + np.asarray(spikes_out) + LAYER_OVERHEAD
+    return np.asarray(events_in) * groups + 3 * groups + np.asarray(spikes_out) + LAYER_OVERHEAD
 
 
 def phase_cycles(cfg, rasters: list[np.ndarray]) -> np.ndarray:
