@@ -181,6 +181,9 @@ class HostLink(wiring.Component):
             m.d.sync += spikes.eq(spikes + 1)
         run_len = Signal(16)                    # settled: done comes cycles after a spike
         m.d.sync += run_len.eq(RUN_HEADER_BYTES + 2 * spikes)
+        # the weight port's address and data come from registers, not from a state decode (they
+        # fan out to every weight bit of every layer); only the write enable is gated by WRITE
+        m.d.comb += [net.w_layer.eq(layer), net.w_addr.eq(addr + k), net.w_wdata.eq(word)]
 
         with m.FSM():
             with m.State("SOF"):
@@ -295,8 +298,7 @@ class HostLink(wiring.Component):
                 with m.If(j == wb - 1):
                     m.next = "W_WRITE"
             with m.State("W_WRITE"):
-                m.d.comb += [self.busy.eq(1), net.w_layer.eq(layer), net.w_addr.eq(addr + k),
-                             net.w_wdata.eq(word), net.w_we.eq(1)]
+                m.d.comb += [self.busy.eq(1), net.w_we.eq(1)]
                 m.d.sync += [k.eq(k + 1), j.eq(0)]
                 m.next = "W_ADDR"
                 with m.If(k + 1 == count):
@@ -362,13 +364,13 @@ class HostLink(wiring.Component):
 
             # ---- READ tail: words from the weight memory ----
             with m.State("R_ADDR"):
-                m.d.comb += [self.busy.eq(1), net.w_layer.eq(layer), net.w_addr.eq(addr + k)]
+                m.d.comb += self.busy.eq(1)
                 m.next = "R_WAIT"
             with m.State("R_WAIT"):            # WEIGHT_READ_LATENCY = 2
-                m.d.comb += [self.busy.eq(1), net.w_layer.eq(layer), net.w_addr.eq(addr + k)]
+                m.d.comb += self.busy.eq(1)
                 m.next = "R_LATCH"
             with m.State("R_LATCH"):
-                m.d.comb += [self.busy.eq(1), net.w_layer.eq(layer), net.w_addr.eq(addr + k)]
+                m.d.comb += self.busy.eq(1)
                 m.d.sync += [word.eq(net.w_rdata), j.eq(0)]
                 m.next = "R_SEND"
             with m.State("R_SEND"):
