@@ -21,11 +21,15 @@ class RateEncoder(wiring.Component):
     Protocol: a ``start`` pulse while idle scans all pixels in ascending order, emitting a
     spike event for each firing pixel and then an end marker on ``spikes_out``.
 
-    Latency and throughput: one pixel per cycle, pipelined (read, evaluate); with the output
-    always ready a step takes ``n_in + 3`` cycles from ``start`` to the end marker's
-    handshake (:func:`sw.cycles.encoder_cost`); output stalls stall the scan.
+    Latency and throughput: one pixel per cycle, pipelined (read; register the block RAM
+    outputs; evaluate: the adder and the threshold start from flip-flops, not from the block
+    RAM's slow clock-to-output). The first read is issued in the cycle ``start`` is seen, so
+    with the output always ready a step takes ``n_in + 3`` cycles from ``start`` to the end
+    marker's handshake (:func:`sw.cycles.encoder_cost`); an output stall stalls the whole
+    pipeline (the block RAMs' read enables included).
 
-    Pixel port: ``px_we`` writes ``px_data`` to pixel ``px_addr``; use it while idle.
+    Pixel port: ``px_we`` writes ``px_data`` to pixel ``px_addr``; use it while idle (not in
+    the cycle of ``start``).
 
     Raster tap (for the learning unit): ``eval_valid`` is high once per pixel and step, in
     the cycle pixel ``eval_index`` is evaluated; ``eval_spike`` is its spike bit.
@@ -55,16 +59,21 @@ class RateEncoder(wiring.Component):
         p_wr, p_rd = pmem.write_port(), pmem.read_port()
         u_wr, u_rd = umem.write_port(), umem.read_port()
 
-        addr = Signal(range(n + 1))       # next pixel to read
-        evaluating = Signal()             # read data in this cycle belongs to pixel `current`
+        addr = Signal(range(n + 1))       # next pixel to read; 0 while idle
+        reading = Signal()                # a read is issued in this cycle
+        rd_valid = Signal()               # the block RAM outputs hold pixel rd_index
+        rd_index = Signal(range(n))
+        evaluating = Signal()             # p_q, u_q hold pixel `current`
         current = Signal(range(n))
         first = Signal()
+        p_q = Signal(pb)
+        u_q = Signal(pb + 1)
 
         u = Signal(pb + 2)
         fire = Signal()
         stall = Signal()
         m.d.comb += [
-            u.eq(Mux(first, 0, u_rd.data) + p_rd.data),
+            u.eq(Mux(first, 0, u_q) + p_q),
             fire.eq(evaluating & (u >= self.theta)),
             stall.eq(fire & ~self.spikes_out.ready),
             p_wr.addr.eq(self.px_addr), p_wr.data.eq(self.px_data), p_wr.en.eq(self.px_we),
@@ -76,22 +85,28 @@ class RateEncoder(wiring.Component):
             self.eval_valid.eq(evaluating & ~stall), self.eval_index.eq(current),
             self.eval_spike.eq(fire),
         ]
+        with m.If(~stall):                # the pipeline moves as a whole
+            m.d.sync += [rd_valid.eq(reading), rd_index.eq(addr),
+                         evaluating.eq(rd_valid), current.eq(rd_index),
+                         p_q.eq(p_rd.data), u_q.eq(u_rd.data)]
 
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
-                    m.d.sync += [addr.eq(0), first.eq(self.first)]
+                    m.d.comb += reading.eq(1)                    # pixel 0
+                    m.d.sync += [addr.eq(1), first.eq(self.first)]
                     m.next = "SCAN"
             with m.State("SCAN"):
-                m.d.comb += [self.busy.eq(1), self.spikes_out.valid.eq(fire)]
+                m.d.comb += [self.busy.eq(1), self.spikes_out.valid.eq(fire),
+                             reading.eq(addr < n)]
                 with m.If(~stall):
-                    m.d.sync += [evaluating.eq(addr < n), current.eq(addr),
-                                 addr.eq(Mux(addr < n, addr + 1, addr))]
-                    with m.If(addr == n):
+                    m.d.sync += addr.eq(Mux(addr < n, addr + 1, addr))
+                    with m.If((addr == n) & ~rd_valid):          # the last pixel evaluated
                         m.next = "END"
             with m.State("END"):
                 m.d.comb += [self.busy.eq(1), self.spikes_out.valid.eq(1),
                              self.spikes_out.payload.end.eq(1)]
                 with m.If(self.spikes_out.ready):
+                    m.d.sync += addr.eq(0)
                     m.next = "IDLE"
         return m
