@@ -17,6 +17,7 @@ from hw.network import Network
 from spikeforge.config import LR_SHIFT
 from spikeforge.protocol import (
     CMD_COUNTERS,
+    CMD_EVENTS,
     CMD_INFO,
     CMD_READ,
     CMD_RUN,
@@ -28,9 +29,13 @@ from spikeforge.protocol import (
     ERR_FRAMING,
     ERR_LENGTH,
     ERR_TIMEOUT,
+    EVENT_BYTES,
+    EVENTS_CLEAR,
     REQUEST_START,
     RESPONSE_START,
     RUN_HEADER_BYTES,
+    RUN_LEARN,
+    RUN_RASTER,
     buffer_depth,
     check_link_config,
     crc8,
@@ -62,8 +67,10 @@ class HostLink(wiring.Component):
     ``busy`` is high while a command runs, ``error`` is sticky after any error response.
 
     Latency: a command starts two cycles after the CRC byte of its frame; WRITE takes
-    ``2 * word_bytes + 1`` cycles per word, RUN ``2 * N_in`` cycles for the pixels plus the
-    network's own cycles, then the response goes out at the pace ``tx`` takes it.
+    ``2 * word_bytes + 1`` cycles per word, EVENTS ``T * 2**ceil(log2 N_in) + 2`` cycles for
+    its clear (if asked) and 8 cycles per event, RUN ``2 * N_in`` cycles for the pixels (none
+    on the stored raster) plus the network's own cycles, then the response goes out at the
+    pace ``tx`` takes it.
     ``timeout`` cycles without a byte inside a frame abort it (error 0x84).
     """
 
@@ -87,7 +94,7 @@ class HostLink(wiring.Component):
         m = Module()
         cfg, net = self.cfg, self.network
         m.submodules.network = net
-        n_in, n_out, L = cfg.layers[0], cfg.layers[-1], cfg.n_layers
+        n_in, n_out, L, T = cfg.layers[0], cfg.layers[-1], cfg.n_layers, cfg.time_steps
         wb = word_bytes(cfg)
         depth = buffer_depth(cfg)
         info = info_bytes(cfg)
@@ -141,6 +148,12 @@ class HostLink(wiring.Component):
         ptr = Signal(range(depth))
         ev_step = Signal(8)
         ev_neuron = Signal(8)
+        # EVENTS: each (step, index_lo, index_hi) is checked as it arrives
+        ev_pos = Signal(2)                      # byte of the event the next payload byte is
+        ev_lo = Signal(8)
+        ev_bad = Signal()                       # an event of this frame is out of range
+        ev_word = Signal(8 * EVENT_BYTES)       # the event being written (from the buffer)
+        ev_running, ev_done = Signal(), Signal()    # the link waits for the events engine
 
         # count * word_bytes as shifts and adds, registered: count settles a byte time
         # before DISPATCH reads this, and no multiplier lands on the command path
@@ -156,15 +169,21 @@ class HostLink(wiring.Component):
         learns = cfg.learning is not None
         len_zero, write_len_bad, read_len_bad, run_len_bad = Signal(), Signal(), Signal(), Signal()
         range_bad, run_arg_bad = Signal(), Signal()
+        events_len_bad, events_arg_bad = Signal(), Signal()
+        run_flags = RUN_RASTER | (RUN_LEARN if learns else 0)
         m.d.sync += [
             len_zero.eq(length == 0),
             write_len_bad.eq((length < 5 + wb) | (length > depth) |
                              (length != 5 + count_bytes)),
             read_len_bad.eq(length != 5),
-            run_len_bad.eq(length != 3 + n_in),
+            run_len_bad.eq(length != Mux((flags & RUN_RASTER).any(), 3, 3 + n_in)),
             range_bad.eq((layer >= L) | (count == 0) | (end_addr > depths[layer])),
-            run_arg_bad.eq((flags != 0) if not learns else (
-                (flags > 1) | (flags[0] & ((label >= n_out) | (lr_shift > LR_SHIFT[1]))))),
+            run_arg_bad.eq(((flags & (0xFF ^ run_flags)) != 0) | (
+                (flags & RUN_LEARN).any() & ((label >= n_out) | (lr_shift > LR_SHIFT[1]))
+                if learns else 0)),
+            # a whole number of events after the flags byte (ev_pos counts them mod 3)
+            events_len_bad.eq((length == 0) | (length > depth) | (ev_pos != 0)),
+            events_arg_bad.eq(((flags & (0xFF ^ EVENTS_CLEAR)) != 0) | ev_bad),
         ]
 
         def fail(code, next_state="RESP_START"):
@@ -208,7 +227,7 @@ class HostLink(wiring.Component):
             receiving("LEN0", "LEN1", lambda: m.d.sync.__iadd__(length[:8].eq(byte)))
 
             def len1():
-                m.d.sync += [length[8:].eq(byte), got.eq(0)]
+                m.d.sync += [length[8:].eq(byte), got.eq(0), ev_pos.eq(0), ev_bad.eq(0)]
                 with m.If(Cat(length[:8], byte) == 0):
                     m.next = "CRC"
                 with m.Else():
@@ -228,6 +247,17 @@ class HostLink(wiring.Component):
                     m.d.sync += label.eq(byte)
                 with m.If(got == 2):
                     m.d.sync += lr_shift.eq(byte)
+                with m.If(got != 0):                # EVENTS: step, index_lo, index_hi
+                    m.d.sync += ev_pos.eq(Mux(ev_pos == 2, 0, ev_pos + 1))
+                    with m.Switch(ev_pos):
+                        with m.Case(0):
+                            with m.If(byte >= T):
+                                m.d.sync += ev_bad.eq(1)
+                        with m.Case(1):
+                            m.d.sync += ev_lo.eq(byte)
+                        with m.Case(2):
+                            with m.If(Cat(ev_lo, byte) >= n_in):
+                                m.d.sync += ev_bad.eq(1)
                 with m.If(got + 1 == length):
                     m.next = "CRC"
             receiving("PAYLOAD", None, payload)
@@ -277,9 +307,18 @@ class HostLink(wiring.Component):
                             fail(ERR_LENGTH)
                         with m.Elif(run_arg_bad):
                             fail(ERR_ARGUMENT)
+                        with m.Elif(flags & RUN_RASTER):
+                            m.next = "START"
                         with m.Else():
                             m.d.sync += [k.eq(0), ptr.eq(3)]
                             m.next = "P_ADDR"
+                    with m.Case(CMD_EVENTS):
+                        with m.If(events_len_bad):
+                            fail(ERR_LENGTH)
+                        with m.Elif(events_arg_bad):
+                            fail(ERR_ARGUMENT)
+                        with m.Else():
+                            m.next = "EVENTS"
                     with m.Default():
                         fail(ERR_COMMAND)
 
@@ -313,8 +352,15 @@ class HostLink(wiring.Component):
                 m.next = "P_ADDR"
                 with m.If(k == n_in - 1):
                     m.next = "START"
+            # ---- EVENTS: the events engine below works, then the (empty) response ----
+            with m.State("EVENTS"):
+                m.d.comb += [self.busy.eq(1), ev_running.eq(1)]
+                with m.If(ev_done):
+                    respond(0)
+
             with m.State("START"):
-                m.d.comb += [self.busy.eq(1), net.start.eq(1)]
+                m.d.comb += [self.busy.eq(1), net.start.eq(1),
+                             net.from_raster.eq((flags & RUN_RASTER).any())]
                 if cfg.learning is not None:
                     m.d.comb += [net.learn.eq(flags[0]), net.label.eq(label),
                                  net.lr_shift.eq(lr_shift)]
@@ -409,4 +455,43 @@ class HostLink(wiring.Component):
 
             with m.State("RESP_CRC"):
                 send(tx_crc, "SOF", with_crc=False)
+
+        # ---- EVENTS engine: a state machine of its own (the link's stays small and fast):
+        # clear the input raster if asked, then read each event from the buffer and set it
+        ev_ptr = Signal(range(depth + 1))       # next byte of the payload
+        ev_byte = Signal(2)                     # its byte in the event
+        with m.FSM(name="events"):
+            with m.State("IDLE"):
+                m.d.sync += [ev_ptr.eq(1), ev_byte.eq(0)]
+                with m.If(ev_running):
+                    m.next = "NEXT"
+                    with m.If(flags & EVENTS_CLEAR):
+                        m.next = "CLEAR"
+            with m.State("CLEAR"):
+                m.d.comb += net.raster_clear.eq(1)
+                m.next = "CLEARING"
+            with m.State("CLEARING"):
+                with m.If(~net.raster_busy):
+                    m.next = "NEXT"
+            with m.State("NEXT"):
+                m.next = "ADDR"
+                with m.If(ev_ptr == length):
+                    m.next = "DONE"
+            with m.State("ADDR"):
+                m.d.comb += buf_r.addr.eq(ev_ptr)
+                m.next = "DATA"
+            with m.State("DATA"):
+                m.d.sync += [ev_word.eq(Cat(ev_word[8:], buf_r.data)), ev_ptr.eq(ev_ptr + 1),
+                             ev_byte.eq(ev_byte + 1)]
+                m.next = "ADDR"
+                with m.If(ev_byte == EVENT_BYTES - 1):
+                    m.next = "SET"
+            with m.State("SET"):
+                m.d.comb += [net.raster_step.eq(ev_word[:8]), net.raster_index.eq(ev_word[8:]),
+                             net.raster_set.eq(1)]
+                m.d.sync += ev_byte.eq(0)
+                m.next = "NEXT"
+            with m.State("DONE"):
+                m.d.comb += ev_done.eq(1)
+                m.next = "IDLE"
         return m

@@ -8,7 +8,21 @@ from amaranth.sim import Simulator
 
 from hw.uart import UARTRx, UARTTx
 from spikeforge.config import load_config
-from spikeforge.protocol import CMD_INFO, CMD_RUN, ERR_CRC, RESPONSE_START, crc8, info_bytes
+from spikeforge.protocol import (
+    CMD_EVENTS,
+    CMD_INFO,
+    CMD_RUN,
+    ERR_CRC,
+    EVENT_BYTES,
+    EVENTS_CLEAR,
+    RESPONSE_START,
+    RUN_LEARN,
+    RUN_RASTER,
+    buffer_depth,
+    crc8,
+    events_per_frame,
+    info_bytes,
+)
 from sw.host import HostLink, LinkError, crc, frame
 
 
@@ -86,6 +100,69 @@ def test_driver_reports_errors_by_name():
         HostLink(FakeTransport(b""), cfg).run(np.zeros(3))
 
 
+def split_frames(data: bytes) -> list[tuple[int, bytes]]:
+    """Request frames back into ``(cmd, payload)``, each checked for its CRC."""
+    out = []
+    while data:
+        n = int.from_bytes(data[2:4], "little")
+        body, data = data[1:5 + n], data[5 + n:]
+        assert crc(body) == 0
+        out.append((body[0], body[3:-1]))
+    return out
+
+
+def test_driver_sends_events_in_frames_that_fit_the_buffer():
+    """run_events: EVENTS frames of at most the buffer's size, the first one clearing the
+    raster, every event on the wire once and in order, then RUN on the stored raster with
+    no pixels; its response parsed as run's is."""
+    cfg = load_config("digits-tiny")
+    link = HostLink(FakeTransport(b""), cfg)
+    per_frame = events_per_frame(cfg)
+    assert per_frame == link.max_events == (buffer_depth(cfg) - 1) // EVENT_BYTES
+    rng = np.random.default_rng(2)
+    events = np.stack([rng.integers(0, cfg.time_steps, 2 * per_frame + 5),
+                       rng.integers(0, cfg.layers[0], 2 * per_frame + 5)], axis=1)
+    events[-1] = (cfg.time_steps - 1, cfg.layers[0] - 1)
+    run_reply = (1234).to_bytes(4, "little") + b"\xff" + (1).to_bytes(2, "little") + b"\x02\x07"
+    link.transport = FakeTransport(response(CMD_EVENTS) * 3 + response(CMD_RUN, run_reply))
+    result = link.run_events(events, label=3, lr_shift=2)
+    assert (result.cycles, result.prediction) == (1234, -1)
+    assert result.events.tolist() == [[2, 7]]
+    frames = split_frames(link.transport.written)
+    assert [c for c, _ in frames] == [CMD_EVENTS] * 3 + [CMD_RUN]
+    assert all(len(p) <= buffer_depth(cfg) for _, p in frames)
+    assert [p[0] for _, p in frames[:3]] == [EVENTS_CLEAR, 0, 0]
+    wire = b"".join(p[1:] for _, p in frames[:3])
+    sent = [(wire[i], int.from_bytes(wire[i + 1:i + 3], "little"))
+            for i in range(0, len(wire), EVENT_BYTES)]
+    assert sent == [tuple(e) for e in events.tolist()]
+    assert frames[3][1] == bytes([RUN_LEARN | RUN_RASTER, 3, 2])
+
+    # a bool raster is sent as its events; an empty one still clears the stored raster
+    raster = np.zeros((cfg.time_steps, cfg.layers[0]), dtype=bool)
+    raster[4, 9] = raster[0, 63] = True
+    assert link.events_of(raster).tolist() == [[0, 63], [4, 9]]
+    link.transport = FakeTransport(response(CMD_EVENTS))
+    assert link.send_events(np.zeros_like(raster)) == 1
+    assert split_frames(link.transport.written) == [(CMD_EVENTS, bytes([EVENTS_CLEAR]))]
+
+
+def test_driver_refuses_bad_events_before_sending():
+    cfg = load_config("digits-tiny")
+    link = HostLink(FakeTransport(b""), cfg)
+    with pytest.raises(ValueError, match=r"input raster: shape \(3, 64\), expected \(20, 64\)"):
+        link.run_events(np.zeros((3, 64), dtype=bool))
+    with pytest.raises(ValueError, match=r"input event 1: step 20 is out of range, legal range "
+                                         r"is \[0, 19\]"):
+        link.run_events([(0, 0), (20, 0)])
+    with pytest.raises(ValueError, match=r"input event 0: neuron -1 is out of range, legal "
+                                         r"range is \[0, 63\]"):
+        link.send_events([(0, -1)])
+    with pytest.raises(ValueError, match=r"expected \(step, neuron\) integer pairs"):
+        link.run_events(np.zeros((20, 64)))
+    assert link.transport.written == b""
+
+
 @pytest.mark.filterwarnings("ignore:.*created but never used")
 def test_link_refuses_configs_it_cannot_carry():
     import dataclasses
@@ -153,28 +230,38 @@ def test_uart_loopback_and_framing_error():
 
 def test_host_loop_on_the_rtl_matches_the_golden_model(sim):
     """Driver -> UART -> serial top -> UART -> driver: load weights, read them back, survive
-    broken frames, run inference and training samples; every output spike, cycle count,
-    prediction and learned weight equals the golden model's."""
+    broken frames, run inference and training samples, on pixels and on input spike events
+    (a random raster over several EVENTS frames, and the rate encoder's own raster of a pixel
+    sample); every output spike, cycle count, prediction and learned weight equals the golden
+    model's, and the events of the encoder's raster give exactly the pixel sample's run."""
     from sim.host_link_rtl import run_link
     from sw.datasets import load_dataset
-    from sw.desire import train_step
-    from sw.golden import run_network
+    from sw.desire import inference_weights, train_step, train_step_raster
+    from sw.golden import encode, run_raster
     from sw.train import initial_weights
     from sw.weights import to_stored
 
     cfg = load_config("digits-tiny")
     data = load_dataset("digits", cfg.pixel_bits)
     rng = np.random.default_rng(5)
-    idx = rng.choice(len(data.test_labels), 3, replace=False)
+    idx = rng.choice(len(data.test_labels), 5, replace=False)
     pixels, labels = data.test_pixels[idx], data.test_labels[idx]
     pixels[2] = cfg.pixel_max                               # every input fires every step
-    from sw.desire import inference_weights
+    shape = (cfg.time_steps, cfg.layers[0])
+    random_raster = rng.random(shape) < 0.1                 # > 85 events: several frames
+    check_raster = rng.random(shape) < 0.05
+    inputs = [None, random_raster, None, encode(cfg, pixels[:1])[0], None]
+    used = np.stack([encode(cfg, pixels[b:b + 1])[0] if r is None else r
+                     for b, r in enumerate(inputs)])
+    link = HostLink(FakeTransport(b""), cfg)
+    assert len(link.events_of(random_raster)) > link.max_events
 
     stored = initial_weights(cfg, 3)
     weights = inference_weights(cfg, stored)
 
-    infer = run_link(cfg, weights, pixels, sim=sim)
-    gold = run_network(cfg, weights, pixels)
+    infer = run_link(cfg, weights, pixels, input_rasters=inputs, check_raster=check_raster,
+                     sim=sim)
+    gold = run_raster(cfg, weights, used)
     assert infer.info == info_bytes(cfg)
     assert infer.readback_ok and infer.unchanged_ok
     kinds = [e.split(":")[0] for e in infer.errors]
@@ -184,16 +271,28 @@ def test_host_loop_on_the_rtl_matches_the_golden_model(sim):
     assert list(infer.cycles) == list(gold.cycles)
     assert list(infer.predictions) == list(gold.predictions)
     raster = infer.rasters(len(pixels), cfg.time_steps, cfg.layers[-1])
-    assert (raster == gold.rasters[-1]).all() and raster.any()
+    assert (raster == gold.rasters[-1]).all() and raster[1].any()
+    same = [infer.events[infer.events[:, 0] == b][:, 1:] for b in (0, 3)]
+    assert (same[0] == same[1]).all() and len(same[0]) > 0       # in the same order, too
+    assert infer.cycles[3] == infer.cycles[0] and infer.predictions[3] == infer.predictions[0]
+    # the check raster, stored before the broken frames, ran as stored: they changed nothing
+    check = run_raster(cfg, weights, check_raster[None])
+    cycles, prediction, events = infer.check
+    assert (cycles, prediction) == (check.cycles[0], check.predictions[0])
+    got = np.zeros((cfg.time_steps, cfg.layers[-1]), dtype=bool)
+    got[events[:, 0], events[:, 1]] = True
+    assert (got == check.rasters[-1][0]).all() and len(events) == got.sum()
     samples, frames, errors, *flags = infer.counters
-    assert (samples, errors) == (3, len(infer.errors)) and not any(flags)
+    assert (samples, errors) == (len(pixels) + 1, len(infer.errors)) and not any(flags)
     assert infer.gaps > 10              # the host really stalled inside its frames
 
-    train = run_link(cfg, stored, pixels, labels=labels, stored=True, sim=sim)
+    train = run_link(cfg, stored, pixels, labels=labels, stored=True, input_rasters=inputs,
+                     sim=sim)
     w = stored
     cycles = []
-    for x, y in zip(pixels, labels, strict=True):
-        step = train_step(cfg, w, x, int(y))
+    for x, r, y in zip(pixels, inputs, labels, strict=True):
+        step = (train_step(cfg, w, x, int(y)) if r is None
+                else train_step_raster(cfg, w, r, int(y)))
         w = step.weights
         cycles.append(step.cycles)
     assert list(train.cycles) == cycles
