@@ -117,7 +117,12 @@ class HostLink(wiring.Component):
         label = Signal(8)
         lr_shift = Signal(8)
         byte = self.rx.payload
-        take = self.rx.valid & self.rx.ready
+        # rx.ready is high in the receiving states (SOF .. CRC); kept in a flip-flop of its
+        # own, set and cleared with those states' transitions, so that no state decoding
+        # lies between the FSM and the receiver's handshake (it was on the critical path)
+        listening = Signal(init=1)
+        m.d.comb += self.rx.ready.eq(listening)
+        take = self.rx.valid & listening
         rx_crc_next = Signal(8)
         m.d.comb += rx_crc_next.eq(crc8_next(rx_crc, byte))
 
@@ -152,7 +157,6 @@ class HostLink(wiring.Component):
         ev_pos = Signal(2)                      # byte of the event the next payload byte is
         ev_lo = Signal(8)
         ev_bad = Signal()                       # an event of this frame is out of range
-        ev_word = Signal(8 * EVENT_BYTES)       # the event being written (from the buffer)
         ev_running, ev_done = Signal(), Signal()    # the link waits for the events engine
 
         # count * word_bytes as shifts and adds, registered: count settles a byte time
@@ -167,16 +171,18 @@ class HostLink(wiring.Component):
         # the command checks, registered: their inputs settle with the last payload byte,
         # at least a UART byte time (the CRC byte) before DISPATCH reads them
         learns = cfg.learning is not None
+        events = cfg.event_input                # EVENTS and RUN on the stored raster
         len_zero, write_len_bad, read_len_bad, run_len_bad = Signal(), Signal(), Signal(), Signal()
         range_bad, run_arg_bad = Signal(), Signal()
         events_len_bad, events_arg_bad = Signal(), Signal()
-        run_flags = RUN_RASTER | (RUN_LEARN if learns else 0)
+        run_flags = (RUN_RASTER if events else 0) | (RUN_LEARN if learns else 0)
         m.d.sync += [
             len_zero.eq(length == 0),
             write_len_bad.eq((length < 5 + wb) | (length > depth) |
                              (length != 5 + count_bytes)),
             read_len_bad.eq(length != 5),
-            run_len_bad.eq(length != Mux((flags & RUN_RASTER).any(), 3, 3 + n_in)),
+            run_len_bad.eq(length != (Mux((flags & RUN_RASTER).any(), 3, 3 + n_in) if events
+                                      else 3 + n_in)),
             range_bad.eq((layer >= L) | (count == 0) | (end_addr > depths[layer])),
             run_arg_bad.eq(((flags & (0xFF ^ run_flags)) != 0) | (
                 (flags & RUN_LEARN).any() & ((label >= n_out) | (lr_shift > LR_SHIFT[1]))
@@ -188,7 +194,7 @@ class HostLink(wiring.Component):
 
         def fail(code, next_state="RESP_START"):
             m.d.sync += [status.eq(code), resp_len.eq(1), fixed.eq(cmd), fixed_len.eq(1),
-                         errors.eq(errors + 1), self.error.eq(1)]
+                         errors.eq(errors + 1), self.error.eq(1), listening.eq(0)]
             m.next = next_state
 
         def respond(code_len, data=0, n_fixed=0):
@@ -203,14 +209,12 @@ class HostLink(wiring.Component):
 
         with m.FSM():
             with m.State("SOF"):
-                m.d.comb += self.rx.ready.eq(1)
                 with m.If(take & (byte == REQUEST_START)):
                     m.d.sync += [rx_crc.eq(0), idle.eq(0), cmd.eq(0xFF)]
                     m.next = "CMD"
 
             def receiving(state, next_state, action):
                 with m.State(state):
-                    m.d.comb += self.rx.ready.eq(1)
                     with m.If(self.rx_framing_error):
                         fail(ERR_FRAMING)
                     with m.Elif(take):
@@ -247,17 +251,18 @@ class HostLink(wiring.Component):
                     m.d.sync += label.eq(byte)
                 with m.If(got == 2):
                     m.d.sync += lr_shift.eq(byte)
-                with m.If(got != 0):                # EVENTS: step, index_lo, index_hi
-                    m.d.sync += ev_pos.eq(Mux(ev_pos == 2, 0, ev_pos + 1))
-                    with m.Switch(ev_pos):
-                        with m.Case(0):
-                            with m.If(byte >= T):
-                                m.d.sync += ev_bad.eq(1)
-                        with m.Case(1):
-                            m.d.sync += ev_lo.eq(byte)
-                        with m.Case(2):
-                            with m.If(Cat(ev_lo, byte) >= n_in):
-                                m.d.sync += ev_bad.eq(1)
+                if events:
+                    with m.If(got != 0):            # EVENTS: step, index_lo, index_hi
+                        m.d.sync += ev_pos.eq(Mux(ev_pos == 2, 0, ev_pos + 1))
+                        with m.Switch(ev_pos):
+                            with m.Case(0):
+                                with m.If(byte >= T):
+                                    m.d.sync += ev_bad.eq(1)
+                            with m.Case(1):
+                                m.d.sync += ev_lo.eq(byte)
+                            with m.Case(2):
+                                with m.If(Cat(ev_lo, byte) >= n_in):
+                                    m.d.sync += ev_bad.eq(1)
                 with m.If(got + 1 == length):
                     m.next = "CRC"
             receiving("PAYLOAD", None, payload)
@@ -266,6 +271,7 @@ class HostLink(wiring.Component):
                 with m.If(rx_crc_next != 0):
                     fail(ERR_CRC)
                 with m.Else():
+                    m.d.sync += listening.eq(0)
                     m.next = "DISPATCH"
             receiving("CRC", None, check)
 
@@ -307,18 +313,20 @@ class HostLink(wiring.Component):
                             fail(ERR_LENGTH)
                         with m.Elif(run_arg_bad):
                             fail(ERR_ARGUMENT)
-                        with m.Elif(flags & RUN_RASTER):
-                            m.next = "START"
                         with m.Else():
                             m.d.sync += [k.eq(0), ptr.eq(3)]
                             m.next = "P_ADDR"
-                    with m.Case(CMD_EVENTS):
-                        with m.If(events_len_bad):
-                            fail(ERR_LENGTH)
-                        with m.Elif(events_arg_bad):
-                            fail(ERR_ARGUMENT)
-                        with m.Else():
-                            m.next = "EVENTS"
+                            if events:              # no pixels to load: straight to START
+                                with m.If(flags & RUN_RASTER):
+                                    m.next = "START"
+                    if events:
+                        with m.Case(CMD_EVENTS):
+                            with m.If(events_len_bad):
+                                fail(ERR_LENGTH)
+                            with m.Elif(events_arg_bad):
+                                fail(ERR_ARGUMENT)
+                            with m.Else():
+                                m.next = "EVENTS"
                     with m.Default():
                         fail(ERR_COMMAND)
 
@@ -353,14 +361,16 @@ class HostLink(wiring.Component):
                 with m.If(k == n_in - 1):
                     m.next = "START"
             # ---- EVENTS: the events engine below works, then the (empty) response ----
-            with m.State("EVENTS"):
-                m.d.comb += [self.busy.eq(1), ev_running.eq(1)]
-                with m.If(ev_done):
-                    respond(0)
+            if events:
+                with m.State("EVENTS"):
+                    m.d.comb += [self.busy.eq(1), ev_running.eq(1)]
+                    with m.If(ev_done):
+                        respond(0)
 
             with m.State("START"):
-                m.d.comb += [self.busy.eq(1), net.start.eq(1),
-                             net.from_raster.eq((flags & RUN_RASTER).any())]
+                m.d.comb += [self.busy.eq(1), net.start.eq(1)]
+                if events:
+                    m.d.comb += net.from_raster.eq((flags & RUN_RASTER).any())
                 if cfg.learning is not None:
                     m.d.comb += [net.learn.eq(flags[0]), net.label.eq(label),
                                  net.lr_shift.eq(lr_shift)]
@@ -455,11 +465,20 @@ class HostLink(wiring.Component):
 
             with m.State("RESP_CRC"):
                 send(tx_crc, "SOF", with_crc=False)
+                with m.If(self.tx.ready):
+                    m.d.sync += listening.eq(1)
 
-        # ---- EVENTS engine: a state machine of its own (the link's stays small and fast):
-        # clear the input raster if asked, then read each event from the buffer and set it
-        ev_ptr = Signal(range(depth + 1))       # next byte of the payload
-        ev_byte = Signal(2)                     # its byte in the event
+        if events:
+            self._events_engine(m, net, buf_r, flags, length, ev_running, ev_done)
+        return m
+
+    def _events_engine(self, m, net, buf_r, flags, length, ev_running, ev_done):
+        """EVENTS, a state machine of its own (the link's stays small and fast): while
+        ``ev_running``, clear the input raster if asked, then read each event of the checked
+        payload from the buffer and set its spike; ``ev_done`` pulses at the end."""
+        ev_ptr = Signal(range(buffer_depth(self.cfg) + 1))     # next byte of the payload
+        ev_byte = Signal(2)                                     # its byte in the event
+        ev_word = Signal(8 * EVENT_BYTES)                       # the event, shifted in
         with m.FSM(name="events"):
             with m.State("IDLE"):
                 m.d.sync += [ev_ptr.eq(1), ev_byte.eq(0)]
@@ -494,4 +513,3 @@ class HostLink(wiring.Component):
             with m.State("DONE"):
                 m.d.comb += ev_done.eq(1)
                 m.next = "IDLE"
-        return m

@@ -40,12 +40,13 @@ class Network(wiring.Component):
 
     Number formats: see :class:`~hw.lif_layer.LIFLayer` and :class:`~hw.rate_encoder.RateEncoder`.
 
-    Input select: with ``from_raster`` low at ``start`` population 0 is the rate encoder on
-    the pixels; with it high, the stored input raster (:class:`~hw.raster_source.RasterSource`,
-    same interface and timing, so the cycle model and the learning unit's raster tap do not
-    change). Raster port, while idle: ``raster_set`` sets spike ``(raster_step,
-    raster_index)`` in one cycle; a ``raster_clear`` pulse zeroes the raster
-    (``raster_busy`` is high for its ``T * 2**ceil(log2 N_in)`` cycles).
+    Input select (configs with ``event_input`` only): with ``from_raster`` low at ``start``
+    population 0 is the rate encoder on the pixels; with it high, the stored input raster
+    (:class:`~hw.raster_source.RasterSource`, same interface and timing, so the cycle model
+    and the learning unit's raster tap do not change). Raster port, while idle:
+    ``raster_set`` sets spike ``(raster_step, raster_index)`` in one cycle; a
+    ``raster_clear`` pulse zeroes the raster (``raster_busy`` is high for its
+    ``T * 2**ceil(log2 N_in)`` cycles).
 
     Learning (configs with ``[learning]`` only): with ``learn`` high at ``start`` the sample
     is a training sample: after its last phase the :class:`~hw.desire_unit.DesireUnit` learns
@@ -86,12 +87,6 @@ class Network(wiring.Component):
             "px_addr": In(range(cfg.layers[0])),
             "px_data": In(cfg.pixel_bits),
             "px_we": In(1),
-            "from_raster": In(1),
-            "raster_step": In(range(max(T, 2))),
-            "raster_index": In(range(cfg.layers[0])),
-            "raster_set": In(1),
-            "raster_clear": In(1),
-            "raster_busy": Out(1),
             "w_layer": In(range(max(L, 2))),
             "w_addr": In(range(self.weight_depth)),
             "w_wdata": In(cfg.lanes * cfg.store_bits),
@@ -102,6 +97,11 @@ class Network(wiring.Component):
         if cfg.learning is not None:
             signature.update({"learn": In(1), "label": In(range(n_out)),
                               "lr_shift": In(range(LR_SHIFT[1] + 1))})
+        if cfg.event_input:
+            signature.update({"from_raster": In(1), "raster_step": In(range(max(T, 2))),
+                              "raster_index": In(range(cfg.layers[0])),
+                              "raster_set": In(1), "raster_clear": In(1),
+                              "raster_busy": Out(1)})
         for pop, n in enumerate(cfg.layers):
             signature[f"trace{pop}_valid"] = Out(1)
             signature[f"trace{pop}_index"] = Out(index_width(n))
@@ -113,15 +113,24 @@ class Network(wiring.Component):
         L, T, n_out = cfg.n_layers, cfg.time_steps, cfg.layers[-1]
 
         m.submodules.encoder = enc = RateEncoder(n_in=cfg.layers[0], pixel_bits=cfg.pixel_bits)
-        m.submodules.raster = ras = RasterSource(n_in=cfg.layers[0], steps=T)
-        from_raster = Signal()               # this sample's input is the stored raster
-        source = stream.Signature(event_layout(cfg.layers[0])).create()
-        m.d.comb += [
-            source.valid.eq(Mux(from_raster, ras.spikes_out.valid, enc.spikes_out.valid)),
-            source.payload.eq(Mux(from_raster, ras.spikes_out.payload,
-                                  enc.spikes_out.payload)),
-            enc.spikes_out.ready.eq(source.ready), ras.spikes_out.ready.eq(source.ready),
-        ]
+        source = enc.spikes_out              # population 0 and its raster tap
+        tap = (enc.eval_valid, enc.eval_index, enc.eval_spike)
+        if cfg.event_input:
+            from_raster = Signal()           # this sample's input is the stored raster
+            m.submodules.raster_source = ras = RasterSource(n_in=cfg.layers[0], steps=T)
+            source = stream.Signature(event_layout(cfg.layers[0])).create()
+            m.d.comb += [
+                source.valid.eq(Mux(from_raster, ras.spikes_out.valid, enc.spikes_out.valid)),
+                source.payload.eq(Mux(from_raster, ras.spikes_out.payload,
+                                      enc.spikes_out.payload)),
+                enc.spikes_out.ready.eq(source.ready), ras.spikes_out.ready.eq(source.ready),
+                ras.set_step.eq(self.raster_step), ras.set_index.eq(self.raster_index),
+                ras.set.eq(self.raster_set), ras.clear.eq(self.raster_clear),
+                self.raster_busy.eq(ras.busy),
+            ]
+            tap = (Mux(from_raster, ras.eval_valid, enc.eval_valid),
+                   Mux(from_raster, ras.eval_index, enc.eval_index),
+                   Mux(from_raster, ras.eval_spike, enc.eval_spike))
         layers = [LIFLayer.from_config(cfg, i) for i in range(L)]
         clear_fifos = Signal()
         fifos = []
@@ -137,10 +146,8 @@ class Network(wiring.Component):
         learning = Signal()                  # the learning unit owns the weight ports
         if cfg.learning is not None:
             m.submodules.learner = learner = DesireUnit(cfg)
-            m.d.comb += [
-                learner.enc_valid.eq(Mux(from_raster, ras.eval_valid, enc.eval_valid)),
-                learner.enc_index.eq(Mux(from_raster, ras.eval_index, enc.eval_index)),
-                learner.enc_spike.eq(Mux(from_raster, ras.eval_spike, enc.eval_spike))]
+            m.d.comb += [learner.enc_valid.eq(tap[0]), learner.enc_index.eq(tap[1]),
+                         learner.enc_spike.eq(tap[2])]
             for i, layer in enumerate(layers):
                 m.d.comb += [getattr(learner, f"eos{i}_valid").eq(layer.eos_valid),
                              getattr(learner, f"eos{i}_group").eq(layer.eos_group),
@@ -149,10 +156,7 @@ class Network(wiring.Component):
 
         # ---- host ports (the learning unit's while it runs) ----
         m.d.comb += [enc.px_addr.eq(self.px_addr), enc.px_data.eq(self.px_data),
-                     enc.px_we.eq(self.px_we),
-                     ras.set_step.eq(self.raster_step), ras.set_index.eq(self.raster_index),
-                     ras.set.eq(self.raster_set), ras.clear.eq(self.raster_clear),
-                     self.raster_busy.eq(ras.busy)]
+                     enc.px_we.eq(self.px_we)]
         for i, layer in enumerate(layers):
             m.d.comb += [layer.w_addr.eq(self.w_addr), layer.w_wdata.eq(self.w_wdata),
                          layer.w_we.eq(self.w_we & (self.w_layer == i))]
@@ -252,8 +256,10 @@ class Network(wiring.Component):
                                                           best_index))]
 
         all_done = stage_done.all() & ~launch
-        m.d.comb += [enc.first.eq(phase == 0), enc.start.eq(launch & ~from_raster),
-                     ras.first.eq(phase == 0), ras.start.eq(launch & from_raster)]
+        m.d.comb += enc.first.eq(phase == 0), enc.start.eq(launch)
+        if cfg.event_input:
+            m.d.comb += [enc.start.eq(launch & ~from_raster),
+                         ras.first.eq(phase == 0), ras.start.eq(launch & from_raster)]
         m.d.sync += [launch.eq(0), self.done.eq(0)]
 
         with m.FSM():
@@ -261,12 +267,13 @@ class Network(wiring.Component):
                 with m.If(self.start):
                     m.d.comb += clear_fifos.eq(1)
                     m.d.sync += [phase.eq(0), launch.eq(1), opened.eq(-1), stage_done.eq(0),
-                                 from_raster.eq(self.from_raster),
                                  cycles.eq(0), sent.eq(0), best.eq(0), best_index.eq(0),
                                  tie.eq(n_out > 1)] + [c.eq(0) for c in counts]
                     if learner is not None:
                         m.d.sync += [train.eq(self.learn), learner.label.eq(self.label),
                                      learner.lr_shift.eq(self.lr_shift)]
+                    if cfg.event_input:
+                        m.d.sync += from_raster.eq(self.from_raster)
                     m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += self.busy.eq(1)

@@ -69,7 +69,7 @@ class RasterSource(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         n = self.n_in
-        m.submodules.raster = mem = Memory(shape=1, depth=self.depth, init=[])
+        m.submodules.spikes = mem = Memory(shape=1, depth=self.depth, init=[])
         wr, rd = mem.write_port(), mem.read_port()
 
         addr = Signal(range(n + 1))       # next neuron to read

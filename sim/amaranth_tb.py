@@ -73,6 +73,10 @@ def simulate(cfg, stored, pixels, *, labels=None, lr_shift: int | None = None,
     if input_rasters is not None and len(input_rasters) != batch:
         raise ValueError(f"input_rasters: expected {batch} entries (None or a raster), got "
                          f"{len(input_rasters)}")
+    if input_rasters is not None and not cfg.event_input and \
+            any(r is not None for r in input_rasters):
+        raise ValueError(f"config {cfg.name!r} is built without input events "
+                         f"(encoding.event_input = false)")
     if labels is not None:
         labels = np.asarray(labels, dtype=np.int64)
         if labels.shape != (batch,):

@@ -52,7 +52,8 @@ def events_per_frame(cfg) -> int:
 
 def info_bytes(cfg) -> bytes:
     """Payload of the INFO response: what the host checks before it talks to the core."""
-    features = (INFO_LEARNING if cfg.learning is not None else 0) | INFO_EVENTS
+    features = ((INFO_LEARNING if cfg.learning is not None else 0)
+                | (INFO_EVENTS if cfg.event_input else 0))
     head = [ord("S"), ord("F"), PROTOCOL_VERSION, len(cfg.layers), cfg.time_steps,
             cfg.lanes, cfg.store_bits, features, word_bytes(cfg)]
     out = bytes(head) + buffer_depth(cfg).to_bytes(2, "little")

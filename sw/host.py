@@ -209,9 +209,16 @@ class HostLink:
                                  f"legal range is [0, {hi - 1}]")
         return arr.astype(np.int64)
 
+    def check_event_input(self) -> None:
+        """Raise :class:`LinkError` unless the core has the input-event port."""
+        if not self.cfg.event_input:
+            raise LinkError(f"config {self.cfg.name!r} is built without input events "
+                            f"(encoding.event_input = false): send pixels with run()")
+
     def send_events(self, raster_or_events, *, clear: bool = True) -> int:
         """Store input events in the core's input raster (cleared first with ``clear``), in
         EVENTS frames that fit the buffer; returns the number of frames sent."""
+        self.check_event_input()
         events = self.events_of(raster_or_events)
         chunks = [events[lo:lo + self.max_events]
                   for lo in range(0, len(events), self.max_events)] or [events]
@@ -231,6 +238,7 @@ class HostLink:
 
     def run_stored(self, *, label: int | None = None, lr_shift: int = 0) -> RunResult:
         """One sample on the input raster the core holds (what EVENTS frames stored)."""
+        self.check_event_input()
         return self._run(RUN_RASTER, label, lr_shift, b"")
 
     def _run(self, flags: int, label, lr_shift: int, pixels: bytes) -> RunResult:

@@ -12,9 +12,11 @@ from spikeforge.protocol import (
     CMD_EVENTS,
     CMD_INFO,
     CMD_RUN,
+    CMD_WRITE,
     ERR_CRC,
     EVENT_BYTES,
     EVENTS_CLEAR,
+    INFO_EVENTS,
     RESPONSE_START,
     RUN_LEARN,
     RUN_RASTER,
@@ -24,6 +26,7 @@ from spikeforge.protocol import (
     info_bytes,
 )
 from sw.host import HostLink, LinkError, crc, frame
+from sw.weights import pack_words
 
 
 def test_crc8_is_crc8_smbus():
@@ -160,6 +163,92 @@ def test_driver_refuses_bad_events_before_sending():
         link.send_events([(0, -1)])
     with pytest.raises(ValueError, match=r"expected \(step, neuron\) integer pairs"):
         link.run_events(np.zeros((20, 64)))
+    assert link.transport.written == b""
+
+
+def exchange(cfg, requests, max_cycles=200_000):
+    """Each request's bytes straight into the gateware HostLink's ``rx`` stream (Amaranth
+    simulator, no UART), its response's bytes from ``tx``; returns the responses."""
+    from hw.host_link import HostLink as Gateware
+
+    dut = Gateware(cfg, timeout=64)
+    responses = []
+
+    async def tb(ctx):
+        ctx.set(dut.tx.ready, 1)
+        for request in requests:
+            for b in request:
+                ctx.set(dut.rx.payload, b)
+                ctx.set(dut.rx.valid, 1)
+                taken = False
+                while not taken:
+                    taken = ctx.get(dut.rx.ready)
+                    await ctx.tick()
+            ctx.set(dut.rx.valid, 0)
+            out, need = [], 4
+            for _ in range(max_cycles):
+                valid, byte = ctx.get(dut.tx.valid), ctx.get(dut.tx.payload)
+                await ctx.tick()
+                if valid:
+                    out.append(byte)
+                    if len(out) == 4:
+                        need = 5 + int.from_bytes(bytes(out[2:4]), "little")
+                    if len(out) == need:
+                        break
+            responses.append(bytes(out))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(tb)
+    sim.run()
+    return responses
+
+
+def test_link_without_event_input_refuses_events():
+    """A core built without the input-event port (``encoding.event_input = false``, as
+    digits-up5k): INFO says so, EVENTS is an unknown command, RUN's raster flag is refused,
+    pixels still run (bit-exact); the driver refuses before sending anything."""
+    import dataclasses
+
+    from sw.golden import run_network
+    from sw.weights import random_weights
+
+    cfg = dataclasses.replace(load_config("digits-tiny"), name="no-events", layers=(5, 3, 2),
+                              lanes=1, time_steps=6, threshold=20, membrane_bits=9,
+                              weight_bits=6, learning=None, event_input=False)
+    pixels = np.array([255, 0, 90, 200, 31])
+    link = HostLink(FakeTransport(b""), cfg)
+    weights = random_weights(cfg, np.random.default_rng(4), scale=1.0)
+    requests = [frame(CMD_INFO), frame(CMD_EVENTS, bytes([EVENTS_CLEAR, 0, 1, 0])),
+                frame(CMD_RUN, bytes([RUN_RASTER, 0, 0])),
+                frame(CMD_RUN, bytes([RUN_RASTER, 0, 0]) + bytes(5))]
+    for layer, w in enumerate(weights):
+        words = pack_words(cfg, layer, w)
+        requests.append(frame(CMD_WRITE, bytes([layer, 0, 0]) + len(words).to_bytes(2, "little")
+                              + b"".join(int(x).to_bytes(link.word_bytes, "little")
+                                         for x in words)))
+    requests.append(frame(CMD_RUN, bytes([0, 0, 0]) + bytes(int(p) for p in pixels)))
+    info, events, raster_run, raster_pixels, *writes, run = exchange(cfg, requests)
+
+    def parse(reply, cmd):
+        return HostLink(FakeTransport(reply), cfg).response(cmd)
+
+    assert parse(info, CMD_INFO) == info_bytes(cfg) and not info_bytes(cfg)[7] & INFO_EVENTS
+    for reply, cmd, code in ((events, CMD_EVENTS, r"0x82 \(unknown command\)"),
+                             (raster_run, CMD_RUN, r"0x83 \(payload length"),
+                             (raster_pixels, CMD_RUN, r"0x85 \(argument out of range\)")):
+        with pytest.raises(LinkError, match=code):
+            parse(reply, cmd)
+    for reply in writes:
+        parse(reply, CMD_WRITE)
+    data = parse(run, CMD_RUN)
+    gold = run_network(cfg, weights, pixels[None])
+    assert int.from_bytes(data[:4], "little") == gold.cycles[0]
+    assert data[5:7] == int(gold.rasters[-1].sum()).to_bytes(2, "little")
+    with pytest.raises(LinkError, match=r"config 'no-events' is built without input events"):
+        link.run_events([(0, 1)])
+    with pytest.raises(LinkError, match=r"built without input events"):
+        link.run_stored()
     assert link.transport.written == b""
 
 

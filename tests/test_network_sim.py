@@ -91,3 +91,19 @@ def test_network_runs_stored_input_rasters(case):
         np.testing.assert_array_equal(run.rasters[pop][2], run.rasters[pop][0])
     assert run.cycles[2] == run.cycles[0] and run.predictions[2] == run.predictions[0]
     assert run.rasters[1][1].any() and not (run.rasters[0][1] == run.rasters[0][0]).all()
+
+
+@pytest.mark.filterwarnings("ignore:.*created but never used")
+def test_network_without_event_input_has_no_raster():
+    """``encoding.event_input = false`` builds the network without the stored-raster input
+    (no ports, no memory); asking the testbench for raster samples is an error."""
+    import gc
+
+    cfg = dataclasses.replace(load_config("digits-tiny"), name="no-events", layers=(5, 3, 2),
+                              lanes=1, time_steps=6, event_input=False)
+    assert not hasattr(Network(cfg), "from_raster")
+    assert hasattr(Network(dataclasses.replace(cfg, event_input=True)), "from_raster")
+    gc.collect()            # the unelaborated networks warn here, under the filter
+    stored = to_stored(cfg, random_weights(cfg, np.random.default_rng(0)))
+    with pytest.raises(ValueError, match=r"config 'no-events' is built without input events"):
+        simulate(cfg, stored, np.zeros((1, 5)), input_rasters=[np.ones((6, 5), bool)])
