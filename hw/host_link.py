@@ -165,6 +165,10 @@ class HostLink(wiring.Component):
         m.d.sync += count_bytes.eq(sum(count << i for i in range(wb.bit_length())
                                        if wb >> i & 1))
         depths = Array(Const(d, 17) for d in weight_depths(cfg))
+        # word k is the last one, registered: W_WRITE and R_SEND come at least two cycles
+        # after k changed (a 16-bit add and compare off the response's load enables)
+        k_last = Signal()
+        m.d.sync += k_last.eq(k + 1 == count)
         end_addr = Signal(17)
         m.d.comb += end_addr.eq(addr + count)
 
@@ -346,7 +350,7 @@ class HostLink(wiring.Component):
                              net.w_wdata.eq(word), net.w_we.eq(1)]
                 m.d.sync += [k.eq(k + 1), j.eq(0)]
                 m.next = "W_ADDR"
-                with m.If(k + 1 == count):
+                with m.If(k_last):
                     respond(0)
 
             # ---- RUN: pixels from the buffer, one sample, spikes back ----
@@ -431,7 +435,7 @@ class HostLink(wiring.Component):
                     with m.If(j == wb - 1):
                         m.d.sync += k.eq(k + 1)
                         m.next = "R_ADDR"
-                        with m.If(k + 1 == count):
+                        with m.If(k_last):
                             m.next = "RESP_CRC"
 
             # ---- RUN tail: the readout stream, (step, neuron) per spike ----
