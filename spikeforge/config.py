@@ -146,7 +146,7 @@ class NetworkConfig:
         Build the stored-raster input (``hw/raster_source.py``) next to the rate encoder, so
         the host can send input spike events instead of pixels (the host link's EVENTS
         command, ``docs/host_link.md``); default true. It costs a ``T * 2**ceil(log2 N_in)``
-        bit block RAM and some logic: ``digits-up5k`` leaves it out to meet 24 MHz.
+        bit block RAM and some logic (1 EBR and about 210 logic cells on the iCE40UP5K).
     dataset : str
         Default dataset for ``compare``/``train``.
     learning : DesireConfig or None

@@ -205,8 +205,8 @@ def exchange(cfg, requests, max_cycles=200_000):
 
 
 def test_link_without_event_input_refuses_events():
-    """A core built without the input-event port (``encoding.event_input = false``, as
-    digits-up5k): INFO says so, EVENTS is an unknown command, RUN's raster flag is refused,
+    """A core built without the input-event port (``encoding.event_input = false``): INFO
+    says so, EVENTS is an unknown command, RUN's raster flag is refused,
     pixels still run (bit-exact); the driver refuses before sending anything."""
     import dataclasses
 
