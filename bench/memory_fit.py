@@ -4,11 +4,11 @@ Usage: ``.venv/bin/python bench/memory_fit.py [CONFIG ...]``
 
 Synthesising a whole 784-input network with Yosys takes many minutes; its block RAM use is
 decided by the memories alone. This builds every memory the gateware instantiates for the
-config (``hw/lif_layer.py``, ``hw/rate_encoder.py``, ``hw/desire_unit.py``: same shape, depth,
-port kinds and write granularity), each in a small module of its own, runs YoWASP Yosys
-``synth_ecp5`` on it and counts ``DP16KD`` (18 kbit EBR) and ``TRELLIS_DPR16X4`` (LUT RAM)
-cells from ``stat -json``. Prints one Markdown table per config, with the total against the
-ECP5-85F's 208 EBR.
+config (``hw/lif_layer.py``, ``hw/rate_encoder.py``, ``hw/raster_source.py``,
+``hw/desire_unit.py``: same shape, depth, port kinds and write granularity), each in a small
+module of its own, runs YoWASP Yosys ``synth_ecp5`` on it and counts ``DP16KD`` (18 kbit EBR)
+and ``TRELLIS_DPR16X4`` (LUT RAM) cells from ``stat -json``. Prints one Markdown table per
+config, with the total against the ECP5-85F's 208 EBR.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from amaranth.lib.memory import Memory
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from hw.events import index_width  # noqa: E402
 from spikeforge.config import load_config  # noqa: E402
 
 ECP5_85F_EBR = 208
@@ -63,6 +64,9 @@ def memories(cfg) -> list[tuple[str, str, int, int, int | None, bool]]:
     out = [("pixels + encoder state", "encoder pixels", cfg.pixel_bits, n_in, None, False),
            ("pixels + encoder state", "encoder accumulators", cfg.pixel_bits + 1, n_in, None,
             False)]
+    if cfg.event_input:
+        out.append(("input raster (host events)", "input raster", 1, T << index_width(n_in),
+                    None, False))
     for layer in range(cfg.n_layers):
         groups = max(cfg.groups(layer), 2)
         out.append(("weights", f"layer {layer} weights", P * cfg.store_bits,

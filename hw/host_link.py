@@ -17,6 +17,7 @@ from hw.network import Network
 from spikeforge.config import LR_SHIFT
 from spikeforge.protocol import (
     CMD_COUNTERS,
+    CMD_EVENTS,
     CMD_INFO,
     CMD_READ,
     CMD_RUN,
@@ -28,9 +29,13 @@ from spikeforge.protocol import (
     ERR_FRAMING,
     ERR_LENGTH,
     ERR_TIMEOUT,
+    EVENT_BYTES,
+    EVENTS_CLEAR,
     REQUEST_START,
     RESPONSE_START,
     RUN_HEADER_BYTES,
+    RUN_LEARN,
+    RUN_RASTER,
     buffer_depth,
     check_link_config,
     crc8,
@@ -62,8 +67,10 @@ class HostLink(wiring.Component):
     ``busy`` is high while a command runs, ``error`` is sticky after any error response.
 
     Latency: a command starts two cycles after the CRC byte of its frame; WRITE takes
-    ``2 * word_bytes + 1`` cycles per word, RUN ``2 * N_in`` cycles for the pixels plus the
-    network's own cycles, then the response goes out at the pace ``tx`` takes it.
+    ``2 * word_bytes + 1`` cycles per word, EVENTS ``T * 2**ceil(log2 N_in) + 2`` cycles for
+    its clear (if asked) and 8 cycles per event, RUN ``2 * N_in`` cycles for the pixels (none
+    on the stored raster) plus the network's own cycles, then the response goes out at the
+    pace ``tx`` takes it.
     ``timeout`` cycles without a byte inside a frame abort it (error 0x84).
     """
 
@@ -87,7 +94,7 @@ class HostLink(wiring.Component):
         m = Module()
         cfg, net = self.cfg, self.network
         m.submodules.network = net
-        n_in, n_out, L = cfg.layers[0], cfg.layers[-1], cfg.n_layers
+        n_in, n_out, L, T = cfg.layers[0], cfg.layers[-1], cfg.n_layers, cfg.time_steps
         wb = word_bytes(cfg)
         depth = buffer_depth(cfg)
         info = info_bytes(cfg)
@@ -110,7 +117,12 @@ class HostLink(wiring.Component):
         label = Signal(8)
         lr_shift = Signal(8)
         byte = self.rx.payload
-        take = self.rx.valid & self.rx.ready
+        # rx.ready is high in the receiving states (SOF .. CRC); kept in a flip-flop of its
+        # own, set and cleared with those states' transitions, so that no state decoding
+        # lies between the FSM and the receiver's handshake (it was on the critical path)
+        listening = Signal(init=1)
+        m.d.comb += self.rx.ready.eq(listening)
+        take = self.rx.valid & listening
         rx_crc_next = Signal(8)
         m.d.comb += rx_crc_next.eq(crc8_next(rx_crc, byte))
 
@@ -141,6 +153,11 @@ class HostLink(wiring.Component):
         ptr = Signal(range(depth))
         ev_step = Signal(8)
         ev_neuron = Signal(8)
+        # EVENTS: each (step, index_lo, index_hi) is checked as it arrives
+        ev_pos = Signal(2)                      # byte of the event the next payload byte is
+        ev_lo = Signal(8)
+        ev_bad = Signal()                       # an event of this frame is out of range
+        ev_running, ev_done = Signal(), Signal()    # the link waits for the events engine
 
         # count * word_bytes as shifts and adds, registered: count settles a byte time
         # before DISPATCH reads this, and no multiplier lands on the command path
@@ -148,28 +165,40 @@ class HostLink(wiring.Component):
         m.d.sync += count_bytes.eq(sum(count << i for i in range(wb.bit_length())
                                        if wb >> i & 1))
         depths = Array(Const(d, 17) for d in weight_depths(cfg))
+        # word k is the last one, registered: W_WRITE and R_SEND come at least two cycles
+        # after k changed (a 16-bit add and compare off the response's load enables)
+        k_last = Signal()
+        m.d.sync += k_last.eq(k + 1 == count)
         end_addr = Signal(17)
         m.d.comb += end_addr.eq(addr + count)
 
         # the command checks, registered: their inputs settle with the last payload byte,
         # at least a UART byte time (the CRC byte) before DISPATCH reads them
         learns = cfg.learning is not None
+        events = cfg.event_input                # EVENTS and RUN on the stored raster
         len_zero, write_len_bad, read_len_bad, run_len_bad = Signal(), Signal(), Signal(), Signal()
         range_bad, run_arg_bad = Signal(), Signal()
+        events_len_bad, events_arg_bad = Signal(), Signal()
+        run_flags = (RUN_RASTER if events else 0) | (RUN_LEARN if learns else 0)
         m.d.sync += [
             len_zero.eq(length == 0),
             write_len_bad.eq((length < 5 + wb) | (length > depth) |
                              (length != 5 + count_bytes)),
             read_len_bad.eq(length != 5),
-            run_len_bad.eq(length != 3 + n_in),
+            run_len_bad.eq(length != (Mux((flags & RUN_RASTER).any(), 3, 3 + n_in) if events
+                                      else 3 + n_in)),
             range_bad.eq((layer >= L) | (count == 0) | (end_addr > depths[layer])),
-            run_arg_bad.eq((flags != 0) if not learns else (
-                (flags > 1) | (flags[0] & ((label >= n_out) | (lr_shift > LR_SHIFT[1]))))),
+            run_arg_bad.eq(((flags & (0xFF ^ run_flags)) != 0) | (
+                (flags & RUN_LEARN).any() & ((label >= n_out) | (lr_shift > LR_SHIFT[1]))
+                if learns else 0)),
+            # a whole number of events after the flags byte (ev_pos counts them mod 3)
+            events_len_bad.eq((length == 0) | (length > depth) | (ev_pos != 0)),
+            events_arg_bad.eq(((flags & (0xFF ^ EVENTS_CLEAR)) != 0) | ev_bad),
         ]
 
         def fail(code, next_state="RESP_START"):
             m.d.sync += [status.eq(code), resp_len.eq(1), fixed.eq(cmd), fixed_len.eq(1),
-                         errors.eq(errors + 1), self.error.eq(1)]
+                         errors.eq(errors + 1), self.error.eq(1), listening.eq(0)]
             m.next = next_state
 
         def respond(code_len, data=0, n_fixed=0):
@@ -187,14 +216,12 @@ class HostLink(wiring.Component):
 
         with m.FSM():
             with m.State("SOF"):
-                m.d.comb += self.rx.ready.eq(1)
                 with m.If(take & (byte == REQUEST_START)):
                     m.d.sync += [rx_crc.eq(0), idle.eq(0), cmd.eq(0xFF)]
                     m.next = "CMD"
 
             def receiving(state, next_state, action):
                 with m.State(state):
-                    m.d.comb += self.rx.ready.eq(1)
                     with m.If(self.rx_framing_error):
                         fail(ERR_FRAMING)
                     with m.Elif(take):
@@ -211,7 +238,7 @@ class HostLink(wiring.Component):
             receiving("LEN0", "LEN1", lambda: m.d.sync.__iadd__(length[:8].eq(byte)))
 
             def len1():
-                m.d.sync += [length[8:].eq(byte), got.eq(0)]
+                m.d.sync += [length[8:].eq(byte), got.eq(0), ev_pos.eq(0), ev_bad.eq(0)]
                 with m.If(Cat(length[:8], byte) == 0):
                     m.next = "CRC"
                 with m.Else():
@@ -231,6 +258,18 @@ class HostLink(wiring.Component):
                     m.d.sync += label.eq(byte)
                 with m.If(got == 2):
                     m.d.sync += lr_shift.eq(byte)
+                if events:
+                    with m.If(got != 0):            # EVENTS: step, index_lo, index_hi
+                        m.d.sync += ev_pos.eq(Mux(ev_pos == 2, 0, ev_pos + 1))
+                        with m.Switch(ev_pos):
+                            with m.Case(0):
+                                with m.If(byte >= T):
+                                    m.d.sync += ev_bad.eq(1)
+                            with m.Case(1):
+                                m.d.sync += ev_lo.eq(byte)
+                            with m.Case(2):
+                                with m.If(Cat(ev_lo, byte) >= n_in):
+                                    m.d.sync += ev_bad.eq(1)
                 with m.If(got + 1 == length):
                     m.next = "CRC"
             receiving("PAYLOAD", None, payload)
@@ -239,6 +278,7 @@ class HostLink(wiring.Component):
                 with m.If(rx_crc_next != 0):
                     fail(ERR_CRC)
                 with m.Else():
+                    m.d.sync += listening.eq(0)
                     m.next = "DISPATCH"
             receiving("CRC", None, check)
 
@@ -283,6 +323,17 @@ class HostLink(wiring.Component):
                         with m.Else():
                             m.d.sync += [k.eq(0), ptr.eq(3)]
                             m.next = "P_ADDR"
+                            if events:              # no pixels to load: straight to START
+                                with m.If(flags & RUN_RASTER):
+                                    m.next = "START"
+                    if events:
+                        with m.Case(CMD_EVENTS):
+                            with m.If(events_len_bad):
+                                fail(ERR_LENGTH)
+                            with m.Elif(events_arg_bad):
+                                fail(ERR_ARGUMENT)
+                            with m.Else():
+                                m.next = "EVENTS"
                     with m.Default():
                         fail(ERR_COMMAND)
 
@@ -301,7 +352,7 @@ class HostLink(wiring.Component):
                 m.d.comb += [self.busy.eq(1), net.w_we.eq(1)]
                 m.d.sync += [k.eq(k + 1), j.eq(0)]
                 m.next = "W_ADDR"
-                with m.If(k + 1 == count):
+                with m.If(k_last):
                     respond(0)
 
             # ---- RUN: pixels from the buffer, one sample, spikes back ----
@@ -315,8 +366,17 @@ class HostLink(wiring.Component):
                 m.next = "P_ADDR"
                 with m.If(k == n_in - 1):
                     m.next = "START"
+            # ---- EVENTS: the events engine below works, then the (empty) response ----
+            if events:
+                with m.State("EVENTS"):
+                    m.d.comb += [self.busy.eq(1), ev_running.eq(1)]
+                    with m.If(ev_done):
+                        respond(0)
+
             with m.State("START"):
                 m.d.comb += [self.busy.eq(1), net.start.eq(1)]
+                if events:
+                    m.d.comb += net.from_raster.eq((flags & RUN_RASTER).any())
                 if cfg.learning is not None:
                     m.d.comb += [net.learn.eq(flags[0]), net.label.eq(label),
                                  net.lr_shift.eq(lr_shift)]
@@ -380,7 +440,7 @@ class HostLink(wiring.Component):
                     with m.If(j == wb - 1):
                         m.d.sync += k.eq(k + 1)
                         m.next = "R_ADDR"
-                        with m.If(k + 1 == count):
+                        with m.If(k_last):
                             m.next = "RESP_CRC"
 
             # ---- RUN tail: the readout stream, (step, neuron) per spike ----
@@ -414,4 +474,51 @@ class HostLink(wiring.Component):
 
             with m.State("RESP_CRC"):
                 send(tx_crc, "SOF", with_crc=False)
+                with m.If(self.tx.ready):
+                    m.d.sync += listening.eq(1)
+
+        if events:
+            self._events_engine(m, net, buf_r, flags, length, ev_running, ev_done)
         return m
+
+    def _events_engine(self, m, net, buf_r, flags, length, ev_running, ev_done):
+        """EVENTS, a state machine of its own (the link's stays small and fast): while
+        ``ev_running``, clear the input raster if asked, then read each event of the checked
+        payload from the buffer and set its spike; ``ev_done`` pulses at the end."""
+        ev_ptr = Signal(range(buffer_depth(self.cfg) + 1))     # next byte of the payload
+        ev_byte = Signal(2)                                     # its byte in the event
+        ev_word = Signal(8 * EVENT_BYTES)                       # the event, shifted in
+        with m.FSM(name="events"):
+            with m.State("IDLE"):
+                m.d.sync += [ev_ptr.eq(1), ev_byte.eq(0)]
+                with m.If(ev_running):
+                    m.next = "NEXT"
+                    with m.If(flags & EVENTS_CLEAR):
+                        m.next = "CLEAR"
+            with m.State("CLEAR"):
+                m.d.comb += net.raster_clear.eq(1)
+                m.next = "CLEARING"
+            with m.State("CLEARING"):
+                with m.If(~net.raster_busy):
+                    m.next = "NEXT"
+            with m.State("NEXT"):
+                m.next = "ADDR"
+                with m.If(ev_ptr == length):
+                    m.next = "DONE"
+            with m.State("ADDR"):
+                m.d.comb += buf_r.addr.eq(ev_ptr)
+                m.next = "DATA"
+            with m.State("DATA"):
+                m.d.sync += [ev_word.eq(Cat(ev_word[8:], buf_r.data)), ev_ptr.eq(ev_ptr + 1),
+                             ev_byte.eq(ev_byte + 1)]
+                m.next = "ADDR"
+                with m.If(ev_byte == EVENT_BYTES - 1):
+                    m.next = "SET"
+            with m.State("SET"):
+                m.d.comb += [net.raster_step.eq(ev_word[:8]), net.raster_index.eq(ev_word[8:]),
+                             net.raster_set.eq(1)]
+                m.d.sync += ev_byte.eq(0)
+                m.next = "NEXT"
+            with m.State("DONE"):
+                m.d.comb += ev_done.eq(1)
+                m.next = "IDLE"

@@ -1,4 +1,5 @@
-"""Multi-layer SNN top: rate encoder + pipelined LIF layers running a sample autonomously."""
+"""Multi-layer SNN top: an input source (rate encoder or stored raster) + pipelined LIF layers
+running a sample autonomously."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from amaranth.lib.wiring import In, Out
 from hw.desire_unit import DesireUnit
 from hw.events import event_layout, index_width, readout_layout
 from hw.lif_layer import LIFLayer
+from hw.raster_source import RasterSource
 from hw.rate_encoder import RateEncoder
 from spikeforge.config import LR_SHIFT
 
@@ -37,6 +39,14 @@ class Network(wiring.Component):
     sizing (it is a bug if it ever rises).
 
     Number formats: see :class:`~hw.lif_layer.LIFLayer` and :class:`~hw.rate_encoder.RateEncoder`.
+
+    Input select (configs with ``event_input`` only): with ``from_raster`` low at ``start``
+    population 0 is the rate encoder on the pixels; with it high, the stored input raster
+    (:class:`~hw.raster_source.RasterSource`, same interface and timing, so the cycle model
+    and the learning unit's raster tap do not change). Raster port, while idle:
+    ``raster_set`` sets spike ``(raster_step, raster_index)`` in one cycle; a
+    ``raster_clear`` pulse zeroes the raster (``raster_busy`` is high for its
+    ``T * 2**ceil(log2 N_in)`` cycles).
 
     Learning (configs with ``[learning]`` only): with ``learn`` high at ``start`` the sample
     is a training sample: after its last phase the :class:`~hw.desire_unit.DesireUnit` learns
@@ -87,6 +97,11 @@ class Network(wiring.Component):
         if cfg.learning is not None:
             signature.update({"learn": In(1), "label": In(range(n_out)),
                               "lr_shift": In(range(LR_SHIFT[1] + 1))})
+        if cfg.event_input:
+            signature.update({"from_raster": In(1), "raster_step": In(range(max(T, 2))),
+                              "raster_index": In(range(cfg.layers[0])),
+                              "raster_set": In(1), "raster_clear": In(1),
+                              "raster_busy": Out(1)})
         for pop, n in enumerate(cfg.layers):
             signature[f"trace{pop}_valid"] = Out(1)
             signature[f"trace{pop}_index"] = Out(index_width(n))
@@ -98,6 +113,24 @@ class Network(wiring.Component):
         L, T, n_out = cfg.n_layers, cfg.time_steps, cfg.layers[-1]
 
         m.submodules.encoder = enc = RateEncoder(n_in=cfg.layers[0], pixel_bits=cfg.pixel_bits)
+        source = enc.spikes_out              # population 0 and its raster tap
+        tap = (enc.eval_valid, enc.eval_index, enc.eval_spike)
+        if cfg.event_input:
+            from_raster = Signal()           # this sample's input is the stored raster
+            m.submodules.raster_source = ras = RasterSource(n_in=cfg.layers[0], steps=T)
+            source = stream.Signature(event_layout(cfg.layers[0])).create()
+            m.d.comb += [
+                source.valid.eq(Mux(from_raster, ras.spikes_out.valid, enc.spikes_out.valid)),
+                source.payload.eq(Mux(from_raster, ras.spikes_out.payload,
+                                      enc.spikes_out.payload)),
+                enc.spikes_out.ready.eq(source.ready), ras.spikes_out.ready.eq(source.ready),
+                ras.set_step.eq(self.raster_step), ras.set_index.eq(self.raster_index),
+                ras.set.eq(self.raster_set), ras.clear.eq(self.raster_clear),
+                self.raster_busy.eq(ras.busy),
+            ]
+            tap = (Mux(from_raster, ras.eval_valid, enc.eval_valid),
+                   Mux(from_raster, ras.eval_index, enc.eval_index),
+                   Mux(from_raster, ras.eval_spike, enc.eval_spike))
         layers = [LIFLayer.from_config(cfg, i) for i in range(L)]
         clear_fifos = Signal()
         fifos = []
@@ -115,9 +148,8 @@ class Network(wiring.Component):
         learning = Signal()
         if cfg.learning is not None:
             m.submodules.learner = learner = DesireUnit(cfg)
-            m.d.comb += [learner.enc_valid.eq(enc.eval_valid),
-                         learner.enc_index.eq(enc.eval_index),
-                         learner.enc_spike.eq(enc.eval_spike)]
+            m.d.comb += [learner.enc_valid.eq(tap[0]), learner.enc_index.eq(tap[1]),
+                         learner.enc_spike.eq(tap[2])]
             for i, layer in enumerate(layers):
                 m.d.comb += [getattr(learner, f"eos{i}_valid").eq(layer.eos_valid),
                              getattr(learner, f"eos{i}_group").eq(layer.eos_group),
@@ -149,8 +181,8 @@ class Network(wiring.Component):
             m.d.comb += learner.step.eq(phase)
         train = Signal()                      # this sample learns
 
-        # encoder -> fifo0, layer i -> fifo i+1, last layer -> counters
-        producers = [enc.spikes_out] + [layer.spikes_out for layer in layers]
+        # input source -> fifo0, layer i -> fifo i+1, last layer -> counters
+        producers = [source] + [layer.spikes_out for layer in layers]
         for i, fifo in enumerate(fifos):
             src = producers[i]
             m.d.comb += [fifo.w_data.eq(src.payload.as_value()), fifo.w_en.eq(src.valid),
@@ -227,6 +259,9 @@ class Network(wiring.Component):
 
         all_done = stage_done.all() & ~launch
         m.d.comb += enc.first.eq(phase == 0), enc.start.eq(launch)
+        if cfg.event_input:
+            m.d.comb += [enc.start.eq(launch & ~from_raster),
+                         ras.first.eq(phase == 0), ras.start.eq(launch & from_raster)]
         m.d.sync += [launch.eq(0), self.done.eq(0)]
 
         with m.FSM():
@@ -239,6 +274,8 @@ class Network(wiring.Component):
                     if learner is not None:
                         m.d.sync += [train.eq(self.learn), learner.label.eq(self.label),
                                      learner.lr_shift.eq(self.lr_shift)]
+                    if cfg.event_input:
+                        m.d.sync += from_raster.eq(self.from_raster)
                     m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += self.busy.eq(1)

@@ -67,9 +67,14 @@ class OnPlatform(Elaboratable):
 
 def simulate(cfg, stored, pixels, *, labels=None, lr_shift: int | None = None,
              readback: bool = False, ready: float | None = None, seed: int = 0,
-             reset_cycle: int | None = None, platform=None) -> SimRun:
+             reset_cycle: int | None = None, input_rasters=None,
+             platform=None) -> SimRun:
     """Run ``pixels`` ``(B, N_in)`` through the Network of ``cfg`` with *stored* weights
     (``weight_bits + F`` bits; the inference weights when the config has no ``[learning]``).
+
+    ``input_rasters``: per sample, ``None`` (run its pixels through the rate encoder) or a
+    ``(T, N_in)`` input raster: the raster port clears the stored raster, sets its spikes
+    one per cycle, and the sample runs with ``from_raster`` high (its pixel row is ignored).
 
     ``labels``: one per sample; ``>= 0`` trains on the sample (``learn`` high, that label,
     ``lr_shift``, default the config's), ``-1`` runs it as inference. Weights are read back
@@ -78,6 +83,13 @@ def simulate(cfg, stored, pixels, *, labels=None, lr_shift: int | None = None,
     """
     pixels = np.asarray(pixels, dtype=np.int64)
     batch = len(pixels)
+    if input_rasters is not None and len(input_rasters) != batch:
+        raise ValueError(f"input_rasters: expected {batch} entries (None or a raster), got "
+                         f"{len(input_rasters)}")
+    if input_rasters is not None and not cfg.event_input and \
+            any(r is not None for r in input_rasters):
+        raise ValueError(f"config {cfg.name!r} is built without input events "
+                         f"(encoding.event_input = false)")
     if labels is not None:
         labels = np.asarray(labels, dtype=np.int64)
         if labels.shape != (batch,):
@@ -143,14 +155,32 @@ def simulate(cfg, stored, pixels, *, labels=None, lr_shift: int | None = None,
             after.append(unpack_words(cfg, i, words))
         return after
 
+    async def load_raster(ctx, stream, raster):
+        ctx.set(dut.raster_clear, 1)
+        await tick(ctx, stream)
+        ctx.set(dut.raster_clear, 0)
+        while ctx.get(dut.raster_busy):
+            await tick(ctx, stream)
+        for t, j in np.argwhere(raster):
+            ctx.set(dut.raster_step, int(t))
+            ctx.set(dut.raster_index, int(j))
+            ctx.set(dut.raster_set, 1)
+            await tick(ctx, stream)
+        ctx.set(dut.raster_set, 0)
+
     async def run_sample(ctx, b, stream, reset_at):
         """One sample; returns its record, or None when ``reset_at`` interrupted it."""
-        for addr, px in enumerate(pixels[b]):
-            ctx.set(dut.px_addr, addr)
-            ctx.set(dut.px_data, int(px))
-            ctx.set(dut.px_we, 1)
-            await tick(ctx, stream)
-        ctx.set(dut.px_we, 0)
+        raster = None if input_rasters is None else input_rasters[b]
+        if raster is not None:
+            await load_raster(ctx, stream, np.asarray(raster, dtype=bool))
+        else:
+            for addr, px in enumerate(pixels[b]):
+                ctx.set(dut.px_addr, addr)
+                ctx.set(dut.px_data, int(px))
+                ctx.set(dut.px_we, 1)
+                await tick(ctx, stream)
+            ctx.set(dut.px_we, 0)
+        ctx.set(dut.from_raster, raster is not None)
         train = labels is not None and labels[b] >= 0
         if cfg.learning is not None:
             ctx.set(dut.learn, int(train))

@@ -25,6 +25,8 @@ class LinkRun:
     weights_after: list[np.ndarray]   # stored weights read back at the end
     counters: np.ndarray        # samples, frames, errors, fifo/events overflow, overrun, stream
     gaps: int                   # random idle gaps the host left inside its requests
+    check: tuple | None = None  # (cycles, prediction, events) of the check raster's run
+    check_frames: int = 0       # EVENTS frames the check raster took
 
     def rasters(self, n_samples: int, steps: int, n_out: int) -> np.ndarray:
         r = np.zeros((n_samples, steps, n_out), dtype=bool)
@@ -33,11 +35,16 @@ class LinkRun:
 
 
 def run_link(cfg, weights, pixels, *, labels=None, lr_shift: int | None = None,
-             stored: bool = False, sim: str = "verilator", waves: str | None = None,
+             stored: bool = False, input_rasters=None, check_raster=None,
+             sim: str = "verilator", waves: str | None = None,
              verbose: bool = False) -> LinkRun:
     """Load ``weights`` (inference weights; stored ones with ``stored``), run ``pixels``
     (training when ``labels``) and read everything back, all through
-    :class:`sw.host.HostLink` over the UART model."""
+    :class:`sw.host.HostLink` over the UART model.
+
+    ``input_rasters``: per sample ``None`` (send its pixels) or a ``(T, N_in)`` raster sent
+    as input events (:meth:`sw.host.HostLink.run_events`) instead. ``check_raster``: stored
+    before the broken frames and run (inference) right after them: ``LinkRun.check``."""
     if not stored:
         weights = to_stored(cfg, weights)
     job = {"config": np.frombuffer(pickle.dumps(cfg), dtype=np.uint8),
@@ -48,6 +55,16 @@ def run_link(cfg, weights, pixels, *, labels=None, lr_shift: int | None = None,
               for i, w in enumerate(weights)}}
     if labels is not None:
         job["labels"] = np.asarray(labels, dtype=np.int64)
+    shape = (cfg.time_steps, cfg.layers[0])
+    if input_rasters is not None:
+        if len(input_rasters) != len(pixels):
+            raise ValueError(f"input_rasters: expected {len(pixels)} entries, got "
+                             f"{len(input_rasters)}")
+        job["use_raster"] = np.array([r is not None for r in input_rasters])
+        job["rasters"] = np.stack([np.zeros(shape, bool) if r is None else np.asarray(r, bool)
+                                   for r in input_rasters]).astype(np.uint8)
+    if check_raster is not None:
+        job["check_raster"] = np.asarray(check_raster, dtype=np.uint8)
     data = simulate(cfg, job, "sim.tb_host_link", sim=sim, waves=waves, verbose=verbose,
                     top="serial")
     return LinkRun(info=data["info"].tobytes(), readback_ok=bool(data["readback_ok"]),
@@ -56,4 +73,8 @@ def run_link(cfg, weights, pixels, *, labels=None, lr_shift: int | None = None,
                    predictions=data["predictions"], events=data["events"],
                    weights_after=[unpack_words(cfg, i, [int(w) for w in data[f"after{i}"]])
                                   for i in range(cfg.n_layers)],
-                   counters=data["counters"], gaps=int(data["gaps"]))
+                   counters=data["counters"], gaps=int(data["gaps"]),
+                   check=None if "check_cycles" not in data else (
+                       int(data["check_cycles"]), int(data["check_prediction"]),
+                       data["check_events"]),
+                   check_frames=int(data.get("check_frames", 0)))

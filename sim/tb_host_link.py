@@ -3,10 +3,12 @@ class that talks to a board, speaks to the RTL through a UART model (cocotbext-u
 
 The driver is blocking code; it runs in a :func:`cocotb.task.bridge` thread and its transport
 resumes the simulation (:func:`cocotb.task.resume`) to send bytes and wait for them. Driven
-by a job file (``SPIKEFORGE_JOB``): the stored weight words, pixels and, for learning, labels.
-The result file holds what the host saw: INFO, weights read back, every sample's cycles,
-prediction and output events, the weights after training, and the error responses to a set
-of deliberately broken frames.
+by a job file (``SPIKEFORGE_JOB``): the stored weight words, pixels and, for learning, labels;
+optionally input rasters (samples with ``use_raster`` run on their raster, sent as EVENTS
+frames, instead of their pixels) and a ``check_raster`` stored before the broken frames and
+run after them (a refused frame must not have touched it). The result file holds what the
+host saw: INFO, weights read back, every sample's cycles, prediction and output events, the
+weights after training, and the error responses to a set of deliberately broken frames.
 """
 
 from __future__ import annotations
@@ -24,7 +26,16 @@ from cocotb.triggers import RisingEdge, Timer
 from cocotbext.uart import UartSink, UartSource
 
 from hw.generate import SIM_UART_DIVISOR
-from spikeforge.protocol import CMD_INFO, CMD_READ, CMD_RUN, CMD_WRITE, REQUEST_START
+from spikeforge.protocol import (
+    CMD_EVENTS,
+    CMD_INFO,
+    CMD_READ,
+    CMD_RUN,
+    CMD_WRITE,
+    EVENTS_CLEAR,
+    REQUEST_START,
+    RUN_RASTER,
+)
 from sw.host import HostLink, LinkError, frame
 
 CLOCK_NS = 10
@@ -82,7 +93,25 @@ def broken_frames(link: HostLink) -> list[tuple[str, bytes]]:
     flipped = bytearray(good)
     flipped[6] ^= 0x10                                      # a payload bit, CRC unchanged
     huge = cfg.layers[0] + 3
+    T, n_in = cfg.time_steps, cfg.layers[0]
+
+    def events(*pairs, flags=EVENTS_CLEAR):
+        return bytes([flags]) + b"".join(bytes([t]) + j.to_bytes(2, "little") for t, j in pairs)
+
+    over = events(*[(0, 0)] * (link.max_events + 1))          # one event past the buffer
+    good_events = frame(CMD_EVENTS, events((1, 1)))
+    flipped_events = bytearray(good_events)
+    flipped_events[5] ^= 0x01                                # the first event's step
     return [
+        ("crc", bytes(flipped_events)),
+        ("length", frame(CMD_EVENTS)),                                      # no flags byte
+        ("length", frame(CMD_EVENTS, events((0, 1)) + b"\x00")),            # 4 bytes/event?
+        ("length", frame(CMD_EVENTS, over)),
+        ("argument", frame(CMD_EVENTS, events((0, 0), (T, 0)))),           # step >= T
+        ("argument", frame(CMD_EVENTS, events((0, n_in - 1), (0, n_in)))),  # index >= N_in
+        ("argument", frame(CMD_EVENTS, events((0, 0), flags=0x80))),        # unknown flag
+        ("length", frame(CMD_RUN, bytes([RUN_RASTER, 0, 0]) + bytes(n_in))),  # pixels too
+        ("argument", frame(CMD_RUN, bytes([0x80, 0, 0]) + bytes(n_in))),    # unknown flag
         ("crc", bytes(flipped)),
         ("command", frame(0x42)),
         ("length", frame(CMD_INFO, b"\x00")),
@@ -112,6 +141,9 @@ async def host_link_job(dut):
     words = [[int(w) for w in job[f"words{i}"]] for i in range(cfg.n_layers)]
     pixels = job["pixels"]
     labels = job["labels"] if "labels" in job.files else None
+    use_raster = job["use_raster"] if "use_raster" in job.files else np.zeros(len(pixels))
+    rasters = job["rasters"].astype(bool) if "rasters" in job.files else None
+    check_raster = job["check_raster"].astype(bool) if "check_raster" in job.files else None
 
     @bridge
     def host():
@@ -120,6 +152,8 @@ async def host_link_job(dut):
             link.write_words(layer, 0, ws)
         out["readback_ok"] = all(link.read_words(i, 0, len(ws)) == ws
                                  for i, ws in enumerate(words))
+        if check_raster is not None:
+            out["check_frames"] = np.array(link.send_events(check_raster))
         errors = []
         for expected, request in broken_frames(link):
             link.transport.write(request)
@@ -131,10 +165,17 @@ async def host_link_job(dut):
         out["errors"] = np.array(errors)
         out["unchanged_ok"] = all(link.read_words(i, 0, len(ws)) == ws
                                   for i, ws in enumerate(words))
+        if check_raster is not None:
+            r = link.run_stored()
+            out.update(check_cycles=np.array(r.cycles), check_prediction=np.array(r.prediction),
+                       check_events=r.events.reshape(-1, 2))
         cycles, predictions, events = [], [], []
         for b, px in enumerate(pixels):
             label = None if labels is None else int(labels[b])
-            r = link.run(px, label=label, lr_shift=int(job["lr_shift"]))
+            if use_raster[b]:
+                r = link.run_events(rasters[b], label=label, lr_shift=int(job["lr_shift"]))
+            else:
+                r = link.run(px, label=label, lr_shift=int(job["lr_shift"]))
             cycles.append(r.cycles)
             predictions.append(r.prediction)
             events += [(b, int(s), int(n)) for s, n in r.events]

@@ -53,7 +53,8 @@ async def drain_events(dut, items, steps, n_out):
 async def reset(dut):
     dut.rst.value = 1
     for name in ("start", "px_we", "w_we", "px_addr", "px_data", "w_addr", "w_wdata",
-                 "w_layer", "count_sel"):
+                 "w_layer", "count_sel", "from_raster", "raster_step", "raster_index",
+                 "raster_set", "raster_clear"):
         getattr(dut, name).value = 0
     dut.events__ready.value = 0
     for name in ("learn", "label", "lr_shift"):     # ports of learning configs only

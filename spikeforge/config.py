@@ -142,6 +142,11 @@ class NetworkConfig:
     pixel_bits : int
         Unsigned pixel width fed to the rate encoder; its threshold is ``2**pixel_bits - 1``,
         so a full-scale pixel spikes at every step.
+    event_input : bool
+        Build the stored-raster input (``hw/raster_source.py``) next to the rate encoder, so
+        the host can send input spike events instead of pixels (the host link's EVENTS
+        command, ``docs/host_link.md``); default true. It costs a ``T * 2**ceil(log2 N_in)``
+        bit block RAM and some logic (1 EBR and about 210 logic cells on the iCE40UP5K).
     dataset : str
         Default dataset for ``compare``/``train``.
     learning : DesireConfig or None
@@ -158,6 +163,7 @@ class NetworkConfig:
     leak_shift: int
     encoding: str = "rate"
     pixel_bits: int = 8
+    event_input: bool = True
     dataset: str = "digits"
     learning: DesireConfig | None = None
     source: str = field(default="<memory>", compare=False)
@@ -179,6 +185,9 @@ class NetworkConfig:
         _check_range("neuron.membrane_bits", self.membrane_bits, *MEMBRANE_BITS)
         _check_range("neuron.leak_shift", self.leak_shift, *LEAK_SHIFT)
         _check_range("encoding.pixel_bits", self.pixel_bits, *PIXEL_BITS)
+        if not isinstance(self.event_input, bool):
+            raise ConfigError(f"encoding.event_input: expected true or false, got "
+                              f"{self.event_input!r}")
         vmax = self.v_max
         _check_range("neuron.threshold", self.threshold, 1, vmax)
         # Worst case that must be representable: a membrane just below threshold receiving the
@@ -330,7 +339,7 @@ _SCHEMA = {
     "dataset": None,
     "network": {"layers", "time_steps", "lanes"},
     "neuron": {"weight_bits", "membrane_bits", "threshold", "leak_shift"},
-    "encoding": {"kind", "pixel_bits"},
+    "encoding": {"kind", "pixel_bits", "event_input"},
     "learning": {"rule", "error_margin", "desire_out", "desire_hidden", "weight_frac_bits",
                  "trace_frac_bits", "lr_shift", "lr_decay", "rounding"},
 }
@@ -353,7 +362,8 @@ def _from_dict(data: dict, source: str) -> NetworkConfig | TTFSConfig:
                 raise ConfigError(
                     f"{section}.{key}: unknown key; known: {sorted(_SCHEMA[section])}")
         for key in sorted(_SCHEMA[section]):
-            if key not in table and not (section == "encoding" and key == "pixel_bits"):
+            if key not in table and not (section == "encoding"
+                                         and key in ("pixel_bits", "event_input")):
                 raise ConfigError(f"{section}.{key}: missing")
         flat.update({("encoding" if key == "kind" else key): v for key, v in table.items()})
     learning = data.get("learning")

@@ -3,9 +3,10 @@ host driver (sw.host): framing constants, the CRC, and what a config puts on the
 
 REQUEST_START = 0xA5
 RESPONSE_START = 0x5A
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2            # 2: EVENTS, RUN on the stored raster, INFO feature flags
 
 CMD_INFO, CMD_WRITE, CMD_READ, CMD_RUN, CMD_COUNTERS = 0x01, 0x02, 0x03, 0x04, 0x05
+CMD_EVENTS = 0x06
 ERR_CRC, ERR_COMMAND, ERR_LENGTH, ERR_TIMEOUT, ERR_ARGUMENT, ERR_FRAMING = range(0x81, 0x87)
 ERROR_NAMES = {ERR_CRC: "checksum mismatch", ERR_COMMAND: "unknown command",
                ERR_LENGTH: "payload length wrong for the command",
@@ -13,6 +14,10 @@ ERROR_NAMES = {ERR_CRC: "checksum mismatch", ERR_COMMAND: "unknown command",
                ERR_ARGUMENT: "argument out of range", ERR_FRAMING: "UART framing error"}
 COUNTERS_BYTES = 13
 RUN_HEADER_BYTES = 7
+RUN_LEARN, RUN_RASTER = 0x01, 0x02          # RUN flags: train on it; input = stored raster
+EVENTS_CLEAR = 0x01                          # EVENTS flag: zero the raster first
+EVENT_BYTES = 3                              # an event on the wire: step, index (2)
+INFO_LEARNING, INFO_EVENTS = 0x01, 0x02      # INFO feature flags
 
 
 def crc8(crc: int, byte: int) -> int:
@@ -39,10 +44,18 @@ def buffer_depth(cfg) -> int:
     return 1 << (need - 1).bit_length()
 
 
+def events_per_frame(cfg) -> int:
+    """Input spike events one EVENTS frame carries: its flags byte and 3 bytes per event
+    fill at most the payload buffer."""
+    return (buffer_depth(cfg) - 1) // EVENT_BYTES
+
+
 def info_bytes(cfg) -> bytes:
     """Payload of the INFO response: what the host checks before it talks to the core."""
-    head = [ord("S"), ord("F"), PROTOCOL_VERSION, len(cfg.layers), cfg.time_steps, cfg.lanes,
-            cfg.store_bits, int(cfg.learning is not None), word_bytes(cfg)]
+    features = ((INFO_LEARNING if cfg.learning is not None else 0)
+                | (INFO_EVENTS if cfg.event_input else 0))
+    head = [ord("S"), ord("F"), PROTOCOL_VERSION, len(cfg.layers), cfg.time_steps,
+            cfg.lanes, cfg.store_bits, features, word_bytes(cfg)]
     out = bytes(head) + buffer_depth(cfg).to_bytes(2, "little")
     for n in cfg.layers:
         out += n.to_bytes(2, "little")

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sw import cycles
-from sw.golden import NetworkRun, check_pixels, encode, predict, run_layer
+from sw.golden import NetworkRun, check_pixels, check_raster, encode, predict, run_layer
 from sw.lif import exact_matmul, int_matmul
 
 
@@ -145,21 +145,39 @@ def update(cfg, stored: np.ndarray, desire: Desire, acc: np.ndarray, lr_shift: i
 
 def train_step(cfg, stored: list[np.ndarray], pixels: np.ndarray, label: int,
                lr_shift: int | None = None) -> TrainStep:
-    """One on-chip training sample: forward, desire, backward, update (``docs/learning.md``).
+    """One on-chip training sample on ``pixels`` ``(N_in,)``: the rate encoder's raster
+    through :func:`train_step_raster`."""
+    _check_learning(cfg, label)
+    pixels = check_pixels(cfg, np.asarray(pixels)[None, :])
+    return train_step_raster(cfg, stored, encode(cfg, pixels)[0], label, lr_shift)
 
-    Only what can change is computed: the first layer reads ``W_store >> F`` of the input
-    pixels that spike at all, and an update touches the presynaptic rows that spiked before
-    the last step (every other row has ``acc = 0``, so ``round(0) = 0`` leaves it as it is,
-    saturated to the stored range like the rest of its active column).
-    """
+
+def _check_learning(cfg, label: int) -> None:
     if cfg.learning is None:
         raise ValueError(f"config {cfg.name!r} has no [learning] section")
     if not 0 <= label < cfg.layers[-1]:
         raise ValueError(f"label: {label} is out of range, legal range is "
                          f"[0, {cfg.layers[-1] - 1}]")
+
+
+def train_step_raster(cfg, stored: list[np.ndarray], input_raster: np.ndarray, label: int,
+                      lr_shift: int | None = None) -> TrainStep:
+    """One on-chip training sample: forward, desire, backward, update (``docs/learning.md``),
+    from the input spike raster ``(T, N_in)`` (``input_raster[t, j]``: input ``j`` spikes at
+    step ``t``; the rate encoder's for :func:`train_step`, or host-supplied events).
+
+    Only what can change is computed: the first layer reads ``W_store >> F`` of the input
+    neurons that spike at all, and an update touches the presynaptic rows that spiked before
+    the last step (every other row has ``acc = 0``, so ``round(0) = 0`` leaves it as it is,
+    saturated to the stored range like the rest of its active column).
+    """
+    _check_learning(cfg, label)
     lr_shift = cfg.learning.lr_shift if lr_shift is None else lr_shift
-    pixels = check_pixels(cfg, np.asarray(pixels)[None, :])
-    batch_rasters = [encode(cfg, pixels)]
+    input_raster = np.asarray(input_raster)
+    if input_raster.shape != (cfg.time_steps, cfg.layers[0]):
+        raise ValueError(f"input raster: expected shape ({cfg.time_steps}, {cfg.layers[0]}), "
+                         f"got {input_raster.shape}")
+    batch_rasters = [check_raster(cfg, input_raster[None])]
     for w in stored:
         batch_rasters.append(run_layer(cfg, np.asarray(w), batch_rasters[-1], cfg.frac_bits))
     out_counts = batch_rasters[-1].sum(axis=1)

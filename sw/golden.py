@@ -2,9 +2,10 @@
 
 Pure functions over integer numpy arrays, vectorised over a batch. ``run_network`` returns
 every spike of every layer, the output spike counts, the prediction and the cycle count the
-RTL takes. Semantics (``docs/number_formats.md``):
+RTL takes; ``run_raster`` does the same from a given input raster. Semantics
+(``docs/number_formats.md``):
 
-* ``s_0[t]`` = rate encoder output at step ``t``, ``t = 0 .. T-1``;
+* ``s_0[t]`` = rate encoder output at step ``t``, ``t = 0 .. T-1`` (or the given raster);
 * LIF layer ``l`` at step ``t`` integrates ``s_{l-1}[t-1]`` (one-step delay per layer); at
   ``t = 0`` its membranes are cleared and it cannot fire;
 * prediction = the unique argmax of the output spike counts, ``-1`` on a tie.
@@ -227,11 +228,30 @@ def encode(cfg, pixels: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(raster.transpose(0, 2, 1))
 
 
-def run_network(cfg, weights: list[np.ndarray], pixels: np.ndarray) -> NetworkRun:
-    """Run a batch of samples ``pixels`` ``(B, N_in)`` (unsigned ``pixel_bits``)."""
-    pixels = check_pixels(cfg, pixels)
-    raster = encode(cfg, pixels)
-    rasters = run_layers(cfg, weights, raster)
+def check_raster(cfg, raster: np.ndarray) -> np.ndarray:
+    """An input spike raster as a bool array ``(B, T, N_in)``, or ValueError: its values
+    must be 0/1 (or bool)."""
+    raster = np.asarray(raster)
+    want = (cfg.time_steps, cfg.layers[0])
+    if raster.ndim != 3 or raster.shape[1:] != want:
+        raise ValueError(f"input raster: expected shape (B, {want[0]}, {want[1]}), got "
+                         f"{raster.shape}")
+    if raster.dtype != bool and ((raster != 0) & (raster != 1)).any():
+        raise ValueError("input raster: values must be 0 or 1")
+    return raster.astype(bool, copy=False)
+
+
+def run_raster(cfg, weights: list[np.ndarray], input_raster: np.ndarray) -> NetworkRun:
+    """Run a batch of samples whose input spikes are given: ``input_raster`` ``(B, T, N_in)``,
+    ``input_raster[b, t, j]`` = input neuron ``j`` spikes at step ``t`` (what the gateware's
+    stored-raster input replays; the cycle count is the same as with the rate encoder)."""
+    rasters = run_layers(cfg, weights, check_raster(cfg, input_raster))
     counts = rasters[-1].sum(axis=1)
     return NetworkRun(rasters=rasters, counts=counts, predictions=predict(counts),
                       cycles=cycles.sample_cycles(cfg, rasters))
+
+
+def run_network(cfg, weights: list[np.ndarray], pixels: np.ndarray) -> NetworkRun:
+    """Run a batch of samples ``pixels`` ``(B, N_in)`` (unsigned ``pixel_bits``): the rate
+    encoder's raster through :func:`run_raster`."""
+    return run_raster(cfg, weights, encode(cfg, check_pixels(cfg, pixels)))

@@ -5,6 +5,8 @@ RTL in simulation through any object with ``write(bytes)`` and ``read(n) -> byte
 >>> link.check_info()
 >>> link.load_weights(weights)
 >>> result = link.run(pixels)          # RunResult(cycles, prediction, events)
+>>> result = link.run_events(raster)   # the input spikes themselves: (T, N_in) bool raster
+>>> result = link.run_events([(0, 5), (3, 17)], label=2)      # or (step, neuron) events
 """
 
 from __future__ import annotations
@@ -15,17 +17,22 @@ import numpy as np
 
 from spikeforge.protocol import (
     CMD_COUNTERS,
+    CMD_EVENTS,
     CMD_INFO,
     CMD_READ,
     CMD_RUN,
     CMD_WRITE,
     COUNTERS_BYTES,
     ERROR_NAMES,
+    EVENTS_CLEAR,
     REQUEST_START,
     RESPONSE_START,
     RUN_HEADER_BYTES,
+    RUN_LEARN,
+    RUN_RASTER,
     buffer_depth,
     crc8,
+    events_per_frame,
     info_bytes,
     word_bytes,
 )
@@ -104,6 +111,7 @@ class HostLink:
         self.word_bytes = word_bytes(cfg)
         self.depths = [cfg.layers[i] * cfg.groups(i) for i in range(cfg.n_layers)]
         self.max_words = (buffer_depth(cfg) - 5) // self.word_bytes
+        self.max_events = events_per_frame(cfg)
 
     def request(self, cmd: int, payload: bytes = b"") -> bytes:
         """Send one frame, return the response payload; raise :class:`LinkError` on an error
@@ -172,9 +180,72 @@ class HostLink:
         pixels = np.asarray(pixels)
         if pixels.shape != (self.cfg.layers[0],):
             raise ValueError(f"pixels: shape {pixels.shape}, expected ({self.cfg.layers[0]},)")
-        head = bytes([0 if label is None else 1, 0 if label is None else int(label),
-                      int(lr_shift)])
-        data = self.request(CMD_RUN, head + bytes(int(p) for p in pixels))
+        return self._run(0, label, lr_shift, bytes(int(p) for p in pixels))
+
+    def events_of(self, raster_or_events) -> np.ndarray:
+        """``(n, 2)`` int array of ``(step, neuron)`` input events, checked against the config.
+
+        A bool array of shape ``(T, N_in)`` is a raster (``raster[t, j]``: input ``j`` spikes
+        at step ``t``; its events in ascending step, then neuron); anything else is a list of
+        ``(step, neuron)`` pairs, taken in the order given (a pair given twice sets one spike).
+        """
+        T, n_in = self.cfg.time_steps, self.cfg.layers[0]
+        arr = np.asarray(raster_or_events)
+        if arr.dtype == bool:
+            if arr.shape != (T, n_in):
+                raise ValueError(f"input raster: shape {arr.shape}, expected ({T}, {n_in})")
+            return np.argwhere(arr).astype(np.int64)
+        if arr.size == 0:
+            return np.zeros((0, 2), dtype=np.int64)
+        if arr.ndim != 2 or arr.shape[1] != 2 or not np.issubdtype(arr.dtype, np.integer):
+            raise ValueError(f"input events: expected (step, neuron) integer pairs, shape "
+                             f"(n, 2), or a bool raster ({T}, {n_in}); got {arr.dtype} "
+                             f"{arr.shape}")
+        for col, (name, hi) in enumerate((("step", T), ("neuron", n_in))):
+            bad = (arr[:, col] < 0) | (arr[:, col] >= hi)
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                raise ValueError(f"input event {i}: {name} {int(arr[i, col])} is out of range, "
+                                 f"legal range is [0, {hi - 1}]")
+        return arr.astype(np.int64)
+
+    def check_event_input(self) -> None:
+        """Raise :class:`LinkError` unless the core has the input-event port."""
+        if not self.cfg.event_input:
+            raise LinkError(f"config {self.cfg.name!r} is built without input events "
+                            f"(encoding.event_input = false): send pixels with run()")
+
+    def send_events(self, raster_or_events, *, clear: bool = True) -> int:
+        """Store input events in the core's input raster (cleared first with ``clear``), in
+        EVENTS frames that fit the buffer; returns the number of frames sent."""
+        self.check_event_input()
+        events = self.events_of(raster_or_events)
+        chunks = [events[lo:lo + self.max_events]
+                  for lo in range(0, len(events), self.max_events)] or [events]
+        for i, chunk in enumerate(chunks):
+            payload = bytes([EVENTS_CLEAR if clear and i == 0 else 0]) + b"".join(
+                bytes([int(t)]) + int(j).to_bytes(2, "little") for t, j in chunk)
+            self.request(CMD_EVENTS, payload)
+        return len(chunks)
+
+    def run_events(self, raster_or_events, *, label: int | None = None,
+                   lr_shift: int = 0) -> RunResult:
+        """One sample whose input spikes are given (a raster or events, see
+        :meth:`events_of`) instead of pixels: the core's input raster is cleared, loaded
+        and run (:meth:`run_stored`). A training sample when ``label`` is given."""
+        self.send_events(raster_or_events, clear=True)
+        return self.run_stored(label=label, lr_shift=lr_shift)
+
+    def run_stored(self, *, label: int | None = None, lr_shift: int = 0) -> RunResult:
+        """One sample on the input raster the core holds (what EVENTS frames stored)."""
+        self.check_event_input()
+        return self._run(RUN_RASTER, label, lr_shift, b"")
+
+    def _run(self, flags: int, label, lr_shift: int, pixels: bytes) -> RunResult:
+        if label is not None:
+            flags |= RUN_LEARN
+        head = bytes([flags, 0 if label is None else int(label), int(lr_shift)])
+        data = self.request(CMD_RUN, head + pixels)
         cycles = int.from_bytes(data[0:4], "little")
         n = int.from_bytes(data[5:7], "little")
         if len(data) != RUN_HEADER_BYTES + 2 * n:

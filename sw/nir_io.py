@@ -78,7 +78,8 @@ def config_to_toml(cfg: NetworkConfig, header: str = "") -> str:
               f"membrane_bits = {cfg.membrane_bits}", f"threshold = {cfg.threshold}",
               f"leak_shift = {cfg.leak_shift}", "",
               "[encoding]", f"kind = {_toml_value(cfg.encoding)}",
-              f"pixel_bits = {cfg.pixel_bits}"]
+              f"pixel_bits = {cfg.pixel_bits}",
+              f"event_input = {_toml_value(cfg.event_input)}"]
     if cfg.learning is not None:
         lines += ["", "[learning]"]
         lines += [f"{k} = {_toml_value(v)}" for k, v in asdict(cfg.learning).items()]

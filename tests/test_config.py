@@ -103,6 +103,13 @@ def test_pixel_bits_is_optional(tmp_path):
     assert load_config(write(tmp_path, without("pixel_bits"))).pixel_bits == 8
 
 
+def test_event_input_is_optional_and_on_by_default(tmp_path):
+    assert load_config(write(tmp_path, BASE)).event_input is True
+    off = BASE.replace('kind = "rate"\n', 'kind = "rate"\nevent_input = false\n')
+    assert load_config(write(tmp_path, off)).event_input is False
+    assert all(load_config(name).event_input for name in ("digits-tiny", "digits-up5k"))
+
+
 def test_edge_values_are_legal(tmp_path):
     text = variant("layers", "[2, 2]")
     text = re.sub(r"(?m)^lanes = .*$", "lanes = 1", text)
@@ -196,6 +203,9 @@ INVALID = {
     "pixel bits zero": (
         variant("pixel_bits", "0"),
         r"encoding\.pixel_bits: 0 is out of range, legal range is \[1, 16\]"),
+    "event input not a bool": (
+        BASE.replace('kind = "rate"\n', 'kind = "rate"\nevent_input = 1\n'),
+        r"encoding\.event_input: expected true or false, got 1"),
     "unknown key": (
         BASE.replace("lanes = 4\n", "lanes = 4\nlane = 4\n"),
         r"network\.lane: unknown key; known: \['lanes', 'layers', 'time_steps'\]"),

@@ -15,7 +15,7 @@ import pytest
 from spikeforge.config import DesireConfig, NetworkConfig, load_config
 from sw import cycles, desire
 from sw.datasets import load_dataset
-from sw.golden import run_network
+from sw.golden import run_network, run_raster
 
 # ---------------------------------------------------------------------------------------------
 # The spec as plain loops over Python ints
@@ -122,12 +122,14 @@ def ref_update(cfg, w, active, sign, acc, lr_shift):
     return out
 
 
-def ref_train_step(cfg, stored, pixels, label, lr_shift):
-    """One training sample from the spec; returns a dict of plain lists."""
+def ref_train_step(cfg, stored, pixels, label, lr_shift, input_raster=None):
+    """One training sample from the spec; returns a dict of plain lists. ``input_raster``
+    (``T`` rows of ``N_in`` 0/1) replaces the encoder's raster of ``pixels``."""
     stored = [[[int(v) for v in row] for row in w] for w in stored]
     f = cfg.frac_bits
     w_inf = [[[v >> f for v in row] for row in w] for w in stored]
-    rasters = [ref_encode(cfg, pixels)]
+    rasters = [ref_encode(cfg, pixels) if input_raster is None
+               else [[int(s) for s in row] for row in input_raster]]
     for w in w_inf:
         rasters.append(ref_layer(cfg, w, rasters[-1]))
     counts = [[sum(col) for col in zip(*r, strict=True)] for r in rasters]
@@ -409,6 +411,27 @@ def test_train_step_leaves_inputs_alone_and_clips_out_of_range_columns():
     assert rows(got.weights[1]) == ref["weights"][1]
 
 
+@pytest.mark.parametrize("case", ["digits-tiny", "deep-odd"])
+def test_train_step_raster_matches_reference(case):
+    """Training from a given input raster (host-sent events: bursts, silent steps, any
+    density) against the spec's loops fed the same raster."""
+    changes, learning, scale = TRAIN_CASES[case]
+    cfg = with_learning(dataclasses.replace(CFG, name=case, **changes), **learning)
+    rng = np.random.default_rng(19)
+    stored = random_stored(cfg, rng, scale)
+    moved = 0
+    for i, density in enumerate((0.1, 0.3, 0.6)):
+        raster = rng.random((cfg.time_steps, cfg.layers[0])) < density
+        raster[i] = False                       # a silent step
+        label = int(rng.integers(cfg.layers[-1]))
+        step = desire.train_step_raster(cfg, stored, raster, label)
+        ref = ref_train_step(cfg, stored, None, label, cfg.learning.lr_shift, raster.tolist())
+        assert_step_equal(cfg, step, ref, cfg.learning.lr_shift)
+        moved += sum(int((a != b).sum()) for a, b in zip(step.weights, stored, strict=True))
+        stored = step.weights
+    assert moved > 0
+
+
 def test_train_step_errors():
     ds = load_dataset("digits", CFG.pixel_bits)
     stored = random_stored(CFG, np.random.default_rng(0))
@@ -417,6 +440,16 @@ def test_train_step_errors():
     with pytest.raises(ValueError, match="has no \\[learning\\] section"):
         desire.train_step(dataclasses.replace(CFG, learning=None), stored,
                           ds.train_pixels[0], 1)
+    raster = np.zeros((CFG.time_steps, CFG.layers[0]), dtype=np.int64)
+    with pytest.raises(ValueError, match=r"input raster: expected shape \(20, 64\), got "
+                                         r"\(64, 20\)"):
+        desire.train_step_raster(CFG, stored, raster.T, 1)
+    raster[3, 5] = 2
+    with pytest.raises(ValueError, match=r"input raster: values must be 0 or 1"):
+        desire.train_step_raster(CFG, stored, raster, 1)
+    with pytest.raises(ValueError, match=r"input raster: expected shape \(B, 20, 64\), got "
+                                         r"\(20, 64\)"):
+        run_raster(CFG, desire.inference_weights(CFG, stored), raster)
 
 
 def test_batched_inference_matches_loop(monkeypatch):

@@ -8,7 +8,8 @@ import pytest
 
 from sim.amaranth_tb import simulate
 from spikeforge.config import DesireConfig, load_config
-from sw.desire import train_step
+from sw.desire import train_step, train_step_raster
+from sw.golden import encode
 
 
 def simulate_training(cfg, stored, pixels, labels, lr_shift):
@@ -83,3 +84,43 @@ def check_training(cfg, lr_shift):
         assert (cycles, edges) == (step.cycles, step.cycles), f"sample {b}"
         weights = step.weights
     return changed
+
+
+@pytest.mark.parametrize("case", ["deep-p2", "tiny-p1"])
+def test_training_on_input_rasters_matches_golden(case):
+    """Training samples on the stored input raster (the learning unit records it through the
+    same tap): spikes, learned weights and cycles equal :func:`sw.desire.train_step_raster`;
+    on the rate encoder's own raster of a pixel sample the chip learns exactly what it
+    learns from the pixels."""
+    cfg = case_config(case)
+    rng = np.random.default_rng(26)
+    stored = [rng.integers(cfg.store_min // 2, cfg.store_max // 2 + 1, size=cfg.weight_shape(i))
+              for i in range(cfg.n_layers)]
+    pixels = rng.integers(0, cfg.pixel_max + 1, size=(3, cfg.layers[0]))
+    pixels[0, ::2] = cfg.pixel_max
+    labels = rng.integers(0, cfg.layers[-1], size=3)
+    encoded = encode(cfg, pixels[:1])[0]
+    inputs = [encoded, rng.random((cfg.time_steps, cfg.layers[0])) < 0.7, None]
+    lr_shift = cfg.learning.lr_shift
+    run = simulate(cfg, stored, pixels, labels=labels, lr_shift=lr_shift, input_rasters=inputs)
+    weights, changed = stored, 0
+    for b, raster in enumerate(inputs):
+        if raster is None:
+            step = train_step(cfg, weights, pixels[b], int(labels[b]), lr_shift)
+        else:
+            step = train_step_raster(cfg, weights, raster, int(labels[b]), lr_shift)
+        for pop in range(len(cfg.layers)):
+            np.testing.assert_array_equal(run.rasters[pop][b], step.run.rasters[pop][0],
+                                          err_msg=f"sample {b} pop {pop}")
+        for layer, (w_rtl, w_gold) in enumerate(zip(run.weights_after[b], step.weights,
+                                                    strict=True)):
+            np.testing.assert_array_equal(w_rtl, w_gold, err_msg=f"sample {b} layer {layer}")
+        assert (run.cycles[b], run.edges[b]) == (step.cycles, step.cycles), f"sample {b}"
+        assert run.predictions[b] == step.run.predictions[0]
+        changed += sum(int((a != w).sum()) for a, w in zip(step.weights, weights, strict=True))
+        weights = step.weights
+    assert changed > 0, "no weight moved: the case tests nothing"
+    from_pixels = simulate(cfg, stored, pixels[:1], labels=labels[:1], lr_shift=lr_shift)
+    assert from_pixels.cycles[0] == run.cycles[0]
+    for a, b in zip(from_pixels.weights_after[0], run.weights_after[0], strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -8,8 +8,25 @@ from amaranth.sim import Simulator
 
 from hw.uart import UARTRx, UARTTx
 from spikeforge.config import load_config
-from spikeforge.protocol import CMD_INFO, CMD_RUN, ERR_CRC, RESPONSE_START, crc8, info_bytes
+from spikeforge.protocol import (
+    CMD_EVENTS,
+    CMD_INFO,
+    CMD_RUN,
+    CMD_WRITE,
+    ERR_CRC,
+    EVENT_BYTES,
+    EVENTS_CLEAR,
+    INFO_EVENTS,
+    RESPONSE_START,
+    RUN_LEARN,
+    RUN_RASTER,
+    buffer_depth,
+    crc8,
+    events_per_frame,
+    info_bytes,
+)
 from sw.host import HostLink, LinkError, crc, frame
+from sw.weights import pack_words
 
 
 def test_crc8_is_crc8_smbus():
@@ -86,6 +103,155 @@ def test_driver_reports_errors_by_name():
         HostLink(FakeTransport(b""), cfg).run(np.zeros(3))
 
 
+def split_frames(data: bytes) -> list[tuple[int, bytes]]:
+    """Request frames back into ``(cmd, payload)``, each checked for its CRC."""
+    out = []
+    while data:
+        n = int.from_bytes(data[2:4], "little")
+        body, data = data[1:5 + n], data[5 + n:]
+        assert crc(body) == 0
+        out.append((body[0], body[3:-1]))
+    return out
+
+
+def test_driver_sends_events_in_frames_that_fit_the_buffer():
+    """run_events: EVENTS frames of at most the buffer's size, the first one clearing the
+    raster, every event on the wire once and in order, then RUN on the stored raster with
+    no pixels; its response parsed as run's is."""
+    cfg = load_config("digits-tiny")
+    link = HostLink(FakeTransport(b""), cfg)
+    per_frame = events_per_frame(cfg)
+    assert per_frame == link.max_events == (buffer_depth(cfg) - 1) // EVENT_BYTES
+    rng = np.random.default_rng(2)
+    events = np.stack([rng.integers(0, cfg.time_steps, 2 * per_frame + 5),
+                       rng.integers(0, cfg.layers[0], 2 * per_frame + 5)], axis=1)
+    events[-1] = (cfg.time_steps - 1, cfg.layers[0] - 1)
+    run_reply = (1234).to_bytes(4, "little") + b"\xff" + (1).to_bytes(2, "little") + b"\x02\x07"
+    link.transport = FakeTransport(response(CMD_EVENTS) * 3 + response(CMD_RUN, run_reply))
+    result = link.run_events(events, label=3, lr_shift=2)
+    assert (result.cycles, result.prediction) == (1234, -1)
+    assert result.events.tolist() == [[2, 7]]
+    frames = split_frames(link.transport.written)
+    assert [c for c, _ in frames] == [CMD_EVENTS] * 3 + [CMD_RUN]
+    assert all(len(p) <= buffer_depth(cfg) for _, p in frames)
+    assert [p[0] for _, p in frames[:3]] == [EVENTS_CLEAR, 0, 0]
+    wire = b"".join(p[1:] for _, p in frames[:3])
+    sent = [(wire[i], int.from_bytes(wire[i + 1:i + 3], "little"))
+            for i in range(0, len(wire), EVENT_BYTES)]
+    assert sent == [tuple(e) for e in events.tolist()]
+    assert frames[3][1] == bytes([RUN_LEARN | RUN_RASTER, 3, 2])
+
+    # a bool raster is sent as its events; an empty one still clears the stored raster
+    raster = np.zeros((cfg.time_steps, cfg.layers[0]), dtype=bool)
+    raster[4, 9] = raster[0, 63] = True
+    assert link.events_of(raster).tolist() == [[0, 63], [4, 9]]
+    link.transport = FakeTransport(response(CMD_EVENTS))
+    assert link.send_events(np.zeros_like(raster)) == 1
+    assert split_frames(link.transport.written) == [(CMD_EVENTS, bytes([EVENTS_CLEAR]))]
+
+
+def test_driver_refuses_bad_events_before_sending():
+    cfg = load_config("digits-tiny")
+    link = HostLink(FakeTransport(b""), cfg)
+    with pytest.raises(ValueError, match=r"input raster: shape \(3, 64\), expected \(20, 64\)"):
+        link.run_events(np.zeros((3, 64), dtype=bool))
+    with pytest.raises(ValueError, match=r"input event 1: step 20 is out of range, legal range "
+                                         r"is \[0, 19\]"):
+        link.run_events([(0, 0), (20, 0)])
+    with pytest.raises(ValueError, match=r"input event 0: neuron -1 is out of range, legal "
+                                         r"range is \[0, 63\]"):
+        link.send_events([(0, -1)])
+    with pytest.raises(ValueError, match=r"expected \(step, neuron\) integer pairs"):
+        link.run_events(np.zeros((20, 64)))
+    assert link.transport.written == b""
+
+
+def exchange(cfg, requests, max_cycles=200_000):
+    """Each request's bytes straight into the gateware HostLink's ``rx`` stream (Amaranth
+    simulator, no UART), its response's bytes from ``tx``; returns the responses."""
+    from hw.host_link import HostLink as Gateware
+
+    dut = Gateware(cfg, timeout=64)
+    responses = []
+
+    async def tb(ctx):
+        ctx.set(dut.tx.ready, 1)
+        for request in requests:
+            for b in request:
+                ctx.set(dut.rx.payload, b)
+                ctx.set(dut.rx.valid, 1)
+                taken = False
+                while not taken:
+                    taken = ctx.get(dut.rx.ready)
+                    await ctx.tick()
+            ctx.set(dut.rx.valid, 0)
+            out, need = [], 4
+            for _ in range(max_cycles):
+                valid, byte = ctx.get(dut.tx.valid), ctx.get(dut.tx.payload)
+                await ctx.tick()
+                if valid:
+                    out.append(byte)
+                    if len(out) == 4:
+                        need = 5 + int.from_bytes(bytes(out[2:4]), "little")
+                    if len(out) == need:
+                        break
+            responses.append(bytes(out))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(tb)
+    sim.run()
+    return responses
+
+
+def test_link_without_event_input_refuses_events():
+    """A core built without the input-event port (``encoding.event_input = false``): INFO
+    says so, EVENTS is an unknown command, RUN's raster flag is refused,
+    pixels still run (bit-exact); the driver refuses before sending anything."""
+    import dataclasses
+
+    from sw.golden import run_network
+    from sw.weights import random_weights
+
+    cfg = dataclasses.replace(load_config("digits-tiny"), name="no-events", layers=(5, 3, 2),
+                              lanes=1, time_steps=6, threshold=20, membrane_bits=9,
+                              weight_bits=6, learning=None, event_input=False)
+    pixels = np.array([255, 0, 90, 200, 31])
+    link = HostLink(FakeTransport(b""), cfg)
+    weights = random_weights(cfg, np.random.default_rng(4), scale=1.0)
+    requests = [frame(CMD_INFO), frame(CMD_EVENTS, bytes([EVENTS_CLEAR, 0, 1, 0])),
+                frame(CMD_RUN, bytes([RUN_RASTER, 0, 0])),
+                frame(CMD_RUN, bytes([RUN_RASTER, 0, 0]) + bytes(5))]
+    for layer, w in enumerate(weights):
+        words = pack_words(cfg, layer, w)
+        requests.append(frame(CMD_WRITE, bytes([layer, 0, 0]) + len(words).to_bytes(2, "little")
+                              + b"".join(int(x).to_bytes(link.word_bytes, "little")
+                                         for x in words)))
+    requests.append(frame(CMD_RUN, bytes([0, 0, 0]) + bytes(int(p) for p in pixels)))
+    info, events, raster_run, raster_pixels, *writes, run = exchange(cfg, requests)
+
+    def parse(reply, cmd):
+        return HostLink(FakeTransport(reply), cfg).response(cmd)
+
+    assert parse(info, CMD_INFO) == info_bytes(cfg) and not info_bytes(cfg)[7] & INFO_EVENTS
+    for reply, cmd, code in ((events, CMD_EVENTS, r"0x82 \(unknown command\)"),
+                             (raster_run, CMD_RUN, r"0x83 \(payload length"),
+                             (raster_pixels, CMD_RUN, r"0x85 \(argument out of range\)")):
+        with pytest.raises(LinkError, match=code):
+            parse(reply, cmd)
+    for reply in writes:
+        parse(reply, CMD_WRITE)
+    data = parse(run, CMD_RUN)
+    gold = run_network(cfg, weights, pixels[None])
+    assert int.from_bytes(data[:4], "little") == gold.cycles[0]
+    assert data[5:7] == int(gold.rasters[-1].sum()).to_bytes(2, "little")
+    with pytest.raises(LinkError, match=r"config 'no-events' is built without input events"):
+        link.run_events([(0, 1)])
+    with pytest.raises(LinkError, match=r"built without input events"):
+        link.run_stored()
+    assert link.transport.written == b""
+
+
 @pytest.mark.filterwarnings("ignore:.*created but never used")
 def test_link_refuses_configs_it_cannot_carry():
     import dataclasses
@@ -153,28 +319,38 @@ def test_uart_loopback_and_framing_error():
 
 def test_host_loop_on_the_rtl_matches_the_golden_model(sim):
     """Driver -> UART -> serial top -> UART -> driver: load weights, read them back, survive
-    broken frames, run inference and training samples; every output spike, cycle count,
-    prediction and learned weight equals the golden model's."""
+    broken frames, run inference and training samples, on pixels and on input spike events
+    (a random raster over several EVENTS frames, and the rate encoder's own raster of a pixel
+    sample); every output spike, cycle count, prediction and learned weight equals the golden
+    model's, and the events of the encoder's raster give exactly the pixel sample's run."""
     from sim.host_link_rtl import run_link
     from sw.datasets import load_dataset
-    from sw.desire import train_step
-    from sw.golden import run_network
+    from sw.desire import inference_weights, train_step, train_step_raster
+    from sw.golden import encode, run_raster
     from sw.train import initial_weights
     from sw.weights import to_stored
 
     cfg = load_config("digits-tiny")
     data = load_dataset("digits", cfg.pixel_bits)
     rng = np.random.default_rng(5)
-    idx = rng.choice(len(data.test_labels), 3, replace=False)
+    idx = rng.choice(len(data.test_labels), 5, replace=False)
     pixels, labels = data.test_pixels[idx], data.test_labels[idx]
     pixels[2] = cfg.pixel_max                               # every input fires every step
-    from sw.desire import inference_weights
+    shape = (cfg.time_steps, cfg.layers[0])
+    random_raster = rng.random(shape) < 0.1                 # > 85 events: several frames
+    check_raster = rng.random(shape) < 0.05
+    inputs = [None, random_raster, None, encode(cfg, pixels[:1])[0], None]
+    used = np.stack([encode(cfg, pixels[b:b + 1])[0] if r is None else r
+                     for b, r in enumerate(inputs)])
+    link = HostLink(FakeTransport(b""), cfg)
+    assert len(link.events_of(random_raster)) > link.max_events
 
     stored = initial_weights(cfg, 3)
     weights = inference_weights(cfg, stored)
 
-    infer = run_link(cfg, weights, pixels, sim=sim)
-    gold = run_network(cfg, weights, pixels)
+    infer = run_link(cfg, weights, pixels, input_rasters=inputs, check_raster=check_raster,
+                     sim=sim)
+    gold = run_raster(cfg, weights, used)
     assert infer.info == info_bytes(cfg)
     assert infer.readback_ok and infer.unchanged_ok
     kinds = [e.split(":")[0] for e in infer.errors]
@@ -184,16 +360,28 @@ def test_host_loop_on_the_rtl_matches_the_golden_model(sim):
     assert list(infer.cycles) == list(gold.cycles)
     assert list(infer.predictions) == list(gold.predictions)
     raster = infer.rasters(len(pixels), cfg.time_steps, cfg.layers[-1])
-    assert (raster == gold.rasters[-1]).all() and raster.any()
+    assert (raster == gold.rasters[-1]).all() and raster[1].any()
+    same = [infer.events[infer.events[:, 0] == b][:, 1:] for b in (0, 3)]
+    assert (same[0] == same[1]).all() and len(same[0]) > 0       # in the same order, too
+    assert infer.cycles[3] == infer.cycles[0] and infer.predictions[3] == infer.predictions[0]
+    # the check raster, stored before the broken frames, ran as stored: they changed nothing
+    check = run_raster(cfg, weights, check_raster[None])
+    cycles, prediction, events = infer.check
+    assert (cycles, prediction) == (check.cycles[0], check.predictions[0])
+    got = np.zeros((cfg.time_steps, cfg.layers[-1]), dtype=bool)
+    got[events[:, 0], events[:, 1]] = True
+    assert (got == check.rasters[-1][0]).all() and len(events) == got.sum()
     samples, frames, errors, *flags = infer.counters
-    assert (samples, errors) == (3, len(infer.errors)) and not any(flags)
+    assert (samples, errors) == (len(pixels) + 1, len(infer.errors)) and not any(flags)
     assert infer.gaps > 10              # the host really stalled inside its frames
 
-    train = run_link(cfg, stored, pixels, labels=labels, stored=True, sim=sim)
+    train = run_link(cfg, stored, pixels, labels=labels, stored=True, input_rasters=inputs,
+                     sim=sim)
     w = stored
     cycles = []
-    for x, y in zip(pixels, labels, strict=True):
-        step = train_step(cfg, w, x, int(y))
+    for x, r, y in zip(pixels, inputs, labels, strict=True):
+        step = (train_step(cfg, w, x, int(y)) if r is None
+                else train_step_raster(cfg, w, r, int(y)))
         w = step.weights
         cycles.append(step.cycles)
     assert list(train.cycles) == cycles

@@ -40,6 +40,7 @@ def random_config(rng, i) -> NetworkConfig:
                          weight_bits=weight_bits, membrane_bits=membrane_bits,
                          threshold=threshold, leak_shift=int(rng.integers(1, 17)),
                          pixel_bits=int(rng.integers(1, 17)), learning=learning,
+                         event_input=bool(i % 3),
                          dataset=("digits", "mnist-t10k", "fashion-mnist")[i % 3])
 
 
