@@ -25,10 +25,12 @@ class RasterSource(wiring.Component):
     spike event for each stored spike and then an end marker on ``spikes_out``. Nothing of
     the raster changes while it is read: the same raster can run any number of samples.
 
-    Latency and throughput: one neuron per cycle, pipelined (read, evaluate); with the output
-    always ready a step takes ``n_in + 3`` cycles from ``start`` to the end marker's
-    handshake, exactly the rate encoder's (:func:`sw.cycles.encoder_cost`); output stalls
-    stall the scan.
+    Latency and throughput: one neuron per cycle, pipelined as the rate encoder (read;
+    register the block RAM output; evaluate, so the stall logic and the read enable start
+    from a flip-flop); the first read is issued in the cycle ``start`` is seen, so with the
+    output always ready a step takes ``n_in + 3`` cycles from ``start`` to the end marker's
+    handshake, exactly the rate encoder's (:func:`sw.cycles.encoder_cost`); an output stall
+    stalls the whole pipeline.
 
     Write port (use it while idle, ``busy`` low): ``set`` writes a 1 to ``spike[set_step,
     set_index]`` in one cycle; a ``clear`` pulse zeroes the whole raster, taking
@@ -72,44 +74,55 @@ class RasterSource(wiring.Component):
         m.submodules.spikes = mem = Memory(shape=1, depth=self.depth, init=[])
         wr, rd = mem.write_port(), mem.read_port()
 
-        addr = Signal(range(n + 1))       # next neuron to read
-        evaluating = Signal()             # read data in this cycle belongs to neuron `current`
+        addr = Signal(range(n + 1))       # next neuron to read; 0 while idle
+        reading = Signal()                # a read is issued in this cycle
+        rd_step = Signal(range(max(self.steps, 2)))    # ... of this step
+        rd_valid = Signal()               # the block RAM output holds neuron rd_index
+        rd_index = Signal(range(n))
+        evaluating = Signal()             # bit_q holds neuron `current`
         current = Signal(range(n))
-        step = Signal(range(max(self.steps, 2)))
+        bit_q = Signal()
+        step = Signal(range(max(self.steps, 2)))       # the step being scanned
         wiped = Signal(range(self.depth))
-
         fire = Signal()
         stall = Signal()
         m.d.comb += [
-            fire.eq(evaluating & rd.data),
+            fire.eq(evaluating & bit_q),
             stall.eq(fire & ~self.spikes_out.ready),
-            rd.addr.eq(self.address(step, addr)), rd.en.eq(~stall),
+            rd_step.eq(step),
+            rd.addr.eq(self.address(rd_step, addr)), rd.en.eq(~stall),
             self.spikes_out.payload.index.eq(current),
             self.eval_valid.eq(evaluating & ~stall), self.eval_index.eq(current),
             self.eval_spike.eq(fire),
         ]
+        with m.If(~stall):                # the pipeline moves as a whole
+            m.d.sync += [rd_valid.eq(reading), rd_index.eq(addr),
+                         evaluating.eq(rd_valid), current.eq(rd_index), bit_q.eq(rd.data)]
 
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += [wr.addr.eq(self.address(self.set_step, self.set_index)),
                              wr.data.eq(1), wr.en.eq(self.set)]
                 with m.If(self.start):
-                    m.d.sync += [addr.eq(0), step.eq(Mux(self.first, 0, step + 1))]
+                    first_step = Mux(self.first, 0, step + 1)
+                    m.d.comb += [reading.eq(1), rd_step.eq(first_step)]     # neuron 0
+                    m.d.sync += [addr.eq(1), step.eq(first_step)]
                     m.next = "SCAN"
                 with m.Elif(self.clear):
                     m.d.sync += wiped.eq(0)
                     m.next = "CLEAR"
             with m.State("SCAN"):
-                m.d.comb += [self.busy.eq(1), self.spikes_out.valid.eq(fire)]
+                m.d.comb += [self.busy.eq(1), self.spikes_out.valid.eq(fire),
+                             reading.eq(addr < n)]
                 with m.If(~stall):
-                    m.d.sync += [evaluating.eq(addr < n), current.eq(addr),
-                                 addr.eq(Mux(addr < n, addr + 1, addr))]
-                    with m.If(addr == n):
+                    m.d.sync += addr.eq(Mux(addr < n, addr + 1, addr))
+                    with m.If((addr == n) & ~rd_valid):          # the last neuron evaluated
                         m.next = "END"
             with m.State("END"):
                 m.d.comb += [self.busy.eq(1), self.spikes_out.valid.eq(1),
                              self.spikes_out.payload.end.eq(1)]
                 with m.If(self.spikes_out.ready):
+                    m.d.sync += addr.eq(0)
                     m.next = "IDLE"
             with m.State("CLEAR"):
                 m.d.comb += [self.busy.eq(1), wr.addr.eq(wiped), wr.data.eq(0), wr.en.eq(1)]
