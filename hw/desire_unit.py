@@ -266,6 +266,15 @@ class DesireUnit(wiring.Component):
         # ---- 3. update datapath (shared by all layers; the FSM selects the layer) ----
         x_next = Signal.like(x)
         m.d.comb += x_next.eq(x - (x >> k) + Mux(pre_sh[0], cfg.trace_one, 0))
+        # The accumulators, outside the state machine: flags of their own say when they
+        # accumulate (the UACC cycles) and for which layer; otherwise they load the rounding
+        # half, ready for the next pair (UROUND has read them by then).
+        accumulating = Signal()
+        u_layer = Signal(L)                  # one-hot: the layer being updated
+        for p, a in enumerate(accs):
+            post = Cat(u_layer[i] & lane(raster_rd[i].data, p, T).bit_select(t, 1)
+                       for i in range(L)).any()
+            m.d.sync += a.eq(Mux(accumulating, a + Mux(post, x_next, 0), half))
 
         m.d.sync += self.done.eq(0)
         with m.FSM():
@@ -367,17 +376,14 @@ class DesireUnit(wiring.Component):
                                  desire_rd[layer].addr.eq(gsel)]
                     m.d.sync += [cur_g.eq(gsel), work.eq(work & (work - 1)), t.eq(1), x.eq(0),
                                  pre_sh.eq(pre_bits)]
-                    m.d.sync += [a.eq(half) for a in accs]
+                    m.d.sync += [accumulating.eq(1), u_layer.eq(1 << layer)]
                     m.next = f"UACC{layer}"
                 with m.State(f"UACC{layer}"):
                     m.d.comb += self.busy.eq(1)
                     hold_pair()
-                    post = raster_rd[layer].data
                     m.d.sync += [x.eq(x_next), t.eq(t + 1), pre_sh.eq(pre_sh >> 1)]
-                    for p, a in enumerate(accs):
-                        with m.If(lane(post, p, T).bit_select(t, 1)):
-                            m.d.sync += a.eq(a + x_next)
                     with m.If(t == T - 1):
+                        m.d.sync += accumulating.eq(0)
                         m.next = f"UROUND{layer}"
                 with m.State(f"UROUND{layer}"):
                     # the rounding shift gets a cycle of its own: (acc + half) >> lr_shift
