@@ -284,8 +284,11 @@ def reverse(cfg_name: str, path: Path, repeats: int, default_threads: int) -> No
     for threads in (1, default_threads):
         # the golden model's integer matmuls run as float32/64 BLAS (exact below 2^24/2^53):
         # OpenBLAS threads, limited with threadpoolctl where it is installed
-        with blas_threads(threads) as got:
-            g_min, g_med = timed(lambda: run_layers(cfg, weights, raster), repeats)
+        # with n threads the golden model splits the batch over n workers, each on one BLAS
+        # thread (run_layers(workers=n)): n threads in all, as torch's
+        with blas_threads(1) as got:
+            g_min, g_med = timed(lambda n=threads: run_layers(cfg, weights, raster, workers=n),
+                                 repeats)
         torch.set_num_threads(threads)
         with torch.inference_mode():
             counts_only(net, x)                  # warm-up

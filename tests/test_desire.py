@@ -474,6 +474,27 @@ def test_batched_inference_matches_loop(monkeypatch):
             assert rows(run.rasters[pop][b]) == r, f"sample {b}, population {pop}"
 
 
+def test_threaded_layers_equal_one_thread(monkeypatch):
+    """``workers`` splits the batch over threads: every spike is the same as on one thread,
+    for a batch with saturating, quiet and ordinary samples."""
+    import sw.golden as golden
+
+    monkeypatch.setattr(golden, "CHUNK_CURRENTS", 40)
+    cfg = dataclasses.replace(CFG, membrane_bits=9, threshold=20, time_steps=9)
+    ds = load_dataset("digits", cfg.pixel_bits)
+    w_inf = desire.inference_weights(cfg, random_stored(cfg, np.random.default_rng(9), 2.5))
+    pixels = np.array(ds.test_pixels[:23])
+    pixels[1] = 0
+    pixels[2] //= 8
+    raster = golden.encode(cfg, pixels)
+    one = golden.run_layers(cfg, w_inf, raster)
+    for workers in (2, 3):
+        many = golden.run_layers(cfg, w_inf, raster, workers=workers)
+        for a, b in zip(one, many, strict=True):
+            np.testing.assert_array_equal(a, b)
+    assert one[-1].any()
+
+
 def test_run_layer_random_configs_match_loop():
     """Random small layers, membranes up to 3 bits wider than the least legal width: quiet,
     saturating and mixed batches
