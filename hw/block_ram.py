@@ -1,77 +1,121 @@
-"""Technology mapping of deep memories: one row of block RAMs, cut into column slices.
+"""A RAM whose ports start from flip-flops, mapped to one row of block RAMs on the ECP5.
 
 Yosys maps a memory deeper than one block RAM's widest configuration as rows of block RAMs
 with a multiplexer after them: on the ECP5, ``mnist-ecp5``'s 6,272 x 288-bit weight memory
 became 7 rows of 16 DP16KDs (1024 x 18), so every read went through a 7:1 multiplexer after
-the block RAMs' slow clock-to-output, and every write fanned out to 7 rows. Cut into
-columns of the width at which the whole depth fits one block RAM (8192 x 2 for that
-memory), every slice is a single DP16KD: no multiplexer, no row decode, each data bit wired
-to one block RAM.
+the block RAMs' slow clock-to-output, every write fanned out to 7 rows, and nextpnr could
+not route it. Cut into columns of the width at which the whole depth fits one block RAM
+(8192 x 2 for that memory), every slice is a single DP16KD: no multiplexer, no row decode,
+each data bit wired to one block RAM. Its 144 block RAMs then share one address: the address
+registers are copied, each copy driving a quarter of the slices (a single flip-flop driving
+144 block RAMs across the die was the longest path of the routed design, 14.6 ns of
+routing).
 
-:class:`BlockRamPlatform` does this through Amaranth's ``platform.get_memory()`` hook, so
-the gateware keeps its plain :class:`~amaranth.lib.memory.Memory` and the simulations run
-the same memories unsliced; ``tests/test_block_ram.py`` checks that sliced and unsliced
-memories, and whole networks built both ways, behave identically cycle by cycle.
+The board builds pass :class:`BlockRamPlatform` to Amaranth's ``convert``; the simulations
+elaborate the same :class:`RegisteredRAM` without a platform, as one memory with one set of
+registers. ``tests/test_block_ram.py`` checks both cycle by cycle, alone and in a learning
+network.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Shape, Value
+from amaranth.hdl import Module, Signal
+from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
 
 # ECP5 DP16KD (16 kbit): true dual-port depth -> data width
 ECP5_SLICES = ((2048, 9), (4096, 4), (8192, 2), (16384, 1))
 ECP5_ROW_DEPTH = 1024   # deepest configuration that is already the widest (18 bits)
 
+# Copies of the read-address registers. Synthesis merges identical flip-flops, so the copies
+# differ in what cannot matter: their initial value (0 or all ones) and whether the core's
+# reset clears them; every copy loads the same address in every cycle. The write address has
+# the two copies without reset (a reset must not move a write already presented).
+READ_ADDRESS_COPIES = 4
+WRITE_ADDRESS_COPIES = 2
 
-def slice_width(family: str, depth: int) -> int | None:
-    """Width of the column slices for a ``depth``-word memory on ``family``, or ``None`` when
-    it maps to one row of block RAMs as it is (or cannot: deeper than one block RAM)."""
+
+def slice_geometry(family: str | None, depth: int) -> tuple[int, int] | None:
+    """``(width, depth)`` of one block RAM holding a column slice of a ``depth``-word memory on
+    ``family``, or ``None`` when it maps to one row of block RAMs as it is (or cannot)."""
     if family != "ecp5" or depth <= ECP5_ROW_DEPTH:
         return None
     for max_depth, width in ECP5_SLICES:
         if depth <= max_depth:
-            return width
+            return width, max_depth
     return None
 
 
 class BlockRamPlatform:
-    """The memory hook of an Amaranth platform for an FPGA family (``"ecp5"``, ``"ice40"``).
-
-    Pass it as ``platform`` to ``amaranth.back.rtlil.convert``/``verilog.convert``. A memory
-    is sliced when :func:`slice_width` gives a width narrower than it, its shape is plain
-    unsigned and its write ports have no byte enables; every other memory elaborates as
-    usual. Slices keep every port's domain, enable and transparency, so the sliced memory
-    has the same read latency and read-during-write behaviour bit for bit.
-    """
+    """What :class:`RegisteredRAM` asks of the platform it is elaborated for: the FPGA family
+    (``"ecp5"``, ``"ice40"``). Pass it as ``platform`` to ``amaranth.back.rtlil.convert``."""
 
     def __init__(self, family: str):
         self.family = family
 
-    def get_memory(self, memory: Memory):
-        shape = memory.shape
-        width = Shape.cast(shape).width if isinstance(shape, (Shape, int, range)) else None
-        w = slice_width(self.family, memory.depth)
-        if (w is None or width is None or Shape.cast(shape).signed or w >= width
-                or any(len(port.en) != 1 for port in memory.write_ports)):
-            return memory.elaborate(None)
+
+class RegisteredRAM(wiring.Component):
+    """``depth`` words of ``width`` bits with one read and one write port, both registered.
+
+    Latency: ``rd_data`` is the word at ``rd_addr`` two cycles after the address is presented
+    (the address register, then the block RAM's own); a write (``wr_en`` with ``wr_addr``,
+    ``wr_data``) lands one cycle after it is presented. Reads and writes keep the order in
+    which they were presented: a read presented in the cycle after a write to the same word
+    returns the new word, one presented with it the old word. Throughput: one read and one
+    write per cycle. The write registers have no reset: a write presented before a reset
+    still lands. A read presented in a cycle of reset returns an undefined word.
+
+    On an ECP5 (``platform.family``), a memory deeper than 1,024 words is cut into column
+    slices of one block RAM each (``slice_geometry``), with copies of the address registers
+    (``READ_ADDRESS_COPIES``, ``WRITE_ADDRESS_COPIES``) spread over the slices.
+    """
+
+    def __init__(self, *, width: int, depth: int):
+        self.width, self.depth = width, depth
+        super().__init__({
+            "rd_addr": In(range(depth)),
+            "rd_data": Out(width),
+            "wr_addr": In(range(depth)),
+            "wr_data": In(width),
+            "wr_en": In(1),
+        })
+
+    def elaborate(self, platform):
         m = Module()
-        for i, lo in enumerate(range(0, width, w)):
-            hi = min(lo + w, width)
-            mask = (1 << (hi - lo)) - 1
-            part = Memory(shape=hi - lo, depth=memory.depth,
-                          init=[(int(v) >> lo) & mask for v in memory.init], attrs=memory.attrs)
-            m.submodules[f"slice{i}"] = part
-            writes = {}
-            for port in memory.write_ports:
-                wp = part.write_port(domain=port.domain)
-                writes[port] = wp
-                m.d.comb += [wp.addr.eq(port.addr), wp.en.eq(port.en),
-                             wp.data.eq(Value.cast(port.data)[lo:hi])]
-            for port in memory.read_ports:
-                rp = part.read_port(domain=port.domain,
-                                    transparent_for=[writes[p] for p in port.transparent_for])
-                m.d.comb += [rp.addr.eq(port.addr), Value.cast(port.data)[lo:hi].eq(rp.data)]
-                if port.domain != "comb":
-                    m.d.comb += rp.en.eq(port.en)
+        geometry = slice_geometry(getattr(platform, "family", None), self.depth)
+        if geometry is None or geometry[0] >= self.width:
+            slice_width, depth, copies = self.width, self.depth, (1, 1)
+        else:
+            slice_width, depth = geometry
+            n = -(-self.width // slice_width)
+            copies = (min(READ_ADDRESS_COPIES, n), min(WRITE_ADDRESS_COPIES, n))
+        abits = (depth - 1).bit_length()
+        ones = (1 << abits) - 1
+
+        def copy(k, name, resettable):
+            """Copy ``k``: initial value 0 or all ones; the second pair is cleared by reset."""
+            return Signal(abits, name=f"{name}{k}", init=ones if k % 2 else 0,
+                          reset_less=not (resettable and k >= 2))
+
+        rd_addr = [copy(k, "rd_addr", True) for k in range(copies[0])]
+        wr_addr = [copy(k, "wr_addr", False) for k in range(copies[1])]
+        # a write-enable copy starting at 1 writes once at power-up, to word 2**abits - 1: a
+        # word past ``depth`` when the copies differ (slices), so harmless
+        wr_en = [Signal(name=f"wr_en{k}", init=k % 2, reset_less=True) for k in range(copies[1])]
+        wr_data = Signal(self.width, reset_less=True)
+        m.d.sync += [a.eq(self.rd_addr) for a in rd_addr]
+        m.d.sync += [a.eq(self.wr_addr) for a in wr_addr]
+        m.d.sync += [e.eq(self.wr_en) for e in wr_en]
+        m.d.sync += wr_data.eq(self.wr_data)
+
+        starts = range(0, self.width, slice_width)
+        for i, lo in enumerate(starts):
+            hi = min(lo + slice_width, self.width)
+            mem = Memory(shape=hi - lo, depth=depth, init=[])
+            m.submodules[f"slice{i}"] = mem
+            wp, rp = mem.write_port(), mem.read_port()
+            r, w = i * copies[0] // len(starts), i * copies[1] // len(starts)
+            m.d.comb += [wp.addr.eq(wr_addr[w]), wp.data.eq(wr_data[lo:hi]), wp.en.eq(wr_en[w]),
+                         rp.addr.eq(rd_addr[r]), self.rd_data[lo:hi].eq(rp.data)]
         return m

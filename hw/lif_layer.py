@@ -9,6 +9,7 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from hw.block_ram import RegisteredRAM
 from hw.events import event_stream
 
 WEIGHT_READ_LATENCY = 2   # cycles from ``w_addr`` to its word on ``w_rdata``
@@ -99,9 +100,9 @@ class LIFLayer(wiring.Component):
         sb, F = self.store_bits, self.frac_bits
         v_min, v_max = -(1 << (mb - 1)), (1 << (mb - 1)) - 1
 
-        m.submodules.weights = wmem = Memory(shape=P * sb, depth=self.depth, init=[])
+        # the weight memory's ports start from flip-flops (hw/block_ram.py)
+        m.submodules.weights = wmem = RegisteredRAM(width=P * sb, depth=self.depth)
         m.submodules.membranes = vmem = Memory(shape=P * mb, depth=self.mem_groups, init=[])
-        w_wr, w_rd = wmem.write_port(), wmem.read_port()
         v_wr = vmem.write_port()
         v_rd = vmem.read_port()   # not transparent: integration forwards its own write-back
 
@@ -115,17 +116,10 @@ class LIFLayer(wiring.Component):
         wb_group = Signal(range(self.mem_groups))
         integrating = Signal()
 
-        # The weight memory's ports start from flip-flops. The write registers have no reset:
-        # a write presented before a reset still lands, as it would unregistered.
-        rd_addr = Signal(range(self.depth))
-        wr_addr = Signal(range(self.depth), reset_less=True)
-        wr_data = Signal(P * sb, reset_less=True)
-        wr_en = Signal(reset_less=True)
-        m.d.sync += [rd_addr.eq(Mux(integrating, base + group, self.w_addr)),
-                     wr_addr.eq(self.w_addr), wr_data.eq(self.w_wdata), wr_en.eq(self.w_we)]
         m.d.comb += [
-            w_wr.addr.eq(wr_addr), w_wr.data.eq(wr_data), w_wr.en.eq(wr_en),
-            self.w_rdata.eq(w_rd.data), w_rd.addr.eq(rd_addr),
+            wmem.rd_addr.eq(Mux(integrating, base + group, self.w_addr)),
+            wmem.wr_addr.eq(self.w_addr), wmem.wr_data.eq(self.w_wdata),
+            wmem.wr_en.eq(self.w_we), self.w_rdata.eq(wmem.rd_data),
             v_rd.addr.eq(Mux(rd_valid, rd_group, group)),
         ]
 
@@ -138,7 +132,7 @@ class LIFLayer(wiring.Component):
         m.d.sync += [addr_valid.eq(integrating), addr_group.eq(group),
                      rd_valid.eq(addr_valid), rd_group.eq(addr_group),
                      wb_valid.eq(rd_valid), wb_group.eq(rd_group),
-                     w_inf.eq(Cat(*[w_rd.data[p * sb + F:(p + 1) * sb] for p in range(P)]))]
+                     w_inf.eq(Cat(*[wmem.rd_data[p * sb + F:(p + 1) * sb] for p in range(P)]))]
         # A membrane read in the cycle of an integration write-back to the same word
         # (back-to-back events with G = 1) returns the old word, so that write-back is
         # forwarded. (A transparent port would put its bypass on the read address, in front
