@@ -46,7 +46,7 @@ class DesireUnit(wiring.Component):
     half up; ``floor``) and saturates the stored weight.
 
     Latency: :func:`sw.cycles.learn_cycles` (one cycle per output group, ``N_l * G_l`` per
-    backward pass, ``3`` per presynaptic neuron plus ``T + 2`` per (live presynaptic neuron,
+    backward pass, ``3`` per presynaptic neuron plus ``T + 3`` per (live presynaptic neuron,
     active group) pair per update, and fixed overheads).
 
     Weight ports ``w<l>_*`` drive LIF layer ``l``'s weight port (the owner muxes them with the
@@ -266,15 +266,14 @@ class DesireUnit(wiring.Component):
         # ---- 3. update datapath (shared by all layers; the FSM selects the layer) ----
         x_next = Signal.like(x)
         m.d.comb += x_next.eq(x - (x >> k) + Mux(pre_sh[0], cfg.trace_one, 0))
-        # The accumulators, outside the state machine: flags of their own say when they
-        # accumulate (the UACC cycles) and for which layer; otherwise they load the rounding
-        # half, ready for the next pair (UROUND has read them by then).
+        # The accumulators, outside the state machine: a flag of its own says when they
+        # accumulate (the UACC cycles), and each lane's postsynaptic spikes of steps 1 .. T-1
+        # wait in a shift register (loaded in ULOAD); otherwise they load the rounding half,
+        # ready for the next pair (UROUND has read them by then).
         accumulating = Signal()
-        u_layer = Signal(L)                  # one-hot: the layer being updated
+        post_sh = [Signal(T - 1, name=f"u_post{p}") for p in range(P)]
         for p, a in enumerate(accs):
-            post = Cat(u_layer[i] & lane(raster_rd[i].data, p, T).bit_select(t, 1)
-                       for i in range(L)).any()
-            m.d.sync += a.eq(Mux(accumulating, a + Mux(post, x_next, 0), half))
+            m.d.sync += a.eq(Mux(accumulating, a + Mux(post_sh[p][0], x_next, 0), half))
 
         m.d.sync += self.done.eq(0)
         with m.FSM():
@@ -376,12 +375,22 @@ class DesireUnit(wiring.Component):
                                  desire_rd[layer].addr.eq(gsel)]
                     m.d.sync += [cur_g.eq(gsel), work.eq(work & (work - 1)), t.eq(1), x.eq(0),
                                  pre_sh.eq(pre_bits)]
-                    m.d.sync += [accumulating.eq(1), u_layer.eq(1 << layer)]
+                    m.next = f"ULOAD{layer}"
+                with m.State(f"ULOAD{layer}"):
+                    # the group's raster word arrives: its spikes of steps 1 .. T-1 into the
+                    # shift registers (selecting bit t of a lane in every accumulate cycle,
+                    # then adding, was the longest path)
+                    m.d.comb += self.busy.eq(1)
+                    hold_pair()
+                    m.d.sync += [ps.eq(lane(raster_rd[layer].data, p, T)[1:])
+                                 for p, ps in enumerate(post_sh)]
+                    m.d.sync += accumulating.eq(1)
                     m.next = f"UACC{layer}"
                 with m.State(f"UACC{layer}"):
                     m.d.comb += self.busy.eq(1)
                     hold_pair()
                     m.d.sync += [x.eq(x_next), t.eq(t + 1), pre_sh.eq(pre_sh >> 1)]
+                    m.d.sync += [ps.eq(ps >> 1) for ps in post_sh]
                     with m.If(t == T - 1):
                         m.d.sync += accumulating.eq(0)
                         m.next = f"UROUND{layer}"

@@ -63,7 +63,7 @@ OUT_DESIRE_OVERHEAD = 2  # the last output group is counted, then evaluated, aft
 BACKWARD_OVERHEAD = 5    # pipeline drain: weight address, register, products, sum, write
 UPDATE_OVERHEAD = 0      # the presynaptic scan starts straight from the previous phase
 PRE_CHECK = 3            # per presynaptic neuron: read its raster, register its lane, test it
-PAIR_OVERHEAD = 2        # per (pre, active group): issue, T-1 accumulate, round, write
+PAIR_OVERHEAD = 3        # per (pre, active group): issue, load, T-1 accumulate, round, write
 
 
 def learn_cycles(cfg, rasters: list[np.ndarray], actives: list[np.ndarray]) -> int:
