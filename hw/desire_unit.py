@@ -271,6 +271,11 @@ class DesireUnit(wiring.Component):
         # wait in a shift register (loaded in ULOAD); otherwise they load the rounding half,
         # ready for the next pair (UROUND has read them by then).
         accumulating = Signal()
+        # the lowest group of `work`, registered: `work` is loaded in UCHECK and advanced in
+        # UISSUE, at least two cycles before the next UISSUE reads this (the priority encoder
+        # was in front of the raster memories' read address)
+        gsel_q = Signal(range(max_groups))
+        m.d.sync += gsel_q.eq(lowest_set(work, len(work), "u_gsel"))
         post_sh = [Signal(T - 1, name=f"u_post{p}") for p in range(P)]
         for p, a in enumerate(accs):
             m.d.sync += a.eq(Mux(accumulating, a + Mux(post_sh[p][0], x_next, 0), half))
@@ -370,7 +375,7 @@ class DesireUnit(wiring.Component):
                         next_or_finish()
                 with m.State(f"UISSUE{layer}"):
                     m.d.comb += self.busy.eq(1)
-                    gsel = lowest_set(work, G, f"u{layer}_gsel")
+                    gsel = gsel_q
                     m.d.comb += [w_addr.eq(jbase + gsel), raster_rd[layer].addr.eq(gsel),
                                  desire_rd[layer].addr.eq(gsel)]
                     m.d.sync += [cur_g.eq(gsel), work.eq(work & (work - 1)), t.eq(1), x.eq(0),
