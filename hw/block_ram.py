@@ -27,6 +27,7 @@ from amaranth.lib.wiring import In, Out
 # ECP5 DP16KD (16 kbit): true dual-port depth -> data width
 ECP5_SLICES = ((2048, 9), (4096, 4), (8192, 2), (16384, 1))
 ECP5_ROW_DEPTH = 1024   # deepest configuration that is already the widest (18 bits)
+MAX_SLICE_COST = 1.5    # block RAMs of the slices / block RAMs of the rows, at most
 
 # Copies of the read-address registers. Synthesis merges identical flip-flops, so the copies
 # differ in what cannot matter: their initial value (0 or all ones) and whether the core's
@@ -36,14 +37,20 @@ READ_ADDRESS_COPIES = 4
 WRITE_ADDRESS_COPIES = 2
 
 
-def slice_geometry(family: str | None, depth: int) -> tuple[int, int] | None:
-    """``(width, depth)`` of one block RAM holding a column slice of a ``depth``-word memory on
-    ``family``, or ``None`` when it maps to one row of block RAMs as it is (or cannot)."""
+def slice_geometry(family: str | None, depth: int, width: int) -> tuple[int, int] | None:
+    """``(width, depth)`` of one block RAM holding a column slice of a ``depth`` x ``width``
+    memory on ``family``; ``None`` when it maps to one row of block RAMs as it is, or when
+    slicing would cost more than ``MAX_SLICE_COST`` times the block RAMs of Yosys' rows of
+    1024 x 18 (``fmnist-ecp5``'s 9,408-word memory: 288 one-bit slices against 160; the
+    ECP5-85F has 208)."""
     if family != "ecp5" or depth <= ECP5_ROW_DEPTH:
         return None
-    for max_depth, width in ECP5_SLICES:
+    rows = -(-depth // ECP5_ROW_DEPTH) * -(-width // 18)
+    for max_depth, slice_width in ECP5_SLICES:
         if depth <= max_depth:
-            return width, max_depth
+            if -(-width // slice_width) > MAX_SLICE_COST * rows:
+                return None
+            return slice_width, max_depth
     return None
 
 
@@ -83,7 +90,7 @@ class RegisteredRAM(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        geometry = slice_geometry(getattr(platform, "family", None), self.depth)
+        geometry = slice_geometry(getattr(platform, "family", None), self.depth, self.width)
         if geometry is None or geometry[0] >= self.width:
             slice_width, depth, copies = self.width, self.depth, (1, 1)
         else:

@@ -15,13 +15,16 @@ from spikeforge.config import load_config
 from sw.weights import random_weights, to_stored
 
 
-@pytest.mark.parametrize(("family", "depth", "geometry"), [
-    ("ecp5", 512, None), ("ecp5", 1024, None), ("ecp5", 1025, (9, 2048)),
-    ("ecp5", 2048, (9, 2048)), ("ecp5", 4096, (4, 4096)), ("ecp5", 6272, (2, 8192)),
-    ("ecp5", 16384, (1, 16384)), ("ecp5", 16385, None), ("ice40", 6272, None), (None, 6272, None),
+@pytest.mark.parametrize(("family", "depth", "width", "geometry"), [
+    ("ecp5", 512, 288, None), ("ecp5", 1024, 288, None), ("ecp5", 1025, 288, (9, 2048)),
+    ("ecp5", 2048, 36, (9, 2048)), ("ecp5", 4096, 288, (4, 4096)),
+    ("ecp5", 6272, 288, (2, 8192)),       # mnist-ecp5 layer 1: 144 block RAMs, rows 112
+    ("ecp5", 9408, 288, None),            # fmnist-ecp5 layer 1: 288 against 160, no
+    ("ecp5", 16384, 18, (1, 16384)), ("ecp5", 16385, 4, None),
+    ("ice40", 6272, 288, None), (None, 6272, 288, None),
 ])
-def test_slice_geometry(family, depth, geometry):
-    assert slice_geometry(family, depth) == geometry
+def test_slice_geometry(family, depth, width, geometry):
+    assert slice_geometry(family, depth, width) == geometry
 
 
 def memories(ram, family):
