@@ -7,7 +7,7 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from hw.events import event_stream, index_width
+from hw.events import event_stream, index_width, scan_states
 
 
 class RasterSource(wiring.Component):
@@ -111,19 +111,8 @@ class RasterSource(wiring.Component):
                 with m.Elif(self.clear):
                     m.d.sync += wiped.eq(0)
                     m.next = "CLEAR"
-            with m.State("SCAN"):
-                m.d.comb += [self.busy.eq(1), self.spikes_out.valid.eq(fire),
-                             reading.eq(addr < n)]
-                with m.If(~stall):
-                    m.d.sync += addr.eq(Mux(addr < n, addr + 1, addr))
-                    with m.If((addr == n) & ~rd_valid):          # the last neuron evaluated
-                        m.next = "END"
-            with m.State("END"):
-                m.d.comb += [self.busy.eq(1), self.spikes_out.valid.eq(1),
-                             self.spikes_out.payload.end.eq(1)]
-                with m.If(self.spikes_out.ready):
-                    m.d.sync += addr.eq(0)
-                    m.next = "IDLE"
+            scan_states(m, self, n=n, addr=addr, reading=reading, rd_valid=rd_valid, fire=fire,
+                        stall=stall)
             with m.State("CLEAR"):
                 m.d.comb += [self.busy.eq(1), wr.addr.eq(wiped), wr.data.eq(0), wr.en.eq(1)]
                 m.d.sync += wiped.eq(wiped + 1)

@@ -7,7 +7,7 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from hw.events import event_stream
+from hw.events import event_stream, scan_states
 
 
 class RateEncoder(wiring.Component):
@@ -96,17 +96,6 @@ class RateEncoder(wiring.Component):
                     m.d.comb += reading.eq(1)                    # pixel 0
                     m.d.sync += [addr.eq(1), first.eq(self.first)]
                     m.next = "SCAN"
-            with m.State("SCAN"):
-                m.d.comb += [self.busy.eq(1), self.spikes_out.valid.eq(fire),
-                             reading.eq(addr < n)]
-                with m.If(~stall):
-                    m.d.sync += addr.eq(Mux(addr < n, addr + 1, addr))
-                    with m.If((addr == n) & ~rd_valid):          # the last pixel evaluated
-                        m.next = "END"
-            with m.State("END"):
-                m.d.comb += [self.busy.eq(1), self.spikes_out.valid.eq(1),
-                             self.spikes_out.payload.end.eq(1)]
-                with m.If(self.spikes_out.ready):
-                    m.d.sync += addr.eq(0)
-                    m.next = "IDLE"
+            scan_states(m, self, n=n, addr=addr, reading=reading, rd_valid=rd_valid, fire=fire,
+                        stall=stall)
         return m
