@@ -19,10 +19,11 @@ class DesireUnit(wiring.Component):
     :func:`sw.cycles.learn_cycles`.
 
     **Recording** (during inference, no cycles of its own): the encoder's per-pixel evaluations
-    (``enc_*``) and every layer's end-of-step group evaluations (``eos<l>_*``) are written,
-    at bit ``step``, into one raster memory per population: ``N_in`` words of ``T`` bits for
-    the encoder; ``G_l`` words of ``P*T`` bits for LIF layer ``l`` (lane ``p`` in bits
-    ``[p*T, (p+1)*T)``). Every bit is rewritten in every sample, so nothing needs clearing.
+    (``enc_*``) and every layer's end-of-step group evaluations (``eos<l>_*``) are written (a
+    cycle later: the taps are registered) at bit ``step`` into one raster memory per
+    population: ``N_in`` words of ``T`` bits for the encoder; ``G_l`` words of ``P*T`` bits
+    for LIF layer ``l`` (lane ``p`` in bits ``[p*T, (p+1)*T)``). Every bit is rewritten in
+    every sample, so nothing needs clearing.
 
     **Learning** (``start`` pulse, ``label`` and ``lr_shift`` sampled then; ``done`` pulses at
     the end), in this order:
@@ -97,23 +98,31 @@ class DesireUnit(wiring.Component):
         C, k = cfg.target_count, cfg.leak_shift
         err_shape = signed(max(C, T).bit_length() + 2)
 
-        # ---- raster memories, written while the sample runs ----
+        # ---- raster memories, written while the sample runs, a cycle after each tap (the
+        # taps come straight out of the encoder's and the layers' spike decisions; the raster
+        # is read only once learning starts, many cycles after the last write) ----
+        def tapped(sig):
+            reg = Signal.like(sig, name=f"tap_{sig.name}")
+            m.d.sync += reg.eq(sig)
+            return reg
+
+        step = tapped(self.step)
         m.submodules.enc_raster = enc_raster = Memory(shape=T, depth=cfg.layers[0], init=[])
         enc_wr, enc_rd = enc_raster.write_port(granularity=1), enc_raster.read_port()
-        m.d.comb += [enc_wr.addr.eq(self.enc_index),
-                     enc_wr.data.eq(Mux(self.enc_spike, (1 << T) - 1, 0)),
-                     enc_wr.en.eq(Mux(self.enc_valid, Const(1, T) << self.step, 0))]
+        m.d.comb += [enc_wr.addr.eq(tapped(self.enc_index)),
+                     enc_wr.data.eq(Mux(tapped(self.enc_spike), (1 << T) - 1, 0)),
+                     enc_wr.en.eq(Mux(tapped(self.enc_valid), Const(1, T) << step, 0))]
         lane_mask = Cat(*[Const(1, T) for _ in range(P)])   # bit 0 of every lane
         raster_rd, desire_rd, desire_wr = [], [], []
         for layer in range(L):
             mem = Memory(shape=P * T, depth=self.mem_groups[layer], init=[])
             m.submodules[f"raster{layer}"] = mem
             wr = mem.write_port(granularity=1)
-            fires = getattr(self, f"eos{layer}_fires")
+            fires = tapped(getattr(self, f"eos{layer}_fires"))
             m.d.comb += [
-                wr.addr.eq(getattr(self, f"eos{layer}_group")),
+                wr.addr.eq(tapped(getattr(self, f"eos{layer}_group"))),
                 wr.data.eq(Cat(*[Mux(fires[p], (1 << T) - 1, 0) for p in range(P)])),
-                wr.en.eq(Mux(getattr(self, f"eos{layer}_valid"), lane_mask << self.step, 0)),
+                wr.en.eq(Mux(tapped(getattr(self, f"eos{layer}_valid")), lane_mask << step, 0)),
             ]
             raster_rd.append(mem.read_port())
             dmem = Memory(shape=P * dw, depth=self.mem_groups[layer], init=[])
