@@ -101,10 +101,14 @@ class DesireUnit(wiring.Component):
         # ---- raster memories, written while the sample runs, a cycle after each tap (the
         # taps come straight out of the encoder's and the layers' spike decisions; the raster
         # is read only once learning starts, many cycles after the last write) ----
-        def tapped(sig):
-            reg = Signal.like(sig, name=f"tap_{sig.name}")
+        def registered(sig, name):
+            """``sig`` one cycle later."""
+            reg = Signal.like(sig, name=name)
             m.d.sync += reg.eq(sig)
             return reg
+
+        def tapped(sig):
+            return registered(sig, f"tap_{sig.name}")
 
         step = tapped(self.step)
         m.submodules.enc_raster = enc_raster = Memory(shape=T, depth=cfg.layers[0], init=[])
@@ -227,9 +231,7 @@ class DesireUnit(wiring.Component):
         back = {}
         for layer in range(1, L):
             def stage(sig, name, layer=layer):
-                reg = Signal.like(sig, name=f"bk{layer}_{name}")
-                m.d.sync += reg.eq(sig)
-                return reg
+                return registered(sig, f"bk{layer}_{name}")
 
             v1, first1, last1 = (Signal(name=f"bk{layer}_{n}") for n in ("v1", "first1",
                                                                          "last1"))

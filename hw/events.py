@@ -1,6 +1,6 @@
 """Spike event streams shared by the encoder and the layer engines."""
 
-from amaranth.hdl import Mux, unsigned
+from amaranth.hdl import Mux, Signal, unsigned
 from amaranth.lib import data, stream
 
 
@@ -33,22 +33,57 @@ def readout_layout(n_out: int, steps: int) -> data.StructLayout:
                               "count": unsigned((steps * n_out).bit_length())})
 
 
-def scan_states(m, source, *, n: int, addr, reading, rd_valid, fire, stall):
-    """The ``SCAN`` and ``END`` states of an input scanner (:class:`hw.rate_encoder.RateEncoder`,
-    :class:`hw.raster_source.RasterSource`), inside its ``with m.FSM()``: read neuron ``addr``
-    (``reading``) while ``addr < n``, one per cycle unless ``stall``; emit ``fire``; leave when
-    the last neuron has been evaluated (``addr == n`` and no read in flight: ``rd_valid`` low),
-    then hand over the end marker and return to ``IDLE`` with ``addr`` back at 0.
+class InputScan:
+    """The scan pipeline an input source (:class:`hw.rate_encoder.RateEncoder`,
+    :class:`hw.raster_source.RasterSource`) is built on, one neuron per cycle: read neuron
+    ``addr`` (when ``reading``); the source registers what its memories return with
+    :meth:`register`; then it evaluates neuron ``current`` (when ``evaluating``) and drives
+    ``fire``. A spike that ``spikes_out`` does not take (``stall``) holds the whole pipeline,
+    the memories' read enables included (the source drives them with ``~stall``). Drives
+    ``spikes_out``'s index and the raster tap (``eval_*``); :meth:`states` adds the ``SCAN``
+    and ``END`` states to the source's state machine.
     """
-    out = source.spikes_out
-    with m.State("SCAN"):
-        m.d.comb += [source.busy.eq(1), out.valid.eq(fire), reading.eq(addr < n)]
-        with m.If(~stall):
-            m.d.sync += addr.eq(Mux(addr < n, addr + 1, addr))
-            with m.If((addr == n) & ~rd_valid):
-                m.next = "END"
-    with m.State("END"):
-        m.d.comb += [source.busy.eq(1), out.valid.eq(1), out.payload.end.eq(1)]
-        with m.If(out.ready):
-            m.d.sync += addr.eq(0)
-            m.next = "IDLE"
+
+    def __init__(self, m, source, n: int):
+        self.m, self.source, self.n = m, source, n
+        self.addr = Signal(range(n + 1))       # next neuron to read; 0 while idle
+        self.reading = Signal()                # a read is issued in this cycle
+        self.rd_valid = Signal()               # the memories' outputs hold neuron rd_index
+        self.rd_index = Signal(range(n))
+        self.evaluating = Signal()             # the registered data hold neuron `current`
+        self.current = Signal(range(n))
+        self.fire = Signal()
+        self.stall = Signal()
+        m.d.comb += [
+            self.stall.eq(self.fire & ~source.spikes_out.ready),
+            source.spikes_out.payload.index.eq(self.current),
+            source.eval_valid.eq(self.evaluating & ~self.stall),
+            source.eval_index.eq(self.current), source.eval_spike.eq(self.fire),
+        ]
+        self.register(self.rd_valid, self.reading)
+        self.register(self.rd_index, self.addr)
+        self.register(self.evaluating, self.rd_valid)
+        self.register(self.current, self.rd_index)
+
+    def register(self, reg, value) -> None:
+        """``reg <- value`` as the pipeline moves (not while it stalls)."""
+        with self.m.If(~self.stall):
+            self.m.d.sync += reg.eq(value)
+
+    def states(self) -> None:
+        """``SCAN`` (read while ``addr < n``; leave when the last neuron has been evaluated:
+        ``addr == n`` and no read in flight) and ``END`` (hand over the end marker, back to
+        ``IDLE`` with ``addr`` at 0), inside the source's ``with m.FSM()``."""
+        m, out, addr, n = self.m, self.source.spikes_out, self.addr, self.n
+        with m.State("SCAN"):
+            m.d.comb += [self.source.busy.eq(1), out.valid.eq(self.fire),
+                         self.reading.eq(addr < n)]
+            with m.If(~self.stall):
+                m.d.sync += addr.eq(Mux(addr < n, addr + 1, addr))
+                with m.If((addr == n) & ~self.rd_valid):
+                    m.next = "END"
+        with m.State("END"):
+            m.d.comb += [self.source.busy.eq(1), out.valid.eq(1), out.payload.end.eq(1)]
+            with m.If(out.ready):
+                m.d.sync += addr.eq(0)
+                m.next = "IDLE"

@@ -7,7 +7,7 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from hw.events import event_stream, index_width, scan_states
+from hw.events import InputScan, event_stream, index_width
 
 
 class RasterSource(wiring.Component):
@@ -74,30 +74,17 @@ class RasterSource(wiring.Component):
         m.submodules.spikes = mem = Memory(shape=1, depth=self.depth, init=[])
         wr, rd = mem.write_port(), mem.read_port()
 
-        addr = Signal(range(n + 1))       # next neuron to read; 0 while idle
-        reading = Signal()                # a read is issued in this cycle
-        rd_step = Signal(range(max(self.steps, 2)))    # ... of this step
-        rd_valid = Signal()               # the block RAM output holds neuron rd_index
-        rd_index = Signal(range(n))
-        evaluating = Signal()             # bit_q holds neuron `current`
-        current = Signal(range(n))
-        bit_q = Signal()
+        scan = InputScan(m, self, n)
+        rd_step = Signal(range(max(self.steps, 2)))    # the step of the neuron read
+        bit_q = Signal()                  # neuron `current`'s spike, registered
+        scan.register(bit_q, rd.data)
         step = Signal(range(max(self.steps, 2)))       # the step being scanned
         wiped = Signal(range(self.depth))
-        fire = Signal()
-        stall = Signal()
         m.d.comb += [
-            fire.eq(evaluating & bit_q),
-            stall.eq(fire & ~self.spikes_out.ready),
+            scan.fire.eq(scan.evaluating & bit_q),
             rd_step.eq(step),
-            rd.addr.eq(self.address(rd_step, addr)), rd.en.eq(~stall),
-            self.spikes_out.payload.index.eq(current),
-            self.eval_valid.eq(evaluating & ~stall), self.eval_index.eq(current),
-            self.eval_spike.eq(fire),
+            rd.addr.eq(self.address(rd_step, scan.addr)), rd.en.eq(~scan.stall),
         ]
-        with m.If(~stall):                # the pipeline moves as a whole
-            m.d.sync += [rd_valid.eq(reading), rd_index.eq(addr),
-                         evaluating.eq(rd_valid), current.eq(rd_index), bit_q.eq(rd.data)]
 
         with m.FSM():
             with m.State("IDLE"):
@@ -105,14 +92,13 @@ class RasterSource(wiring.Component):
                              wr.data.eq(1), wr.en.eq(self.set)]
                 with m.If(self.start):
                     first_step = Mux(self.first, 0, step + 1)
-                    m.d.comb += [reading.eq(1), rd_step.eq(first_step)]     # neuron 0
-                    m.d.sync += [addr.eq(1), step.eq(first_step)]
+                    m.d.comb += [scan.reading.eq(1), rd_step.eq(first_step)]     # neuron 0
+                    m.d.sync += [scan.addr.eq(1), step.eq(first_step)]
                     m.next = "SCAN"
                 with m.Elif(self.clear):
                     m.d.sync += wiped.eq(0)
                     m.next = "CLEAR"
-            scan_states(m, self, n=n, addr=addr, reading=reading, rd_valid=rd_valid, fire=fire,
-                        stall=stall)
+            scan.states()
             with m.State("CLEAR"):
                 m.d.comb += [self.busy.eq(1), wr.addr.eq(wiped), wr.data.eq(0), wr.en.eq(1)]
                 m.d.sync += wiped.eq(wiped + 1)

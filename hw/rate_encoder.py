@@ -7,7 +7,7 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from hw.events import event_stream, scan_states
+from hw.events import InputScan, event_stream
 
 
 class RateEncoder(wiring.Component):
@@ -59,43 +59,30 @@ class RateEncoder(wiring.Component):
         p_wr, p_rd = pmem.write_port(), pmem.read_port()
         u_wr, u_rd = umem.write_port(), umem.read_port()
 
-        addr = Signal(range(n + 1))       # next pixel to read; 0 while idle
-        reading = Signal()                # a read is issued in this cycle
-        rd_valid = Signal()               # the block RAM outputs hold pixel rd_index
-        rd_index = Signal(range(n))
-        evaluating = Signal()             # p_q, u_q hold pixel `current`
-        current = Signal(range(n))
+        scan = InputScan(m, self, n)
         first = Signal()
-        p_q = Signal(pb)
+        p_q = Signal(pb)                  # pixel `current`, registered out of the memories
         u_q = Signal(pb + 1)
+        scan.register(p_q, p_rd.data)
+        scan.register(u_q, u_rd.data)
 
         u = Signal(pb + 2)
-        fire = Signal()
-        stall = Signal()
+        fire = scan.fire
         m.d.comb += [
             u.eq(Mux(first, 0, u_q) + p_q),
-            fire.eq(evaluating & (u >= self.theta)),
-            stall.eq(fire & ~self.spikes_out.ready),
+            fire.eq(scan.evaluating & (u >= self.theta)),
             p_wr.addr.eq(self.px_addr), p_wr.data.eq(self.px_data), p_wr.en.eq(self.px_we),
-            p_rd.addr.eq(addr), u_rd.addr.eq(addr),
-            p_rd.en.eq(~stall), u_rd.en.eq(~stall),
-            u_wr.addr.eq(current), u_wr.data.eq(Mux(fire, u - self.theta, u)),
-            u_wr.en.eq(evaluating & ~stall),
-            self.spikes_out.payload.index.eq(current),
-            self.eval_valid.eq(evaluating & ~stall), self.eval_index.eq(current),
-            self.eval_spike.eq(fire),
+            p_rd.addr.eq(scan.addr), u_rd.addr.eq(scan.addr),
+            p_rd.en.eq(~scan.stall), u_rd.en.eq(~scan.stall),
+            u_wr.addr.eq(scan.current), u_wr.data.eq(Mux(fire, u - self.theta, u)),
+            u_wr.en.eq(scan.evaluating & ~scan.stall),
         ]
-        with m.If(~stall):                # the pipeline moves as a whole
-            m.d.sync += [rd_valid.eq(reading), rd_index.eq(addr),
-                         evaluating.eq(rd_valid), current.eq(rd_index),
-                         p_q.eq(p_rd.data), u_q.eq(u_rd.data)]
 
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
-                    m.d.comb += reading.eq(1)                    # pixel 0
-                    m.d.sync += [addr.eq(1), first.eq(self.first)]
+                    m.d.comb += scan.reading.eq(1)               # pixel 0
+                    m.d.sync += [scan.addr.eq(1), first.eq(self.first)]
                     m.next = "SCAN"
-            scan_states(m, self, n=n, addr=addr, reading=reading, rd_valid=rd_valid, fire=fire,
-                        stall=stall)
+            scan.states()
         return m
