@@ -170,7 +170,7 @@ class DesireUnit(wiring.Component):
         j = Signal(range(max(cfg.layers)))
         jbase = Signal(range(max(cfg.layers[i] * cfg.groups(i) for i in range(L)) + 1))
         jg = Signal(range(max(cfg.layers) // P + 2))   # j // P
-        jp = Signal(range(P))                           # j % P
+        jp = Signal(range(max(P, 2)))                   # j % P (1 bit at P = 1)
         g = Signal(range(max_groups + 1))
         work = Signal(max(cfg.groups(layer) for layer in range(L)))
         pre_bits = Signal(T)      # presynaptic spikes of steps 0 .. T-2
@@ -292,7 +292,7 @@ class DesireUnit(wiring.Component):
             m.d.sync += a.eq(Mux(accumulating, a + Mux(post_sh[p][0], x_next, 0), half))
 
         m.d.sync += self.done.eq(0)
-        with m.FSM():
+        with m.FSM() as fsm:
             with m.State("IDLE"):
                 with m.If(self.start):
                     m.d.sync += [label.eq(self.label), g.eq(0),
@@ -300,7 +300,7 @@ class DesireUnit(wiring.Component):
                                               self.lr_shift))]
                     m.next = "OUT"
             with m.State("OUT"):
-                m.d.comb += [self.busy.eq(1), raster_rd[last].addr.eq(g)]
+                m.d.comb += self.busy.eq(1)
                 m.d.sync += [out_v1.eq(1), out_g1.eq(g), g.eq(g + 1)]
                 with m.If(g == G_out - 1):
                     m.next = "OUT_DRAIN"
@@ -320,10 +320,7 @@ class DesireUnit(wiring.Component):
                 if layer >= 1:
                     v1, first1, last1, jg1, jp1 = back[layer]
                     with m.State(f"BACK{layer}"):
-                        m.d.comb += [self.busy.eq(1),
-                                     getattr(self, f"w{layer}_addr").eq(jbase + g),
-                                     desire_rd[layer].addr.eq(g),
-                                     raster_rd[layer - 1].addr.eq(jg)]
+                        m.d.comb += self.busy.eq(1)
                         m.d.sync += [v1.eq(1), first1.eq(g == 0), last1.eq(g == G - 1),
                                      jg1.eq(jg), jp1.eq(jp)]
                         with m.If(g == G - 1):
@@ -342,18 +339,7 @@ class DesireUnit(wiring.Component):
                             else:
                                 m.next = f"BDRAIN{layer}_{d + 1}"
 
-                w_addr = getattr(self, f"w{layer}_addr")
                 w_rdata = getattr(self, f"w{layer}_rdata")
-
-                def present_pre(layer=layer):
-                    if layer == 0:
-                        m.d.comb += enc_rd.addr.eq(j)
-                    else:
-                        m.d.comb += raster_rd[layer - 1].addr.eq(jg)
-
-                def hold_pair(layer=layer, w_addr=w_addr):
-                    m.d.comb += [w_addr.eq(jbase + cur_g), raster_rd[layer].addr.eq(cur_g),
-                                 desire_rd[layer].addr.eq(cur_g)]
 
                 def next_or_finish(layer=layer, N=N):
                     with m.If(j == N - 1):
@@ -365,11 +351,9 @@ class DesireUnit(wiring.Component):
 
                 with m.State(f"UREAD{layer}"):
                     m.d.comb += self.busy.eq(1)
-                    present_pre()
                     m.next = f"UCHECK{layer}"
                 with m.State(f"UCHECK{layer}"):
                     m.d.comb += self.busy.eq(1)
-                    present_pre()
                     if layer == 0:
                         bits = enc_rd.data
                     else:
@@ -386,10 +370,7 @@ class DesireUnit(wiring.Component):
                         next_or_finish()
                 with m.State(f"UISSUE{layer}"):
                     m.d.comb += self.busy.eq(1)
-                    gsel = gsel_q
-                    m.d.comb += [w_addr.eq(jbase + gsel), raster_rd[layer].addr.eq(gsel),
-                                 desire_rd[layer].addr.eq(gsel)]
-                    m.d.sync += [cur_g.eq(gsel), work.eq(work & (work - 1)), t.eq(1), x.eq(0),
+                    m.d.sync += [cur_g.eq(gsel_q), work.eq(work & (work - 1)), t.eq(1), x.eq(0),
                                  pre_sh.eq(pre_bits)]
                     m.next = f"ULOAD{layer}"
                 with m.State(f"ULOAD{layer}"):
@@ -397,14 +378,12 @@ class DesireUnit(wiring.Component):
                     # shift registers (selecting bit t of a lane in every accumulate cycle,
                     # then adding, was the longest path)
                     m.d.comb += self.busy.eq(1)
-                    hold_pair()
                     m.d.sync += [ps.eq(lane(raster_rd[layer].data, p, T)[1:])
                                  for p, ps in enumerate(post_sh)]
                     m.d.sync += accumulating.eq(1)
                     m.next = f"UACC{layer}"
                 with m.State(f"UACC{layer}"):
                     m.d.comb += self.busy.eq(1)
-                    hold_pair()
                     m.d.sync += [x.eq(x_next), t.eq(t + 1), pre_sh.eq(pre_sh >> 1)]
                     m.d.sync += [ps.eq(ps >> 1) for ps in post_sh]
                     with m.If(t == T - 1):
@@ -417,7 +396,6 @@ class DesireUnit(wiring.Component):
                     # weight word and the desires (block RAM outputs, held since UISSUE)
                     # are registered with it, so the write cycle starts from flip-flops
                     m.d.comb += self.busy.eq(1)
-                    hold_pair()
                     m.d.sync += [mag.eq(a >> shift)
                                  for mag, a in zip(mags, accs, strict=True)]
                     m.d.sync += [w_word.eq(w_rdata), d_word.eq(desire_rd[layer].data)]
@@ -437,7 +415,6 @@ class DesireUnit(wiring.Component):
                 m.d.comb += getattr(self, f"w{layer}_wdata").eq(Cat(*new))
                 with m.State(f"UWRITE{layer}"):
                     m.d.comb += self.busy.eq(1)
-                    hold_pair()
                     m.d.comb += getattr(self, f"w{layer}_we").eq(1)
                     with m.If(work.any()):
                         m.next = f"UISSUE{layer}"
@@ -448,4 +425,25 @@ class DesireUnit(wiring.Component):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += self.done.eq(1)
                 m.next = "IDLE"
+
+        # ---- read addresses, from flip-flops through at most one multiplexer: no state
+        # decode in front of the (wide, LUT-RAM) raster and desire memories or the weight
+        # address. A memory is read in two phases, told apart by ``updating[l]`` (the FSM was
+        # in layer l's update a cycle ago: true from UCHECK on, before the first UISSUE):
+        # raster l at ``jg`` (BACK, UREAD of layer l+1) or at ``g`` (OUT, the last layer),
+        # then at ``gsel_q`` (UISSUE l, the only update read of it); desire l and weights l at
+        # ``g`` (BACK l), then at ``cur_g`` (the data of ULOAD .. UWRITE). Reads in the other
+        # cycles are never used. ----
+        m.d.comb += enc_rd.addr.eq(j)
+        update_states = ("UREAD", "UCHECK", "UDECIDE", "UISSUE", "ULOAD", "UACC", "UROUND",
+                         "UWRITE")
+        for layer in range(L):
+            updating = Signal(name=f"updating{layer}")
+            m.d.sync += updating.eq(Cat(*[fsm.ongoing(f"{state}{layer}")
+                                          for state in update_states]).any())
+            m.d.comb += [
+                raster_rd[layer].addr.eq(Mux(updating, gsel_q, g if layer == last else jg)),
+                desire_rd[layer].addr.eq(Mux(updating, cur_g, g)),
+                getattr(self, f"w{layer}_addr").eq(jbase + Mux(updating, cur_g, g)),
+            ]
         return m

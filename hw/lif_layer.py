@@ -165,7 +165,7 @@ class LIFLayer(wiring.Component):
             fires.append(f)
             leaked.append(Mux(clear, 0, r - (r >> self.leak_shift))[:mb])
 
-        lowest = Signal(range(P))                 # lowest set lane of mask
+        lowest = Signal(range(max(P, 2)))         # lowest set lane of mask (1 bit at P = 1)
         for p in reversed(range(P)):
             with m.If(mask[p]):
                 m.d.comb += lowest.eq(p)

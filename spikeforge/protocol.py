@@ -3,7 +3,8 @@ host driver (sw.host): framing constants, the CRC, and what a config puts on the
 
 REQUEST_START = 0xA5
 RESPONSE_START = 0x5A
-PROTOCOL_VERSION = 2            # 2: EVENTS, RUN on the stored raster, INFO feature flags
+PROTOCOL_VERSION = 3            # 2: EVENTS, RUN on the stored raster, INFO feature flags;
+                                # 3: INFO's T, P and word bytes are 2 bytes each
 
 CMD_INFO, CMD_WRITE, CMD_READ, CMD_RUN, CMD_COUNTERS = 0x01, 0x02, 0x03, 0x04, 0x05
 CMD_EVENTS = 0x06
@@ -18,6 +19,7 @@ RUN_LEARN, RUN_RASTER = 0x01, 0x02          # RUN flags: train on it; input = st
 EVENTS_CLEAR = 0x01                          # EVENTS flag: zero the raster first
 EVENT_BYTES = 3                              # an event on the wire: step, index (2)
 INFO_LEARNING, INFO_EVENTS = 0x01, 0x02      # INFO feature flags
+INFO_FEATURES_BYTE = 5                       # their offset in the INFO payload
 
 
 def crc8(crc: int, byte: int) -> int:
@@ -54,14 +56,11 @@ def info_bytes(cfg) -> bytes:
     """Payload of the INFO response: what the host checks before it talks to the core."""
     features = ((INFO_LEARNING if cfg.learning is not None else 0)
                 | (INFO_EVENTS if cfg.event_input else 0))
-    head = [ord("S"), ord("F"), PROTOCOL_VERSION, len(cfg.layers), cfg.time_steps,
-            cfg.lanes, cfg.store_bits, features, word_bytes(cfg)]
-    out = bytes(head) + buffer_depth(cfg).to_bytes(2, "little")
-    for n in cfg.layers:
-        out += n.to_bytes(2, "little")
-    for d in weight_depths(cfg):
-        out += d.to_bytes(2, "little")
-    return out
+    head = bytes([ord("S"), ord("F"), PROTOCOL_VERSION, len(cfg.layers), cfg.store_bits,
+                  features])
+    sizes = (cfg.lanes, cfg.time_steps, word_bytes(cfg), buffer_depth(cfg), *cfg.layers,
+             *weight_depths(cfg))
+    return head + b"".join(n.to_bytes(2, "little") for n in sizes)
 
 
 def check_link_config(cfg) -> None:

@@ -17,6 +17,7 @@ from spikeforge.protocol import (
     EVENT_BYTES,
     EVENTS_CLEAR,
     INFO_EVENTS,
+    INFO_FEATURES_BYTE,
     RESPONSE_START,
     RUN_LEARN,
     RUN_RASTER,
@@ -233,7 +234,8 @@ def test_link_without_event_input_refuses_events():
     def parse(reply, cmd):
         return HostLink(FakeTransport(reply), cfg).response(cmd)
 
-    assert parse(info, CMD_INFO) == info_bytes(cfg) and not info_bytes(cfg)[7] & INFO_EVENTS
+    assert parse(info, CMD_INFO) == info_bytes(cfg)
+    assert not info_bytes(cfg)[INFO_FEATURES_BYTE] & INFO_EVENTS
     for reply, cmd, code in ((events, CMD_EVENTS, r"0x82 \(unknown command\)"),
                              (raster_run, CMD_RUN, r"0x83 \(payload length"),
                              (raster_pixels, CMD_RUN, r"0x85 \(argument out of range\)")):
@@ -265,6 +267,27 @@ def test_link_refuses_configs_it_cannot_carry():
         Gateware(load_config("ttfs-tiny"))
     with pytest.raises(ValueError, match="divisor must be an integer >= 4"):
         UARTRx(3)
+
+
+@pytest.mark.filterwarnings("ignore:.*created but never used")
+def test_info_carries_the_largest_sizes_the_link_allows():
+    """T = 256 (the largest a step byte carries) and P, word bytes above 255 fit INFO's
+    2-byte fields, and the driver's config check reads them back."""
+    import dataclasses
+
+    from hw.host_link import HostLink as Gateware
+
+    cfg = dataclasses.replace(load_config("digits-tiny"), time_steps=256, layers=(64, 300, 10),
+                              lanes=300)
+    Gateware(cfg)                       # accepts the config and builds its INFO
+    info = info_bytes(cfg)
+    sizes = [int.from_bytes(info[i:i + 2], "little") for i in range(6, len(info), 2)]
+    assert sizes[:2] == [300, 256] and sizes[2] == (300 * cfg.store_bits + 7) // 8 > 255
+    assert sizes[4:7] == [64, 300, 10]
+    HostLink(FakeTransport(response(CMD_INFO, info)), cfg).check_info()
+    with pytest.raises(LinkError, match="built for another config"):
+        other = dataclasses.replace(cfg, time_steps=255)
+        HostLink(FakeTransport(response(CMD_INFO, info)), other).check_info()
 
 
 def test_uart_loopback_and_framing_error():

@@ -111,7 +111,8 @@ def test_mnist_ecp5_rtl_on_real_mnist(sim):
     assert all(r.any() for r in rtl.rasters)
 
 
-@pytest.mark.parametrize("profile", ["digits-tiny", "mnist-ecp5", "ttfs-tiny", "ttfs-mnist"])
+@pytest.mark.parametrize("profile", ["digits-tiny", "digits-up5k", "mnist-ecp5", "ttfs-tiny",
+                                     "ttfs-mnist"])
 def test_generated_verilog_lints_clean(profile, tmp_path):
     from hw.generate import generate_verilog
     from sim.toolchain import lint_verilog
