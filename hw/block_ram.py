@@ -9,7 +9,7 @@ not route it. Cut into columns of the width at which the whole depth fits one bl
 each data bit wired to one block RAM. Its 144 block RAMs then share one address: the address
 registers are copied, each copy driving a quarter of the slices (a single flip-flop driving
 144 block RAMs across the die was the longest path of the routed design, 14.6 ns of
-routing).
+routing; two write-address copies of 72 each, 16.3 ns).
 
 The board builds pass :class:`BlockRamPlatform` to Amaranth's ``convert``; the simulations
 elaborate the same :class:`RegisteredRAM` without a platform, as one memory with one set of
@@ -29,12 +29,13 @@ ECP5_SLICES = ((2048, 9), (4096, 4), (8192, 2), (16384, 1))
 ECP5_ROW_DEPTH = 1024   # deepest configuration that is already the widest (18 bits)
 MAX_SLICE_COST = 1.5    # block RAMs of the slices / block RAMs of the rows, at most
 
-# Copies of the read-address registers. Synthesis merges identical flip-flops, so the copies
-# differ in what cannot matter: their initial value (0 or all ones) and whether the core's
-# reset clears them; every copy loads the same address in every cycle. The write address has
-# the two copies without reset (a reset must not move a write already presented).
-READ_ADDRESS_COPIES = 4
-WRITE_ADDRESS_COPIES = 2
+# Copies of the address and write-enable registers, each driving an equal share of the
+# slices. Synthesis would merge identical flip-flops: the copies carry the wire attribute
+# ``KEEP_COPY``, and the synthesis script (``spikeforge.synth.KEEP_COPIES``) gives the
+# flip-flops that drive them Yosys' ``keep`` attribute, which stops the merge.
+READ_ADDRESS_COPIES = 8
+WRITE_ADDRESS_COPIES = 8
+KEEP_COPY = "spikeforge_copy"
 
 
 def slice_geometry(family: str | None, depth: int, width: int) -> tuple[int, int] | None:
@@ -70,8 +71,8 @@ class RegisteredRAM(wiring.Component):
     ``wr_data``) lands one cycle after it is presented. Reads and writes keep the order in
     which they were presented: a read presented in the cycle after a write to the same word
     returns the new word, one presented with it the old word. Throughput: one read and one
-    write per cycle. The write registers have no reset: a write presented before a reset
-    still lands. A read presented in a cycle of reset returns an undefined word.
+    write per cycle. The registers have no reset: a write presented before a reset still
+    lands, and a read presented in a cycle of reset returns the word it addressed.
 
     On an ECP5 (``platform.family``), a memory deeper than 1,024 words is cut into column
     slices of one block RAM each (``slice_geometry``), with copies of the address registers
@@ -98,18 +99,15 @@ class RegisteredRAM(wiring.Component):
             n = -(-self.width // slice_width)
             copies = (min(READ_ADDRESS_COPIES, n), min(WRITE_ADDRESS_COPIES, n))
         abits = (depth - 1).bit_length()
-        ones = (1 << abits) - 1
 
-        def copy(k, name, resettable):
-            """Copy ``k``: initial value 0 or all ones; the second pair is cleared by reset."""
-            return Signal(abits, name=f"{name}{k}", init=ones if k % 2 else 0,
-                          reset_less=not (resettable and k >= 2))
+        def copies_of(name, width, n):
+            attrs = {KEEP_COPY: 1} if n > 1 else None
+            return [Signal(width, name=f"{name}{k}", reset_less=True, attrs=attrs)
+                    for k in range(n)]
 
-        rd_addr = [copy(k, "rd_addr", True) for k in range(copies[0])]
-        wr_addr = [copy(k, "wr_addr", False) for k in range(copies[1])]
-        # a write-enable copy starting at 1 writes once at power-up, to word 2**abits - 1: a
-        # word past ``depth`` when the copies differ (slices), so harmless
-        wr_en = [Signal(name=f"wr_en{k}", init=k % 2, reset_less=True) for k in range(copies[1])]
+        rd_addr = copies_of("rd_addr", abits, copies[0])
+        wr_addr = copies_of("wr_addr", abits, copies[1])
+        wr_en = copies_of("wr_en", 1, copies[1])
         wr_data = Signal(self.width, reset_less=True)
         m.d.sync += [a.eq(self.rd_addr) for a in rd_addr]
         m.d.sync += [a.eq(self.wr_addr) for a in wr_addr]

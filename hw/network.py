@@ -234,10 +234,17 @@ class Network(wiring.Component):
                 m.d.sync += opened[i].eq(0)
 
         # output spike counters and unique argmax
+        # (counted from a register a cycle after the spike: the output layer's lane priority
+        # encoder in front of the count multiplexer and the comparisons was a critical path;
+        # the last spike is counted before `close` reads the argmax, since `close` waits for
+        # the end marker, which comes at least a cycle after it, and for its `stage_done`)
         counts = [Signal(range(T + 1), name=f"count{j}") for j in range(n_out)]
         out = producers[-1]
+        out_spike = Signal()
+        out_index = Signal.like(out.payload.index)
+        m.d.sync += [out_spike.eq(out.valid & ~out.payload.end), out_index.eq(out.payload.index)]
         for j, c in enumerate(counts):
-            with m.If(out.valid & ~out.payload.end & (out.payload.index == j)):
+            with m.If(out_spike & (out_index == j)):
                 m.d.sync += c.eq(c + 1)
             with m.If(self.count_sel == j):
                 m.d.comb += self.count.eq(c)
@@ -247,10 +254,10 @@ class Network(wiring.Component):
         best = Signal(range(T + 1))
         best_index = Signal(range(n_out))
         tie = Signal(init=n_out > 1)                 # all counts start equal at zero
-        spike_j = out.payload.index
+        spike_j = out_index
         new_count = Signal(range(T + 2))
         m.d.comb += new_count.eq(Array(counts)[spike_j] + 1)
-        with m.If(out.valid & ~out.payload.end):
+        with m.If(out_spike):
             with m.If(new_count > best):
                 m.d.sync += [best.eq(new_count), best_index.eq(spike_j), tie.eq(0)]
             with m.Elif(new_count == best):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from amaranth.back import rtlil, verilog
 
-from hw.block_ram import BlockRamPlatform
+from hw.block_ram import KEEP_COPY, BlockRamPlatform
 from hw.boards import DEFAULT_BAUD, BoardTop, board
 
 TOP = "top"
@@ -59,8 +59,17 @@ def copy_constraints(b, out: Path) -> Path:
     return name
 
 
+# The flip-flops that drive a wire marked ``hw.block_ram.KEEP_COPY`` (copies of one register,
+# each driving a share of a sliced memory) get Yosys' ``keep``: opt_merge merges no two
+# ``keep`` cells, so the copies survive. Run after ``proc`` (the Verilog flow makes its
+# flip-flops there).
+KEEP_COPIES = (f"setattr -set keep 1 a:{KEEP_COPY} %ci1:+$dff,$adff,$dffe,$adffe[Q] "
+               "t:$dff t:$adff t:$dffe t:$adffe %u %u %u %i")
+
+
 def yosys_script(family: str) -> str:
-    return (f"read_rtlil {TOP}.il\n{synth_pass(family)} -top {TOP} -json {TOP}.json\n"
+    return (f"read_rtlil {TOP}.il\n{KEEP_COPIES}\n"
+            f"{synth_pass(family)} -top {TOP} -json {TOP}.json\n"
             f"tee -q -o yosys_stat.json stat -json\n")
 
 
@@ -247,6 +256,7 @@ def generic(cfg, board_name: str, out_dir, *, f_mhz: float | None = None,
     script.write_text(
         "#!/bin/sh\n# Board top of spikeforge: any Yosys + nextpnr (or yowasp-*) build.\n"
         "set -e\ncd \"$(dirname \"$0\")\"\n"
-        f"yosys -p 'read_verilog {v.name}; {synth_pass(b.family)} -top {TOP} -json {TOP}.json'\n"
+        f"yosys -p 'read_verilog {v.name}; proc; {KEEP_COPIES}; {synth_pass(b.family)} "
+        f"-top {TOP} -json {TOP}.json'\n"
         f"{' '.join(cmd)}\n{' '.join(pack)}\n")
     return [v, c, script]
