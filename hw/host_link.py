@@ -196,6 +196,18 @@ class HostLink(wiring.Component):
             events_arg_bad.eq(((flags & (0xFF ^ EVENTS_CLEAR)) != 0) | ev_bad),
         ]
 
+        # the command decoded into one flag per command, registered: cmd settles with its
+        # byte, frames before DISPATCH reads these (the 8-bit compares were in front of the
+        # response registers' load enables)
+        commands = [CMD_INFO, CMD_COUNTERS, CMD_WRITE, CMD_READ, CMD_RUN] + (
+            [CMD_EVENTS] if events else [])
+        is_cmd = {c: Signal(name=f"is_cmd_{c:02x}") for c in commands}
+        m.d.sync += [flag.eq(cmd == c) for c, flag in is_cmd.items()]
+
+        def one_hot(c):
+            """The Switch pattern of ``is_cmd`` for command ``c``, lowest flag first."""
+            return "".join("1" if k == c else "-" for k in reversed(commands))
+
         def fail(code, next_state="RESP_START"):
             m.d.sync += [status.eq(code), resp_len.eq(1), fixed.eq(cmd), fixed_len.eq(1),
                          errors.eq(errors + 1), self.error.eq(1), listening.eq(0)]
@@ -284,14 +296,14 @@ class HostLink(wiring.Component):
 
             with m.State("DISPATCH"):
                 m.d.comb += self.busy.eq(1)
-                with m.Switch(cmd):
-                    with m.Case(CMD_INFO):
+                with m.Switch(Cat(*is_cmd.values())):      # one-hot (none: unknown)
+                    with m.Case(one_hot(CMD_INFO)):
                         with m.If(~len_zero):
                             fail(ERR_LENGTH)
                         with m.Else():
                             respond(len(info), Const(int.from_bytes(info, "little"),
                                                      8 * len(info)), len(info))
-                    with m.Case(CMD_COUNTERS):
+                    with m.Case(one_hot(CMD_COUNTERS)):
                         with m.If(~len_zero):
                             fail(ERR_LENGTH)
                         with m.Else():
@@ -299,7 +311,7 @@ class HostLink(wiring.Component):
                                     Cat(samples, (frames + 1)[:32], errors, net.fifo_overflow,
                                         net.events_overflow, self.rx_overrun, stream_error),
                                     COUNTERS_BYTES)
-                    with m.Case(CMD_WRITE):
+                    with m.Case(one_hot(CMD_WRITE)):
                         with m.If(write_len_bad):
                             fail(ERR_LENGTH)
                         with m.Elif(range_bad):
@@ -307,7 +319,7 @@ class HostLink(wiring.Component):
                         with m.Else():
                             m.d.sync += [k.eq(0), j.eq(0), ptr.eq(5)]
                             m.next = "W_ADDR"
-                    with m.Case(CMD_READ):
+                    with m.Case(one_hot(CMD_READ)):
                         with m.If(read_len_bad):
                             fail(ERR_LENGTH)
                         with m.Elif(range_bad | (count_bytes >= 1 << 16)):
@@ -315,7 +327,7 @@ class HostLink(wiring.Component):
                         with m.Else():
                             m.d.sync += [k.eq(0), j.eq(0)]
                             respond(count_bytes[:16])
-                    with m.Case(CMD_RUN):
+                    with m.Case(one_hot(CMD_RUN)):
                         with m.If(run_len_bad):
                             fail(ERR_LENGTH)
                         with m.Elif(run_arg_bad):
@@ -327,7 +339,7 @@ class HostLink(wiring.Component):
                                 with m.If(flags & RUN_RASTER):
                                     m.next = "START"
                     if events:
-                        with m.Case(CMD_EVENTS):
+                        with m.Case(one_hot(CMD_EVENTS)):
                             with m.If(events_len_bad):
                                 fail(ERR_LENGTH)
                             with m.Elif(events_arg_bad):

@@ -183,13 +183,18 @@ class Network(wiring.Component):
 
         # input source -> fifo0, layer i -> fifo i+1, last layer -> counters
         producers = [source] + [layer.spikes_out for layer in layers]
+        # A FIFO holds at most two steps of its producer's events (the step its consumer is
+        # integrating and the step being made) with their end markers: 2 * n_pre + 2, its
+        # depth, so it never fills and the producers' ready is tied high (back-pressure from
+        # the FIFOs' level into every source's pipeline enables was a critical path).
+        # fifo_overflow would report the impossible.
         for i, fifo in enumerate(fifos):
             src = producers[i]
-            m.d.comb += [fifo.w_data.eq(src.payload.as_value()), fifo.w_en.eq(src.valid),
-                         src.ready.eq(fifo.w_rdy)]
+            m.d.comb += [fifo.w_data.eq(src.payload.as_value()), fifo.w_en.eq(src.valid)]
             with m.If(src.valid & ~fifo.w_rdy):
                 m.d.sync += self.fifo_overflow.eq(1)
-        m.d.comb += producers[-1].ready.eq(1)
+        for src in producers:
+            m.d.comb += src.ready.eq(1)
 
         # readout stream: output spikes and an end-of-sample item, through a FIFO
         layout = readout_layout(n_out, T)

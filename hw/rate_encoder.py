@@ -62,14 +62,14 @@ class RateEncoder(wiring.Component):
         scan = InputScan(m, self, n)
         first = Signal()
         p_q = Signal(pb)                  # pixel `current`, registered out of the memories
-        u_q = Signal(pb + 1)
+        u_q = Signal(pb + 1)              # its accumulator, zero in a sample's first step
         scan.register(p_q, p_rd.data)
-        scan.register(u_q, u_rd.data)
+        scan.register(u_q, Mux(first, 0, u_rd.data))
 
         u = Signal(pb + 2)
         fire = scan.fire
         m.d.comb += [
-            u.eq(Mux(first, 0, u_q) + p_q),
+            u.eq(u_q + p_q),
             fire.eq(scan.evaluating & (u >= self.theta)),
             p_wr.addr.eq(self.px_addr), p_wr.data.eq(self.px_data), p_wr.en.eq(self.px_we),
             p_rd.addr.eq(scan.addr), u_rd.addr.eq(scan.addr),
