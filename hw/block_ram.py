@@ -1,4 +1,4 @@
-"""A RAM whose ports start from flip-flops, mapped to one row of block RAMs on the ECP5.
+"""A RAM whose port starts from flip-flops, mapped to one row of block RAMs on the ECP5.
 
 Yosys maps a memory deeper than one block RAM's widest configuration as rows of block RAMs
 with a multiplexer after them: on the ECP5, ``mnist-ecp5``'s 6,272 x 288-bit weight memory
@@ -7,9 +7,9 @@ the block RAMs' slow clock-to-output, every write fanned out to 7 rows, and next
 not route it. Cut into columns of the width at which the whole depth fits one block RAM
 (8192 x 2 for that memory), every slice is a single DP16KD: no multiplexer, no row decode,
 each data bit wired to one block RAM. Its 144 block RAMs then share one address: the address
-registers are copied, each copy driving a quarter of the slices (a single flip-flop driving
+register is copied, each copy driving an eighth of the slices (a single flip-flop driving
 144 block RAMs across the die was the longest path of the routed design, 14.6 ns of
-routing; two write-address copies of 72 each, 16.3 ns).
+routing; a copy driving 72, 16.3 ns).
 
 The board builds pass :class:`BlockRamPlatform` to Amaranth's ``convert``; the simulations
 elaborate the same :class:`RegisteredRAM` without a platform, as one memory with one set of
@@ -33,8 +33,7 @@ MAX_SLICE_COST = 1.5    # block RAMs of the slices / block RAMs of the rows, at 
 # slices. Synthesis would merge identical flip-flops: the copies carry the wire attribute
 # ``KEEP_COPY``, and the synthesis script (``spikeforge.synth.KEEP_COPIES``) gives the
 # flip-flops that drive them Yosys' ``keep`` attribute, which stops the merge.
-READ_ADDRESS_COPIES = 8
-WRITE_ADDRESS_COPIES = 8
+ADDRESS_COPIES = 8
 KEEP_COPY = "spikeforge_copy"
 
 
@@ -64,27 +63,31 @@ class BlockRamPlatform:
 
 
 class RegisteredRAM(wiring.Component):
-    """``depth`` words of ``width`` bits with one read and one write port, both registered.
+    """``depth`` words of ``width`` bits behind one registered port: each cycle one address,
+    read and (with ``wr_en``) written.
 
-    Latency: ``rd_data`` is the word at ``rd_addr`` two cycles after the address is presented
-    (the address register, then the block RAM's own); a write (``wr_en`` with ``wr_addr``,
-    ``wr_data``) lands one cycle after it is presented. Reads and writes keep the order in
-    which they were presented: a read presented in the cycle after a write to the same word
-    returns the new word, one presented with it the old word. Throughput: one read and one
-    write per cycle. The registers have no reset: a write presented before a reset still
-    lands, and a read presented in a cycle of reset returns the word it addressed.
+    Latency: ``rd_data`` is the word at ``addr`` two cycles after the address is presented
+    (the address register, then the block RAM's own); a write (``wr_en`` with ``wr_data``)
+    lands one cycle after it is presented. Read-first: a read presented with a write returns
+    the old word, a read presented in the next cycle the new one. Throughput: one access per
+    cycle. The registers have no reset: a write presented before a reset still lands, and a
+    read presented in a cycle of reset returns the word it addressed.
+
+    One address for both, so that every block RAM is used as a single read-first port, which
+    it implements natively: with separate read and write addresses Yosys emulates the
+    read-old-word rule across the two ports with flip-flops and a multiplexer after every
+    block RAM output.
 
     On an ECP5 (``platform.family``), a memory deeper than 1,024 words is cut into column
-    slices of one block RAM each (``slice_geometry``), with copies of the address registers
-    (``READ_ADDRESS_COPIES``, ``WRITE_ADDRESS_COPIES``) spread over the slices.
+    slices of one block RAM each (``slice_geometry``), with copies of the address and
+    write-enable registers (``ADDRESS_COPIES``) spread over the slices.
     """
 
     def __init__(self, *, width: int, depth: int):
         self.width, self.depth = width, depth
         super().__init__({
-            "rd_addr": In(range(depth)),
+            "addr": In(range(depth)),
             "rd_data": Out(width),
-            "wr_addr": In(range(depth)),
             "wr_data": In(width),
             "wr_en": In(1),
         })
@@ -93,24 +96,16 @@ class RegisteredRAM(wiring.Component):
         m = Module()
         geometry = slice_geometry(getattr(platform, "family", None), self.depth, self.width)
         if geometry is None or geometry[0] >= self.width:
-            slice_width, depth, copies = self.width, self.depth, (1, 1)
+            slice_width, depth, copies = self.width, self.depth, 1
         else:
             slice_width, depth = geometry
-            n = -(-self.width // slice_width)
-            copies = (min(READ_ADDRESS_COPIES, n), min(WRITE_ADDRESS_COPIES, n))
-        abits = (depth - 1).bit_length()
-
-        def copies_of(name, width, n):
-            attrs = {KEEP_COPY: 1} if n > 1 else None
-            return [Signal(width, name=f"{name}{k}", reset_less=True, attrs=attrs)
-                    for k in range(n)]
-
-        rd_addr = copies_of("rd_addr", abits, copies[0])
-        wr_addr = copies_of("wr_addr", abits, copies[1])
-        wr_en = copies_of("wr_en", 1, copies[1])
+            copies = min(ADDRESS_COPIES, -(-self.width // slice_width))
+        attrs = {KEEP_COPY: 1} if copies > 1 else None
+        addr = [Signal((depth - 1).bit_length(), name=f"addr{k}", reset_less=True, attrs=attrs)
+                for k in range(copies)]
+        wr_en = [Signal(name=f"wr_en{k}", reset_less=True, attrs=attrs) for k in range(copies)]
         wr_data = Signal(self.width, reset_less=True)
-        m.d.sync += [a.eq(self.rd_addr) for a in rd_addr]
-        m.d.sync += [a.eq(self.wr_addr) for a in wr_addr]
+        m.d.sync += [a.eq(self.addr) for a in addr]
         m.d.sync += [e.eq(self.wr_en) for e in wr_en]
         m.d.sync += wr_data.eq(self.wr_data)
 
@@ -120,7 +115,7 @@ class RegisteredRAM(wiring.Component):
             mem = Memory(shape=hi - lo, depth=depth, init=[])
             m.submodules[f"slice{i}"] = mem
             wp, rp = mem.write_port(), mem.read_port()
-            r, w = i * copies[0] // len(starts), i * copies[1] // len(starts)
-            m.d.comb += [wp.addr.eq(wr_addr[w]), wp.data.eq(wr_data[lo:hi]), wp.en.eq(wr_en[w]),
-                         rp.addr.eq(rd_addr[r]), self.rd_data[lo:hi].eq(rp.data)]
+            k = i * copies // len(starts)
+            m.d.comb += [wp.addr.eq(addr[k]), wp.data.eq(wr_data[lo:hi]), wp.en.eq(wr_en[k]),
+                         rp.addr.eq(addr[k]), self.rd_data[lo:hi].eq(rp.data)]
         return m

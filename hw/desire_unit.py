@@ -224,10 +224,10 @@ class DesireUnit(wiring.Component):
                     m.d.sync += gact[last][b].eq(Cat(*out_active).any())
 
         # ---- 2. backward pipelines, one per layer l >= 1. Stages after the read is issued:
-        # 1. register the coefficients and the own spike count (the weight address is being
+        # 1. register the coefficients and j's raster lane (the weight address is being
         # registered in the layer); 2. register the weights' inference bits (the block RAM
-        # outputs are slow: nothing else happens in their cycle); 3. the P products; 4. their
-        # sum; 5. accumulate S_j, its desire, the write ----
+        # outputs are slow: nothing else happens in their cycle) and j's spike count; 3. the P
+        # products; 4. their sum; 5. accumulate S_j, its desire, the write ----
         back = {}
         for layer in range(1, L):
             def stage(sig, name, layer=layer):
@@ -240,16 +240,18 @@ class DesireUnit(wiring.Component):
             m.d.sync += v1.eq(0)
             s_bits = (cfg.layers[layer + 1] * (1 << (wb - 1)) * cfg.coef_max).bit_length() + 2
             wdata = getattr(self, f"w{layer}_rdata")
-            own = select_lane(raster_rd[layer - 1].data, jp1, T)
-            count_0 = Signal(range(T + 1), name=f"bk{layer}_count_0")   # j's own spikes
-            m.d.sync += count_0.eq(sum(own[i] for i in range(T)))
+            # j's own raster lane, then its spike count a stage later (selecting the lane and
+            # counting it in one cycle was mnist-ecp5's longest path)
+            own_0 = stage(select_lane(raster_rd[layer - 1].data, jp1, T), "own0")
+            count_a = Signal(range(T + 1), name=f"bk{layer}_count_a")
+            m.d.sync += count_a.eq(sum(own_0[i] for i in range(T)))
             c_0 = [stage(coef(lane(desire_rd[layer].data, p, dw)), f"coef0_{p}") for p in range(P)]
-            ctrl = [stage(c, f"{c.name}0") for c in (v1, first1, last1, jg1, jp1)] + [count_0]
+            ctrl = [stage(c, f"{c.name}0") for c in (v1, first1, last1, jg1, jp1)]
             # the weights come a cycle after the desires and the raster (their address is
             # registered in the layer: WEIGHT_READ_LATENCY)
             w_a = [stage(lane(wdata, p, sb)[F:].as_signed(), f"w{p}") for p in range(P)]
             c_a = [stage(c, f"coef{p}") for p, c in enumerate(c_0)]
-            ctrl = [stage(c, f"{c.name}a") for c in ctrl]
+            ctrl = [stage(c, f"{c.name}a") for c in ctrl] + [count_a]
             prods = [Signal(signed(wb + ew + 1), name=f"bk{layer}_prod{p}") for p in range(P)]
             m.d.sync += [pr.eq(w * c) for pr, w, c in zip(prods, w_a, c_a, strict=True)]
             ctrl = [stage(c, f"{c.name}b") for c in ctrl]

@@ -57,7 +57,8 @@ class LIFLayer(wiring.Component):
     ``w_addr`` ``WEIGHT_READ_LATENCY`` (2) cycles after it is presented. Address, data and
     write enable are registered, reads and writes alike, so their order is that of the
     port (a read presented in the cycle after a write to the same word returns the new
-    word, one presented with it the old word). Use it only while ``busy`` is low.
+    word, one presented with it the old word). Use it only while ``busy`` is low (the
+    memory has one address: a write presented while the layer integrates is ignored).
 
     Raster tap (for the learning unit): ``eos_valid`` is high once per group and step, in
     the end-of-step cycle of group ``eos_group``; ``eos_fires`` holds its ``lanes`` spike
@@ -117,9 +118,9 @@ class LIFLayer(wiring.Component):
         integrating = Signal()
 
         m.d.comb += [
-            wmem.rd_addr.eq(Mux(integrating, base + group, self.w_addr)),
-            wmem.wr_addr.eq(self.w_addr), wmem.wr_data.eq(self.w_wdata),
-            wmem.wr_en.eq(self.w_we), self.w_rdata.eq(wmem.rd_data),
+            wmem.addr.eq(Mux(integrating, base + group, self.w_addr)),
+            wmem.wr_data.eq(self.w_wdata), wmem.wr_en.eq(self.w_we & ~integrating),
+            self.w_rdata.eq(wmem.rd_data),
             v_rd.addr.eq(Mux(rd_valid, rd_group, group)),
         ]
 
