@@ -52,7 +52,7 @@ class DesireUnit(wiring.Component):
 
     Weight ports ``w<l>_*`` drive LIF layer ``l``'s weight port (the owner muxes them with the
     host's while ``busy``); ``w<l>_rdata`` returns the word addressed
-    ``hw.lif_layer.WEIGHT_READ_LATENCY`` (2) cycles before.
+    ``hw.lif_layer.WEIGHT_READ_LATENCY`` (3) cycles before.
     """
 
     def __init__(self, cfg):
@@ -247,9 +247,9 @@ class DesireUnit(wiring.Component):
             m.d.sync += count_a.eq(sum(own_0[i] for i in range(T)))
             c_0 = [stage(coef(lane(desire_rd[layer].data, p, dw)), f"coef0_{p}") for p in range(P)]
             ctrl = [stage(c, f"{c.name}0") for c in (v1, first1, last1, jg1, jp1)]
-            # the weights come a cycle after the desires and the raster (their address is
-            # registered in the layer: WEIGHT_READ_LATENCY)
-            w_a = [stage(lane(wdata, p, sb)[F:].as_signed(), f"w{p}") for p in range(P)]
+            # the weights come a cycle after the desires and the raster, registered (the
+            # layer registers the address and the word: WEIGHT_READ_LATENCY)
+            w_a = [lane(wdata, p, sb)[F:].as_signed() for p in range(P)]
             c_a = [stage(c, f"coef{p}") for p, c in enumerate(c_0)]
             ctrl = [stage(c, f"{c.name}a") for c in ctrl] + [count_a]
             prods = [Signal(signed(wb + ew + 1), name=f"bk{layer}_prod{p}") for p in range(P)]

@@ -13,6 +13,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from hw.lif_layer import WEIGHT_READ_LATENCY
 from hw.network import Network
 from spikeforge.config import LR_SHIFT
 from spikeforge.protocol import (
@@ -435,12 +436,13 @@ class HostLink(wiring.Component):
                     m.next = "E_TAKE"
 
             # ---- READ tail: words from the weight memory ----
-            with m.State("R_ADDR"):
+            with m.State("R_ADDR"):            # then WEIGHT_READ_LATENCY - 1 waits
                 m.d.comb += self.busy.eq(1)
-                m.next = "R_WAIT"
-            with m.State("R_WAIT"):            # WEIGHT_READ_LATENCY = 2
-                m.d.comb += self.busy.eq(1)
-                m.next = "R_LATCH"
+                m.next = "R_WAIT1"
+            for wait in range(1, WEIGHT_READ_LATENCY):
+                with m.State(f"R_WAIT{wait}"):
+                    m.d.comb += self.busy.eq(1)
+                    m.next = "R_LATCH" if wait == WEIGHT_READ_LATENCY - 1 else f"R_WAIT{wait + 1}"
             with m.State("R_LATCH"):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += [word.eq(net.w_rdata), j.eq(0)]

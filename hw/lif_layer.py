@@ -12,7 +12,7 @@ from amaranth.lib.wiring import In, Out
 from hw.block_ram import RegisteredRAM
 from hw.events import event_stream
 
-WEIGHT_READ_LATENCY = 2   # cycles from ``w_addr`` to its word on ``w_rdata``
+WEIGHT_READ_LATENCY = 3   # cycles from ``w_addr`` to its word on ``w_rdata``
 
 
 class LIFLayer(wiring.Component):
@@ -47,14 +47,16 @@ class LIFLayer(wiring.Component):
     (:func:`sw.cycles.layer_cost`).
 
     Integration pipeline (4 stages: register the weight address; read the weight; register
-    the weight's top bits while the membrane is read; add, saturate, write back): the block
-    RAM's address pins are driven by flip-flops (a weight memory is many block RAMs: the
-    address has a high fan-out), and the adder starts from flip-flops, not from the block
-    RAM's slow output. The membrane read port is not transparent; the write-back is
-    forwarded to the next event instead.
+    the weight word while the membrane is read; add, saturate, write back): the block RAM's
+    address pins are driven by flip-flops (a weight memory is many block RAMs: the address
+    has a high fan-out), and every block RAM output goes to one flip-flop, which the adders
+    and the weight port read (the block RAM's clock-to-output is slow: 5.8 ns on the ECP5).
+    The membrane read port is not transparent; the write-back is forwarded to the next event
+    instead.
 
     Weight port: ``w_we`` writes ``w_wdata`` to word ``w_addr``; ``w_rdata`` returns word
-    ``w_addr`` ``WEIGHT_READ_LATENCY`` (2) cycles after it is presented. Address, data and
+    ``w_addr`` ``WEIGHT_READ_LATENCY`` (3) cycles after it is presented (address register,
+    block RAM, word register). Address, data and
     write enable are registered, reads and writes alike, so their order is that of the
     port (a read presented in the cycle after a write to the same word returns the new
     word, one presented with it the old word). Use it only while ``busy`` is low (the
@@ -120,20 +122,21 @@ class LIFLayer(wiring.Component):
         m.d.comb += [
             wmem.addr.eq(Mux(integrating, base + group, self.w_addr)),
             wmem.wr_data.eq(self.w_wdata), wmem.wr_en.eq(self.w_we & ~integrating),
-            self.w_rdata.eq(wmem.rd_data),
             v_rd.addr.eq(Mux(rd_valid, rd_group, group)),
         ]
 
         # Integration: one group per cycle. Cycle 1 registers the weight address; cycle 2
         # reads the weight; cycle 3 registers the weight's top bits and reads the membrane;
         # cycle 4 adds and writes back.
-        w_inf = Signal(P * self.weight_bits)      # inference bits of the word read, registered
+        w_word = Signal(P * sb, reset_less=True)  # the word read, registered
         addr_valid = Signal()                     # the weight address is registered
         addr_group = Signal(range(self.mem_groups))
         m.d.sync += [addr_valid.eq(integrating), addr_group.eq(group),
                      rd_valid.eq(addr_valid), rd_group.eq(addr_group),
                      wb_valid.eq(rd_valid), wb_group.eq(rd_group),
-                     w_inf.eq(Cat(*[wmem.rd_data[p * sb + F:(p + 1) * sb] for p in range(P)]))]
+                     w_word.eq(wmem.rd_data)]
+        w_inf = Cat(*[w_word[p * sb + F:(p + 1) * sb] for p in range(P)])   # inference bits
+        m.d.comb += self.w_rdata.eq(w_word)
         # A membrane read in the cycle of an integration write-back to the same word
         # (back-to-back events with G = 1) returns the old word, so that write-back is
         # forwarded. (A transparent port would put its bypass on the read address, in front
