@@ -9,7 +9,7 @@ from amaranth.lib.wiring import In, Out
 
 from spikeforge.config import LR_SHIFT
 
-BACK_DRAIN = 5   # cycles from the last backward read to its desire write
+BACK_DRAIN = 6   # cycles from the last backward read to its desire write
 
 
 class DesireUnit(wiring.Component):
@@ -34,7 +34,7 @@ class DesireUnit(wiring.Component):
     2. for LIF layer ``l = L-1 .. 1``: the backward pass over layer ``l``'s weight memory read
        *row-wise* (word ``j*G + g`` holds ``W[j, gP .. gP+P-1]``: the transposed access is
        the natural one), ``P`` products ``W_inf * coef`` per cycle summed into ``S_j``, one
-       word per cycle, pipelined (6 stages); ``S_j`` gives presynaptic ``j``'s desire, written
+       word per cycle, pipelined (7 stages); ``S_j`` gives presynaptic ``j``'s desire, written
        lane by lane into layer ``l-1``'s desire memory;
     3. the update of layer ``l`` (right after its backward pass, which needs the old weights):
        for each presynaptic ``j`` whose raster has a spike before the last step, and each
@@ -227,7 +227,7 @@ class DesireUnit(wiring.Component):
         # 1. register the coefficients and j's raster lane (the weight address is being
         # registered in the layer); 2. register the weights' inference bits (the block RAM
         # outputs are slow: nothing else happens in their cycle) and j's spike count; 3. the P
-        # products; 4. their sum; 5. accumulate S_j, its desire, the write ----
+        # products; 4. their sum; 5. accumulate S_j; 6. its desire, the write ----
         back = {}
         for layer in range(1, L):
             def stage(sig, name, layer=layer):
@@ -257,12 +257,15 @@ class DesireUnit(wiring.Component):
             ctrl = [stage(c, f"{c.name}b") for c in ctrl]
             part = Signal(signed(s_bits), name=f"bk{layer}_part")
             m.d.sync += part.eq(sum(prods))
-            v, first_s, last_s, jg_s, jp_s, count = (stage(c, f"{c.name}c") for c in ctrl)
+            v_c, first_s, last_c, *ctrl = (stage(c, f"{c.name}c") for c in ctrl)
             s_acc = Signal(signed(s_bits), name=f"bk{layer}_sum")
-            total = Signal(signed(s_bits), name=f"bk{layer}_total")
-            m.d.comb += total.eq(Mux(first_s, part, s_acc + part))
-            with m.If(v):
-                m.d.sync += s_acc.eq(total)
+            with m.If(v_c):
+                m.d.sync += s_acc.eq(Mux(first_s, part, s_acc + part))   # S_j so far
+            # j's desire from S_j, a stage after the sum (the adder, then |S_j| against the
+            # threshold, into the desire write and the active-group flags, was mnist-ecp5's
+            # longest path)
+            v, last_s, jg_s, jp_s, count = (stage(c, f"{c.name}d") for c in [v_c, last_c, *ctrl])
+            total = s_acc
             sign = total > 0
             active = Mux(total < 0, -total, total) >= cfg.hidden_desire_threshold
             entry = Cat(active, sign, error_of(sign, count, f"bk{layer}_abs"))
