@@ -151,7 +151,11 @@ class LIFLayer(wiring.Component):
             w = w_inf[p * wi:(p + 1) * wi].as_signed()
             s = Signal(signed(mb + 1), name=f"sum{p}")
             m.d.comb += s.eq(v + w)
-            sums.append(Mux(s > v_max, v_max, Mux(s < v_min, v_min, s))[:mb])
+            # saturate: the sum left the membrane range iff its top two bits differ (the
+            # config guarantees weight_bits <= membrane_bits, so it fits mb + 1 bits); no
+            # comparison chains after the adder
+            out_of_range = s[mb] != s[mb - 1]
+            sums.append(Mux(out_of_range, Mux(s[mb], v_min, v_max), s)[:mb])
 
         m.d.sync += [forward.eq(wb_valid & (v_rd.addr == wb_group)),
                      written.eq(Cat(*sums))]
@@ -163,11 +167,14 @@ class LIFLayer(wiring.Component):
             v = v_rd.data[p * mb:(p + 1) * mb].as_signed()
             live = (group * P + p) < self.n_post   # padding lanes never fire
             f = Signal(name=f"fire{p}")
-            r = Signal(signed(mb), name=f"reset{p}")
-            m.d.comb += [f.eq((v >= self.threshold) & live & ~clear),
-                         r.eq(Mux(f, v - self.threshold, v))]
+            d = Signal(signed(mb + 1), name=f"reset{p}")     # v - threshold
+            m.d.comb += [d.eq(v - self.threshold), f.eq(~d[mb] & live & ~clear)]
             fires.append(f)
-            leaked.append(Mux(clear, 0, r - (r >> self.leak_shift))[:mb])
+            # leak both candidates, then select (the spike decision is not in front of the
+            # leak's subtractor)
+            leak_fired = d - (d >> self.leak_shift)
+            leak_kept = v - (v >> self.leak_shift)
+            leaked.append(Mux(clear, 0, Mux(f, leak_fired, leak_kept))[:mb])
 
         lowest = Signal(range(max(P, 2)))         # lowest set lane of mask (1 bit at P = 1)
         for p in reversed(range(P)):
