@@ -9,7 +9,7 @@ from amaranth.lib.wiring import In, Out
 
 from spikeforge.config import LR_SHIFT
 
-BACK_DRAIN = 6   # cycles from the last backward read to its desire write
+BACK_DRAIN = 7   # cycles from the last backward read to its desire write
 
 
 class DesireUnit(wiring.Component):
@@ -34,7 +34,7 @@ class DesireUnit(wiring.Component):
     2. for LIF layer ``l = L-1 .. 1``: the backward pass over layer ``l``'s weight memory read
        *row-wise* (word ``j*G + g`` holds ``W[j, gP .. gP+P-1]``: the transposed access is
        the natural one), ``P`` products ``W_inf * coef`` per cycle summed into ``S_j``, one
-       word per cycle, pipelined (7 stages); ``S_j`` gives presynaptic ``j``'s desire, written
+       word per cycle, pipelined (8 stages); ``S_j`` gives presynaptic ``j``'s desire, written
        lane by lane into layer ``l-1``'s desire memory;
     3. the update of layer ``l`` (right after its backward pass, which needs the old weights):
        for each presynaptic ``j`` whose raster has a spike before the last step, and each
@@ -227,7 +227,8 @@ class DesireUnit(wiring.Component):
         # 1. register the coefficients and j's raster lane (the weight address is being
         # registered in the layer); 2. register the weights' inference bits (the block RAM
         # outputs are slow: nothing else happens in their cycle) and j's spike count; 3. the P
-        # products; 4. their sum; 5. accumulate S_j; 6. its desire, the write ----
+        # products; 4. sums of four; 5. their sum; 6. accumulate S_j; 7. its desire, the
+        # write ----
         back = {}
         for layer in range(1, L):
             def stage(sig, name, layer=layer):
@@ -255,8 +256,13 @@ class DesireUnit(wiring.Component):
             prods = [Signal(signed(wb + ew + 1), name=f"bk{layer}_prod{p}") for p in range(P)]
             m.d.sync += [pr.eq(w * c) for pr, w, c in zip(prods, w_a, c_a, strict=True)]
             ctrl = [stage(c, f"{c.name}b") for c in ctrl]
+            # the sum of the P products over two stages: sums of four, then their sum (a
+            # 16-input adder in one cycle was mnist-ecp5's longest path)
+            quads = [Signal(signed(s_bits), name=f"bk{layer}_quad{i}") for i in range(0, P, 4)]
+            m.d.sync += [q.eq(sum(prods[4 * i:4 * i + 4])) for i, q in enumerate(quads)]
+            ctrl = [stage(c, f"{c.name}q") for c in ctrl]
             part = Signal(signed(s_bits), name=f"bk{layer}_part")
-            m.d.sync += part.eq(sum(prods))
+            m.d.sync += part.eq(sum(quads))
             v_c, first_s, last_c, *ctrl = (stage(c, f"{c.name}c") for c in ctrl)
             s_acc = Signal(signed(s_bits), name=f"bk{layer}_sum")
             with m.If(v_c):

@@ -60,7 +60,7 @@ def sample_cycles(cfg, rasters: list[np.ndarray]) -> np.ndarray:
 # ---- learning (desire backpropagation), docs/learning.md §Cycles ----
 LEARN_OVERHEAD = 2       # DONE state + the cycle the network sees ``done``
 OUT_DESIRE_OVERHEAD = 2  # the last output group is counted, then evaluated, after its read
-BACKWARD_OVERHEAD = 6    # pipeline drain: weight address and word, products, sum, S_j, write
+BACKWARD_OVERHEAD = 7    # drain: weight address and word, products, 2 sums, S_j, write
 UPDATE_OVERHEAD = 0      # the presynaptic scan starts straight from the previous phase
 PRE_CHECK = 3            # per presynaptic neuron: read its raster, register its lane, test it
 PAIR_OVERHEAD = 3        # per (pre, active group): issue, load, T-1 accumulate, round, write
