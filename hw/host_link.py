@@ -457,34 +457,34 @@ class HostLink(wiring.Component):
                         with m.If(k_last):
                             m.next = "RESP_CRC"
 
-            # ---- RUN tail: the readout stream, (step, neuron) per spike ----
+            # ---- RUN tail: the readout stream, (step, neuron) per spike, then its end item.
+            # Each item is registered as it is taken and checked in the next cycle (the
+            # readout FIFO's block RAM output into the framing checks was a critical path).
+            # After as many spike items as spikes counted, the next must be the end item;
+            # anything else sets the stream error, and the items are drained to the end ----
+            taken = Signal.like(net.events.payload)
             with m.State("E_TAKE"):
                 m.d.comb += [self.busy.eq(1), net.events.ready.eq(1)]
-                item = net.events.payload
                 with m.If(net.events.valid):
-                    with m.If(item.end):
-                        with m.If((item.count != spikes) | (sent != spikes)):
-                            m.d.sync += stream_error.eq(1)
-                        m.next = "RESP_CRC"
-                    with m.Elif(sent == spikes):        # more items than spikes counted
+                    m.d.sync += taken.eq(net.events.payload)
+                    m.next = "E_CHECK"
+            with m.State("E_CHECK"):
+                m.d.comb += self.busy.eq(1)
+                m.next = "E_TAKE"
+                with m.If(taken.end):
+                    with m.If((taken.count != spikes) | (sent != spikes)):
                         m.d.sync += stream_error.eq(1)
-                    with m.Else():
-                        m.d.sync += [ev_step.eq(item.step), ev_neuron.eq(item.neuron),
-                                     sent.eq(sent + 1)]
-                        m.next = "E_STEP"
+                    m.next = "RESP_CRC"
+                with m.Elif(sent == spikes):            # more items than spikes counted
+                    m.d.sync += stream_error.eq(1)
+                with m.Else():
+                    m.d.sync += [ev_step.eq(taken.step), ev_neuron.eq(taken.neuron),
+                                 sent.eq(sent + 1)]
+                    m.next = "E_STEP"
             with m.State("E_STEP"):
                 send(ev_step, "E_NEURON")
             with m.State("E_NEURON"):
                 send(ev_neuron, "E_TAKE")
-                with m.If(sent == spikes):
-                    send(ev_neuron, "E_END")
-            with m.State("E_END"):                      # the end item closes the sample
-                m.d.comb += [self.busy.eq(1), net.events.ready.eq(1)]
-                with m.If(net.events.valid):
-                    item = net.events.payload
-                    with m.If(~item.end | (item.count != spikes)):
-                        m.d.sync += stream_error.eq(1)
-                    m.next = "RESP_CRC"
 
             with m.State("RESP_CRC"):
                 send(tx_crc, "SOF", with_crc=False)
