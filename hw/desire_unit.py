@@ -301,6 +301,23 @@ class DesireUnit(wiring.Component):
         post_sh = [Signal(T - 1, name=f"u_post{p}") for p in range(P)]
         for p, a in enumerate(accs):
             m.d.sync += a.eq(Mux(accumulating, a + Mux(post_sh[p][0], x_next, 0), half))
+        # The pair's shift registers and trace, outside the state machine too: `loading` (the
+        # ULOAD cycle) loads them, `accumulating` shifts them (the state decode in front of
+        # their enables was mnist-ecp5's longest path). `updating[l]` (below) picks the layer
+        # whose raster word arrives.
+        loading = Signal()
+        updating = [Signal(name=f"updating{layer}") for layer in range(L)]
+        post_word = Signal(P * T)
+        for layer in range(L):
+            with m.If(updating[layer]):
+                m.d.comb += post_word.eq(raster_rd[layer].data)
+        with m.If(loading):
+            m.d.sync += [x.eq(0), pre_sh.eq(pre_bits)]
+            m.d.sync += [ps.eq(lane(post_word, p, T)[1:]) for p, ps in enumerate(post_sh)]
+        with m.Elif(accumulating):
+            m.d.sync += [x.eq(x_next), pre_sh.eq(pre_sh >> 1)]
+            m.d.sync += [ps.eq(ps >> 1) for ps in post_sh]
+        m.d.sync += loading.eq(0)
 
         m.d.sync += self.done.eq(0)
         with m.FSM() as fsm:
@@ -381,22 +398,19 @@ class DesireUnit(wiring.Component):
                         next_or_finish()
                 with m.State(f"UISSUE{layer}"):
                     m.d.comb += self.busy.eq(1)
-                    m.d.sync += [cur_g.eq(gsel_q), work.eq(work & (work - 1)), t.eq(1), x.eq(0),
-                                 pre_sh.eq(pre_bits)]
+                    m.d.sync += [cur_g.eq(gsel_q), work.eq(work & (work - 1)), t.eq(1),
+                                 loading.eq(1)]
                     m.next = f"ULOAD{layer}"
                 with m.State(f"ULOAD{layer}"):
                     # the group's raster word arrives: its spikes of steps 1 .. T-1 into the
                     # shift registers (selecting bit t of a lane in every accumulate cycle,
                     # then adding, was the longest path)
                     m.d.comb += self.busy.eq(1)
-                    m.d.sync += [ps.eq(lane(raster_rd[layer].data, p, T)[1:])
-                                 for p, ps in enumerate(post_sh)]
                     m.d.sync += accumulating.eq(1)
                     m.next = f"UACC{layer}"
                 with m.State(f"UACC{layer}"):
                     m.d.comb += self.busy.eq(1)
-                    m.d.sync += [x.eq(x_next), t.eq(t + 1), pre_sh.eq(pre_sh >> 1)]
-                    m.d.sync += [ps.eq(ps >> 1) for ps in post_sh]
+                    m.d.sync += t.eq(t + 1)
                     with m.If(t == T - 1):
                         m.d.sync += accumulating.eq(0)
                         m.next = f"UROUND{layer}"
@@ -448,13 +462,12 @@ class DesireUnit(wiring.Component):
         m.d.comb += enc_rd.addr.eq(j)
         update_states = ("UREAD", "UCHECK", "UDECIDE", "UISSUE", "ULOAD", "UACC", "UROUND",
                          "UWRITE")
-        for layer in range(L):
-            updating = Signal(name=f"updating{layer}")
-            m.d.sync += updating.eq(Cat(*[fsm.ongoing(f"{state}{layer}")
-                                          for state in update_states]).any())
+        for layer, updating_l in enumerate(updating):
+            m.d.sync += updating_l.eq(Cat(*[fsm.ongoing(f"{state}{layer}")
+                                            for state in update_states]).any())
             m.d.comb += [
-                raster_rd[layer].addr.eq(Mux(updating, gsel_q, g if layer == last else jg)),
-                desire_rd[layer].addr.eq(Mux(updating, cur_g, g)),
-                getattr(self, f"w{layer}_addr").eq(jbase + Mux(updating, cur_g, g)),
+                raster_rd[layer].addr.eq(Mux(updating_l, gsel_q, g if layer == last else jg)),
+                desire_rd[layer].addr.eq(Mux(updating_l, cur_g, g)),
+                getattr(self, f"w{layer}_addr").eq(jbase + Mux(updating_l, cur_g, g)),
             ]
         return m
