@@ -305,7 +305,7 @@ class DesireUnit(wiring.Component):
         # ULOAD cycle) loads them, `accumulating` shifts them (the state decode in front of
         # their enables was mnist-ecp5's longest path). `updating[l]` (below) picks the layer
         # whose raster word arrives.
-        loading = Signal()
+        loading, rounding = Signal(), Signal()      # the ULOAD, the UROUND cycle
         updating = [Signal(name=f"updating{layer}") for layer in range(L)]
         post_word = Signal(P * T)
         for layer in range(L):
@@ -317,7 +317,7 @@ class DesireUnit(wiring.Component):
         with m.Elif(accumulating):
             m.d.sync += [x.eq(x_next), pre_sh.eq(pre_sh >> 1)]
             m.d.sync += [ps.eq(ps >> 1) for ps in post_sh]
-        m.d.sync += loading.eq(0)
+        m.d.sync += [loading.eq(0), rounding.eq(0)]
 
         m.d.sync += self.done.eq(0)
         with m.FSM() as fsm:
@@ -367,8 +367,6 @@ class DesireUnit(wiring.Component):
                             else:
                                 m.next = f"BDRAIN{layer}_{d + 1}"
 
-                w_rdata = getattr(self, f"w{layer}_rdata")
-
                 def next_or_finish(layer=layer, N=N):
                     with m.If(j == N - 1):
                         restart_pre()
@@ -412,18 +410,12 @@ class DesireUnit(wiring.Component):
                     m.d.comb += self.busy.eq(1)
                     m.d.sync += t.eq(t + 1)
                     with m.If(t == T - 1):
-                        m.d.sync += accumulating.eq(0)
+                        m.d.sync += [accumulating.eq(0), rounding.eq(1)]
                         m.next = f"UROUND{layer}"
                 with m.State(f"UROUND{layer}"):
-                    # the rounding shift gets a cycle of its own: (acc + half) >> lr_shift
-                    # (the accumulators started at half) is a barrel shifter, and after it
-                    # come an adder and the clamp; the
-                    # weight word and the desires (block RAM outputs, held since UISSUE)
-                    # are registered with it, so the write cycle starts from flip-flops
+                    # the rounding shift gets a cycle of its own (the registers it loads,
+                    # below, on the `rounding` flag)
                     m.d.comb += self.busy.eq(1)
-                    m.d.sync += [mag.eq(a >> shift)
-                                 for mag, a in zip(mags, accs, strict=True)]
-                    m.d.sync += [w_word.eq(w_rdata), d_word.eq(desire_rd[layer].data)]
                     m.next = f"UWRITE{layer}"
                 # the new word, from flip-flops, outside the state machine (only the write
                 # enable depends on the state: no state decode in front of the adders)
@@ -459,6 +451,19 @@ class DesireUnit(wiring.Component):
         # then at ``gsel_q`` (UISSUE l, the only update read of it); desire l and weights l at
         # ``g`` (BACK l), then at ``cur_g`` (the data of ULOAD .. UWRITE). Reads in the other
         # cycles are never used. ----
+        # UROUND, on its flag: the rounding shift (acc + half) >> lr_shift (the accumulators
+        # started at half) is a barrel shifter, and after it come an adder and the clamp; the
+        # weight word and the desires (held since ULOAD) are registered with it, so the write
+        # cycle starts from flip-flops
+        w_arriving, d_arriving = Signal.like(w_word), Signal.like(d_word)
+        for layer in range(L):
+            with m.If(updating[layer]):
+                m.d.comb += [w_arriving.eq(getattr(self, f"w{layer}_rdata")),
+                             d_arriving.eq(desire_rd[layer].data)]
+        with m.If(rounding):
+            m.d.sync += [mag.eq(a >> shift) for mag, a in zip(mags, accs, strict=True)]
+            m.d.sync += [w_word.eq(w_arriving), d_word.eq(d_arriving)]
+
         m.d.comb += enc_rd.addr.eq(j)
         update_states = ("UREAD", "UCHECK", "UDECIDE", "UISSUE", "ULOAD", "UACC", "UROUND",
                          "UWRITE")
