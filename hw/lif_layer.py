@@ -118,6 +118,8 @@ class LIFLayer(wiring.Component):
         wb_valid = Signal()                       # integration write-back in this cycle
         wb_group = Signal(range(self.mem_groups))
         integrating = Signal()
+        evaluating = Signal()                     # the EOS_EVAL cycle
+        m.d.sync += evaluating.eq(0)
 
         m.d.comb += [
             wmem.addr.eq(Mux(integrating, base + group, self.w_addr)),
@@ -215,10 +217,11 @@ class LIFLayer(wiring.Component):
                 m.next = "EOS_READ"
             with m.State("EOS_READ"):
                 m.d.comb += self.busy.eq(1)
+                m.d.sync += evaluating.eq(1)
                 m.next = "EOS_EVAL"
             with m.State("EOS_EVAL"):
-                m.d.comb += [self.busy.eq(1), v_wr.en.eq(1), v_wr.data.eq(Cat(*leaked)),
-                             self.eos_valid.eq(1), self.eos_fires.eq(Cat(*fires))]
+                m.d.comb += [self.busy.eq(1), self.eos_valid.eq(1),
+                             self.eos_fires.eq(Cat(*fires))]
                 m.d.sync += mask.eq(Cat(*fires))
                 m.next = "EOS_MASK"
             with m.State("EOS_MASK"):
@@ -253,10 +256,10 @@ class LIFLayer(wiring.Component):
                 with m.If(self.spikes_out.ready):
                     m.next = "IDLE"
 
-        m.d.comb += self.eos_group.eq(group)
-        with m.If(wb_valid):
-            m.d.comb += [v_wr.en.eq(1), v_wr.addr.eq(wb_group), v_wr.data.eq(Cat(*sums))]
-        with m.Else():
-            m.d.comb += v_wr.addr.eq(group)
+        # the membrane write: an integration write-back, or the end-of-step evaluation's
+        # (EOS_EVAL, flagged by `evaluating`: no state decode in front of the LUT-RAM write)
+        m.d.comb += [self.eos_group.eq(group), v_wr.en.eq(wb_valid | evaluating),
+                     v_wr.addr.eq(Mux(wb_valid, wb_group, group)),
+                     v_wr.data.eq(Mux(wb_valid, Cat(*sums), Cat(*leaked)))]
 
         return m
