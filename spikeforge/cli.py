@@ -588,6 +588,21 @@ def _synth_workload(cfg, args) -> tuple[dict, str]:
     return perf, f"{note}, first {n} {data.name} test samples"
 
 
+def _seed_list(text: str) -> list[int]:
+    """``1,2,5`` or ``1-4``: nextpnr seeds, at least one, each >= 1."""
+    try:
+        seeds = []
+        for part in text.split(","):
+            lo, _, hi = part.partition("-")
+            seeds += range(int(lo), int(hi or lo) + 1)
+    except ValueError:
+        seeds = []
+    if not seeds or min(seeds) < 1 or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected distinct seeds >= 1 such as "
+                                         "1,2,3 or 1-4")
+    return seeds
+
+
 def cmd_synth(args) -> int:
     """Board top -> Yosys -> nextpnr -> bitstream, with the merged utilization/timing report;
     or, with --generic, the board top's Verilog and constraints for other flows."""
@@ -604,7 +619,7 @@ def cmd_synth(args) -> int:
                 print(f"synth: wrote {path}")
             return 0
         report = synth.build(cfg, args.board, out, f_mhz=args.freq, baud=args.baud,
-                             seed=args.seed)
+                             seed=args.seed, seeds=args.seeds)
         synth.add_performance(report, *_synth_workload(cfg, args), out)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
@@ -823,6 +838,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="core clock in MHz (default: the board's target, 24 / 75)")
     p.add_argument("--baud", type=int, default=1_000_000, help="UART baud (default 1000000)")
     p.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
+    p.add_argument("--seeds", type=_seed_list, default=None, metavar="LIST",
+                   help="place and route once per seed (e.g. 1,2,3 or 1-4) and keep the "
+                        "fastest; every seed's Fmax goes into the report")
     p.add_argument("--weights", default=None, help="trained network (.npz) for the cycle "
                    "counts in the report (default: initial Kaiming weights)")
     p.add_argument("--samples", type=int, default=200,

@@ -73,8 +73,9 @@ def yosys_script(family: str) -> str:
             f"tee -q -o yosys_stat.json stat -json\n")
 
 
-def nextpnr_command(b, f_mhz: float, constraint: Path, seed: int) -> list[str]:
-    common = ["--json", f"{TOP}.json", "--freq", f"{f_mhz:g}", "--report",
+def nextpnr_command(b, f_mhz: float, constraint: Path, seed: int,
+                    netlist: str = f"{TOP}.json") -> list[str]:
+    common = ["--json", netlist, "--freq", f"{f_mhz:g}", "--report",
               "nextpnr_report.json", "--timing-allow-fail", "--seed", str(seed)]
     if b.family == "ice40":
         return [_tool("nextpnr-ice40"), f"--{b.device}", "--package", b.package,
@@ -93,9 +94,15 @@ def pack_command(b) -> tuple[list[str], str]:
 
 
 def build(cfg, board_name: str, out_dir, *, f_mhz: float | None = None,
-          baud: int = DEFAULT_BAUD, seed: int = 1, progress=print) -> dict:
+          baud: int = DEFAULT_BAUD, seed: int = 1, seeds: list[int] | None = None,
+          progress=print) -> dict:
     """Synthesise, place and route the board top of ``cfg``; return the merged report (also
-    written as ``report.json`` and ``report.md`` in ``out_dir``)."""
+    written as ``report.json`` and ``report.md`` in ``out_dir``).
+
+    ``seeds``: place and route the one synthesised netlist once per nextpnr seed (each in
+    ``out_dir/seed<N>``) and keep the seed with the highest core-clock Fmax: its
+    bitstream and reports are copied into ``out_dir``, and the report lists every seed's
+    Fmax (``seed_fmax_mhz``)."""
     b = board(board_name)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -108,16 +115,37 @@ def build(cfg, board_name: str, out_dir, *, f_mhz: float | None = None,
                                                   platform=BlockRamPlatform(b.family)))
     (out / "synth.ys").write_text(yosys_script(b.family))
     times["elaborate_s"] = time.perf_counter() - t0
-    stages = [("yosys", [_tool("yosys"), "-q", "-s", "synth.ys"], "yosys.log"),
-              ("nextpnr", nextpnr_command(b, top.f_mhz, constraint, seed), "nextpnr.log"),
-              ("pack", pack_command(b)[0], "pack.log")]
-    for name, cmd, log in stages:
-        progress(f"synth: {name} ...")
+
+    def stage(name, cmd, cwd, log, label=None):
+        progress(f"synth: {label or name} ...")
         t = time.perf_counter()
-        _run(cmd, out, log)
-        times[f"{name}_s"] = time.perf_counter() - t
+        _run(cmd, cwd, log)
+        times[f"{name}_s"] = times.get(f"{name}_s", 0.0) + time.perf_counter() - t
+
+    stage("yosys", [_tool("yosys"), "-q", "-s", "synth.ys"], out, "yosys.log")
+    seed_fmax = {}
+    for s in seeds or [seed]:
+        # each seed in a folder of its own, reading the netlist and constraints from ``out``
+        where, up = (out / f"seed{s}", Path("..")) if seeds else (out, Path("."))
+        where.mkdir(exist_ok=True)
+        stage("nextpnr", nextpnr_command(b, top.f_mhz, up / constraint, s,
+                                         str(up / f"{TOP}.json")),
+              where, "nextpnr.log", f"nextpnr (seed {s})")
+        stage("pack", pack_command(b)[0], where, "pack.log")
+        nextpnr = json.loads((where / "nextpnr_report.json").read_text())
+        seed_fmax[s] = core_clock(merge_reports(cfg, b, top, {"design": {}}, nextpnr))[
+            "achieved_mhz"]
+        if seeds:
+            progress(f"synth: seed {s}: Fmax {seed_fmax[s]:.2f} MHz")
+    best = max(seed_fmax, key=seed_fmax.get)
+    if seeds:
+        for name in ("nextpnr_report.json", "nextpnr.log", "pack.log", pack_command(b)[1]):
+            shutil.copyfile(out / f"seed{best}" / name, out / name)
     report = merge_reports(cfg, b, top, json.loads((out / "yosys_stat.json").read_text()),
                            json.loads((out / "nextpnr_report.json").read_text()))
+    report["seed"] = best
+    if seeds:
+        report["seed_fmax_mhz"] = {str(k): round(v, 2) for k, v in seed_fmax.items()}
     report["bitstream"] = str(out / pack_command(b)[1])
     report["constraints"] = str(b.constraint_file)
     report["tool_seconds"] = {k: round(v, 1) for k, v in times.items()}
@@ -195,8 +223,12 @@ def markdown(report: dict) -> str:
     for k, v in report["clocks"].items():
         lines.append(f"| {k} | {v['achieved_mhz']} | {v['constraint_mhz']} | "
                      f"{'yes' if v['met'] else 'NO'} |")
+    if "seed_fmax_mhz" in report:
+        tried = ", ".join(f"seed {k}: {v} MHz" for k, v in report["seed_fmax_mhz"].items())
+        lines += ["", f"nextpnr seeds tried on the same netlist: {tried}; kept seed "
+                  f"{report['seed']}."]
     if report["critical_paths"]:
-        lines += ["", "Critical paths (nextpnr):", ""]
+        lines += ["", f"Critical paths (nextpnr, seed {report.get('seed', 1)}):", ""]
         for p in report["critical_paths"]:
             lines.append(f"* {p['from']} -> {p['to']}: {p['delay_ns']} ns "
                          f"({p['logic_ns']} logic, {p['routing_ns']} routing, "

@@ -2,6 +2,7 @@
 (Yosys + nextpnr, run in the default test run so that a change breaking synthesis or
 timing fails CI)."""
 
+import argparse
 import json
 import re
 
@@ -95,6 +96,32 @@ def test_up5k_build_meets_timing(tmp_path):
     assert (tmp_path / pcf.name).read_text() == pcf.read_text()
     assert re.fullmatch(r"synth: icebreaker digits-up5k Fmax [\d.]+ MHz \(constraint 24\.00 "
                         r"MHz\), LUT \d+/5280", summary_line(report))
+
+
+def test_seed_sweep_keeps_the_fastest_seed(tmp_path):
+    """``--seeds``: one netlist placed and routed per seed, each in its own folder; the
+    report and bitstream in the output folder are the fastest seed's, and every seed's
+    Fmax is listed (and matches that seed's own nextpnr JSON)."""
+    from spikeforge.cli import _seed_list
+    from spikeforge.synth import build, core_clock
+
+    report = build(load_config("digits-up5k"), "icebreaker", tmp_path, seeds=[2, 3],
+                   progress=lambda s: None)
+    fmax = {}
+    for seed in (2, 3):
+        raw = json.loads((tmp_path / f"seed{seed}" / "nextpnr_report.json").read_text())
+        fmax[str(seed)] = round(max(raw["fmax"].values(),
+                                    key=lambda c: c["constraint"])["achieved"], 2)
+    assert report["seed_fmax_mhz"] == fmax
+    best = max(fmax, key=fmax.get)
+    assert report["seed"] == int(best) and core_clock(report)["achieved_mhz"] == fmax[best]
+    assert (tmp_path / "top.bin").read_bytes() == (tmp_path / f"seed{best}" / "top.bin") \
+        .read_bytes()
+    assert f"kept seed {best}" in (tmp_path / "report.md").read_text()
+    assert _seed_list("1-3,7") == [1, 2, 3, 7]
+    for bad in ("0", "2,2", "x", "3-1"):
+        with pytest.raises(argparse.ArgumentTypeError, match="expected distinct seeds"):
+            _seed_list(bad)
 
 
 def test_generic_flow_writes_verilog_constraints_and_script(tmp_path):
