@@ -356,7 +356,9 @@ class HostLink(wiring.Component):
                 m.next = "W_DATA"
             with m.State("W_DATA"):
                 m.d.comb += self.busy.eq(1)
-                m.d.sync += [word.eq(Cat(word[8:], buf_r.data)), ptr.eq(ptr + 1),
+                # byte j into its place (no shift of the whole word: every byte's enable
+                # is its own, and none reaches all P * store_bits flip-flops)
+                m.d.sync += [word.word_select(j, 8).eq(buf_r.data), ptr.eq(ptr + 1),
                              j.eq(j + 1)]
                 m.next = "W_ADDR"
                 with m.If(j == wb - 1):
@@ -445,12 +447,16 @@ class HostLink(wiring.Component):
                     m.next = "R_LATCH" if wait == WEIGHT_READ_LATENCY - 1 else f"R_WAIT{wait + 1}"
             with m.State("R_LATCH"):
                 m.d.comb += self.busy.eq(1)
-                m.d.sync += [word.eq(net.w_rdata), j.eq(0)]
+                m.d.sync += j.eq(0)
                 m.next = "R_SEND"
             with m.State("R_SEND"):
-                send(word[:8], "R_SEND")
+                # byte j straight from the layer's registered word (its address, addr + k,
+                # holds until the word is sent), not from a copy (loading and shifting all
+                # P * store_bits bits of a copy was the host link's critical path)
+                send(Cat(net.w_rdata, Const(0, 8 * wb - len(net.w_rdata))).word_select(j, 8),
+                     "R_SEND")
                 with m.If(self.tx.ready):
-                    m.d.sync += [word.eq(word >> 8), j.eq(j + 1)]
+                    m.d.sync += j.eq(j + 1)
                     with m.If(j == wb - 1):
                         m.d.sync += k.eq(k + 1)
                         m.next = "R_ADDR"
