@@ -149,6 +149,8 @@ class HostLink(wiring.Component):
         spikes = Signal(16)                     # output spikes of the running sample
         sent = Signal(16)
         word = Signal(8 * wb)
+        wbyte = Signal(8)                       # the buffer's output, registered
+        m.d.sync += wbyte.eq(buf_r.data)
         k = Signal(16)
         j = Signal(range(max(wb, 2)))
         ptr = Signal(range(depth))
@@ -354,12 +356,15 @@ class HostLink(wiring.Component):
             with m.State("W_ADDR"):
                 m.d.comb += [self.busy.eq(1), buf_r.addr.eq(ptr)]
                 m.next = "W_DATA"
-            with m.State("W_DATA"):
+            with m.State("W_DATA"):         # the byte arrives, registered into `wbyte`
                 m.d.comb += self.busy.eq(1)
+                m.next = "W_PLACE"
+            with m.State("W_PLACE"):
                 # byte j into its place (no shift of the whole word: every byte's enable
-                # is its own, and none reaches all P * store_bits flip-flops)
-                m.d.sync += [word.word_select(j, 8).eq(buf_r.data), ptr.eq(ptr + 1),
-                             j.eq(j + 1)]
+                # is its own, and none reaches all P * store_bits flip-flops; the byte
+                # comes from a register, not straight from the buffer's block RAM)
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += [word.word_select(j, 8).eq(wbyte), ptr.eq(ptr + 1), j.eq(j + 1)]
                 m.next = "W_ADDR"
                 with m.If(j == wb - 1):
                     m.next = "W_WRITE"
