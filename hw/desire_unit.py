@@ -7,6 +7,7 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from hw.block_ram import KEEP_COPY
 from spikeforge.config import LR_SHIFT
 
 BACK_DRAIN = 7   # cycles from the last backward read to its desire write
@@ -292,7 +293,10 @@ class DesireUnit(wiring.Component):
         # accumulate (the UACC cycles), and each lane's postsynaptic spikes of steps 1 .. T-1
         # wait in a shift register (loaded in ULOAD); otherwise they load the rounding half,
         # ready for the next pair (UROUND has read them by then).
-        accumulating = Signal()
+        # one copy of the flag per lane and one for the trace (kept apart in synthesis:
+        # KEEP_COPY; a single flag reaching every accumulator bit was a critical path)
+        acc_flags = [Signal(name=f"accumulating{p}", attrs={KEEP_COPY: 1}) for p in range(P + 1)]
+        accumulating = acc_flags[P]
         # the lowest group of `work`, registered: `work` is loaded in UCHECK and advanced in
         # UISSUE, at least two cycles before the next UISSUE reads this (the priority encoder
         # was in front of the raster memories' read address)
@@ -300,7 +304,7 @@ class DesireUnit(wiring.Component):
         m.d.sync += gsel_q.eq(lowest_set(work, len(work), "u_gsel"))
         post_sh = [Signal(T - 1, name=f"u_post{p}") for p in range(P)]
         for p, a in enumerate(accs):
-            m.d.sync += a.eq(Mux(accumulating, a + Mux(post_sh[p][0], x_next, 0), half))
+            m.d.sync += a.eq(Mux(acc_flags[p], a + Mux(post_sh[p][0], x_next, 0), half))
         # The pair's shift registers and trace, outside the state machine too: `loading` (the
         # ULOAD cycle) loads them, `accumulating` shifts them (the state decode in front of
         # their enables was mnist-ecp5's longest path). `updating[l]` (below) picks the layer
@@ -316,7 +320,9 @@ class DesireUnit(wiring.Component):
             m.d.sync += [ps.eq(lane(post_word, p, T)[1:]) for p, ps in enumerate(post_sh)]
         with m.Elif(accumulating):
             m.d.sync += [x.eq(x_next), pre_sh.eq(pre_sh >> 1)]
-            m.d.sync += [ps.eq(ps >> 1) for ps in post_sh]
+        for p, ps in enumerate(post_sh):
+            with m.If(~loading & acc_flags[p]):
+                m.d.sync += ps.eq(ps >> 1)
         m.d.sync += [loading.eq(0), rounding.eq(0)]
 
         m.d.sync += self.done.eq(0)
@@ -404,13 +410,13 @@ class DesireUnit(wiring.Component):
                     # shift registers (selecting bit t of a lane in every accumulate cycle,
                     # then adding, was the longest path)
                     m.d.comb += self.busy.eq(1)
-                    m.d.sync += accumulating.eq(1)
+                    m.d.sync += [a.eq(1) for a in acc_flags]
                     m.next = f"UACC{layer}"
                 with m.State(f"UACC{layer}"):
                     m.d.comb += self.busy.eq(1)
                     m.d.sync += t.eq(t + 1)
                     with m.If(t == T - 1):
-                        m.d.sync += [accumulating.eq(0), rounding.eq(1)]
+                        m.d.sync += [a.eq(0) for a in acc_flags] + [rounding.eq(1)]
                         m.next = f"UROUND{layer}"
                 with m.State(f"UROUND{layer}"):
                     # the rounding shift gets a cycle of its own (the registers it loads,
