@@ -150,6 +150,7 @@ class HostLink(wiring.Component):
         sent = Signal(16)
         word = Signal(8 * wb)
         wbyte = Signal(8)                       # the buffer's output, registered
+        tx_byte = Signal(8)                     # READ: the weight byte being sent
         m.d.sync += wbyte.eq(buf_r.data)
         k = Signal(16)
         j = Signal(range(max(wb, 2)))
@@ -453,15 +454,22 @@ class HostLink(wiring.Component):
             with m.State("R_LATCH"):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += j.eq(0)
+                m.next = "R_PICK"
+            with m.State("R_PICK"):
+                # byte j from the layer's registered word (its address, addr + k, holds until
+                # the word is sent), not from a copy of the word (loading and shifting all
+                # P * store_bits bits of a copy was the host link's critical path), into a
+                # register of its own (the byte multiplexer in front of the UART and the CRC
+                # was the next one)
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += tx_byte.eq(Cat(net.w_rdata, Const(0, 8 * wb - len(net.w_rdata)))
+                                       .word_select(j, 8))
                 m.next = "R_SEND"
             with m.State("R_SEND"):
-                # byte j straight from the layer's registered word (its address, addr + k,
-                # holds until the word is sent), not from a copy (loading and shifting all
-                # P * store_bits bits of a copy was the host link's critical path)
-                send(Cat(net.w_rdata, Const(0, 8 * wb - len(net.w_rdata))).word_select(j, 8),
-                     "R_SEND")
+                send(tx_byte, "R_SEND")
                 with m.If(self.tx.ready):
                     m.d.sync += j.eq(j + 1)
+                    m.next = "R_PICK"
                     with m.If(j == wb - 1):
                         m.d.sync += k.eq(k + 1)
                         m.next = "R_ADDR"
