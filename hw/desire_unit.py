@@ -449,14 +449,6 @@ class DesireUnit(wiring.Component):
                 m.d.sync += self.done.eq(1)
                 m.next = "IDLE"
 
-        # ---- read addresses, from flip-flops through at most one multiplexer: no state
-        # decode in front of the (wide, LUT-RAM) raster and desire memories or the weight
-        # address. A memory is read in two phases, told apart by ``updating[l]`` (the FSM was
-        # in layer l's update a cycle ago: true from UCHECK on, before the first UISSUE):
-        # raster l at ``jg`` (BACK, UREAD of layer l+1) or at ``g`` (OUT, the last layer),
-        # then at ``gsel_q`` (UISSUE l, the only update read of it); desire l and weights l at
-        # ``g`` (BACK l), then at ``cur_g`` (the data of ULOAD .. UWRITE). Reads in the other
-        # cycles are never used. ----
         # UROUND, on its flag: the rounding shift (acc + half) >> lr_shift (the accumulators
         # started at half) is a barrel shifter, and after it come an adder and the clamp; the
         # weight word and the desires (held since ULOAD) are registered with it, so the write
@@ -470,6 +462,14 @@ class DesireUnit(wiring.Component):
             m.d.sync += [mag.eq(a >> shift) for mag, a in zip(mags, accs, strict=True)]
             m.d.sync += [w_word.eq(w_arriving), d_word.eq(d_arriving)]
 
+        # ---- read addresses, from flip-flops through at most one multiplexer: no state
+        # decode in front of the (wide, LUT-RAM) raster and desire memories or the weight
+        # address. A memory is read in two phases, told apart by ``updating[l]`` (the FSM was
+        # in layer l's update a cycle ago: true from UCHECK on, before the first UISSUE):
+        # raster l at ``jg`` (BACK, UREAD of layer l+1) or at ``g`` (OUT, the last layer),
+        # then at ``gsel_q`` (UISSUE l, the only update read of it); desire l and weights l at
+        # ``g`` (BACK l), then at ``cur_g`` (the data of ULOAD .. UWRITE). Reads in the other
+        # cycles are never used. ----
         m.d.comb += enc_rd.addr.eq(j)
         update_states = ("UREAD", "UCHECK", "UDECIDE", "UISSUE", "ULOAD", "UACC", "UROUND",
                          "UWRITE")

@@ -444,17 +444,14 @@ class HostLink(wiring.Component):
                     m.next = "E_TAKE"
 
             # ---- READ tail: words from the weight memory ----
-            with m.State("R_ADDR"):            # then WEIGHT_READ_LATENCY - 1 waits
+            with m.State("R_ADDR"):            # address addr + k; WEIGHT_READ_LATENCY - 1 waits
                 m.d.comb += self.busy.eq(1)
+                m.d.sync += j.eq(0)
                 m.next = "R_WAIT1"
             for wait in range(1, WEIGHT_READ_LATENCY):
                 with m.State(f"R_WAIT{wait}"):
                     m.d.comb += self.busy.eq(1)
-                    m.next = "R_LATCH" if wait == WEIGHT_READ_LATENCY - 1 else f"R_WAIT{wait + 1}"
-            with m.State("R_LATCH"):
-                m.d.comb += self.busy.eq(1)
-                m.d.sync += j.eq(0)
-                m.next = "R_PICK"
+                    m.next = "R_PICK" if wait == WEIGHT_READ_LATENCY - 1 else f"R_WAIT{wait + 1}"
             with m.State("R_PICK"):
                 # byte j from the layer's registered word (its address, addr + k, holds until
                 # the word is sent), not from a copy of the word (loading and shifting all

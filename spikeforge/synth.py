@@ -133,8 +133,7 @@ def build(cfg, board_name: str, out_dir, *, f_mhz: float | None = None,
               where, "nextpnr.log", f"nextpnr (seed {s})")
         stage("pack", pack_command(b)[0], where, "pack.log")
         nextpnr = json.loads((where / "nextpnr_report.json").read_text())
-        seed_fmax[s] = core_clock(merge_reports(cfg, b, top, {"design": {}}, nextpnr))[
-            "achieved_mhz"]
+        seed_fmax[s] = core_clock({"clocks": clock_fmax(nextpnr)})["achieved_mhz"]
         if seeds:
             progress(f"synth: seed {s}: Fmax {seed_fmax[s]:.2f} MHz")
     best = max(seed_fmax, key=seed_fmax.get)
@@ -154,15 +153,19 @@ def build(cfg, board_name: str, out_dir, *, f_mhz: float | None = None,
     return report
 
 
+def clock_fmax(nextpnr: dict) -> dict:
+    """Achieved and constrained MHz of every clock in ``nextpnr --report``'s JSON."""
+    return {name: {"achieved_mhz": round(f["achieved"], 2),
+                   "constraint_mhz": round(f["constraint"], 2),
+                   "met": f["achieved"] >= f["constraint"]}
+            for name, f in nextpnr.get("fmax", {}).items()}
+
+
 def merge_reports(cfg, b, top, yosys_stat: dict, nextpnr: dict) -> dict:
     """One report from ``yosys stat -json`` and ``nextpnr --report``."""
     util = {k: {"used": v["used"], "available": v["available"]}
             for k, v in nextpnr["utilization"].items() if v["used"] or k in _MAIN[b.family]}
-    clocks = {}
-    for name, f in nextpnr.get("fmax", {}).items():
-        clocks[name] = {"achieved_mhz": round(f["achieved"], 2),
-                        "constraint_mhz": round(f["constraint"], 2),
-                        "met": f["achieved"] >= f["constraint"]}
+    clocks = clock_fmax(nextpnr)
     paths = []
     for p in nextpnr.get("critical_paths", []):
         segs = p["path"]
