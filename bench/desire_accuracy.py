@@ -30,15 +30,14 @@ for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ[_var] = "1"   # before numpy loads its BLAS: one thread per model
 
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from side_by_side import run_side_by_side  # noqa: E402
 
 from spikeforge.config import load_config  # noqa: E402
-from sw.datasets import load_dataset  # noqa: E402
-from sw.desire_float import FloatDesireNet  # noqa: E402
-from sw.train import TrainMonitor, epoch_order, initial_weights, train  # noqa: E402
+from spikeforge.sw.datasets import load_dataset  # noqa: E402
+from spikeforge.sw.desire_float import FloatDesireNet  # noqa: E402
+from spikeforge.sw.train import TrainMonitor, epoch_order, initial_weights, train  # noqa: E402
 
 
 def _split(cfg, dataset: str, n_train, n_test):

@@ -20,7 +20,6 @@ import platform
 import statistics
 import sys
 import time
-from pathlib import Path
 
 for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
              "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS"):
@@ -28,12 +27,10 @@ for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
 
 import numpy as np  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from spikeforge.config import DesireConfig, NetworkConfig  # noqa: E402
-from sw import desire  # noqa: E402
-from sw.datasets import load_dataset  # noqa: E402
-from sw.desire_float import FloatDesireNet  # noqa: E402
+from spikeforge.sw import desire  # noqa: E402
+from spikeforge.sw.datasets import load_dataset  # noqa: E402
+from spikeforge.sw.desire_float import FloatDesireNet  # noqa: E402
 
 try:  # the float reference is numpy; torch is pinned to one thread in case anything uses it
     import torch  # noqa: E402

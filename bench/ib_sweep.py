@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from spikeforge.config import load_config
-from sw.datasets import load_dataset
-from sw.golden import run_network
-from sw.ib import train_end_to_end
+from spikeforge.sw.datasets import load_dataset
+from spikeforge.sw.golden import run_network
+from spikeforge.sw.ib import train_end_to_end
 
 
 def main() -> None:

@@ -21,10 +21,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from spikeforge.config import load_config  # noqa: E402
+from spikeforge.sw.datasets import load_dataset  # noqa: E402
+from spikeforge.sw.throughput import at_clock, measure  # noqa: E402
+from spikeforge.sw.train import initial_weights  # noqa: E402
 from spikeforge.synth import build, core_clock, lut_usage  # noqa: E402
-from sw.datasets import load_dataset  # noqa: E402
-from sw.throughput import at_clock, measure  # noqa: E402
-from sw.train import initial_weights  # noqa: E402
 
 RAM = {"ice40": "ICESTORM_RAM", "ecp5": "DP16KD"}
 

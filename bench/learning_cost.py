@@ -19,8 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from hw.generate import TOP_NAME, generate_verilog
 from spikeforge.config import load_config
+from spikeforge.hw.generate import TOP_NAME, generate_verilog
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from memory_fit import memory_bits  # noqa: E402  (one inventory of the gateware's memories)

@@ -23,10 +23,8 @@ from amaranth import Elaboratable, Module, Signal
 from amaranth.back import verilog
 from amaranth.lib.memory import Memory
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from hw.events import index_width  # noqa: E402
 from spikeforge.config import load_config  # noqa: E402
+from spikeforge.hw.events import index_width  # noqa: E402
 
 ECP5_85F_EBR = 208
 

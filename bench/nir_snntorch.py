@@ -39,12 +39,10 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from sw.datasets import load_dataset  # noqa: E402
-from sw.encode import rate_encode  # noqa: E402
-from sw.golden import encode, predict, run_layers, run_network  # noqa: E402
-from sw.nir_io import import_graph, write_nir  # noqa: E402
+from spikeforge.sw.datasets import load_dataset  # noqa: E402
+from spikeforge.sw.encode import rate_encode  # noqa: E402
+from spikeforge.sw.golden import encode, predict, run_layers, run_network  # noqa: E402
+from spikeforge.sw.nir_io import import_graph, write_nir  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -139,8 +137,8 @@ def main(argv=None) -> int:
 
 def rtl_check(cfg, weights, data, gold, jobs: int) -> None:
     """The imported snnTorch network through the Verilated RTL: equal to golden, or fail."""
-    from sim.bulk import run_bulk
-    from sim.compare import compare_runs
+    from spikeforge.sim.bulk import run_bulk
+    from spikeforge.sim.compare import compare_runs
 
     t0 = time.perf_counter()
     rtl = run_bulk(cfg, weights, data.test_pixels, jobs=jobs)
@@ -218,7 +216,7 @@ def reverse(cfg_name: str, path: Path, repeats: int, default_threads: int) -> No
     from snntorch.import_nir import import_from_nir
 
     from spikeforge.config import load_config
-    from sw.weights import load_weights
+    from spikeforge.sw.weights import load_weights
 
     cfg = load_config(ROOT / "configs" / f"{cfg_name}.toml")
     if not path.is_file():

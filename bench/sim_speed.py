@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from sim.rtl import build_dir_for, run_rtl
 from spikeforge.config import load_config
-from sw.datasets import load_dataset
-from sw.train import initial_weights
+from spikeforge.sim.rtl import build_dir_for, run_rtl
+from spikeforge.sw.datasets import load_dataset
+from spikeforge.sw.train import initial_weights
 
 CLOCK_NS = 10
 

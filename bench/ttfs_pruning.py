@@ -29,18 +29,17 @@ from pathlib import Path
 for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ[_var] = "1"
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 from side_by_side import run_side_by_side  # noqa: E402
 
 from spikeforge.config import load_config  # noqa: E402
-from sw import ttfs_cycles  # noqa: E402
-from sw.datasets import load_dataset  # noqa: E402
-from sw.stdp_train import train_stdp  # noqa: E402
-from sw.train import TrainMonitor  # noqa: E402
-from sw.ttfs_plots import cycle_series, plot_receptive_fields, plot_series  # noqa: E402
+from spikeforge.sw import ttfs_cycles  # noqa: E402
+from spikeforge.sw.datasets import load_dataset  # noqa: E402
+from spikeforge.sw.stdp_train import train_stdp  # noqa: E402
+from spikeforge.sw.train import TrainMonitor  # noqa: E402
+from spikeforge.sw.ttfs_plots import cycle_series, plot_receptive_fields, plot_series  # noqa: E402
 
 
 class _Log(TrainMonitor):

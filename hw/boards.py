@@ -5,15 +5,17 @@ pin numbers there agree with amaranth-boards' descriptions of the same boards (t
 """
 
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 from amaranth.hdl import ClockDomain, ClockSignal, Instance, Module, ResetSignal, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.serial_top import SerialTop
+from spikeforge.hw.serial_top import SerialTop
 
-CONSTRAINTS = Path(__file__).resolve().parent.parent / "constraints"
+#: ``constraints/`` of the source tree, installed as ``spikeforge.constraints``.
+CONSTRAINTS = Path(str(resources.files("spikeforge.constraints")))
 DEFAULT_BAUD = 1_000_000
 RESET_CYCLES = 1 << 10          # the core is held in reset this long after the PLL locks
 

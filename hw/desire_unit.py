@@ -7,8 +7,8 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from hw.block_ram import KEEP_COPY
 from spikeforge.config import LR_SHIFT
+from spikeforge.hw.block_ram import KEEP_COPY
 
 BACK_DRAIN = 7   # cycles from the last backward read to its desire write
 

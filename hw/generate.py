@@ -9,9 +9,9 @@ from amaranth.back import verilog
 from amaranth.hdl import Value
 from amaranth.lib.wiring import In
 
-from hw.network import Network
-from hw.serial_top import SerialTop
-from hw.ttfs_network import TTFSNetwork
+from spikeforge.hw.network import Network
+from spikeforge.hw.serial_top import SerialTop
+from spikeforge.hw.ttfs_network import TTFSNetwork
 
 TOP_NAME = "spikeforge_top"
 SIM_UART_DIVISOR = 8            # clock cycles per UART bit of the simulated serial top

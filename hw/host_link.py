@@ -13,9 +13,9 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from hw.lif_layer import WEIGHT_READ_LATENCY
-from hw.network import Network
 from spikeforge.config import LR_SHIFT
+from spikeforge.hw.lif_layer import WEIGHT_READ_LATENCY
+from spikeforge.hw.network import Network
 from spikeforge.protocol import (
     CMD_COUNTERS,
     CMD_EVENTS,

@@ -9,8 +9,8 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from hw.block_ram import RegisteredRAM
-from hw.events import event_stream
+from spikeforge.hw.block_ram import RegisteredRAM
+from spikeforge.hw.events import event_stream
 
 WEIGHT_READ_LATENCY = 3   # cycles from ``w_addr`` to its word on ``w_rdata``
 

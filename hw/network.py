@@ -8,12 +8,12 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
-from hw.desire_unit import DesireUnit
-from hw.events import event_layout, index_width, readout_layout
-from hw.lif_layer import LIFLayer
-from hw.raster_source import RasterSource
-from hw.rate_encoder import RateEncoder
 from spikeforge.config import LR_SHIFT
+from spikeforge.hw.desire_unit import DesireUnit
+from spikeforge.hw.events import event_layout, index_width, readout_layout
+from spikeforge.hw.lif_layer import LIFLayer
+from spikeforge.hw.raster_source import RasterSource
+from spikeforge.hw.rate_encoder import RateEncoder
 
 CYCLE_COUNTER_BITS = 32
 

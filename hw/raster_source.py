@@ -7,7 +7,7 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from hw.events import InputScan, event_stream, index_width
+from spikeforge.hw.events import InputScan, event_stream, index_width
 
 
 class RasterSource(wiring.Component):

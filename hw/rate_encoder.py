@@ -7,7 +7,7 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from hw.events import InputScan, event_stream
+from spikeforge.hw.events import InputScan, event_stream
 
 
 class RateEncoder(wiring.Component):

@@ -5,8 +5,8 @@ from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.host_link import HostLink
-from hw.uart import UARTRx, UARTTx
+from spikeforge.hw.host_link import HostLink
+from spikeforge.hw.uart import UARTRx, UARTTx
 
 
 class SerialTop(wiring.Component):

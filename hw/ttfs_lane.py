@@ -7,8 +7,8 @@ from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from hw.events import index_width
-from hw.top_k import TopK, candidate_layout
+from spikeforge.hw.events import index_width
+from spikeforge.hw.top_k import TopK, candidate_layout
 
 
 def entry_layout(cfg) -> data.StructLayout:

@@ -2,9 +2,9 @@
 
 One testbench for inference and on-chip learning, used by ``tests/test_network_sim.py``,
 ``tests/test_desire_unit.py``, the randomized equivalence tests (:mod:`sim.random_cases`)
-and ``python -m sim.replay``. It loads the stored weights, runs the samples one by one and
-records every spike of every population from the trace ports, the hardware's cycle counter,
-the clock edges from ``start`` to ``done`` (its own count) and the prediction; for training
+and ``python -m spikeforge.sim.replay``. It loads the stored weights, runs the samples one by
+one and records every spike of every population from the trace ports, the hardware's cycle
+counter, the clock edges from ``start`` to ``done`` (its own count) and the prediction; for training
 samples (or with ``readback``) it reads every weight word back after each sample.
 
 Optional adversity, all seeded:
@@ -25,9 +25,9 @@ import numpy as np
 from amaranth.hdl import ClockDomain, Elaboratable, Fragment, Module
 from amaranth.sim import Simulator
 
-from hw.lif_layer import WEIGHT_READ_LATENCY
-from hw.network import Network
-from sw.weights import pack_words, unpack_words
+from spikeforge.hw.lif_layer import WEIGHT_READ_LATENCY
+from spikeforge.hw.network import Network
+from spikeforge.sw.weights import pack_words, unpack_words
 
 #: A sample that runs longer than this many clock edges is a hang.
 MAX_EDGES = 2_000_000

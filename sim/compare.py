@@ -82,7 +82,7 @@ def _check_stream(raster, stream, overflow, details) -> int:
     """Mismatches of the readout stream against the golden last-layer ``raster``: differing
     (sample, step, neuron) spikes, or 1 per framing error / overflow. ``details`` gets
     the first one."""
-    from sw.spike_stream import StreamError, rasters_from_stream
+    from spikeforge.sw.spike_stream import StreamError, rasters_from_stream
 
     if stream is None:
         return 0
@@ -162,7 +162,7 @@ def compare_ttfs(gold, rtl, steps: int) -> Comparison:
     """
     from types import SimpleNamespace
 
-    from sw.ttfs import raster
+    from spikeforge.sw.ttfs import raster
 
     t_in = np.stack([np.ravel(g.t_in) for g in gold])
     t_out = np.stack([np.ravel(g.t_out) for g in gold])

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sim.rtl import simulate
-from sw.weights import pack_words, to_stored, unpack_words
+from spikeforge.sim.rtl import simulate
+from spikeforge.sw.weights import pack_words, to_stored, unpack_words
 
 
 @dataclass
@@ -65,7 +65,7 @@ def run_link(cfg, weights, pixels, *, labels=None, lr_shift: int | None = None,
                                    for r in input_rasters]).astype(np.uint8)
     if check_raster is not None:
         job["check_raster"] = np.asarray(check_raster, dtype=np.uint8)
-    data = simulate(cfg, job, "sim.tb_host_link", sim=sim, waves=waves, verbose=verbose,
+    data = simulate(cfg, job, "spikeforge.sim.tb_host_link", sim=sim, waves=waves, verbose=verbose,
                     top="serial")
     return LinkRun(info=data["info"].tobytes(), readback_ok=bool(data["readback_ok"]),
                    unchanged_ok=bool(data["unchanged_ok"]),

@@ -1,7 +1,7 @@
 """Randomized golden-vs-RTL equivalence: random legal configs, weights and inputs (issue 7).
 
 Shared by ``tests/test_random_equivalence.py`` (quick and deep tiers) and the replay command
-``python -m sim.replay FILE``:
+``python -m spikeforge.sim.replay FILE``:
 
 * :func:`configs` / :func:`cases`: hypothesis strategies for legal rate-coded
   :class:`~spikeforge.config.NetworkConfig`\\ s (2-4 populations, lanes 1..N including
@@ -37,11 +37,10 @@ from types import SimpleNamespace
 import numpy as np
 from hypothesis import strategies as st
 
-from sim.amaranth_tb import simulate
-from sim.compare import compare_runs, compare_training
 from spikeforge.config import ROUNDINGS, DesireConfig, NetworkConfig, _from_dict
+from spikeforge.sim.amaranth_tb import simulate
+from spikeforge.sim.compare import compare_runs, compare_training
 
-REPO = Path(__file__).resolve().parent.parent
 FORMAT = "spikeforge-random-case/1"
 
 WEIGHT_KINDS = ("random", "max", "min", "alternating", "extremes", "columns", "sparse", "small")
@@ -238,8 +237,8 @@ def golden(case: Case) -> list:
     """The golden model's sample-by-sample run: each with ``run`` (a one-sample
     :class:`sw.golden.NetworkRun`), ``cycles``, ``weights`` (stored, after the sample) and
     ``step`` (the :class:`sw.desire.TrainStep` of a training sample, else ``None``)."""
-    from sw.desire import inference_weights, train_step
-    from sw.golden import run_network
+    from spikeforge.sw.desire import inference_weights, train_step
+    from spikeforge.sw.golden import run_network
 
     cfg = case.cfg
     if cfg.learning is None:
@@ -388,7 +387,7 @@ def case_from_dict(data: dict, source: str = "<repro>") -> Case:
 
 
 def repro_dir() -> Path:
-    return Path(os.environ.get("SPIKEFORGE_REPRO_DIR", REPO / "out" / "repro"))
+    return Path(os.environ.get("SPIKEFORGE_REPRO_DIR", Path("out") / "repro"))
 
 
 def save_case(case: Case, note: str | None = None, directory: Path | None = None) -> Path:
@@ -414,10 +413,10 @@ def replay_command(path) -> str:
     """The one-line command that re-runs golden vs RTL on a reproducer (from the repo root)."""
     path = Path(path).resolve()
     with contextlib.suppress(ValueError):
-        path = path.relative_to(REPO)
-    venv = REPO / ".venv" / "bin" / "python"
+        path = path.relative_to(Path.cwd())
+    venv = Path.cwd() / ".venv" / "bin" / "python"
     python = ".venv/bin/python" if Path(sys.executable) == venv else sys.executable
-    return f"{python} -m sim.replay {path}"
+    return f"{python} -m spikeforge.sim.replay {path}"
 
 
 # ---------------------------------------------------------------- coverage
@@ -426,7 +425,7 @@ def saturation_hits(cfg, weights, rasters) -> tuple[int, int]:
     """Saturating adds of one sample's run, ``(clipped at v_max, clipped at v_min)``: every
     layer replayed one presynaptic spike at a time in ascending index (the hardware's order,
     :func:`sw.lif.lif_step`) on the golden rasters ``(T, N)`` of the populations."""
-    from sw.lif import fire
+    from spikeforge.sw.lif import fire
 
     hi = lo = 0
     for layer, w in enumerate(weights):
@@ -446,7 +445,7 @@ def weight_clamps(cfg, before, step) -> tuple[int, int, int]:
     """``(updates, clamped at store_max, clamped at store_min)`` of one training sample:
     the unclamped update ``W + sign * round(acc / 2**lr_shift)`` of every active synapse with
     a non-zero step, recomputed from the golden traces."""
-    from sw.desire import eligibility, traces
+    from spikeforge.sw.desire import eligibility, traces
 
     lr = cfg.learning.lr_shift
     half = (1 << lr) >> 1 if cfg.learning.rounding == "nearest" else 0
@@ -514,7 +513,7 @@ class Coverage:
         sat_configs = [0, 0]
         for g in outcome.gold:
             if cfg.learning is not None:
-                from sw.desire import inference_weights
+                from spikeforge.sw.desire import inference_weights
                 w_inf = inference_weights(cfg, g.before)
             else:
                 w_inf = case.stored

@@ -1,4 +1,5 @@
-"""Replay a randomized-equivalence reproducer: ``python -m sim.replay FILE [--verilator]``.
+"""Replay a randomized-equivalence reproducer:
+``python -m spikeforge.sim.replay FILE [--verilator]``.
 
 ``FILE`` is a ``.json`` written by :func:`sim.random_cases.check_case` (config, stored
 weights, pixels, labels, back-pressure, reset). Re-runs the golden model against the
@@ -13,14 +14,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sim.random_cases import load_case, run_case
+from spikeforge.sim.random_cases import load_case, run_case
 
 
 def verilator_check(case) -> tuple[bool, str]:
     """The case through cocotb/Verilator; ``(ok, report line)``."""
-    from sim.compare import compare_runs, compare_training
-    from sim.random_cases import golden
-    from sim.rtl import run_rtl
+    from spikeforge.sim.compare import compare_runs, compare_training
+    from spikeforge.sim.random_cases import golden
+    from spikeforge.sim.rtl import run_rtl
 
     cfg, labels = case.cfg, case.labels
     if labels is not None and (labels >= 0).any() and not (labels >= 0).all():
@@ -48,8 +49,8 @@ def verilator_check(case) -> tuple[bool, str]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sim.replay", description=__doc__.split(
-        "\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m spikeforge.sim.replay",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("file", help="reproducer .json (out/repro/<hash>.json)")
     parser.add_argument("--verilator", action="store_true",
                         help="also run the generated Verilog (cocotb/Verilator)")

@@ -6,6 +6,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import os
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -14,12 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from hw.generate import TOP_NAME, generate_verilog
-from sim.toolchain import ToolchainError, require_simulator
-from sw.weights import pack_words, to_stored, unpack_words
+from spikeforge.hw.generate import TOP_NAME, generate_verilog
+from spikeforge.sim.toolchain import ToolchainError, require_simulator
+from spikeforge.sw.weights import pack_words, to_stored, unpack_words
 
-REPO = Path(__file__).resolve().parent.parent
-DEFAULT_BUILD_ROOT = REPO / "build" / "sim"
+#: Verilator/Icarus builds, one folder per parameter set: ``build/sim`` under the working
+#: directory (the repository root in a checkout), or ``$SPIKEFORGE_BUILD_DIR``.
+DEFAULT_BUILD_ROOT = Path(os.environ.get("SPIKEFORGE_BUILD_DIR", "build")) / "sim"
 
 
 @dataclass
@@ -81,8 +83,8 @@ def run_rtl(cfg, weights, pixels, *, sim: str = "verilator", waves: str | None =
              for i, w in enumerate(stored_w)}
     job = dict(sizes=np.array(cfg.layers), steps=cfg.time_steps, pixels=pixels,
                readback=int(readback), **{"lr_shift": 0, **learn}, **words)
-    data = simulate(cfg, job, "sim.tb_network", sim=sim, waves=waves, build_root=build_root,
-                    verbose=verbose, progress=progress)
+    data = simulate(cfg, job, "spikeforge.sim.tb_network", sim=sim, waves=waves,
+                    build_root=build_root, verbose=verbose, progress=progress)
     after = None
     if labels is not None:
         after = [[unpack_words(cfg, i, [int(w) for w in data[f"after{b}_{i}"]])

@@ -25,7 +25,7 @@ from cocotb.task import bridge, resume
 from cocotb.triggers import RisingEdge, Timer
 from cocotbext.uart import UartSink, UartSource
 
-from hw.generate import SIM_UART_DIVISOR
+from spikeforge.hw.generate import SIM_UART_DIVISOR
 from spikeforge.protocol import (
     CMD_EVENTS,
     CMD_INFO,
@@ -36,7 +36,7 @@ from spikeforge.protocol import (
     REQUEST_START,
     RUN_RASTER,
 )
-from sw.host import HostLink, LinkError, frame
+from spikeforge.sw.host import HostLink, LinkError, frame
 
 CLOCK_NS = 10
 READ_TIMEOUT_NS = 2_000_000            # quiet line: far longer than any sample takes

@@ -24,7 +24,7 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
-from hw.lif_layer import WEIGHT_READ_LATENCY
+from spikeforge.hw.lif_layer import WEIGHT_READ_LATENCY
 
 MAX_CYCLES_PER_SAMPLE = 50_000_000
 STREAM_SEED = 2024
@@ -34,7 +34,7 @@ async def drain_events(dut, items, steps, n_out):
     """Take every readout item, with random back-pressure, forever."""
     import random
 
-    from hw.events import index_width
+    from spikeforge.hw.events import index_width
 
     rng = random.Random(STREAM_SEED)
     ws, wn = index_width(steps), index_width(n_out)

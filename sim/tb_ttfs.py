@@ -17,7 +17,7 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
-from sim.tb_network import write_port
+from spikeforge.sim.tb_network import write_port
 
 MAX_CYCLES_PER_SAMPLE = 50_000_000
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from importlib import resources
 from pathlib import Path
 
-LINT_WAIVERS = Path(__file__).resolve().parent.parent / "hw" / "lint.vlt"
+LINT_WAIVERS = Path(str(resources.files("spikeforge.hw") / "lint.vlt"))
 
 
 class ToolchainError(RuntimeError):

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sim.rtl import DEFAULT_BUILD_ROOT, simulate
-from sw.ttfs import TTFSState, check_pixels
+from spikeforge.sim.rtl import DEFAULT_BUILD_ROOT, simulate
+from spikeforge.sw.ttfs import TTFSState, check_pixels
 
 
 @dataclass
@@ -78,7 +78,7 @@ def run_ttfs_rtl(cfg, state: TTFSState, pixels, *, learn=False, sim: str = "veri
     job = dict(dims=np.array([cfg.n_in, cfg.n_out, cfg.lanes, cfg.winners]), pixels=pixels,
                learn=learn, **{f"words{p}": w for p, w in enumerate(words)},
                **{f"lengths{p}": n for p, n in enumerate(lengths)})
-    data = simulate(cfg, job, "sim.tb_ttfs", sim=sim, waves=waves, build_root=build_root,
+    data = simulate(cfg, job, "spikeforge.sim.tb_ttfs", sim=sim, waves=waves, build_root=build_root,
                     verbose=verbose, progress=progress)
     states = [unpack_lists(cfg, [data[f"after{b}_len{p}"] for p in range(cfg.lanes)],
                            [data[f"after{b}_words{p}"] for p in range(cfg.lanes)])

@@ -24,7 +24,7 @@ def cmd_configs(args) -> int:
 
 
 def cmd_generate(args) -> int:
-    from hw.generate import generate_verilog
+    from spikeforge.hw.generate import generate_verilog
 
     cfg = load_config(args.config)
     path = generate_verilog(cfg, args.output)
@@ -36,7 +36,7 @@ def cmd_generate(args) -> int:
 
 
 def _lint(path: Path) -> int:
-    from sim.toolchain import LINT_WAIVERS, lint_verilog
+    from spikeforge.sim.toolchain import LINT_WAIVERS, lint_verilog
 
     rc, out = lint_verilog(path)
     warnings = [line for line in out.splitlines() if line.startswith("%")]
@@ -50,7 +50,7 @@ def _lint(path: Path) -> int:
 def cmd_lint(args) -> int:
     import tempfile
 
-    from hw.generate import generate_verilog
+    from spikeforge.hw.generate import generate_verilog
 
     cfg = load_config(args.config)
     with tempfile.TemporaryDirectory() as tmp:
@@ -71,7 +71,7 @@ def _pick_samples(cfg, args, rng):
         density = rng.uniform(0.05, 1.0, size=(args.samples, 1))
         pixels = np.where(rng.random(pixels.shape) < density, pixels, 0)
         return pixels, None
-    from sw.datasets import load_dataset
+    from spikeforge.sw.datasets import load_dataset
 
     data = load_dataset(args.dataset or cfg.dataset, cfg.pixel_bits)
     if data.n_inputs != cfg.layers[0]:
@@ -131,9 +131,9 @@ def cmd_compare(args) -> int:
 
     import numpy as np
 
-    from sim.compare import compare_runs
-    from sw.golden import run_network
-    from sw.weights import load_weights, random_weights
+    from spikeforge.sim.compare import compare_runs
+    from spikeforge.sw.golden import run_network
+    from spikeforge.sw.weights import load_weights, random_weights
 
     cfg = load_config(args.config)
     bulk = _use_bulk(cfg, args)
@@ -156,11 +156,11 @@ def cmd_compare(args) -> int:
     with _rtl_bar(n, "RTL (bulk)" if bulk else f"RTL ({args.sim})", args.quiet) as progress:
         t0 = time.perf_counter()
         if bulk:
-            from sim.bulk import run_bulk
+            from spikeforge.sim.bulk import run_bulk
 
             rtl = run_bulk(cfg, weights, pixels, jobs=args.jobs, progress=progress)
         else:
-            from sim.rtl import run_rtl
+            from spikeforge.sim.rtl import run_rtl
 
             rtl = run_rtl(cfg, weights, pixels, sim=args.sim, waves=args.waves,
                           progress=progress)
@@ -227,11 +227,11 @@ def _compare_learning(cfg, args) -> int:
     """``compare --learn``: train golden model and RTL on the same samples, compare all."""
     import numpy as np
 
-    from sim.compare import compare_training
-    from sim.rtl import run_rtl
-    from sw.desire import train_step
-    from sw.train import initial_weights
-    from sw.weights import load_weights, to_stored
+    from spikeforge.sim.compare import compare_training
+    from spikeforge.sim.rtl import run_rtl
+    from spikeforge.sw.desire import train_step
+    from spikeforge.sw.train import initial_weights
+    from spikeforge.sw.weights import load_weights, to_stored
 
     if cfg.learning is None:
         raise ConfigError(f"compare --learn: config {cfg.name!r} has no [learning] section")
@@ -273,9 +273,9 @@ def _compare_ttfs(cfg, args) -> int:
     """``compare [--learn]`` of a TTFS config: spikes, winners, weights, prune masks, cycles."""
     import numpy as np
 
-    from sim.compare import compare_ttfs
-    from sim.ttfs_rtl import run_ttfs_rtl
-    from sw import ttfs
+    from spikeforge.sim.compare import compare_ttfs
+    from spikeforge.sim.ttfs_rtl import run_ttfs_rtl
+    from spikeforge.sw import ttfs
 
     if args.weight_scale is not None or args.lr_shift is not None:
         raise ConfigError("--weight-scale/--lr-shift: not used by TTFS configs (initial weights "
@@ -306,9 +306,9 @@ def _compare_ttfs(cfg, args) -> int:
 
 
 def cmd_qat(args) -> int:
-    from sw.datasets import load_dataset
-    from sw.qat import evaluate_integer, train_qat
-    from sw.weights import save_weights
+    from spikeforge.sw.datasets import load_dataset
+    from spikeforge.sw.qat import evaluate_integer, train_qat
+    from spikeforge.sw.weights import save_weights
 
     cfg = load_config(args.config)
     data = load_dataset(args.dataset or cfg.dataset, cfg.pixel_bits)
@@ -361,7 +361,7 @@ def _run_training(train_fn, cfg, data, args, out: Path, checkpoint: Path, monito
     ``(None, exit code)``: a :class:`sw.train.TrainError` or Ctrl-C becomes a message, and a
     ``--max-samples`` stop says where the checkpoint is. The progress bar is closed either way.
     """
-    from sw.train import TrainError
+    from spikeforge.sw.train import TrainError
 
     try:
         result = train_fn(cfg, data, epochs=args.epochs, seed=args.seed, out_dir=out,
@@ -391,8 +391,8 @@ def cmd_train(args) -> int:
     """On-chip desire-backpropagation training, sample by sample, with the golden model."""
     from tqdm import tqdm
 
-    from sw.datasets import load_dataset
-    from sw.train import CHECKPOINT_NAME, TrainMonitor, train
+    from spikeforge.sw.datasets import load_dataset
+    from spikeforge.sw.train import CHECKPOINT_NAME, TrainMonitor, train
 
     cfg = load_config(args.config)
     if cfg.encoding == "ttfs":
@@ -448,9 +448,9 @@ def _train_ttfs(cfg, args) -> int:
     """``train`` of a TTFS config: unsupervised on-chip STDP with pruning (golden model)."""
     from tqdm import tqdm
 
-    from sw.datasets import load_dataset
-    from sw.stdp_train import CHECKPOINT_NAME, train_stdp
-    from sw.train import TrainMonitor
+    from spikeforge.sw.datasets import load_dataset
+    from spikeforge.sw.stdp_train import CHECKPOINT_NAME, train_stdp
+    from spikeforge.sw.train import TrainMonitor
 
     dataset = args.dataset or cfg.dataset
     out = Path(args.out) if args.out else Path("out") / "train" / f"{cfg.name}-{dataset}"
@@ -494,10 +494,10 @@ def _train_ttfs(cfg, args) -> int:
 def cmd_decode(args) -> int:
     """Decode the readout raster of a trained network: fixed rules vs learned ANN decoders;
     or train the SNN and its decoder end to end through the information bottleneck."""
-    from sw.datasets import load_dataset
-    from sw.decode_sweep import golden_rasters, plot_sweep, rtl_check, sweep
-    from sw.decoders import predictor
-    from sw.weights import load_weights, save_weights
+    from spikeforge.sw.datasets import load_dataset
+    from spikeforge.sw.decode_sweep import golden_rasters, plot_sweep, rtl_check, sweep
+    from spikeforge.sw.decoders import predictor
+    from spikeforge.sw.weights import load_weights, save_weights
 
     cfg = load_config(args.config)
     if cfg.encoding == "ttfs":
@@ -507,7 +507,7 @@ def cmd_decode(args) -> int:
         raise SystemExit(f"--steps: {args.steps} is out of range, legal range is "
                          f"[1, {cfg.time_steps}]")
     if args.train_snn:
-        from sw.ib import train_end_to_end
+        from spikeforge.sw.ib import train_end_to_end
 
         if args.decoder in ("rate", "first-spike"):
             raise SystemExit("--train-snn: needs a learned --decoder (linear, mlp or conv)")
@@ -532,7 +532,7 @@ def cmd_decode(args) -> int:
     print(f"decode: {cfg.summary()}; {data.summary()}")
     train_r, test_r = golden_rasters(cfg, weights, data)
     if args.reconstruct:
-        from sw.decode_sweep import reconstruction_quality
+        from spikeforge.sw.decode_sweep import reconstruction_quality
 
         if args.decoder in ("rate", "first-spike"):
             raise SystemExit("--reconstruct: needs a learned --decoder (linear, mlp or conv)")
@@ -572,10 +572,10 @@ def cmd_decode(args) -> int:
 
 def _synth_workload(cfg, args) -> tuple[dict, str]:
     """Cycles and SOPs of the config on its dataset's test samples (sw.throughput)."""
-    from sw.datasets import load_dataset
-    from sw.throughput import measure
-    from sw.train import initial_weights
-    from sw.weights import load_weights, to_stored
+    from spikeforge.sw.datasets import load_dataset
+    from spikeforge.sw.throughput import measure
+    from spikeforge.sw.train import initial_weights
+    from spikeforge.sw.weights import load_weights, to_stored
 
     data = load_dataset(cfg.dataset, cfg.pixel_bits)
     if args.weights:
@@ -606,8 +606,8 @@ def _seed_list(text: str) -> list[int]:
 def cmd_synth(args) -> int:
     """Board top -> Yosys -> nextpnr -> bitstream, with the merged utilization/timing report;
     or, with --generic, the board top's Verilog and constraints for other flows."""
-    from hw.boards import BOARDS
     from spikeforge import synth
+    from spikeforge.hw.boards import BOARDS
 
     cfg = load_config(args.config)
     if args.board not in BOARDS:
@@ -633,8 +633,8 @@ def cmd_synth(args) -> int:
 
 def cmd_export(args) -> int:
     """A config and its integer weights as a NIR graph (``docs/nir.md``)."""
-    from sw.nir_io import default_weights, write_nir
-    from sw.weights import load_weights
+    from spikeforge.sw.nir_io import default_weights, write_nir
+    from spikeforge.sw.weights import load_weights
 
     cfg = load_config(args.config)
     if args.weights:
@@ -652,8 +652,14 @@ def cmd_export(args) -> int:
 
 def cmd_import(args) -> int:
     """A NIR graph or float weights -> config TOML + integer weights (``docs/nir.md``)."""
-    from sw.nir_io import config_to_toml, evaluate, load_float_weights, quantise_float, read_nir
-    from sw.weights import save_weights
+    from spikeforge.sw.nir_io import (
+        config_to_toml,
+        evaluate,
+        load_float_weights,
+        quantise_float,
+        read_nir,
+    )
+    from spikeforge.sw.weights import save_weights
 
     options = {k: v for k, v in (("weight_bits", args.weight_bits),
                                  ("membrane_bits", args.membrane_bits),
@@ -900,9 +906,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from sim.toolchain import ToolchainError
-    from sw.datasets import DatasetError
-    from sw.weights import WeightError
+    from spikeforge.sim.toolchain import ToolchainError
+    from spikeforge.sw.datasets import DatasetError
+    from spikeforge.sw.weights import WeightError
 
     try:
         return args.func(args)

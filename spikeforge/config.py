@@ -14,12 +14,14 @@ import math
 import tomllib
 from dataclasses import dataclass, field
 from fractions import Fraction
+from importlib import resources
 from pathlib import Path
 
 __all__ = ["ConfigError", "DesireConfig", "NetworkConfig", "TTFSConfig", "load_config",
            "profile_names", "CONFIG_DIR"]
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+#: The shipped profiles: ``configs/`` of the source tree, installed as ``spikeforge.configs``.
+CONFIG_DIR = Path(str(resources.files("spikeforge.configs")))
 
 ENCODINGS = ("rate",)        # "ttfs" configs load as TTFSConfig
 DATASETS = ("digits", "mnist-t10k", "fashion-mnist")

@@ -15,7 +15,7 @@ def plot_rasters(cfg, gold, rtl, sample: int, label: int | None, path: Path) -> 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from sim.compare import population_name
+    from spikeforge.sim.compare import population_name
 
     pops = len(cfg.layers)
     ratios = [max(n, 10) for n in cfg.layers]
@@ -49,12 +49,12 @@ def run_demo(cfg, *, out_dir: Path, sim: str = "verilator", epochs: int | None =
              samples: int | None = None, seed: int = 0) -> int:
     from tqdm import tqdm
 
-    from sim.compare import compare_runs
-    from sim.rtl import run_rtl
-    from sw.datasets import load_dataset
-    from sw.golden import run_network
-    from sw.qat import train_qat
-    from sw.weights import save_weights
+    from spikeforge.sim.compare import compare_runs
+    from spikeforge.sim.rtl import run_rtl
+    from spikeforge.sw.datasets import load_dataset
+    from spikeforge.sw.golden import run_network
+    from spikeforge.sw.qat import train_qat
+    from spikeforge.sw.weights import save_weights
 
     out_dir.mkdir(parents=True, exist_ok=True)
     data = load_dataset(cfg.dataset, cfg.pixel_bits)
@@ -99,10 +99,10 @@ def demo_learning(cfg, data, *, sim: str, seed: int, samples: int = 12) -> bool:
     starting from the Kaiming init; every spike, weight and cycle is checked."""
     from tqdm import tqdm
 
-    from sim.compare import compare_training
-    from sim.rtl import run_rtl
-    from sw.desire import train_step
-    from sw.train import initial_weights
+    from spikeforge.sim.compare import compare_training
+    from spikeforge.sim.rtl import run_rtl
+    from spikeforge.sw.desire import train_step
+    from spikeforge.sw.train import initial_weights
 
     stored = initial_weights(cfg, seed)
     pixels, labels = data.train_pixels[:samples], data.train_labels[:samples]

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from amaranth.back import rtlil, verilog
 
-from hw.block_ram import KEEP_COPY, BlockRamPlatform
-from hw.boards import DEFAULT_BAUD, BoardTop, board
+from spikeforge.hw.block_ram import KEEP_COPY, BlockRamPlatform
+from spikeforge.hw.boards import DEFAULT_BAUD, BoardTop, board
 
 TOP = "top"
 
@@ -259,7 +259,7 @@ def markdown(report: dict) -> str:
 def add_performance(report: dict, perf: dict, weights_note: str, out_dir) -> dict:
     """Add the golden model's cycles and SOPs (:func:`sw.throughput.measure`) at the achieved
     Fmax and at the constraint to the report, and rewrite its files."""
-    from sw.throughput import at_clock
+    from spikeforge.sw.throughput import at_clock
 
     clock = core_clock(report)
     report["performance"] = {"weights": weights_note, **perf,

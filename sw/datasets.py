@@ -75,8 +75,10 @@ FASHION_ENV = "SPIKEFORGE_FASHION_DIR"
 FASHION_PACKAGE = "dataset-fashion-mnist"
 MNIST_SOURCE = "the MNIST distribution (its authors' site or a mirror)"
 
-#: ``../shared/datasets/mnist-t10k`` relative to the repository root.
-SHARED_MNIST_T10K = CONFIG_DIR.parent.parent / "shared" / "datasets" / "mnist-t10k"
+#: ``../shared/datasets/mnist-t10k`` beside the source checkout (``configs/`` sits in its
+#: root); an installed package looks beside the working directory instead.
+SHARED_MNIST_T10K = (CONFIG_DIR.parent if (CONFIG_DIR.parent / "pyproject.toml").exists()
+                     else Path.cwd()).parent / "shared" / "datasets" / "mnist-t10k"
 #: Where the ``dataset-fashion-mnist`` package puts its files.
 FASHION_DEFAULT_DIR = Path("/usr/share/datasets/fashion-mnist")
 

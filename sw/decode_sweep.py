@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sw.decoders import DECODERS, decode_accuracy
-from sw.golden import run_network
+from spikeforge.sw.decoders import DECODERS, decode_accuracy
+from spikeforge.sw.golden import run_network
 
 BATCH = 1000
 
@@ -58,8 +58,8 @@ def plot_sweep(table: dict, out_dir, title: str) -> list[str]:
 def rtl_rasters(cfg, weights, pixels) -> np.ndarray:
     """Readout rasters ``(B, T, n_out)`` rebuilt from the RTL's own readout stream (cocotb,
     drained with random back-pressure)."""
-    from sim.rtl import run_rtl
-    from sw.spike_stream import rasters_from_stream
+    from spikeforge.sim.rtl import run_rtl
+    from spikeforge.sw.spike_stream import rasters_from_stream
 
     rtl = run_rtl(cfg, weights, pixels)
     return rasters_from_stream([tuple(int(x) for x in row) for row in rtl.stream],
@@ -85,7 +85,7 @@ def reconstruction_quality(kind, train_r, test_r, data, *, steps: int, epochs: i
     reconstructions) to ``out_dir`` if given."""
     from sklearn.linear_model import LogisticRegression
 
-    from sw.decoders import reconstruct, train_reconstructor
+    from spikeforge.sw.decoders import reconstruct, train_reconstructor
 
     scale = float(data.pixel_max)
     dec = train_reconstructor(kind, train_r[:, :steps], data.train_pixels / scale,

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sw.golden import predict
+from spikeforge.sw.golden import predict
 
 FIXED = ("rate", "first-spike")
 LEARNED = ("linear", "mlp", "conv")

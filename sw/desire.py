@@ -20,9 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sw import cycles
-from sw.golden import NetworkRun, check_pixels, check_raster, encode, predict, run_layer
-from sw.lif import exact_matmul, int_matmul
+from spikeforge.sw import cycles
+from spikeforge.sw.golden import NetworkRun, check_pixels, check_raster, encode, predict, run_layer
+from spikeforge.sw.lif import exact_matmul, int_matmul
 
 
 @dataclass

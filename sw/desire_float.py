@@ -45,7 +45,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sw.golden import predict  # the same rule: unique argmax, ties are wrong
+from spikeforge.sw.golden import predict  # the same rule: unique argmax, ties are wrong
 
 __all__ = ["TIMINGS", "FloatDesire", "FloatDesireNet", "FloatRun", "FloatStep"]
 

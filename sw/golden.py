@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sw import cycles
-from sw.encode import rate_encode
-from sw.lif import exact_matmul, saturating_sum
+from spikeforge.sw import cycles
+from spikeforge.sw.encode import rate_encode
+from spikeforge.sw.lif import exact_matmul, saturating_sum
 
 
 @dataclass

@@ -36,7 +36,7 @@ from spikeforge.protocol import (
     info_bytes,
     word_bytes,
 )
-from sw.weights import pack_words, unpack_words
+from spikeforge.sw.weights import pack_words, unpack_words
 
 
 class LinkError(RuntimeError):

@@ -21,9 +21,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from sw.decoders import LearnedDecoder, _model
-from sw.qat import _check_data, _encode, _init_latents, _lif_layer, _quantise
-from sw.weights import check_weights
+from spikeforge.sw.decoders import LearnedDecoder, _model
+from spikeforge.sw.qat import _check_data, _encode, _init_latents, _lif_layer, _quantise
+from spikeforge.sw.weights import check_weights
 
 EPS = 1e-4
 

@@ -90,8 +90,8 @@ def default_weights(cfg: NetworkConfig, seed: int = 0) -> tuple[list[np.ndarray]
     """The inference weights other commands start from without ``--weights``: the Kaiming
     init of ``spikeforge train`` (``W_store >> F``) for learning configs, else ``compare``'s
     uniform random weights from the seed."""
-    from sw.train import initial_weights
-    from sw.weights import random_weights
+    from spikeforge.sw.train import initial_weights
+    from spikeforge.sw.weights import random_weights
 
     if cfg.learning is not None:
         return ([w >> cfg.frac_bits for w in initial_weights(cfg, seed)],
@@ -118,7 +118,7 @@ def export_graph(cfg: NetworkConfig, weights, *, dt: float = DT):
     """The NIR graph of ``cfg`` with inference ``weights`` (a list of ``(n_pre, n_post)``)."""
     import nir
 
-    from sw.weights import check_weights
+    from spikeforge.sw.weights import check_weights
 
     weights = check_weights(cfg, weights)
     meta = {"format": FORMAT, "config": config_to_dict(cfg), "dt": dt,
@@ -519,8 +519,8 @@ def load_float_weights(path) -> list[np.ndarray]:
 
 def evaluate(cfg: NetworkConfig, weights, samples: int | None = None) -> tuple[float, int]:
     """Golden-model accuracy on the first ``samples`` test samples of the config's dataset."""
-    from sw.datasets import load_dataset
-    from sw.golden import run_network
+    from spikeforge.sw.datasets import load_dataset
+    from spikeforge.sw.golden import run_network
 
     data = load_dataset(cfg.dataset, cfg.pixel_bits)
     if data.n_inputs != cfg.layers[0]:

@@ -29,9 +29,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from sw.encode import rate_encode
-from sw.golden import run_network
-from sw.weights import check_weights
+from spikeforge.sw.encode import rate_encode
+from spikeforge.sw.golden import run_network
+from spikeforge.sw.weights import check_weights
 
 __all__ = ["train_qat", "evaluate_integer"]
 

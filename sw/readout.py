@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sw import ttfs
+from spikeforge.sw import ttfs
 
 
 def features(cfg, state, pixels, batch: int = 2000) -> np.ndarray:

@@ -27,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from sw import ttfs
-from sw.readout import readout_accuracy
-from sw.train import (
+from spikeforge.sw import ttfs
+from spikeforge.sw.readout import readout_accuracy
+from spikeforge.sw.train import (
     CHECKPOINT_READ_ERRORS,
     CheckpointError,
     TrainError,
@@ -218,7 +218,7 @@ def train_stdp(cfg, data, *, epochs: int, seed: int = 0, out_dir=None,
     if ckpt is not None:
         run.files["checkpoint"] = ckpt
     if run.complete and out_dir is not None:
-        from sw.ttfs_plots import plot_run
+        from spikeforge.sw.ttfs_plots import plot_run
 
         ttfs.save_state(out_dir / "state.npz", cfg, run.state)
         (out_dir / "history.json").write_text(json.dumps(

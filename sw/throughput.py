@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from sw.desire import inference_weights, train_step
-from sw.golden import run_network
+from spikeforge.sw.desire import inference_weights, train_step
+from spikeforge.sw.golden import run_network
 
 
 def synaptic_ops(cfg, rasters: list[np.ndarray]) -> np.ndarray:

@@ -49,8 +49,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sw.desire import inference_weights, train_step
-from sw.golden import run_network
+from spikeforge.sw.desire import inference_weights, train_step
+from spikeforge.sw.golden import run_network
 
 __all__ = [
     "CHECKPOINT_NAME",

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sw import ttfs_cycles
-from sw.lif import exact_matmul
-from sw.weights import WeightError
+from spikeforge.sw import ttfs_cycles
+from spikeforge.sw.lif import exact_matmul
+from spikeforge.sw.weights import WeightError
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import shutil
 import pytest
 from hypothesis import HealthCheck, settings
 
-from sim.random_cases import COVERAGE
+from spikeforge.sim.random_cases import COVERAGE
 
 COVERAGE_KEY = "spikeforge_random_coverage"
 

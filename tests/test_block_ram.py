@@ -9,10 +9,10 @@ import pytest
 from amaranth.hdl import ClockDomain, Fragment, Module
 from amaranth.sim import Simulator
 
-from hw.block_ram import BlockRamPlatform, RegisteredRAM, slice_geometry
-from sim.amaranth_tb import OnPlatform, simulate
 from spikeforge.config import load_config
-from sw.weights import random_weights, to_stored
+from spikeforge.hw.block_ram import BlockRamPlatform, RegisteredRAM, slice_geometry
+from spikeforge.sim.amaranth_tb import OnPlatform, simulate
+from spikeforge.sw.weights import random_weights, to_stored
 
 
 @pytest.mark.parametrize(("family", "depth", "width", "geometry"), [

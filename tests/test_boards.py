@@ -9,8 +9,8 @@ import re
 import pytest
 from amaranth.back import rtlil
 
-from hw.boards import BOARDS, BoardTop, board, ecp5_pll, ice40_pll
 from spikeforge.config import load_config
+from spikeforge.hw.boards import BOARDS, BoardTop, board, ecp5_pll, ice40_pll
 
 
 @pytest.mark.parametrize("f_out", [18.0, 24.0, 30.0, 48.0])

@@ -10,13 +10,13 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from sim.bulk import BulkError, make_job, run_bulk, run_job
-from sim.compare import compare_runs
 from spikeforge.cli import main
 from spikeforge.config import load_config
-from sw.datasets import load_dataset
-from sw.golden import run_network
-from sw.weights import random_weights, unpack_words
+from spikeforge.sim.bulk import BulkError, make_job, run_bulk, run_job
+from spikeforge.sim.compare import compare_runs
+from spikeforge.sw.datasets import load_dataset
+from spikeforge.sw.golden import run_network
+from spikeforge.sw.weights import random_weights, unpack_words
 
 
 @pytest.fixture(scope="module")

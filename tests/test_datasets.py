@@ -6,8 +6,8 @@ import gzip
 import numpy as np
 import pytest
 
-from sw import datasets
-from sw.datasets import (
+from spikeforge.sw import datasets
+from spikeforge.sw.datasets import (
     DATASET_NAMES,
     FASHION_ENV,
     MNIST_ENV,

@@ -6,8 +6,8 @@ import pytest
 
 from spikeforge import cli
 from spikeforge.config import load_config
-from sw.decoders import first_spike_decode, rate_decode, train_decoder
-from sw.weights import random_weights, save_weights
+from spikeforge.sw.decoders import first_spike_decode, rate_decode, train_decoder
+from spikeforge.sw.weights import random_weights, save_weights
 
 
 def test_rate_and_first_spike_rules():
@@ -53,7 +53,7 @@ def test_decode_command_and_rtl_cross_check(tmp_path, capsys):
 def test_kl_bernoulli():
     import torch
 
-    from sw.ib import kl_bernoulli
+    from spikeforge.sw.ib import kl_bernoulli
 
     p = torch.tensor([0.2, 0.5, 0.9])
     want = (p * torch.log(p / 0.2) + (1 - p) * torch.log((1 - p) / 0.8)).mean()
@@ -62,10 +62,10 @@ def test_kl_bernoulli():
 
 
 def test_end_to_end_training_gives_integer_weights_and_a_decoder_of_golden_rasters():
-    from sw.datasets import load_dataset
-    from sw.golden import run_network
-    from sw.ib import train_end_to_end
-    from sw.weights import check_weights
+    from spikeforge.sw.datasets import load_dataset
+    from spikeforge.sw.golden import run_network
+    from spikeforge.sw.ib import train_end_to_end
+    from spikeforge.sw.weights import check_weights
 
     cfg = load_config("digits-tiny")
     data = load_dataset("digits", cfg.pixel_bits)
@@ -78,8 +78,8 @@ def test_end_to_end_training_gives_integer_weights_and_a_decoder_of_golden_raste
 
 
 def test_reconstruction_decoder_and_held_out_classifier(tmp_path):
-    from sw.datasets import load_dataset
-    from sw.decode_sweep import reconstruction_quality
+    from spikeforge.sw.datasets import load_dataset
+    from spikeforge.sw.decode_sweep import reconstruction_quality
 
     cfg = load_config("digits-tiny")
     data = load_dataset("digits", cfg.pixel_bits)

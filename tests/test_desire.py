@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from spikeforge.config import DesireConfig, NetworkConfig, load_config
-from sw import cycles, desire
-from sw.datasets import load_dataset
-from sw.golden import run_network, run_raster
+from spikeforge.sw import cycles, desire
+from spikeforge.sw.datasets import load_dataset
+from spikeforge.sw.golden import run_network, run_raster
 
 # ---------------------------------------------------------------------------------------------
 # The spec as plain loops over Python ints
@@ -377,7 +377,7 @@ def test_train_step_matches_reference(case):
         stored = step.weights
 
 
-@pytest.mark.skipif(not __import__("sw.datasets").datasets.SHARED_MNIST_T10K.exists(),
+@pytest.mark.skipif(not __import__("spikeforge.sw.datasets").sw.datasets.SHARED_MNIST_T10K.exists(),
                     reason="shared MNIST test set absent")
 def test_train_step_mnist_wide_input():
     """784 inputs (live-row gathers of the first layer) on a real MNIST sample."""
@@ -455,7 +455,7 @@ def test_train_step_errors():
 def test_batched_inference_matches_loop(monkeypatch):
     """The bulk forward pass (one product for all steps, bound check, per-spike re-run from
     the first risky step) on a batch mixing saturating and quiet samples, in small chunks."""
-    import sw.golden as golden
+    import spikeforge.sw.golden as golden
 
     monkeypatch.setattr(golden, "CHUNK_CURRENTS", 40)      # a few samples per chunk
     cfg = dataclasses.replace(CFG, membrane_bits=9, threshold=20, time_steps=9)
@@ -477,7 +477,7 @@ def test_batched_inference_matches_loop(monkeypatch):
 def test_threaded_layers_equal_one_thread(monkeypatch):
     """``workers`` splits the batch over threads: every spike is the same as on one thread,
     for a batch with saturating, quiet and ordinary samples."""
-    import sw.golden as golden
+    import spikeforge.sw.golden as golden
 
     monkeypatch.setattr(golden, "CHUNK_CURRENTS", 40)
     cfg = dataclasses.replace(CFG, membrane_bits=9, threshold=20, time_steps=9)
@@ -499,7 +499,7 @@ def test_run_layer_random_configs_match_loop():
     """Random small layers, membranes up to 3 bits wider than the least legal width: quiet,
     saturating and mixed batches
     reach every branch of the bound check (whole chunk, per neuron, exact sums, re-run)."""
-    import sw.golden as golden
+    import spikeforge.sw.golden as golden
 
     rng = np.random.default_rng(12)
     checked = 0
@@ -528,8 +528,8 @@ def test_run_layer_random_configs_match_loop():
 
 @pytest.mark.parametrize("pixel_bits, steps", [(8, 20), (1, 5), (4, 33), (12, 7)])
 def test_encoder_lookup_matches_rate_encoder(monkeypatch, pixel_bits, steps):
-    import sw.golden as golden
-    from sw.encode import rate_encode
+    import spikeforge.sw.golden as golden
+    from spikeforge.sw.encode import rate_encode
 
     cfg = dataclasses.replace(CFG, pixel_bits=pixel_bits, time_steps=steps)
     rng = np.random.default_rng(pixel_bits)

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from spikeforge.config import load_config
-from sw import desire
-from sw.datasets import load_dataset
-from sw.desire_float import FloatDesireNet
-from sw.encode import rate_encode
-from sw.golden import predict, run_network
+from spikeforge.sw import desire
+from spikeforge.sw.datasets import load_dataset
+from spikeforge.sw.desire_float import FloatDesireNet
+from spikeforge.sw.encode import rate_encode
+from spikeforge.sw.golden import predict, run_network
 
 _TINY = load_config("digits-tiny")
 # The learning settings these tests spell out numbers for (not the profile's, which get tuned).

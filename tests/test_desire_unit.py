@@ -6,10 +6,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-from sim.amaranth_tb import simulate
 from spikeforge.config import DesireConfig, load_config
-from sw.desire import train_step, train_step_raster
-from sw.golden import encode
+from spikeforge.sim.amaranth_tb import simulate
+from spikeforge.sw.desire import train_step, train_step_raster
+from spikeforge.sw.golden import encode
 
 
 def simulate_training(cfg, stored, pixels, labels, lr_shift):

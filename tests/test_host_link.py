@@ -6,8 +6,8 @@ import pytest
 from amaranth.hdl import Module
 from amaranth.sim import Simulator
 
-from hw.uart import UARTRx, UARTTx
 from spikeforge.config import load_config
+from spikeforge.hw.uart import UARTRx, UARTTx
 from spikeforge.protocol import (
     CMD_EVENTS,
     CMD_INFO,
@@ -26,8 +26,8 @@ from spikeforge.protocol import (
     events_per_frame,
     info_bytes,
 )
-from sw.host import HostLink, LinkError, crc, frame
-from sw.weights import pack_words
+from spikeforge.sw.host import HostLink, LinkError, crc, frame
+from spikeforge.sw.weights import pack_words
 
 
 def test_crc8_is_crc8_smbus():
@@ -40,7 +40,7 @@ def test_hardware_crc_matches_the_protocol_crc():
     from amaranth.hdl import Signal
     from amaranth.sim import Simulator
 
-    from hw.host_link import crc8_next
+    from spikeforge.hw.host_link import crc8_next
 
     a, b = Signal(8), Signal(8)
     out = Signal(8)
@@ -170,7 +170,7 @@ def test_driver_refuses_bad_events_before_sending():
 def exchange(cfg, requests, max_cycles=200_000):
     """Each request's bytes straight into the gateware HostLink's ``rx`` stream (Amaranth
     simulator, no UART), its response's bytes from ``tx``; returns the responses."""
-    from hw.host_link import HostLink as Gateware
+    from spikeforge.hw.host_link import HostLink as Gateware
 
     dut = Gateware(cfg, timeout=64)
     responses = []
@@ -211,8 +211,8 @@ def test_link_without_event_input_refuses_events():
     pixels still run (bit-exact); the driver refuses before sending anything."""
     import dataclasses
 
-    from sw.golden import run_network
-    from sw.weights import random_weights
+    from spikeforge.sw.golden import run_network
+    from spikeforge.sw.weights import random_weights
 
     cfg = dataclasses.replace(load_config("digits-tiny"), name="no-events", layers=(5, 3, 2),
                               lanes=1, time_steps=6, threshold=20, membrane_bits=9,
@@ -258,7 +258,7 @@ def test_link_without_event_input_refuses_events():
 def test_link_refuses_configs_it_cannot_carry():
     import dataclasses
 
-    from hw.host_link import HostLink as Gateware
+    from spikeforge.hw.host_link import HostLink as Gateware
 
     cfg = load_config("digits-tiny")
     with pytest.raises(ValueError, match="T and the output layer must be <= 256"):
@@ -275,7 +275,7 @@ def test_info_carries_the_largest_sizes_the_link_allows():
     2-byte fields, and the driver's config check reads them back."""
     import dataclasses
 
-    from hw.host_link import HostLink as Gateware
+    from spikeforge.hw.host_link import HostLink as Gateware
 
     cfg = dataclasses.replace(load_config("digits-tiny"), time_steps=256, layers=(64, 300, 10),
                               lanes=300)
@@ -346,12 +346,12 @@ def test_host_loop_on_the_rtl_matches_the_golden_model(sim):
     (a random raster over several EVENTS frames, and the rate encoder's own raster of a pixel
     sample); every output spike, cycle count, prediction and learned weight equals the golden
     model's, and the events of the encoder's raster give exactly the pixel sample's run."""
-    from sim.host_link_rtl import run_link
-    from sw.datasets import load_dataset
-    from sw.desire import inference_weights, train_step, train_step_raster
-    from sw.golden import encode, run_raster
-    from sw.train import initial_weights
-    from sw.weights import to_stored
+    from spikeforge.sim.host_link_rtl import run_link
+    from spikeforge.sw.datasets import load_dataset
+    from spikeforge.sw.desire import inference_weights, train_step, train_step_raster
+    from spikeforge.sw.golden import encode, run_raster
+    from spikeforge.sw.train import initial_weights
+    from spikeforge.sw.weights import to_stored
 
     cfg = load_config("digits-tiny")
     data = load_dataset("digits", cfg.pixel_bits)

@@ -16,13 +16,13 @@ import shutil
 import numpy as np
 import pytest
 
-from sim.compare import compare_runs, compare_training, compare_ttfs
-from sim.rtl import run_rtl
-from sim.ttfs_rtl import run_ttfs_rtl
 from spikeforge.config import load_config
-from sw.datasets import load_dataset
-from sw.golden import run_network
-from sw.weights import random_weights
+from spikeforge.sim.compare import compare_runs, compare_training, compare_ttfs
+from spikeforge.sim.rtl import run_rtl
+from spikeforge.sim.ttfs_rtl import run_ttfs_rtl
+from spikeforge.sw.datasets import load_dataset
+from spikeforge.sw.golden import run_network
+from spikeforge.sw.weights import random_weights
 
 pytestmark = pytest.mark.skipif(shutil.which("iverilog") is None,
                                 reason="Icarus Verilog (iverilog) is not installed: "
@@ -76,8 +76,8 @@ def test_inference_same_on_icarus():
 
 
 def test_training_same_on_icarus():
-    from sw.desire import train_step
-    from sw.train import initial_weights
+    from spikeforge.sw.desire import train_step
+    from spikeforge.sw.train import initial_weights
 
     cfg = load_config("digits-tiny")
     data = load_dataset("digits", cfg.pixel_bits)
@@ -97,7 +97,7 @@ def test_training_same_on_icarus():
 
 
 def test_ttfs_same_on_icarus():
-    from sw import ttfs
+    from spikeforge.sw import ttfs
 
     cfg = load_config("ttfs-tiny")
     pixels = load_dataset("digits", cfg.pixel_bits).train_pixels[:4]
@@ -115,9 +115,9 @@ def test_ttfs_same_on_icarus():
 def test_host_link_same_on_icarus():
     """The serial top behind the UART model (2 to 3 minutes on Icarus: every UART bit is
     simulated, eight clock cycles each)."""
-    from sim.host_link_rtl import run_link
-    from sw.desire import inference_weights
-    from sw.train import initial_weights
+    from spikeforge.sim.host_link_rtl import run_link
+    from spikeforge.sw.desire import inference_weights
+    from spikeforge.sw.train import initial_weights
 
     cfg = load_config("digits-tiny")
     data = load_dataset("digits", cfg.pixel_bits)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from sw.lif import integrate, saturating_sum
+from spikeforge.sw.lif import integrate, saturating_sum
 
 
 def one_at_a_time(v, addends, v_min, v_max):

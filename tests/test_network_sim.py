@@ -5,11 +5,11 @@ import dataclasses
 import numpy as np
 import pytest
 
-from hw.network import Network
-from sim.amaranth_tb import simulate
 from spikeforge.config import load_config
-from sw.golden import encode, run_network, run_raster
-from sw.weights import random_weights, to_stored
+from spikeforge.hw.network import Network
+from spikeforge.sim.amaranth_tb import simulate
+from spikeforge.sw.golden import encode, run_network, run_raster
+from spikeforge.sw.weights import random_weights, to_stored
 
 
 def simulate_network(cfg, weights, pixels):

@@ -8,8 +8,8 @@ import pytest
 
 from spikeforge.cli import main
 from spikeforge.config import ConfigError, DesireConfig, NetworkConfig, load_config
-from sw.golden import run_network
-from sw.nir_io import (
+from spikeforge.sw.golden import run_network
+from spikeforge.sw.nir_io import (
     DT,
     config_to_toml,
     export_graph,
@@ -19,7 +19,7 @@ from sw.nir_io import (
     read_nir,
     write_nir,
 )
-from sw.weights import load_weights, random_weights
+from spikeforge.sw.weights import load_weights, random_weights
 
 
 def random_config(rng, i) -> NetworkConfig:
@@ -90,7 +90,7 @@ def test_cli_export_import_round_trip(tmp_path, capsys):
     assert "exact round trip" in out
     cfg = load_config("digits-tiny")
     assert load_config(toml) == cfg
-    from sw.nir_io import default_weights
+    from spikeforge.sw.nir_io import default_weights
     init, _ = default_weights(cfg, 0)
     assert all(np.array_equal(a, b) for a, b in zip(init, load_weights(w, cfg), strict=True))
 

@@ -7,10 +7,10 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 from spikeforge.config import load_config
-from sw.encode import rate_encode
-from sw.golden import run_network
-from sw.qat import _forward, evaluate_integer, train_qat
-from sw.weights import check_weights, random_weights
+from spikeforge.sw.encode import rate_encode
+from spikeforge.sw.golden import run_network
+from spikeforge.sw.qat import _forward, evaluate_integer, train_qat
+from spikeforge.sw.weights import check_weights, random_weights
 
 
 @pytest.fixture(scope="module")

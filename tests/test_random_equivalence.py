@@ -8,7 +8,7 @@ or ``SPIKEFORGE_SEED=N`` draws others): :func:`test_random_inference` and
 (``-m deep``): hundreds more configs, larger ones, many more LIFLayer stream runs, and a few
 random configs through Verilator. A failing case is shrunk by hypothesis and written to
 ``out/repro/<hash>.json``; the failure message prints the replay command
-(``.venv/bin/python -m sim.replay FILE``). Example counts: ``SPIKEFORGE_QUICK_EXAMPLES``,
+(``.venv/bin/python -m spikeforge.sim.replay FILE``). Example counts: ``SPIKEFORGE_QUICK_EXAMPLES``,
 ``SPIKEFORGE_DEEP_EXAMPLES``.
 """
 
@@ -25,14 +25,14 @@ import numpy as np
 import pytest
 from hypothesis import Phase, assume, given, seed, settings
 
-import sw.golden
-import sw.lif
-from hw.lif_layer import LIFLayer
-from sim import random_cases
-from sim.amaranth_tb import simulate_lif
-from sim.random_cases import COVERAGE, Case, cases, check_case, load_case, run_case
 from spikeforge.config import DesireConfig, NetworkConfig
-from sw.lif import lif_step
+from spikeforge.hw.lif_layer import LIFLayer
+from spikeforge.sim import random_cases
+from spikeforge.sim.amaranth_tb import simulate_lif
+from spikeforge.sim.random_cases import COVERAGE, Case, cases, check_case, load_case, run_case
+from spikeforge.sw import golden as golden_model
+from spikeforge.sw import lif as lif_model
+from spikeforge.sw.lif import lif_step
 
 QUICK_EXAMPLES = int(os.environ.get("SPIKEFORGE_QUICK_EXAMPLES", "100"))
 DEEP_EXAMPLES = int(os.environ.get("SPIKEFORGE_DEEP_EXAMPLES", "300"))
@@ -84,8 +84,8 @@ def test_deep_random_verilator(case):
     """Deep tier: a few random configs through the generated Verilog (cocotb/Verilator);
     configs whose output layer stays silent are skipped (a build costs ~30 s), and every
     sample of a learning config trains (the cocotb testbench does not mix)."""
-    from sim.random_cases import golden
-    from sim.replay import verilator_check
+    from spikeforge.sim.random_cases import golden
+    from spikeforge.sim.replay import verilator_check
 
     if case.labels is not None:
         case = dataclasses.replace(case, labels=np.maximum(case.labels, 0))
@@ -100,7 +100,7 @@ def test_deep_random_verilator(case):
 
 def test_reproducer_round_trip(tmp_path):
     """A case written as a reproducer loads back identical and replays clean."""
-    from sim.replay import main
+    from spikeforge.sim.replay import main
 
     rng = np.random.default_rng(1)
     cfg = NetworkConfig(name="repro", layers=(5, 4, 3), time_steps=6, lanes=3, weight_bits=5,
@@ -141,11 +141,11 @@ def mutant(module, old: str, new: str) -> dict:
 
 MUTATIONS = {
     # name: (module, line as written, broken line, golden.<function> to replace)
-    "leak-shift": (sw.golden, "np.right_shift(v, k, out=scratch)",
+    "leak-shift": (golden_model, "np.right_shift(v, k, out=scratch)",
                    "np.right_shift(v, k + 1, out=scratch)", "_run_chunk"),
-    "reset-to-zero": (sw.golden, "np.multiply(s, theta, out=scratch)",
+    "reset-to-zero": (golden_model, "np.multiply(s, theta, out=scratch)",
                       "np.multiply(s, v, out=scratch)", "_run_chunk"),
-    "saturation-bound": (sw.lif, "hi = np.full_like(a, v_max)",
+    "saturation-bound": (lif_model, "hi = np.full_like(a, v_max)",
                          "hi = np.full_like(a, 2 * v_max)", "saturating_sum"),
 }
 
@@ -155,17 +155,17 @@ def test_quick_property_catches_golden_mutation(name, monkeypatch, tmp_path, cap
     """Break one line of the golden model: the quick tier's property (same examples, no
     shrinking) must fail, write a reproducer, and that reproducer must replay as a mismatch
     with the mutation and clean without it."""
-    from sim.replay import main
+    from spikeforge.sim.replay import main
 
     module, old, new, function = MUTATIONS[name]
-    monkeypatch.setattr(sw.golden, function, mutant(module, old, new)[function])
+    monkeypatch.setattr(golden_model, function, mutant(module, old, new)[function])
     monkeypatch.setenv("SPIKEFORGE_REPRO_DIR", str(tmp_path))
     monkeypatch.setattr(random_cases, "RECORD", False)
     prop = settings(QUICK, phases=[Phase.explicit, Phase.generate])(
         given(case=INFERENCE_CASES)(inference_property))
     with pytest.raises(AssertionError, match="first divergence") as failure:
         prop()
-    assert "python -m sim.replay" in str(failure.value)
+    assert "python -m spikeforge.sim.replay" in str(failure.value)
     (repro,) = tmp_path.glob("*.json")
     assert json.loads(repro.read_text())["first_divergence"]
     assert main([str(repro)]) == 1

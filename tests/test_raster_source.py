@@ -6,10 +6,10 @@ import pytest
 from amaranth.hdl import Module
 from amaranth.sim import Simulator
 
-from hw.raster_source import RasterSource
-from hw.rate_encoder import RateEncoder
-from sw import cycles
-from sw.encode import rate_encode
+from spikeforge.hw.raster_source import RasterSource
+from spikeforge.hw.rate_encoder import RateEncoder
+from spikeforge.sw import cycles
+from spikeforge.sw.encode import rate_encode
 
 PORTS = ("busy", "eval_valid", "eval_index", "eval_spike")
 

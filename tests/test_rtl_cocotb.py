@@ -13,12 +13,12 @@ import re
 import numpy as np
 import pytest
 
-from sim.compare import compare_runs
-from sim.rtl import run_rtl
 from spikeforge.config import load_config
-from sw.datasets import SHARED_MNIST_T10K, load_dataset
-from sw.golden import run_network
-from sw.weights import random_weights
+from spikeforge.sim.compare import compare_runs
+from spikeforge.sim.rtl import run_rtl
+from spikeforge.sw.datasets import SHARED_MNIST_T10K, load_dataset
+from spikeforge.sw.golden import run_network
+from spikeforge.sw.weights import random_weights
 
 
 def variant(base, name, **fields):
@@ -82,7 +82,7 @@ def test_rtl_matches_golden(case, sim):
 
 def test_saturating_case_saturates():
     """The saturation-heavy parameter set really drives membranes into saturation."""
-    from sw.lif import integrate
+    from spikeforge.sw.lif import integrate
 
     make_cfg, make_weights, _, n = CASES["odd-p3-saturating"]
     cfg = make_cfg()
@@ -114,8 +114,8 @@ def test_mnist_ecp5_rtl_on_real_mnist(sim):
 @pytest.mark.parametrize("profile", ["digits-tiny", "digits-up5k", "mnist-ecp5", "ttfs-tiny",
                                      "ttfs-mnist"])
 def test_generated_verilog_lints_clean(profile, tmp_path):
-    from hw.generate import generate_verilog
-    from sim.toolchain import lint_verilog
+    from spikeforge.hw.generate import generate_verilog
+    from spikeforge.sim.toolchain import lint_verilog
 
     verilog = generate_verilog(load_config(profile), tmp_path)
     rc, out = lint_verilog(verilog)
@@ -165,7 +165,7 @@ LEARN_CASES = {
 
 
 def learning_job(case):
-    from sw.train import initial_weights
+    from spikeforge.sw.train import initial_weights
 
     make_cfg, init, source, n = LEARN_CASES[case]
     cfg = make_cfg()
@@ -182,7 +182,7 @@ def learning_job(case):
 
 
 def golden_training(cfg, stored, pixels, labels):
-    from sw.desire import train_step
+    from spikeforge.sw.desire import train_step
 
     steps, weights = [], stored
     for x, y in zip(pixels, labels, strict=True):
@@ -193,7 +193,7 @@ def golden_training(cfg, stored, pixels, labels):
 
 @pytest.mark.parametrize("case", sorted(LEARN_CASES))
 def test_rtl_learning_matches_golden(case, sim):
-    from sim.compare import compare_training
+    from spikeforge.sim.compare import compare_training
 
     cfg, stored, pixels, labels = learning_job(case)
     steps = golden_training(cfg, stored, pixels, labels)

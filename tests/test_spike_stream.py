@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from sim.compare import _check_stream
-from sw.spike_stream import StreamError, rasters_from_stream, stream_items
+from spikeforge.sim.compare import _check_stream
+from spikeforge.sw.spike_stream import StreamError, rasters_from_stream, stream_items
 
 
 def rasters(seed=0, batch=4, steps=9, n_out=5):

@@ -10,10 +10,10 @@ import pytest
 
 from spikeforge.cli import main
 from spikeforge.config import DesireConfig, load_config
-from sw.datasets import load_dataset
-from sw.desire import inference_weights, train_step
-from sw.golden import run_network
-from sw.train import (
+from spikeforge.sw.datasets import load_dataset
+from spikeforge.sw.desire import inference_weights, train_step
+from spikeforge.sw.golden import run_network
+from spikeforge.sw.train import (
     CHECKPOINT_NAME,
     CheckpointError,
     TrainError,
@@ -25,7 +25,7 @@ from sw.train import (
     load_checkpoint,
     train,
 )
-from sw.weights import load_weights
+from spikeforge.sw.weights import load_weights
 
 # Learning settings pinned here so retuning the shipped profile cannot break these tests.
 LEARNING = DesireConfig(weight_frac_bits=8, trace_frac_bits=8, lr_shift=7, lr_decay=0.0)

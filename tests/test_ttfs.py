@@ -6,13 +6,13 @@ import dataclasses
 import numpy as np
 import pytest
 
-from sim.compare import compare_ttfs
-from sim.ttfs_rtl import TTFSRtlRun, pack_lists, unpack_lists
 from spikeforge.config import ConfigError, TTFSConfig, load_config
-from sw import ttfs, ttfs_cycles
-from sw.datasets import load_dataset
-from sw.stdp_train import train_stdp
-from sw.train import CheckpointError
+from spikeforge.sim.compare import compare_ttfs
+from spikeforge.sim.ttfs_rtl import TTFSRtlRun, pack_lists, unpack_lists
+from spikeforge.sw import ttfs, ttfs_cycles
+from spikeforge.sw.datasets import load_dataset
+from spikeforge.sw.stdp_train import train_stdp
+from spikeforge.sw.train import CheckpointError
 
 
 def cfg_tiny(**fields):

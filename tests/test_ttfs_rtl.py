@@ -11,12 +11,12 @@ import dataclasses
 import numpy as np
 import pytest
 
-from sim.compare import compare_ttfs
-from sim.ttfs_rtl import run_ttfs_rtl
 from spikeforge import cli
 from spikeforge.config import load_config
-from sw import ttfs
-from sw.datasets import load_dataset
+from spikeforge.sim.compare import compare_ttfs
+from spikeforge.sim.ttfs_rtl import run_ttfs_rtl
+from spikeforge.sw import ttfs
+from spikeforge.sw.datasets import load_dataset
 
 
 def variant(**fields):

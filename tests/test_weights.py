@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from spikeforge.config import NetworkConfig, load_config
-from sw.weights import (
+from spikeforge.sw.weights import (
     WeightError,
     check_weights,
     load_weights,

@@ -1,0 +1,1 @@
+"""The shipped network profiles (``*.toml``), read through ``importlib.resources``."""
