@@ -45,7 +45,7 @@ def build_dir_for(cfg, sim: str, waves: str | None, root: Path = DEFAULT_BUILD_R
     digest = hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:10]
     trace = "" if waves is None else ("-fst" if str(waves).endswith(".fst") else "-vcd")
     kind = "" if top == "core" else f"-{top}"
-    return Path(root) / f"{cfg.name}-{digest}{kind}-{sim}{trace}"
+    return Path(root).absolute() / f"{cfg.name}-{digest}{kind}-{sim}{trace}"
 
 
 def run_rtl(cfg, weights, pixels, *, sim: str = "verilator", waves: str | None = None,

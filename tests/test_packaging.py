@@ -4,6 +4,7 @@ inside, and the CLI working from a folder outside the source tree."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -22,9 +23,15 @@ PACKAGE_DATA = ["spikeforge/configs/digits-tiny.toml", "spikeforge/configs/mnist
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
+    """The wheel, built from a copy of the source tree (setuptools writes build/ and
+    *.egg-info where it builds; a copy keeps the checkout clean)."""
     out = tmp_path_factory.mktemp("wheel")
+    source = out / "source"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "out", "*.egg-info", "__pycache__", ".pytest_cache",
+        ".hypothesis", ".ruff_cache"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                    "-q", "-w", str(out), str(REPO)], check=True, cwd=out)
+                    "-q", "-w", str(out), str(source)], check=True, cwd=out)
     (path,) = out.glob("spikeforge-*.whl")
     return path
 
