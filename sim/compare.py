@@ -1,10 +1,62 @@
-"""Compare what the RTL did with what the golden model says, spike by spike and cycle by cycle."""
+"""Compare what the RTL did with what the golden model says, spike by spike and cycle by cycle;
+and which RTL runner a comparison uses (:func:`choose_engine`, :func:`run_engine`)."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from spikeforge.config import ConfigError
+
+#: RTL runners of an inference comparison: the Verilator C++ harness (:mod:`sim.bulk`,
+#: inference only), the cocotb testbenches (:mod:`sim.rtl`), or ``auto``: bulk for more than
+#: :data:`BULK_AUTO_SAMPLES` samples where it applies, else cocotb.
+ENGINES = ("auto", "bulk", "cocotb")
+#: Simulators the cocotb testbenches run on (the first is the default).
+SIMULATORS = ("verilator", "icarus")
+#: ``auto`` runs more samples than this through the bulk harness.
+BULK_AUTO_SAMPLES = 100
+
+
+def default_jobs() -> int:
+    """Bulk harness processes by default: the CPU cores, at most 2."""
+    return max(1, min(2, os.cpu_count() or 1))
+
+
+def choose_engine(engine: str, samples: int | None, *, learn: bool = False,
+                  waves: str | None = None, sim: str = "verilator", ttfs: bool = False) -> str:
+    """``"bulk"`` or ``"cocotb"``: the runner for ``samples`` samples (``None``: a whole
+    split) under ``engine`` (one of :data:`ENGINES`). Training runs (``learn``), waveforms,
+    Icarus and TTFS cores are cocotb only: ``engine="bulk"`` with any of them raises
+    :class:`ConfigError`, ``auto`` picks cocotb."""
+    if engine not in ENGINES:
+        raise ConfigError(f"engine {engine!r}: expected one of {', '.join(ENGINES)}")
+    cocotb_only = [why for why, on in (("--learn", learn), ("--waves", waves),
+                                       ("--sim icarus", sim == "icarus"),
+                                       ("a TTFS config", ttfs)) if on]
+    if engine == "bulk":
+        if cocotb_only:
+            raise ConfigError(f"--engine bulk: not with {', '.join(cocotb_only)} (cocotb only); "
+                              f"use --engine auto or cocotb")
+        return "bulk"
+    many = samples is None or samples > BULK_AUTO_SAMPLES
+    return "bulk" if engine == "auto" and many and not cocotb_only else "cocotb"
+
+
+def run_engine(cfg, weights, pixels, *, bulk: bool, jobs: int = 1, sim: str = "verilator",
+               waves: str | None = None, progress=None):
+    """Inference of ``pixels`` through the RTL: :func:`sim.bulk.run_bulk` (``jobs``
+    processes) if ``bulk``, else :func:`sim.rtl.run_rtl` on ``sim`` (``waves``: an FST or VCD
+    file to write)."""
+    if bulk:
+        from spikeforge.sim.bulk import run_bulk
+
+        return run_bulk(cfg, weights, pixels, jobs=jobs, progress=progress)
+    from spikeforge.sim.rtl import run_rtl
+
+    return run_rtl(cfg, weights, pixels, sim=sim, waves=waves, progress=progress)
 
 
 @dataclass

@@ -24,7 +24,10 @@ __all__ = ["ConfigError", "DesireConfig", "NetworkConfig", "TTFSConfig", "load_c
 CONFIG_DIR = Path(str(resources.files("spikeforge.configs")))
 
 ENCODINGS = ("rate",)        # "ttfs" configs load as TTFSConfig
-DATASETS = ("digits", "mnist-t10k", "fashion-mnist")
+#: Every dataset name, defined here once: what a config's ``dataset`` may be, what
+#: :func:`spikeforge.sw.datasets.load_dataset` loads (its ``DATASET_NAMES``) and what the
+#: CLI's ``--dataset`` takes.
+DATASETS = ("digits", "mnist-t10k", "mnist", "fashion-mnist")
 
 # Legal ranges, in one place so messages and checks cannot disagree.
 MAX_NEURONS = 4096

@@ -54,20 +54,28 @@ from pathlib import Path
 
 import numpy as np
 
-from spikeforge.config import CONFIG_DIR, PIXEL_BITS
+from spikeforge.config import CONFIG_DIR, DATASETS, PIXEL_BITS
 
 __all__ = [
     "DATASET_NAMES",
+    "SPLITS",
     "Dataset",
     "DatasetError",
     "fashion_mnist_dir",
     "load_dataset",
+    "load_for_config",
     "mnist_t10k_dir",
+    "random_pixels",
     "read_idx",
     "read_idx_pair",
+    "select_samples",
+    "split_samples",
 ]
 
-DATASET_NAMES = ("digits", "mnist-t10k", "mnist", "fashion-mnist")
+#: The names :func:`load_dataset` knows (defined once, in :mod:`spikeforge.config`).
+DATASET_NAMES = DATASETS
+#: The parts of a dataset samples are drawn from: ``all`` is train, then test.
+SPLITS = ("test", "train", "all")
 N_CLASSES = 10
 
 MNIST_ENV = "SPIKEFORGE_MNIST_DIR"
@@ -422,3 +430,55 @@ def load_dataset(name: str, pixel_bits: int = 8) -> Dataset:
         raise DatasetError(f"pixel_bits: {pixel_bits!r} is out of range, legal range is "
                            f"[{lo}, {hi}]")
     return _LOADERS[name](int(pixel_bits))
+
+
+def load_for_config(cfg, name: str | None = None) -> Dataset:
+    """Dataset ``name`` (default: the config's ``dataset``) at the config's ``pixel_bits``,
+    checked to have as many inputs as the config's input layer (:class:`DatasetError` if
+    not)."""
+    data = load_dataset(name or cfg.dataset, cfg.pixel_bits)
+    if data.n_inputs != cfg.layers[0]:
+        raise DatasetError(f"dataset {data.name!r} has {data.n_inputs} inputs but the config's "
+                           f"network.layers[0] is {cfg.layers[0]}")
+    return data
+
+
+# ---------------------------------------------------------------------------------------------
+# Samples for a run
+# ---------------------------------------------------------------------------------------------
+
+def split_samples(data: Dataset, split: str = "test") -> tuple[np.ndarray, np.ndarray]:
+    """Pixels and labels of one of :data:`SPLITS` of ``data`` (``all``: train, then test)."""
+    parts = {"test": [(data.test_pixels, data.test_labels)],
+             "train": [(data.train_pixels, data.train_labels)],
+             "all": [(data.train_pixels, data.train_labels),
+                     (data.test_pixels, data.test_labels)]}
+    if split not in parts:
+        raise DatasetError(f"split {split!r}: unknown; legal splits are {list(SPLITS)}")
+    return (np.concatenate([p for p, _ in parts[split]]),
+            np.concatenate([lab for _, lab in parts[split]]))
+
+
+def select_samples(data: Dataset, split: str, count: int | None,
+                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` samples of ``split`` drawn at random without replacement by ``rng`` (one
+    ``rng.choice`` call), or the whole split in its order for ``count=None``; pixels and
+    labels."""
+    pixels, labels = split_samples(data, split)
+    if count is None:
+        return pixels, labels
+    if not 1 <= count <= len(labels):
+        raise DatasetError(f"samples: {count} is out of range, legal range is [1, "
+                           f"{len(labels)}] (the {split} samples of {data.name}) or all")
+    idx = rng.choice(len(labels), size=count, replace=False)
+    return pixels[idx], labels[idx]
+
+
+def random_pixels(rng: np.random.Generator, count: int, n_inputs: int,
+                  pixel_max: int) -> np.ndarray:
+    """``(count, n_inputs)`` random intensities in ``[0, pixel_max]`` instead of data, each
+    sample with its own share (uniform in [0.05, 1]) of nonzero pixels, so that some samples
+    are nearly silent and others saturate."""
+    pixels = rng.integers(0, pixel_max + 1, size=(count, n_inputs))
+    density = rng.uniform(0.05, 1.0, size=(count, 1))
+    return np.where(rng.random(pixels.shape) < density, pixels, 0)

@@ -11,6 +11,8 @@ weights into a config + integer weights (``docs/nir.md`` is the spec of the mapp
   neuron and quantised by :func:`quantise_float`.
 * :func:`quantise_float`: float weight matrices ``(n_pre, n_post)`` in threshold units (or
   with per-layer float thresholds) -> integer weights and a config.
+* :func:`read_float`: a float weight file -> config + integer weights (:func:`load_float_weights`,
+  then :func:`quantise_float`).
 * :func:`load_float_weights`: ``.npz`` with ``w0, w1, ...`` of shape ``(n_pre, n_post)``, or a
   torch state dict of ``nn.Linear`` layers (``weight`` of shape ``(out, in)``).
 
@@ -91,13 +93,13 @@ def default_weights(cfg: NetworkConfig, seed: int = 0) -> tuple[list[np.ndarray]
     init of ``spikeforge train`` (``W_store >> F``) for learning configs, else ``compare``'s
     uniform random weights from the seed."""
     from spikeforge.sw.train import initial_weights
-    from spikeforge.sw.weights import random_weights
+    from spikeforge.sw.weights import DEFAULT_SCALE, random_weights
 
     if cfg.learning is not None:
         return ([w >> cfg.frac_bits for w in initial_weights(cfg, seed)],
                 f"initial (Kaiming, seed {seed}) weights as spikeforge train starts from")
     return (random_weights(cfg, np.random.default_rng(seed)),
-            f"random weights (seed {seed}, scale 0.5) as spikeforge compare uses")
+            f"random weights (seed {seed}, scale {DEFAULT_SCALE:g}) as spikeforge compare uses")
 
 
 # ---------------------------------------------------------------- export
@@ -480,6 +482,12 @@ def read_nir(path, **kwargs) -> Imported:
 
 
 # ---------------------------------------------------------------- float weight files
+def read_float(path, *, name: str | None = None, **kwargs) -> Imported:
+    """Float weights from ``path`` (see :func:`load_float_weights`) -> config + integer
+    weights by :func:`quantise_float`; the config is named after the file unless ``name``."""
+    return quantise_float(load_float_weights(path), name=name or Path(path).stem, **kwargs)
+
+
 def load_float_weights(path) -> list[np.ndarray]:
     """Float weights ``(n_pre, n_post)`` per layer from ``.npz`` (keys ``w0, w1, ...``) or a
     torch state dict (``.pt``/``.pth``: the 2-D ``*.weight`` tensors of ``nn.Linear`` layers,

@@ -13,6 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+#: Share of the signed range random weights span unless told otherwise (1.0: all of it).
+DEFAULT_SCALE = 0.5
+
 
 class WeightError(ValueError):
     """A weight set does not fit its config (shape, range or file contents)."""
@@ -63,10 +66,24 @@ def load_weights(path, cfg) -> list[np.ndarray]:
     return check_weights(cfg, weights)
 
 
-def random_weights(cfg, rng: np.random.Generator, *, scale: float = 0.5) -> list[np.ndarray]:
+def random_weights(cfg, rng: np.random.Generator, *,
+                   scale: float = DEFAULT_SCALE) -> list[np.ndarray]:
     """Uniform random weights spanning ``scale`` of the signed range (1.0 = full range)."""
-    hi = max(1, int(round(cfg.w_max * scale)))
-    lo = max(cfg.w_min, -hi)
+    return _uniform(cfg, rng, scale, cfg.w_min, cfg.w_max)
+
+
+def random_stored_weights(cfg, rng: np.random.Generator, *,
+                          scale: float = DEFAULT_SCALE) -> list[np.ndarray]:
+    """Uniform random *stored* weights (``store_bits`` wide, see :func:`to_stored`) spanning
+    ``scale`` of the signed stored range: a learning run's start without the Kaiming init."""
+    return _uniform(cfg, rng, scale, cfg.store_min, cfg.store_max)
+
+
+def _uniform(cfg, rng, scale: float, lo_limit: int, hi_limit: int) -> list[np.ndarray]:
+    """One ``rng.integers`` draw per layer, uniform in ``[max(lo_limit, -hi), hi]`` with
+    ``hi = max(1, round(hi_limit * scale))``."""
+    hi = max(1, int(round(hi_limit * scale)))
+    lo = max(lo_limit, -hi)
     return [rng.integers(lo, hi + 1, size=cfg.weight_shape(i)) for i in range(cfg.n_layers)]
 
 
