@@ -51,13 +51,13 @@ def run_demo(cfg, *, out_dir: Path, sim: str = "verilator", epochs: int | None =
 
     from spikeforge.sim.compare import compare_runs
     from spikeforge.sim.rtl import run_rtl
-    from spikeforge.sw.datasets import load_dataset
+    from spikeforge.sw.datasets import load_for_config
     from spikeforge.sw.golden import run_network
     from spikeforge.sw.qat import train_qat
     from spikeforge.sw.weights import save_weights
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    data = load_dataset(cfg.dataset, cfg.pixel_bits)
+    data = load_for_config(cfg)
     print(f"demo: {cfg.summary()}")
     print(f"demo: {data.summary()}")
     t0 = time.perf_counter()

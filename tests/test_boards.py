@@ -102,7 +102,7 @@ def test_seed_sweep_keeps_the_fastest_seed(tmp_path):
     """``--seeds``: one netlist placed and routed per seed, each in its own folder; the
     report and bitstream in the output folder are the fastest seed's, and every seed's
     Fmax is listed (and matches that seed's own nextpnr JSON)."""
-    from spikeforge.cli import _seed_list
+    from spikeforge.commands.synth import seed_list
     from spikeforge.synth import build, core_clock
 
     report = build(load_config("digits-up5k"), "icebreaker", tmp_path, seeds=[2, 3],
@@ -118,10 +118,10 @@ def test_seed_sweep_keeps_the_fastest_seed(tmp_path):
     assert (tmp_path / "top.bin").read_bytes() == (tmp_path / f"seed{best}" / "top.bin") \
         .read_bytes()
     assert f"kept seed {best}" in (tmp_path / "report.md").read_text()
-    assert _seed_list("1-3,7") == [1, 2, 3, 7]
+    assert seed_list("1-3,7") == [1, 2, 3, 7]
     for bad in ("0", "2,2", "x", "3-1"):
         with pytest.raises(argparse.ArgumentTypeError, match="expected distinct seeds"):
-            _seed_list(bad)
+            seed_list(bad)
 
 
 def test_generic_flow_writes_verilog_constraints_and_script(tmp_path):
