@@ -12,8 +12,6 @@ from amaranth.hdl import ClockDomain, ClockSignal, Instance, Module, ResetSignal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from spikeforge.hw.serial_top import SerialTop
-
 #: ``constraints/`` of the source tree, installed as ``spikeforge.constraints``.
 CONSTRAINTS = Path(str(resources.files("spikeforge.constraints")))
 DEFAULT_BAUD = 1_000_000
@@ -119,6 +117,10 @@ class BoardTop(wiring.Component):
             raise ValueError(f"{baud} baud at {self.f_mhz:.3f} MHz: the nearest divisor "
                              f"{self.divisor} is {100 * self.baud_error:.1f}% off (at most "
                              f"2%); choose another --baud or --freq")
+        # imported here: the board table above is read by the CLI's parser, which should
+        # not need the gateware (nor fail with it)
+        from spikeforge.hw.serial_top import SerialTop
+
         self.core = SerialTop(cfg, self.divisor)
         super().__init__({"clk_in": In(1), "button": In(1), "uart_rx": In(1, init=1),
                           "uart_tx": Out(1, init=1), "led": Out(board.leds)})
