@@ -1,10 +1,11 @@
 """The bit-exact golden model of on-chip desire backpropagation (one training sample).
 
-Pure integer functions that read like the spec in ``docs/learning.md``; ``train_step`` chains
-them: the inference pass (:mod:`sw.golden`) on the weights the memory holds, the output
-desire from the label, the backward ternary desire pass through every layer, and the
-potentiation-only update with the desire's sign. Weights are the *stored* weights
-(``weight_bits + F`` bits); inference and the backward pass read ``W_store >> F``.
+Pure integer functions (state in, state out) that read like the spec in ``docs/learning.md``;
+:func:`train_step_raster` chains them: :func:`forward`, the inference pass (:mod:`sw.golden`)
+on the weights the memory holds; :func:`backward`, the output desire from the label and the
+ternary desire pass through every layer; :func:`update_weights`, the potentiation-only update
+with the desire's sign. Weights are the *stored* weights (``weight_bits + F`` bits);
+inference and the backward pass read ``W_store >> F``.
 
 Fast paths: every matrix product here is an integer sum far below ``2**53`` and is taken
 in float BLAS (:func:`sw.lif.int_matmul`), which is exact for such sums; the forward pass
@@ -162,17 +163,57 @@ def _check_learning(cfg, label: int) -> None:
 
 def train_step_raster(cfg, stored: list[np.ndarray], input_raster: np.ndarray, label: int,
                       lr_shift: int | None = None) -> TrainStep:
-    """One on-chip training sample: forward, desire, backward, update (``docs/learning.md``),
-    from the input spike raster ``(T, N_in)`` (``input_raster[t, j]``: input ``j`` spikes at
-    step ``t``; the rate encoder's for :func:`train_step`, or host-supplied events).
+    """One on-chip training sample: forward, desire, backward, update (``docs/learning.md``).
 
-    Only what can change is computed: the first layer reads ``W_store >> F`` of the input
-    neurons that spike at all, and an update touches the presynaptic rows that spiked before
-    the last step (every other row has ``acc = 0``, so ``round(0) = 0`` leaves it as it is,
-    saturated to the stored range like the rest of its active column).
+    Parameters
+    ----------
+    cfg : NetworkConfig
+        A config with a ``[learning]`` section.
+    stored : list of ndarray
+        The stored weights ``(N_pre, N_post)`` of every LIF layer (``weight_bits + F`` bits).
+    input_raster : ndarray
+        ``(T, N_in)`` bool: ``input_raster[t, j]`` is input ``j`` spiking at step ``t`` (the
+        rate encoder's for :func:`train_step`, or host-supplied events).
+    label : int
+        The class, ``0 <= label < N_out``.
+    lr_shift : int or None
+        The update's right shift; default ``cfg.learning.lr_shift``.
+
+    Returns
+    -------
+    TrainStep
+        The forward run (a batch of one), the desires and backward sums, the new stored
+        weights and the inference and learning cycle counts.
     """
     _check_learning(cfg, label)
     lr_shift = cfg.learning.lr_shift if lr_shift is None else lr_shift
+    run = forward(cfg, stored, input_raster)
+    rasters = [r[0] for r in run.rasters]
+    desires, sums = backward(cfg, stored, [r.sum(axis=0) for r in rasters], label)
+    new = update_weights(cfg, stored, rasters, desires, lr_shift)
+    learn = cycles.learn_cycles(cfg, rasters, [d.active for d in desires])
+    return TrainStep(run=run, desires=desires, sums=sums, weights=new,
+                     infer_cycles=int(run.cycles[0]), learn_cycles=int(learn))
+
+
+def forward(cfg, stored: list[np.ndarray], input_raster: np.ndarray) -> NetworkRun:
+    """The inference pass of one sample on the weights the memory holds (``W_store >> F``).
+
+    Parameters
+    ----------
+    cfg : NetworkConfig
+    stored : list of ndarray
+        Stored weights of every LIF layer.
+    input_raster : ndarray
+        ``(T, N_in)`` input spikes.
+
+    Returns
+    -------
+    NetworkRun
+        A batch of one sample: rasters ``(1, T, N_p)`` of every population, the output
+        counts, the prediction and the inference cycles (:func:`sw.cycles.sample_cycles`).
+        The first layer reads only the rows of inputs that spike at all.
+    """
     input_raster = np.asarray(input_raster)
     if input_raster.shape != (cfg.time_steps, cfg.layers[0]):
         raise ValueError(f"input raster: expected shape ({cfg.time_steps}, {cfg.layers[0]}), "
@@ -181,14 +222,34 @@ def train_step_raster(cfg, stored: list[np.ndarray], input_raster: np.ndarray, l
     for w in stored:
         batch_rasters.append(run_layer(cfg, np.asarray(w), batch_rasters[-1], cfg.frac_bits))
     out_counts = batch_rasters[-1].sum(axis=1)
-    run = NetworkRun(rasters=batch_rasters, counts=out_counts,
-                     predictions=predict(out_counts),
-                     cycles=cycles.sample_cycles(cfg, batch_rasters))
-    rasters = [r[0] for r in batch_rasters]
-    counts = [r.sum(axis=0) for r in rasters]
-    L = cfg.n_layers
-    T = cfg.time_steps
+    return NetworkRun(rasters=batch_rasters, counts=out_counts, predictions=predict(out_counts),
+                      cycles=cycles.sample_cycles(cfg, batch_rasters))
 
+
+def backward(cfg, stored: list[np.ndarray], counts: list[np.ndarray],
+             label: int) -> tuple[list[Desire], list[np.ndarray | None]]:
+    """The output desire from the label, then the ternary desire pass down to the first
+    hidden population, on the pre-update weights (steps 1 and 2 of ``docs/learning.md``).
+
+    Parameters
+    ----------
+    cfg : NetworkConfig
+    stored : list of ndarray
+        Stored weights; the backward sums multiply ``W_store >> F``.
+    counts : list of ndarray
+        Spike counts ``(N_p,)`` of every population (``counts[0]``: the inputs).
+    label : int
+        The class.
+
+    Returns
+    -------
+    desires : list of Desire
+        ``desires[l]``: the desire of LIF layer ``l``'s population.
+    sums : list of ndarray or None
+        ``sums[l]``: the backward sums ``S`` that made ``desires[l]``; ``None`` for the
+        output layer.
+    """
+    L = cfg.n_layers
     desires: list[Desire | None] = [None] * L
     sums: list[np.ndarray | None] = [None] * L
     desires[L - 1] = output_desire(cfg, counts[L], label)
@@ -198,50 +259,93 @@ def train_step_raster(cfg, stored: list[np.ndarray], input_raster: np.ndarray, l
         w_inf = np.asarray(stored[layer])[:, nz].astype(np.int64, copy=False) >> cfg.frac_bits
         sums[layer - 1] = backward_sums(w_inf, coef[nz])
         desires[layer - 1] = hidden_desire(cfg, sums[layer - 1], counts[layer])
+    return desires, sums
 
-    # Only presynaptic rows that spiked before the last step (x = 0 elsewhere) and active
-    # columns that spiked have acc != 0; everywhere else round(0) = 0 leaves the weight as it
-    # is (saturated to the stored range, like update() does to a whole active column).
-    blocks: list[tuple[np.ndarray, np.ndarray] | None] = [None] * L
-    for layer in range(L):
+
+def update_weights(cfg, stored: list[np.ndarray], rasters: list[np.ndarray],
+                   desires: list[Desire], lr_shift: int) -> list[np.ndarray]:
+    """Traces, eligibility and the update of every LIF layer (steps 3 to 5 of
+    ``docs/learning.md``): :func:`update` where it can change a weight.
+
+    Parameters
+    ----------
+    cfg : NetworkConfig
+    stored : list of ndarray
+        Stored weights before the update (left unchanged).
+    rasters : list of ndarray
+        ``(T, N_p)`` spikes of every population.
+    desires : list of Desire
+        The desire of every LIF layer (:func:`backward`).
+    lr_shift : int
+        The update's right shift.
+
+    Returns
+    -------
+    list of ndarray
+        New stored weights (int64 copies). Only presynaptic rows that spiked before the last
+        step (``x = 0`` elsewhere) and active columns that spiked have ``acc != 0``;
+        everywhere else ``round(0) = 0`` leaves a weight as it is, saturated to the stored
+        range like :func:`update` does to a whole active column.
+    """
+    blocks = _learning_blocks(cfg, rasters, desires)
+    xs = _block_traces(cfg, rasters, blocks)
+    return [_update_layer(cfg, stored[layer], desires[layer], blocks[layer], xs.get(layer),
+                          rasters[layer + 1], lr_shift) for layer in range(cfg.n_layers)]
+
+
+def _learning_blocks(cfg, rasters: list[np.ndarray],
+                     desires: list[Desire]) -> list[tuple[np.ndarray, np.ndarray] | None]:
+    """Per LIF layer, the ``(rows, columns)`` whose eligibility can be non-zero: presynaptic
+    neurons that spiked before the last step, active postsynaptic neurons that spiked at
+    all; ``None`` when either is empty."""
+    T = cfg.time_steps
+    blocks: list[tuple[np.ndarray, np.ndarray] | None] = [None] * cfg.n_layers
+    for layer in range(cfg.n_layers):
         cols = np.flatnonzero(desires[layer].active & rasters[layer + 1].any(axis=0))
         if cols.size:
             live = np.flatnonzero(rasters[layer][:T - 1].any(axis=0))
             if live.size:
                 blocks[layer] = (live, cols)
-    learning = [layer for layer in range(L) if blocks[layer] is not None]
-    if learning:    # the traces of all layers' live rows in one pass of the recursion
-        x_all = traces(cfg, np.concatenate([rasters[i][:, blocks[i][0]] for i in learning],
-                                           axis=1))
-        splits = np.cumsum([blocks[i][0].size for i in learning])[:-1]
-        xs = dict(zip(learning, np.split(x_all, splits, axis=1), strict=True))
+    return blocks
 
-    new = []
-    for layer in range(L):
-        d = desires[layer]
-        old = np.asarray(stored[layer], dtype=np.int64)
-        w = old.copy()
-        if not d.active.any():
-            new.append(w)
-            continue
-        in_range = old.min() >= cfg.store_min and old.max() <= cfg.store_max
-        if not in_range:
-            cols = np.flatnonzero(d.active)
-            w[:, cols] = np.clip(old[:, cols], cfg.store_min, cfg.store_max)
-        if blocks[layer] is not None:
-            live, cols = blocks[layer]
-            post = rasters[layer + 1]
-            if in_range and 2 * cols.size > post.shape[1]:
-                # whole rows (cheaper than a 2-d gather); update() leaves the inactive
-                # columns as they are, and the silent active ones get acc = 0
-                acc = _eligibility(cfg, xs[layer], post)
-                w[live] = update(cfg, old[live], d, acc, lr_shift)
-            else:
-                acc = _eligibility(cfg, xs[layer], post[:, cols])
-                sub = Desire(d.active[cols], d.sign[cols], d.error[cols])
-                block = np.ix_(live, cols)
-                w[block] = update(cfg, old[block], sub, acc, lr_shift)
-        new.append(w)
-    learn = cycles.learn_cycles(cfg, rasters, [d.active for d in desires])
-    return TrainStep(run=run, desires=desires, sums=sums, weights=new,
-                     infer_cycles=int(run.cycles[0]), learn_cycles=int(learn))
+
+def _block_traces(cfg, rasters: list[np.ndarray],
+                  blocks: list[tuple[np.ndarray, np.ndarray] | None]) -> dict[int, np.ndarray]:
+    """The traces ``(T, rows)`` of every learning layer's live rows (:func:`traces`), in one
+    pass of the recursion over all of them; keyed by layer."""
+    learning = [layer for layer, block in enumerate(blocks) if block is not None]
+    if not learning:
+        return {}
+    x_all = traces(cfg, np.concatenate([rasters[i][:, blocks[i][0]] for i in learning], axis=1))
+    splits = np.cumsum([blocks[i][0].size for i in learning])[:-1]
+    return dict(zip(learning, np.split(x_all, splits, axis=1), strict=True))
+
+
+def _update_layer(cfg, stored: np.ndarray, desire: Desire,
+                  block: tuple[np.ndarray, np.ndarray] | None, x: np.ndarray | None,
+                  post: np.ndarray, lr_shift: int) -> np.ndarray:
+    """One LIF layer's new stored weights: its active columns saturated to the stored range,
+    then :func:`update` on its learning ``block`` (``x``: the block rows' traces, ``post``:
+    the layer's output raster ``(T, N_post)``)."""
+    old = np.asarray(stored, dtype=np.int64)
+    w = old.copy()
+    if not desire.active.any():
+        return w
+    in_range = old.min() >= cfg.store_min and old.max() <= cfg.store_max
+    if not in_range:
+        cols = np.flatnonzero(desire.active)
+        w[:, cols] = np.clip(old[:, cols], cfg.store_min, cfg.store_max)
+    if block is None:
+        return w
+    live, cols = block
+    if in_range and 2 * cols.size > post.shape[1]:
+        # whole rows (cheaper than a 2-d gather); update() leaves the inactive columns as they
+        # are, and the silent active ones get acc = 0
+        acc = _eligibility(cfg, x, post)
+        w[live] = update(cfg, old[live], desire, acc, lr_shift)
+    else:
+        acc = _eligibility(cfg, x, post[:, cols])
+        sub = Desire(desire.active[cols], desire.sign[cols], desire.error[cols])
+        cells = np.ix_(live, cols)
+        w[cells] = update(cfg, old[cells], sub, acc, lr_shift)
+    return w
