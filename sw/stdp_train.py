@@ -138,10 +138,81 @@ def train_stdp(cfg, data, *, epochs: int, seed: int = 0, out_dir=None,
                monitor: TrainMonitor | None = None) -> STDPRun:
     """Learn ``epochs`` passes over the training split with the golden model of the core.
 
-    ``monitor.sample(epoch, position, size, winners_so_far)``; ``monitor.epoch_end`` gets
-    the :class:`STDPEpoch`. Other parameters as :func:`sw.train.train`; the readout trains
-    on the first ``readout_samples`` training samples (default all, at most 10,000).
+    Parameters
+    ----------
+    cfg : NetworkConfig
+        A TTFS config.
+    data : Dataset
+        Its inputs and pixel width must be the config's.
+    readout_samples : int or None
+        The linear readout trains on the first this many training samples (default all, at
+        most 10,000).
+    epochs, seed, out_dir, train_samples, test_samples, resume, checkpoint_every, max_samples
+        As :func:`sw.train.train`.
+    monitor : TrainMonitor or None
+        ``monitor.sample(epoch, position, size, winners_so_far)`` (samples of the epoch in
+        which some neuron fired); ``monitor.epoch_end`` gets the :class:`STDPEpoch`.
+
+    Returns
+    -------
+    STDPRun
+        ``complete`` is False when ``max_samples`` stopped it (a checkpoint holds its state).
     """
+    plan = _plan(cfg, data, epochs=epochs, seed=seed, out_dir=out_dir,
+                 train_samples=train_samples, test_samples=test_samples,
+                 readout_samples=readout_samples, checkpoint_every=checkpoint_every)
+    if resume and out_dir is None:
+        raise TrainError("resume: needs an output folder holding the checkpoint")
+    monitor = monitor or TrainMonitor()
+    run = (load_checkpoint(plan.checkpoint, cfg, plan.ident) if resume
+           else STDPRun(state=ttfs.initial_state(cfg, plan.seed)))
+    if run.epoch > plan.epochs:
+        raise TrainError(f"epochs: {plan.checkpoint} already holds {run.epoch} epochs, more "
+                         f"than {plan.epochs}")
+
+    n_train = plan.ident["train_samples"]
+    done_before = run.epoch * n_train + run.position
+    monitor.start(max(plan.epochs * n_train, done_before), done_before)
+    trained, stopped = 0, False
+    with _one_blas_thread():
+        while run.epoch < plan.epochs:
+            t0 = time.perf_counter()
+            budget = None if max_samples is None else max_samples - trained
+            learned, stopped = _learn_epoch(plan, run, budget, monitor)
+            trained += learned
+            if stopped:
+                break
+            _end_epoch(plan, run, data, monitor, t0)
+    if stopped and plan.checkpoint is not None:
+        _save(plan.checkpoint, plan.ident, run)
+    run.complete = not stopped
+    if plan.checkpoint is not None:
+        run.files["checkpoint"] = plan.checkpoint
+    if run.complete and plan.out_dir is not None:
+        _write_outputs(plan.out_dir, cfg, data.name, plan.ident, run)
+    return run
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What a call of :func:`train_stdp` works on, checked: the config, the seed, the epochs
+    to reach, the training pixels, the identity of the run (sample counts included) and
+    where checkpoints go (``checkpoint``: ``None`` in memory)."""
+
+    cfg: object
+    seed: int
+    epochs: int
+    pixels: np.ndarray
+    ident: dict
+    out_dir: Path | None
+    checkpoint: Path | None
+    checkpoint_every: int
+
+
+def _plan(cfg, data, *, epochs, seed, out_dir, train_samples, test_samples, readout_samples,
+          checkpoint_every) -> _Plan:
+    """Check :func:`train_stdp`'s arguments against ``cfg`` and ``data`` (errors name the
+    argument and its legal range)."""
     if cfg.encoding != "ttfs":
         raise TrainError(f"config {cfg.name!r} is not a TTFS config")
     seed = _check_seed(seed)
@@ -156,73 +227,74 @@ def train_stdp(cfg, data, *, epochs: int, seed: int = 0, out_dir=None,
     n_ro = _check_count("readout_samples", readout_samples or min(n_train, READOUT_SAMPLES),
                         1, n_train)
     checkpoint_every = _check_count("checkpoint_every", checkpoint_every, 0)
-    if resume and out_dir is None:
-        raise TrainError("resume: needs an output folder holding the checkpoint")
-    monitor = monitor or TrainMonitor()
-    ident = _identity(cfg, data.name, seed, n_train, n_test, n_ro)
     out_dir = Path(out_dir) if out_dir is not None else None
-    ckpt = out_dir / CHECKPOINT_NAME if out_dir is not None else None
-    run = (load_checkpoint(ckpt, cfg, ident) if resume
-           else STDPRun(state=ttfs.initial_state(cfg, seed)))
-    if run.epoch > epochs:
-        raise TrainError(f"epochs: {ckpt} already holds {run.epoch} epochs, more than {epochs}")
+    return _Plan(cfg=cfg, seed=seed, epochs=epochs, pixels=data.train_pixels[:n_train],
+                 ident=_identity(cfg, data.name, seed, n_train, n_test, n_ro), out_dir=out_dir,
+                 checkpoint=out_dir / CHECKPOINT_NAME if out_dir is not None else None,
+                 checkpoint_every=checkpoint_every)
 
-    px = data.train_pixels[:n_train]
-    done_before = run.epoch * n_train + run.position
-    monitor.start(max(epochs * n_train, done_before), done_before)
-    trained, stopped = 0, False
-    with _one_blas_thread():
-        while run.epoch < epochs and not stopped:
-            order = epoch_order(seed, run.epoch, n_train)
-            done = run.samples_done
-            with_winner = sum(1 for w in run.samples["winner"][done - run.position:] if w >= 0)
-            t0 = time.perf_counter()
-            while run.position < n_train:
-                if max_samples is not None and trained >= max_samples:
-                    stopped = True
-                    break
-                step = ttfs.learn_step(cfg, run.state, px[order[run.position]])
-                run.state = step.state
-                for key, value in (("connectivity", step.state.connectivity),
-                                   ("infer_cycles", step.infer_cycles),
-                                   ("learn_cycles", step.learn_cycles),
-                                   ("winner", step.winners[0] if len(step.winners) else -1)):
-                    run.samples[key].append(value)
-                run.position += 1
-                trained += 1
-                with_winner += len(step.winners) > 0
-                monitor.sample(run.epoch, run.position, n_train, with_winner)
-                if ckpt is not None and checkpoint_every and run.position % checkpoint_every == 0:
-                    _save(ckpt, ident, run)
-            if stopped:
-                break
-            monitor.evaluating(run.epoch, n_test)
-            acc_tr, acc_te = readout_accuracy(cfg, run.state, px[:n_ro],
-                                              data.train_labels[:n_ro],
-                                              data.test_pixels[:n_test],
-                                              data.test_labels[:n_test])
-            record = STDPEpoch(
-                epoch=run.epoch + 1, readout_train=acc_tr, readout_test=acc_te,
-                connectivity=run.state.connectivity,
-                median_infer_cycles=float(np.median(run.samples["infer_cycles"][-n_train:])),
-                median_learn_cycles=float(np.median(run.samples["learn_cycles"][-n_train:])),
-                seconds=time.perf_counter() - t0)
-            run.history.append(record)
-            run.epoch, run.position = run.epoch + 1, 0
-            if ckpt is not None:
-                _save(ckpt, ident, run)
-            monitor.epoch_end(record)
-    if stopped and ckpt is not None:
-        _save(ckpt, ident, run)
-    run.complete = not stopped
-    if ckpt is not None:
-        run.files["checkpoint"] = ckpt
-    if run.complete and out_dir is not None:
-        from spikeforge.sw.ttfs_plots import plot_run
 
-        ttfs.save_state(out_dir / "state.npz", cfg, run.state)
-        (out_dir / "history.json").write_text(json.dumps(
-            {**ident, "epochs": [asdict(r) for r in run.history]}, indent=2) + "\n")
-        run.files.update(state=out_dir / "state.npz", history=out_dir / "history.json",
-                         **plot_run(out_dir, cfg, data.name, run))
-    return run
+def _learn_epoch(plan: _Plan, run: STDPRun, budget: int | None,
+                 monitor: TrainMonitor) -> tuple[int, bool]:
+    """Learn the rest of epoch ``run.epoch`` in its seeded order (:func:`sw.ttfs.learn_step`
+    per sample, its records appended), checkpointing every ``plan.checkpoint_every``
+    samples; stop early after ``budget`` samples (``None``: no limit). Returns the samples
+    learned and whether the budget stopped it."""
+    n_train = plan.ident["train_samples"]
+    order = epoch_order(plan.seed, run.epoch, n_train)
+    done = run.samples_done
+    with_winner = sum(1 for w in run.samples["winner"][done - run.position:] if w >= 0)
+    learned = 0
+    while run.position < n_train:
+        if budget is not None and learned >= budget:
+            return learned, True
+        step = ttfs.learn_step(plan.cfg, run.state, plan.pixels[order[run.position]])
+        run.state = step.state
+        for key, value in (("connectivity", step.state.connectivity),
+                           ("infer_cycles", step.infer_cycles),
+                           ("learn_cycles", step.learn_cycles),
+                           ("winner", step.winners[0] if len(step.winners) else -1)):
+            run.samples[key].append(value)
+        run.position += 1
+        learned += 1
+        with_winner += len(step.winners) > 0
+        monitor.sample(run.epoch, run.position, n_train, with_winner)
+        if (plan.checkpoint is not None and plan.checkpoint_every
+                and run.position % plan.checkpoint_every == 0):
+            _save(plan.checkpoint, plan.ident, run)
+    return learned, False
+
+
+def _end_epoch(plan: _Plan, run: STDPRun, data, monitor: TrainMonitor, t0: float) -> None:
+    """After a learned epoch: the readout's train/test accuracy, the epoch's record
+    (``seconds`` since ``t0``), the run moved on to the next epoch, a checkpoint."""
+    ident = plan.ident
+    n_train, n_test, n_ro = (ident["train_samples"], ident["test_samples"],
+                             ident["readout_samples"])
+    monitor.evaluating(run.epoch, n_test)
+    acc_tr, acc_te = readout_accuracy(plan.cfg, run.state, plan.pixels[:n_ro],
+                                      data.train_labels[:n_ro], data.test_pixels[:n_test],
+                                      data.test_labels[:n_test])
+    record = STDPEpoch(
+        epoch=run.epoch + 1, readout_train=acc_tr, readout_test=acc_te,
+        connectivity=run.state.connectivity,
+        median_infer_cycles=float(np.median(run.samples["infer_cycles"][-n_train:])),
+        median_learn_cycles=float(np.median(run.samples["learn_cycles"][-n_train:])),
+        seconds=time.perf_counter() - t0)
+    run.history.append(record)
+    run.epoch, run.position = run.epoch + 1, 0
+    if plan.checkpoint is not None:
+        _save(plan.checkpoint, ident, run)
+    monitor.epoch_end(record)
+
+
+def _write_outputs(out_dir: Path, cfg, dataset: str, ident: dict, run: STDPRun) -> None:
+    """``state.npz``, ``history.json`` and the plots of a complete run; their paths go to
+    ``run.files``."""
+    from spikeforge.sw.ttfs_plots import plot_run
+
+    ttfs.save_state(out_dir / "state.npz", cfg, run.state)
+    (out_dir / "history.json").write_text(json.dumps(
+        {**ident, "epochs": [asdict(r) for r in run.history]}, indent=2) + "\n")
+    run.files.update(state=out_dir / "state.npz", history=out_dir / "history.json",
+                     **plot_run(out_dir, cfg, dataset, run))

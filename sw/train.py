@@ -288,37 +288,59 @@ def load_checkpoint(path, cfg, *, dataset: str | None = None, seed: int | None =
                     train_samples: int | None = None, test_samples: int | None = None):
     """Read and check a checkpoint written by :func:`train`.
 
-    Returns ``(identity dict, state)``. Raises :class:`CheckpointError` naming the problem if
-    the file is missing, not a readable checkpoint, lacks a field, holds weights that do not
-    fit ``cfg``, or was written for another config (name/hash), dataset, seed or sample count
-    (each checked only when given).
+    Parameters
+    ----------
+    path : path
+        The checkpoint file.
+    cfg : NetworkConfig
+        The config the run trains (its name and hash must match the checkpoint's).
+    dataset, seed, train_samples, test_samples : optional
+        What the run asks for; each is checked against the checkpoint only when given.
+
+    Returns
+    -------
+    (dict, _State)
+        The checkpoint's identity (config name and hash, dataset, seed, sample counts) and
+        the training state (stored weights as int64, position, history).
+
+    Raises
+    ------
+    CheckpointError
+        Naming the problem, if the file is missing, not a readable checkpoint, lacks a
+        field, holds weights that do not fit ``cfg``, or was written for another config
+        (name/hash), dataset, seed or sample count.
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no checkpoint to resume from (run without --resume to "
                               f"start a new run)")
-    hint = "delete it, or start without --resume, to train from scratch"
+    ident, state, hist, n_layers = _read_checkpoint(path)
+    _check_identity(path, cfg, ident, {"dataset": dataset, "seed": seed,
+                                       "train_samples": train_samples,
+                                       "test_samples": test_samples})
+    _check_state(path, cfg, ident["train_samples"], state, hist, n_layers)
+    state.stored = [w.astype(np.int64) for w in state.stored]
+    state.history = [EpochRecord(int(hist["epoch"][e]), int(hist["lr_shift"][e]),
+                                 float(hist["train_accuracy"][e]),
+                                 float(hist["test_accuracy"][e]),
+                                 float(hist["median_cycles"][e]), float(hist["seconds"][e]))
+                     for e in range(state.epoch)]
+    return ident, state
+
+
+_RESTART_HINT = "delete it, or start without --resume, to train from scratch"
+
+
+def _read_checkpoint(path: Path) -> tuple[dict, _State, dict, int]:
+    """The fields of checkpoint file ``path``: identity, state (weights as stored, empty
+    history), history columns and the number of weight arrays. Checks only that it is a
+    readable checkpoint of this format and version with every field."""
     try:
         with np.load(path, allow_pickle=False) as data:
             if not isinstance(data, np.lib.npyio.NpzFile):
-                raise CheckpointError(f"{path}: not a training checkpoint (not an .npz); {hint}")
-            if "format" not in data or str(data["format"]) != CHECKPOINT_FORMAT:
-                raise CheckpointError(f"{path}: not a spikeforge training checkpoint (no "
-                                      f"'format' = {CHECKPOINT_FORMAT!r} entry); {hint}")
-            version = int(data["version"]) if "version" in data else None
-            if version != CHECKPOINT_VERSION:
-                raise CheckpointError(f"{path}: checkpoint format version {version}, this "
-                                      f"spikeforge reads version {CHECKPOINT_VERSION}; {hint}")
-            n_layers = int(data["n_layers"]) if "n_layers" in data else None
-            needed = (["config_name", "config_hash", "dataset", "seed", "train_samples",
-                       "test_samples", "epoch", "position", "epoch_correct", "epoch_cycles",
-                       "epoch_seconds", "n_layers"]
-                      + [f"history_{n}" for n in _HISTORY_FIELDS]
-                      + [f"stored_w{i}" for i in range(n_layers or 0)])
-            missing = [key for key in needed if key not in data]
-            if missing:
-                raise CheckpointError(f"{path}: corrupt checkpoint, missing fields {missing}; "
-                                      f"{hint}")
+                raise CheckpointError(f"{path}: not a training checkpoint (not an .npz); "
+                                      f"{_RESTART_HINT}")
+            n_layers = _check_fields(path, data)
             ident = {"config_name": str(data["config_name"]),
                      "config_hash": str(data["config_hash"]),
                      "dataset": str(data["dataset"]), "seed": int(data["seed"]),
@@ -334,47 +356,73 @@ def load_checkpoint(path, cfg, *, dataset: str | None = None, seed: int | None =
     except CheckpointError:
         raise
     except CHECKPOINT_READ_ERRORS as exc:
-        raise CheckpointError(f"{path}: corrupt or unreadable checkpoint ({exc}); {hint}") \
-            from exc
+        raise CheckpointError(f"{path}: corrupt or unreadable checkpoint ({exc}); "
+                              f"{_RESTART_HINT}") from exc
+    return ident, state, hist, n_layers
 
+
+def _check_fields(path: Path, data) -> int:
+    """Check the format, version and presence of every field of an open checkpoint;
+    returns its number of weight arrays."""
+    if "format" not in data or str(data["format"]) != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path}: not a spikeforge training checkpoint (no 'format' = "
+                              f"{CHECKPOINT_FORMAT!r} entry); {_RESTART_HINT}")
+    version = int(data["version"]) if "version" in data else None
+    if version != CHECKPOINT_VERSION:
+        raise CheckpointError(f"{path}: checkpoint format version {version}, this spikeforge "
+                              f"reads version {CHECKPOINT_VERSION}; {_RESTART_HINT}")
+    n_layers = int(data["n_layers"]) if "n_layers" in data else None
+    needed = (["config_name", "config_hash", "dataset", "seed", "train_samples",
+               "test_samples", "epoch", "position", "epoch_correct", "epoch_cycles",
+               "epoch_seconds", "n_layers"]
+              + [f"history_{n}" for n in _HISTORY_FIELDS]
+              + [f"stored_w{i}" for i in range(n_layers or 0)])
+    missing = [key for key in needed if key not in data]
+    if missing:
+        raise CheckpointError(f"{path}: corrupt checkpoint, missing fields {missing}; "
+                              f"{_RESTART_HINT}")
+    return n_layers
+
+
+def _check_identity(path: Path, cfg, ident: dict, expected: dict) -> None:
+    """The checkpoint must come from ``cfg`` (name and hash) and match every ``expected``
+    setting that is not ``None``."""
     if ident["config_hash"] != config_hash(cfg) or ident["config_name"] != cfg.name:
         raise CheckpointError(
             f"{path}: checkpoint was written for config {ident['config_name']!r} (hash "
             f"{ident['config_hash']}), not for config {cfg.name!r} (hash {config_hash(cfg)}); "
             f"resume with the same config, or use another --out directory")
-    expected = {"dataset": dataset, "seed": seed, "train_samples": train_samples,
-                "test_samples": test_samples}
     for key, value in expected.items():
         if value is not None and ident[key] != value:
             raise CheckpointError(
                 f"{path}: checkpoint was written with {key} {ident[key]!r}, this run asks for "
                 f"{value!r}; resume with the same settings, or use another --out directory")
+
+
+def _check_state(path: Path, cfg, n_train: int, state: _State, hist: dict,
+                 n_layers: int) -> None:
+    """The state read from a checkpoint must be consistent: one history row per trained
+    epoch, weights of ``cfg``'s shapes within the stored range, a position within the
+    epoch's ``n_train`` samples."""
     lengths = {len(v) for v in hist.values()}
     if len(lengths) != 1 or lengths.pop() != state.epoch:
         raise CheckpointError(f"{path}: corrupt checkpoint: history length does not match "
-                              f"epoch {state.epoch}; {hint}")
+                              f"epoch {state.epoch}; {_RESTART_HINT}")
     if n_layers != cfg.n_layers:
         raise CheckpointError(f"{path}: corrupt checkpoint: {n_layers} weight arrays, config "
-                              f"{cfg.name!r} has {cfg.n_layers} layers; {hint}")
-    for i, w in enumerate(stored):
+                              f"{cfg.name!r} has {cfg.n_layers} layers; {_RESTART_HINT}")
+    for i, w in enumerate(state.stored):
         if w.shape != cfg.weight_shape(i) or not np.issubdtype(w.dtype, np.integer):
             raise CheckpointError(f"{path}: corrupt checkpoint: stored_w{i} is {w.dtype} "
-                                  f"{w.shape}, expected integers {cfg.weight_shape(i)}; {hint}")
+                                  f"{w.shape}, expected integers {cfg.weight_shape(i)}; "
+                                  f"{_RESTART_HINT}")
         if w.size and (w.min() < cfg.store_min or w.max() > cfg.store_max):
             raise CheckpointError(f"{path}: corrupt checkpoint: stored_w{i} exceeds the "
-                                  f"{cfg.store_bits}-bit stored range; {hint}")
-    n_train = ident["train_samples"]
+                                  f"{cfg.store_bits}-bit stored range; {_RESTART_HINT}")
     if not (0 <= state.position <= n_train and 0 <= state.epoch_correct <= state.position
             and len(state.epoch_cycles) == state.position):
         raise CheckpointError(f"{path}: corrupt checkpoint: position {state.position} of "
-                              f"{n_train} samples is inconsistent; {hint}")
-    state.stored = [w.astype(np.int64) for w in stored]
-    state.history = [EpochRecord(int(hist["epoch"][e]), int(hist["lr_shift"][e]),
-                                 float(hist["train_accuracy"][e]),
-                                 float(hist["test_accuracy"][e]),
-                                 float(hist["median_cycles"][e]), float(hist["seconds"][e]))
-                     for e in range(state.epoch)]
-    return ident, state
+                              f"{n_train} samples is inconsistent; {_RESTART_HINT}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -479,9 +527,89 @@ def train(cfg, data, *, epochs: int, seed: int = 0, out_dir=None,
     monitor : TrainMonitor or None
         Progress hooks.
     """
+    plan = _plan(cfg, data, epochs=epochs, seed=seed, out_dir=out_dir,
+                 train_samples=train_samples, test_samples=test_samples,
+                 checkpoint_every=checkpoint_every)
+    if max_samples is not None:
+        max_samples = _check_count("max_samples", max_samples, 0)
+    if resume and out_dir is None:
+        raise TrainError("resume: needs an output folder holding the checkpoint")
+    monitor = monitor or TrainMonitor()
+    state = _resumed_state(plan) if resume else _State(
+        stored=initial_weights(cfg, plan.seed), epoch=0, position=0, epoch_correct=0,
+        epoch_cycles=[], epoch_seconds=0.0, history=[])
+
+    done_before = state.epoch * plan.n_train + state.position
+    monitor.start(max(plan.epochs * plan.n_train, done_before), done_before)
+    trained_here, stopped = 0, False
+    with _one_blas_thread():
+        while state.epoch < plan.epochs:
+            budget = None if max_samples is None else max_samples - trained_here
+            trained, stopped = _train_epoch(plan, state, budget, monitor)
+            trained_here += trained
+            if stopped:
+                break
+            _end_epoch(plan, state, monitor)
+
+    if stopped and plan.checkpoint is not None:
+        _save_checkpoint(plan.checkpoint, plan.ident, state)
+    files = {"checkpoint": plan.checkpoint} if plan.checkpoint is not None else {}
+    if not stopped and plan.out_dir is not None:
+        files.update(_write_outputs(plan.out_dir, cfg, data.name, state, plan.ident))
+    return TrainResult(cfg=cfg, dataset=data.name, seed=plan.seed, epochs=plan.epochs,
+                       stored=state.stored, history=list(state.history),
+                       complete=not stopped, samples_done=done_before + trained_here,
+                       files=files)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What a call of :func:`train` works on, checked: the config, the sample splits, the
+    seed, the epochs to reach, where checkpoints go (``checkpoint``: ``None`` in memory)."""
+
+    cfg: object
+    seed: int
+    epochs: int
+    train_pixels: np.ndarray
+    train_labels: np.ndarray
+    test_pixels: np.ndarray
+    test_labels: np.ndarray
+    ident: dict
+    out_dir: Path | None
+    checkpoint: Path | None
+    checkpoint_every: int
+
+    @property
+    def n_train(self) -> int:
+        return len(self.train_labels)
+
+
+def _plan(cfg, data, *, epochs, seed, out_dir, train_samples, test_samples,
+          checkpoint_every) -> _Plan:
+    """Check :func:`train`'s arguments against ``cfg`` and ``data`` (errors name the
+    argument and its legal range) and cut the splits to the sample counts asked for."""
     _require_learning(cfg)
     seed = _check_seed(seed)
     epochs = _check_count("epochs", epochs, 1)
+    _check_dataset_fits(cfg, data)
+    n_train_all, n_test_all = len(data.train_labels), len(data.test_labels)
+    n_train = _check_count("train_samples", n_train_all if train_samples is None
+                           else train_samples, 1, n_train_all)
+    n_test = _check_count("test_samples", n_test_all if test_samples is None
+                          else test_samples, 1, n_test_all)
+    checkpoint_every = _check_count("checkpoint_every", checkpoint_every, 0)
+    out_dir = Path(out_dir) if out_dir is not None else None
+    return _Plan(cfg=cfg, seed=seed, epochs=epochs,
+                 train_pixels=data.train_pixels[:n_train],
+                 train_labels=data.train_labels[:n_train],
+                 test_pixels=data.test_pixels[:n_test], test_labels=data.test_labels[:n_test],
+                 ident=_identity(cfg, data.name, seed, n_train, n_test), out_dir=out_dir,
+                 checkpoint=out_dir / CHECKPOINT_NAME if out_dir is not None else None,
+                 checkpoint_every=checkpoint_every)
+
+
+def _check_dataset_fits(cfg, data) -> None:
+    """The dataset's inputs, pixel width and classes must be the network's."""
     if data.n_inputs != cfg.layers[0]:
         raise TrainError(f"dataset {data.name!r} has {data.n_inputs} inputs per sample but "
                          f"config {cfg.name!r} has network.layers[0] = {cfg.layers[0]}")
@@ -491,88 +619,71 @@ def train(cfg, data, *, epochs: int, seed: int = 0, out_dir=None,
     if data.classes != cfg.layers[-1]:
         raise TrainError(f"dataset {data.name!r} has {data.classes} classes but config "
                          f"{cfg.name!r} has {cfg.layers[-1]} output neurons")
-    n_train_all, n_test_all = len(data.train_labels), len(data.test_labels)
-    n_train = _check_count("train_samples", n_train_all if train_samples is None
-                           else train_samples, 1, n_train_all)
-    n_test = _check_count("test_samples", n_test_all if test_samples is None
-                          else test_samples, 1, n_test_all)
-    checkpoint_every = _check_count("checkpoint_every", checkpoint_every, 0)
-    if max_samples is not None:
-        max_samples = _check_count("max_samples", max_samples, 0)
-    if resume and out_dir is None:
-        raise TrainError("resume: needs an output folder holding the checkpoint")
-    monitor = monitor or TrainMonitor()
 
-    train_px, train_lb = data.train_pixels[:n_train], data.train_labels[:n_train]
-    test_px, test_lb = data.test_pixels[:n_test], data.test_labels[:n_test]
-    ident = _identity(cfg, data.name, seed, n_train, n_test)
-    out_dir = Path(out_dir) if out_dir is not None else None
-    ckpt = out_dir / CHECKPOINT_NAME if out_dir is not None else None
 
-    if resume:
-        _, state = load_checkpoint(ckpt, cfg, dataset=data.name, seed=seed,
-                                   train_samples=n_train, test_samples=n_test)
-        if state.epoch > epochs:
-            raise TrainError(f"epochs: {ckpt} already holds {state.epoch} trained epochs, "
-                             f"more than the {epochs} asked for; ask for at least "
-                             f"{state.epoch}")
-    else:
-        state = _State(stored=initial_weights(cfg, seed), epoch=0, position=0,
-                       epoch_correct=0, epoch_cycles=[], epoch_seconds=0.0, history=[])
+def _resumed_state(plan: _Plan) -> _State:
+    """The state of the plan's checkpoint (same config, dataset, seed and sample counts),
+    which must not hold more epochs than the plan asks for."""
+    ident = plan.ident
+    _, state = load_checkpoint(plan.checkpoint, plan.cfg, dataset=ident["dataset"],
+                               seed=plan.seed, train_samples=ident["train_samples"],
+                               test_samples=ident["test_samples"])
+    if state.epoch > plan.epochs:
+        raise TrainError(f"epochs: {plan.checkpoint} already holds {state.epoch} trained "
+                         f"epochs, more than the {plan.epochs} asked for; ask for at least "
+                         f"{state.epoch}")
+    return state
 
-    trained_here = 0
-    done_before = state.epoch * n_train + state.position
-    monitor.start(max(epochs * n_train, done_before), done_before)
-    stopped = False
-    with _one_blas_thread():
-        while state.epoch < epochs and not stopped:
-            epoch = state.epoch
-            lr_shift = cfg.learning.lr_shift_at(epoch)
-            order = epoch_order(seed, epoch, n_train)
-            t0 = time.perf_counter()
-            while state.position < n_train:
-                if max_samples is not None and trained_here >= max_samples:
-                    stopped = True
-                    break
-                idx = order[state.position]
-                label = int(train_lb[idx])
-                step = train_step(cfg, state.stored, train_px[idx], label, lr_shift)
-                state.stored = step.weights
-                state.position += 1
-                state.epoch_correct += int(step.run.predictions[0] == label)
-                state.epoch_cycles.append(step.cycles)
-                trained_here += 1
-                monitor.sample(epoch, state.position, n_train, state.epoch_correct)
-                if (ckpt is not None and checkpoint_every and state.position < n_train
-                        and state.position % checkpoint_every == 0):
-                    state.epoch_seconds += time.perf_counter() - t0
-                    t0 = time.perf_counter()
-                    _save_checkpoint(ckpt, ident, state)
+
+def _train_epoch(plan: _Plan, state: _State, budget: int | None,
+                 monitor: TrainMonitor) -> tuple[int, bool]:
+    """Train the rest of epoch ``state.epoch`` in its seeded order, checkpointing every
+    ``plan.checkpoint_every`` samples; stop early after ``budget`` samples (``None``: no
+    limit). Returns the samples trained and whether the budget stopped it."""
+    cfg, n_train = plan.cfg, plan.n_train
+    lr_shift = cfg.learning.lr_shift_at(state.epoch)
+    order = epoch_order(plan.seed, state.epoch, n_train)
+    trained, stopped = 0, False
+    t0 = time.perf_counter()
+    while state.position < n_train:
+        if budget is not None and trained >= budget:
+            stopped = True
+            break
+        idx = order[state.position]
+        label = int(plan.train_labels[idx])
+        step = train_step(cfg, state.stored, plan.train_pixels[idx], label, lr_shift)
+        state.stored = step.weights
+        state.position += 1
+        state.epoch_correct += int(step.run.predictions[0] == label)
+        state.epoch_cycles.append(step.cycles)
+        trained += 1
+        monitor.sample(state.epoch, state.position, n_train, state.epoch_correct)
+        if (plan.checkpoint is not None and plan.checkpoint_every
+                and state.position < n_train and state.position % plan.checkpoint_every == 0):
             state.epoch_seconds += time.perf_counter() - t0
-            if stopped:
-                break
-            monitor.evaluating(epoch, n_test)
             t0 = time.perf_counter()
-            test_acc = evaluate(cfg, state.stored, test_px, test_lb)
-            seconds = state.epoch_seconds + time.perf_counter() - t0
-            record = EpochRecord(epoch=epoch + 1, lr_shift=lr_shift,
-                                 train_accuracy=state.epoch_correct / n_train,
-                                 test_accuracy=test_acc,
-                                 median_cycles=float(np.median(state.epoch_cycles)),
-                                 seconds=seconds)
-            state.history.append(record)
-            state.epoch, state.position, state.epoch_correct = epoch + 1, 0, 0
-            state.epoch_cycles, state.epoch_seconds = [], 0.0
-            if ckpt is not None:
-                _save_checkpoint(ckpt, ident, state)
-            monitor.epoch_end(record)
+            _save_checkpoint(plan.checkpoint, plan.ident, state)
+    state.epoch_seconds += time.perf_counter() - t0
+    return trained, stopped
 
-    if stopped and ckpt is not None:
-        _save_checkpoint(ckpt, ident, state)
-    files = {"checkpoint": ckpt} if ckpt is not None else {}
-    if not stopped and out_dir is not None:
-        files.update(_write_outputs(out_dir, cfg, data.name, state, ident))
-    return TrainResult(cfg=cfg, dataset=data.name, seed=seed, epochs=epochs,
-                       stored=state.stored, history=list(state.history),
-                       complete=not stopped, samples_done=done_before + trained_here,
-                       files=files)
+
+def _end_epoch(plan: _Plan, state: _State, monitor: TrainMonitor) -> EpochRecord:
+    """The test pass after a trained epoch: its history record, the state moved on to the
+    next epoch, a checkpoint."""
+    epoch = state.epoch
+    monitor.evaluating(epoch, len(plan.test_labels))
+    t0 = time.perf_counter()
+    test_acc = evaluate(plan.cfg, state.stored, plan.test_pixels, plan.test_labels)
+    seconds = state.epoch_seconds + time.perf_counter() - t0
+    record = EpochRecord(epoch=epoch + 1, lr_shift=plan.cfg.learning.lr_shift_at(epoch),
+                         train_accuracy=state.epoch_correct / plan.n_train,
+                         test_accuracy=test_acc,
+                         median_cycles=float(np.median(state.epoch_cycles)),
+                         seconds=seconds)
+    state.history.append(record)
+    state.epoch, state.position, state.epoch_correct = epoch + 1, 0, 0
+    state.epoch_cycles, state.epoch_seconds = [], 0.0
+    if plan.checkpoint is not None:
+        _save_checkpoint(plan.checkpoint, plan.ident, state)
+    monitor.epoch_end(record)
+    return record
