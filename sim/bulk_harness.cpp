@@ -2,7 +2,8 @@
 //
 // Built by sim/bulk.py with `verilator --cc --exe --build`, once per parameter set, next to
 // a generated sf_ports.h (SF_TRACE_POPS(X): X(0) X(1) ... one per population; SF_LEARN: 1 if
-// the top has the learn/label/lr_shift ports). Usage:
+// the top has the learn/label/lr_shift ports; SF_EVENT_INPUT: 1 if it has the stored input
+// raster's from_raster/raster_* ports, held at 0: every sample runs from its pixels). Usage:
 //
 //     harness JOB RESULT FIRST COUNT
 //
@@ -159,6 +160,13 @@ int main(int argc, char** argv) {
     top->learn = 0;
     top->label = 0;
     top->lr_shift = 0;
+#endif
+#if SF_EVENT_INPUT
+    top->from_raster = 0;
+    top->raster_step = 0;
+    top->raster_index = 0;
+    top->raster_set = 0;
+    top->raster_clear = 0;
 #endif
     for (int i = 0; i < 3; ++i) tick();
     top->rst = 0;

@@ -24,10 +24,18 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
-from spikeforge.hw.lif_layer import WEIGHT_READ_LATENCY
+from spikeforge.timing import WEIGHT_READ_LATENCY
 
 MAX_CYCLES_PER_SAMPLE = 50_000_000
 STREAM_SEED = 2024
+
+#: Inputs of every core top (:class:`hw.network.Network`), held at 0 from reset on.
+INPUTS = ("start", "px_we", "w_we", "px_addr", "px_data", "w_addr", "w_wdata", "w_layer",
+          "count_sel")
+#: Inputs only some configs have: ``[learning]`` ones, and ``encoding.event_input`` ones
+#: (the stored input raster; this testbench runs every sample from its pixels).
+OPTIONAL_INPUTS = ("learn", "label", "lr_shift",
+                   "from_raster", "raster_step", "raster_index", "raster_set", "raster_clear")
 
 
 async def drain_events(dut, items, steps, n_out):
@@ -51,15 +59,15 @@ async def drain_events(dut, items, steps, n_out):
 
 
 async def reset(dut):
+    """Hold reset for three edges with every input at 0 (the optional ones where the top
+    has them)."""
     dut.rst.value = 1
-    for name in ("start", "px_we", "w_we", "px_addr", "px_data", "w_addr", "w_wdata",
-                 "w_layer", "count_sel", "from_raster", "raster_step", "raster_index",
-                 "raster_set", "raster_clear"):
+    for name in INPUTS:
         getattr(dut, name).value = 0
-    dut.events__ready.value = 0
-    for name in ("learn", "label", "lr_shift"):     # ports of learning configs only
+    for name in OPTIONAL_INPUTS:
         if hasattr(dut, name):
             getattr(dut, name).value = 0
+    dut.events__ready.value = 0
     for _ in range(3):
         await RisingEdge(dut.clk)
     dut.rst.value = 0

@@ -43,9 +43,18 @@ def saturating_weights(cfg, rng):
     return weights
 
 
+def no_event_input():
+    """digits-tiny built without the stored-raster input (``encoding.event_input = false``):
+    the top has no ``from_raster`` / ``raster_*`` ports, which the testbenches must not drive.
+    One config, so one build directory, for the inference and the learning case (runs of
+    one parameter set take turns on its lock: :func:`sim.rtl.simulate`)."""
+    return variant("digits-tiny", "digits-no-events", event_input=False)
+
+
 CASES = {
     # name: (config, weight scale or weight function, input source, samples)
     "digits-tiny-real": (lambda: load_config("digits-tiny"), 0.5, "digits", 8),
+    "digits-no-events": (no_event_input, 0.5, "digits", 3),
     "odd-p3-saturating": (lambda: variant("digits-tiny", "odd-p3-sat", layers=(13, 7, 5),
                                           lanes=3, time_steps=9, weight_bits=6,
                                           membrane_bits=8, threshold=60), saturating_weights,
@@ -152,6 +161,7 @@ LEARN_CASES = {
     # name: (config, initial stored weights, input source, samples)
     # own name: a build dir apart from the inference case's (parallel builds would collide)
     "learn-digits-tiny": (lambda: learning_variant("learn-digits-tiny"), "kaiming", "digits", 4),
+    "learn-digits-no-events": (no_event_input, "kaiming", "digits", 3),
     "learn-deep-p2-floor": (lambda: learning_variant(
         "learn-deep-p2-floor", dict(rounding="floor", lr_shift=2, weight_frac_bits=3),
         layers=(12, 8, 6, 4), lanes=2, time_steps=10, threshold=30, weight_bits=6,
@@ -221,3 +231,28 @@ def test_saturating_learning_case_saturates():
                              & (before != after)).any())
         weights = s.weights
     assert hit_max and hit_min
+
+
+# ---- configs without the stored input raster (encoding.event_input = false) ----
+
+def test_amaranth_testbench_without_event_input():
+    """The Amaranth-simulator testbench on a network without the ``from_raster`` /
+    ``raster_*`` ports (it used to set ``from_raster`` for every sample): inference and
+    training, bit-exact against the golden model."""
+    from spikeforge.sim.amaranth_tb import simulate
+    from spikeforge.sim.compare import compare_training
+    from spikeforge.sw.train import initial_weights
+
+    cfg = variant("digits-tiny", "tiny-no-events", layers=(6, 4, 3), lanes=2, time_steps=8,
+                  event_input=False)
+    rng = np.random.default_rng(18)
+    pixels = random_pixels(cfg, rng, 3)
+    stored = initial_weights(cfg, 1)
+    gold = run_network(cfg, [w >> cfg.frac_bits for w in stored], pixels)
+    result = compare_runs(gold, simulate(cfg, stored, pixels, ready=0.5, seed=2))
+    assert result.ok, f"{result.summary_line()}; first divergence: {result.first_divergence}"
+    labels = np.array([0, 2, 1])
+    steps = golden_training(cfg, stored, pixels, labels)
+    result = compare_training(steps, simulate(cfg, stored, pixels, labels=labels))
+    assert result.ok, f"{result.summary_line()}; first divergence: {result.first_divergence}"
+    assert any((a != b).any() for a, b in zip(stored, steps[-1].weights, strict=True))
