@@ -11,8 +11,16 @@ from amaranth.lib.wiring import In, Out
 
 from spikeforge.hw.block_ram import RegisteredRAM
 from spikeforge.hw.events import event_stream
+from spikeforge.timing import INTEGRATE_DRAIN, WEIGHT_READ_LATENCY
 
-WEIGHT_READ_LATENCY = 3   # cycles from ``w_addr`` to its word on ``w_rdata``
+# WEIGHT_READ_LATENCY is defined in spikeforge.timing; hw/host_link.py still imports it here
+__all__ = ["DRAIN_STATES", "WEIGHT_READ_LATENCY", "LIFLayer"]
+
+# The end-of-step pass waits INTEGRATE_DRAIN cycles for the last integration to land, one
+# state each: EOS_DRAIN (its weight read), EOS_DRAIN2 (its membrane read), EOS_DRAIN3 (its
+# write-back).
+DRAIN_STATES = tuple("EOS_DRAIN" if i == 0 else f"EOS_DRAIN{i + 1}"
+                     for i in range(INTEGRATE_DRAIN))
 
 
 class LIFLayer(wiring.Component):
@@ -40,11 +48,12 @@ class LIFLayer(wiring.Component):
 
     Latency and throughput (input always valid, output always ready): an input spike costs
     ``G`` cycles (the next event is accepted in the cycle the last group issues); an end
-    marker costs three cycles for the integration pipeline to drain, ``3*G`` cycles of
-    end-of-step pass (read, evaluate, test each group), one per output spike and one for the
-    end marker out. A step with ``E`` input events and ``S`` output spikes takes
-    ``E*G + 3*G + S + 5`` cycles from the first input offered to the end marker out
-    (:func:`sw.cycles.layer_cost`).
+    marker costs ``INTEGRATE_DRAIN`` (3) cycles for the integration pipeline to drain,
+    ``END_OF_STEP_PASSES * G`` (``3*G``) cycles of end-of-step pass (read, evaluate, test
+    each group), one per output spike and one for the end marker out. A step with ``E``
+    input events and ``S`` output spikes takes ``E*G + 3*G + S + LAYER_OVERHEAD`` (``+ 5``)
+    cycles from the first input offered to the end marker out
+    (:func:`sw.cycles.layer_cost`; the constants are in :mod:`spikeforge.timing`).
 
     Integration pipeline (4 stages: register the weight address; read the weight; register
     the weight word while the membrane is read; add, saturate, write back): the block RAM's
@@ -56,11 +65,11 @@ class LIFLayer(wiring.Component):
 
     Weight port: ``w_we`` writes ``w_wdata`` to word ``w_addr``; ``w_rdata`` returns word
     ``w_addr`` ``WEIGHT_READ_LATENCY`` (3) cycles after it is presented (address register,
-    block RAM, word register). Address, data and
-    write enable are registered, reads and writes alike, so their order is that of the
-    port (a read presented in the cycle after a write to the same word returns the new
-    word, one presented with it the old word). Use it only while ``busy`` is low (the
-    memory has one address: a write presented while the layer integrates is ignored).
+    block RAM, word register). Address, data and write enable are registered, reads and
+    writes alike, so their order is that of the port (a read presented in the cycle after a
+    write to the same word returns the new word, one presented with it the old word). Use
+    it only while ``busy`` is low (the memory has one address: a write presented while the
+    layer integrates is ignored).
 
     Raster tap (for the learning unit): ``eos_valid`` is high once per group and step, in
     the end-of-step cycle of group ``eos_group``; ``eos_fires`` holds its ``lanes`` spike
@@ -99,51 +108,71 @@ class LIFLayer(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        P, G, mb = self.lanes, self.groups, self.membrane_bits
-        sb, F = self.store_bits, self.frac_bits
-        v_min, v_max = -(1 << (mb - 1)), (1 << (mb - 1)) - 1
-
         # the weight memory's ports start from flip-flops (hw/block_ram.py)
-        m.submodules.weights = wmem = RegisteredRAM(width=P * sb, depth=self.depth)
-        m.submodules.membranes = vmem = Memory(shape=P * mb, depth=self.mem_groups, init=[])
+        m.submodules.weights = wmem = RegisteredRAM(width=self.lanes * self.store_bits,
+                                                    depth=self.depth)
+        m.submodules.membranes = vmem = Memory(shape=self.lanes * self.membrane_bits,
+                                               depth=self.mem_groups, init=[])
         v_wr = vmem.write_port()
         v_rd = vmem.read_port()   # not transparent: integration forwards its own write-back
 
-        base = Signal(range(self.depth))          # j*G of the event being integrated
-        group = Signal(range(self.mem_groups))    # group being issued
-        clear = Signal()                          # end-of-step pass is a clear pass
-        mask = Signal(P)                          # spikes of the group being emitted
+        ctl = _Control(self)
+        m.d.sync += ctl.evaluating.eq(0)
+        w_word = self._weight_port(m, wmem, ctl)
+        wb_valid, wb_group, sums = self._integration(m, v_rd, w_word, ctl)
+        fires, leaked = self._evaluation(m, v_rd, ctl)
+        self._sequencer(m, ctl, fires)
+
+        # the membrane write: an integration write-back, or the end-of-step evaluation's
+        # (EOS_EVAL, flagged by `evaluating`: no state decode in front of the LUT-RAM write)
+        m.d.comb += [self.eos_group.eq(ctl.group), v_wr.en.eq(wb_valid | ctl.evaluating),
+                     v_wr.addr.eq(Mux(wb_valid, wb_group, ctl.group)),
+                     v_wr.data.eq(Mux(wb_valid, Cat(*sums), Cat(*leaked)))]
+        return m
+
+    def _weight_port(self, m, wmem, ctl):
+        """The weight memory's one port: the integration's address while ``INTEGRATE`` issues
+        groups, else the host's (``w_addr``/``w_wdata``/``w_we``; a write is ignored while
+        integrating). Returns ``w_word``, the word read, registered: ``w_rdata`` and the
+        integration's adders read it, ``WEIGHT_READ_LATENCY`` cycles after the address (the
+        block RAM's address register and read, then this register). ``lanes * store_bits``
+        bits, lane ``p`` in bits ``[p*store_bits, (p+1)*store_bits)``."""
+        w_word = Signal(self.lanes * self.store_bits, reset_less=True)  # the word read, registered
+        m.d.comb += [
+            wmem.addr.eq(Mux(ctl.integrating, ctl.base + ctl.group, self.w_addr)),
+            wmem.wr_data.eq(self.w_wdata), wmem.wr_en.eq(self.w_we & ~ctl.integrating),
+            self.w_rdata.eq(w_word),
+        ]
+        m.d.sync += w_word.eq(wmem.rd_data)
+        return w_word
+
+    def _integration(self, m, v_rd, w_word, ctl):
+        """The integration pipeline, one group per cycle: cycle 1 registers the weight address
+        (``integrating``); cycle 2 reads the weight; cycle 3 registers the weight word
+        (``w_word``) and reads the membrane (``rd_valid``); cycle 4 adds and writes back
+        (``wb_valid``): ``INTEGRATE_DRAIN`` cycles behind the issue. Membranes signed
+        ``membrane_bits``, weights the top ``weight_bits`` of each lane's ``store_bits``;
+        the sum saturates. Returns ``(wb_valid, wb_group, sums)``, the write-back of the cycle
+        (one ``membrane_bits`` value per lane)."""
+        P, mb, wi = self.lanes, self.membrane_bits, self.weight_bits
+        sb, F = self.store_bits, self.frac_bits
+        v_min, v_max = -(1 << (mb - 1)), (1 << (mb - 1)) - 1
         rd_valid = Signal()                       # integration membrane read in this cycle
         rd_group = Signal(range(self.mem_groups))
         wb_valid = Signal()                       # integration write-back in this cycle
         wb_group = Signal(range(self.mem_groups))
-        integrating = Signal()
-        evaluating = Signal()                     # the EOS_EVAL cycle
-        m.d.sync += evaluating.eq(0)
-
-        m.d.comb += [
-            wmem.addr.eq(Mux(integrating, base + group, self.w_addr)),
-            wmem.wr_data.eq(self.w_wdata), wmem.wr_en.eq(self.w_we & ~integrating),
-            v_rd.addr.eq(Mux(rd_valid, rd_group, group)),
-        ]
-
-        # Integration: one group per cycle. Cycle 1 registers the weight address; cycle 2
-        # reads the weight; cycle 3 registers the weight's top bits and reads the membrane;
-        # cycle 4 adds and writes back.
-        w_word = Signal(P * sb, reset_less=True)  # the word read, registered
         addr_valid = Signal()                     # the weight address is registered
         addr_group = Signal(range(self.mem_groups))
-        m.d.sync += [addr_valid.eq(integrating), addr_group.eq(group),
+        # the membrane read port: the integration's read, else the end-of-step pass's group
+        m.d.comb += v_rd.addr.eq(Mux(rd_valid, rd_group, ctl.group))
+        m.d.sync += [addr_valid.eq(ctl.integrating), addr_group.eq(ctl.group),
                      rd_valid.eq(addr_valid), rd_group.eq(addr_group),
-                     wb_valid.eq(rd_valid), wb_group.eq(rd_group),
-                     w_word.eq(wmem.rd_data)]
+                     wb_valid.eq(rd_valid), wb_group.eq(rd_group)]
         w_inf = Cat(*[w_word[p * sb + F:(p + 1) * sb] for p in range(P)])   # inference bits
-        m.d.comb += self.w_rdata.eq(w_word)
         # A membrane read in the cycle of an integration write-back to the same word
         # (back-to-back events with G = 1) returns the old word, so that write-back is
         # forwarded. (A transparent port would put its bypass on the read address, in front
         # of the LUT RAM's read; this keeps the read data a flip-flop.)
-        wi = self.weight_bits
         forward = Signal()
         written = Signal(P * mb)
         v_word = Mux(forward, written, v_rd.data)
@@ -161,105 +190,145 @@ class LIFLayer(wiring.Component):
 
         m.d.sync += [forward.eq(wb_valid & (v_rd.addr == wb_group)),
                      written.eq(Cat(*sums))]
+        return wb_valid, wb_group, sums
 
-        # End-of-step evaluation of the group read in the previous cycle (straight from the
-        # read port: the pass starts after the last integration write-back).
+    def _evaluation(self, m, v_rd, ctl):
+        """End-of-step evaluation of the group read in the previous cycle (straight from the
+        read port: the pass starts after the last integration write-back), combinational:
+        per lane the spike ``v - threshold >= 0`` (never in a padding lane or a clear pass)
+        and the new membrane, ``membrane_bits`` signed: reset by subtraction if it fired,
+        then leaked, ``v - (v >> leak_shift)``; zero in a clear pass. Returns ``(fires,
+        leaked)``, one of each per lane."""
+        P, mb = self.lanes, self.membrane_bits
         fires, leaked = [], []
         for p in range(P):
             v = v_rd.data[p * mb:(p + 1) * mb].as_signed()
-            live = (group * P + p) < self.n_post   # padding lanes never fire
+            live = (ctl.group * P + p) < self.n_post   # padding lanes never fire
             f = Signal(name=f"fire{p}")
             d = Signal(signed(mb + 1), name=f"reset{p}")     # v - threshold
-            m.d.comb += [d.eq(v - self.threshold), f.eq(~d[mb] & live & ~clear)]
+            m.d.comb += [d.eq(v - self.threshold), f.eq(~d[mb] & live & ~ctl.clear)]
             fires.append(f)
             # leak both candidates, then select (the spike decision is not in front of the
             # leak's subtractor)
             leak_fired = d - (d >> self.leak_shift)
             leak_kept = v - (v >> self.leak_shift)
-            leaked.append(Mux(clear, 0, Mux(f, leak_fired, leak_kept))[:mb])
+            leaked.append(Mux(ctl.clear, 0, Mux(f, leak_fired, leak_kept))[:mb])
+        return fires, leaked
 
+    def _sequencer(self, m, ctl, fires):
+        """The layer's state machine: takes events and integrates them, drains, runs the
+        end-of-step pass and emits the spikes (cycle counts in the class docstring)."""
+        P = self.lanes
         lowest = Signal(range(max(P, 2)))         # lowest set lane of mask (1 bit at P = 1)
         for p in reversed(range(P)):
-            with m.If(mask[p]):
+            with m.If(ctl.mask[p]):
                 m.d.comb += lowest.eq(p)
+        with m.FSM():
+            self._input_states(m, ctl)
+            self._drain_states(m)
+            self._end_of_step_states(m, ctl, fires)
+            self._output_states(m, ctl, lowest)
+
+    def _input_states(self, m, ctl):
+        """``IDLE`` and ``INTEGRATE``: a spike event issues its ``G`` groups, one per cycle
+        (``integrating``), and the next event is taken in the cycle the last group issues;
+        an end marker (a clear marker with ``clear``) starts the drain."""
+        G = self.groups
 
         def take_event():
             """Accept the next input event (the caller asserts ready)."""
             with m.If(self.spikes_in.valid):
                 with m.If(self.spikes_in.payload.end):
-                    m.d.sync += [clear.eq(self.clear), group.eq(0)]
-                    m.next = "EOS_DRAIN"
+                    m.d.sync += [ctl.clear.eq(self.clear), ctl.group.eq(0)]
+                    m.next = (*DRAIN_STATES, "EOS_READ")[0]
                 with m.Else():
-                    m.d.sync += [base.eq(self.spikes_in.payload.index * G), group.eq(0)]
+                    m.d.sync += [ctl.base.eq(self.spikes_in.payload.index * G),
+                                 ctl.group.eq(0)]
                     m.next = "INTEGRATE"
             with m.Else():
                 m.next = "IDLE"
 
-        with m.FSM():
-            with m.State("IDLE"):
+        with m.State("IDLE"):
+            m.d.comb += self.spikes_in.ready.eq(1)
+            take_event()
+        with m.State("INTEGRATE"):
+            m.d.comb += [ctl.integrating.eq(1), self.busy.eq(1)]
+            with m.If(ctl.group == G - 1):
                 m.d.comb += self.spikes_in.ready.eq(1)
                 take_event()
-            with m.State("INTEGRATE"):
-                m.d.comb += [integrating.eq(1), self.busy.eq(1)]
-                with m.If(group == G - 1):
-                    m.d.comb += self.spikes_in.ready.eq(1)
-                    take_event()
-                with m.Else():
-                    m.d.sync += group.eq(group + 1)
-            with m.State("EOS_DRAIN"):           # the last integration's weight read,
+            with m.Else():
+                m.d.sync += ctl.group.eq(ctl.group + 1)
+
+    def _drain_states(self, m):
+        """``DRAIN_STATES``, one cycle each: the last integration's weight read, membrane
+        read and write-back land before the end-of-step pass reads its first group."""
+        for state, after in zip(DRAIN_STATES, (*DRAIN_STATES[1:], "EOS_READ"), strict=True):
+            with m.State(state):
                 m.d.comb += self.busy.eq(1)
-                m.next = "EOS_DRAIN2"
-            with m.State("EOS_DRAIN2"):          # its membrane read
-                m.d.comb += self.busy.eq(1)
-                m.next = "EOS_DRAIN3"
-            with m.State("EOS_DRAIN3"):          # and its write-back
-                m.d.comb += self.busy.eq(1)
+                m.next = after
+
+    def _end_of_step_states(self, m, ctl, fires):
+        """``EOS_READ``, ``EOS_EVAL``, ``EOS_MASK``: the ``END_OF_STEP_PASSES`` cycles per
+        group of the end-of-step pass (read the membranes; evaluate and write them back,
+        tapped on ``eos_*``; test the registered spikes), then ``EMIT``, the next group or
+        ``END``."""
+        G = self.groups
+        with m.State("EOS_READ"):
+            m.d.comb += self.busy.eq(1)
+            m.d.sync += ctl.evaluating.eq(1)
+            m.next = "EOS_EVAL"
+        with m.State("EOS_EVAL"):
+            m.d.comb += [self.busy.eq(1), self.eos_valid.eq(1),
+                         self.eos_fires.eq(Cat(*fires))]
+            m.d.sync += ctl.mask.eq(Cat(*fires))
+            m.next = "EOS_MASK"
+        with m.State("EOS_MASK"):
+            # the group's spikes decide the next state from flip-flops: the threshold
+            # compares, their OR and the state logic did not fit in the evaluation cycle
+            m.d.comb += self.busy.eq(1)
+            with m.If(ctl.mask.any()):
+                m.next = "EMIT"
+            with m.Elif(ctl.group == G - 1):
+                m.next = "END"
+            with m.Else():
+                m.d.sync += ctl.group.eq(ctl.group + 1)
                 m.next = "EOS_READ"
-            with m.State("EOS_READ"):
-                m.d.comb += self.busy.eq(1)
-                m.d.sync += evaluating.eq(1)
-                m.next = "EOS_EVAL"
-            with m.State("EOS_EVAL"):
-                m.d.comb += [self.busy.eq(1), self.eos_valid.eq(1),
-                             self.eos_fires.eq(Cat(*fires))]
-                m.d.sync += mask.eq(Cat(*fires))
-                m.next = "EOS_MASK"
-            with m.State("EOS_MASK"):
-                # the group's spikes decide the next state from flip-flops: the threshold
-                # compares, their OR and the state logic did not fit in the evaluation cycle
-                m.d.comb += self.busy.eq(1)
-                with m.If(mask.any()):
-                    m.next = "EMIT"
-                with m.Elif(group == G - 1):
-                    m.next = "END"
-                with m.Else():
-                    m.d.sync += group.eq(group + 1)
-                    m.next = "EOS_READ"
-            with m.State("EMIT"):
-                m.d.comb += [
-                    self.busy.eq(1),
-                    self.spikes_out.valid.eq(1),
-                    self.spikes_out.payload.index.eq(group * P + lowest),
-                ]
-                with m.If(self.spikes_out.ready):
-                    rest = mask & (mask - 1)
-                    m.d.sync += mask.eq(rest)
-                    with m.If(rest == 0):
-                        with m.If(group == G - 1):
-                            m.next = "END"
-                        with m.Else():
-                            m.d.sync += group.eq(group + 1)
-                            m.next = "EOS_READ"
-            with m.State("END"):
-                m.d.comb += [self.busy.eq(1), self.spikes_out.valid.eq(1),
-                             self.spikes_out.payload.end.eq(1)]
-                with m.If(self.spikes_out.ready):
-                    m.next = "IDLE"
 
-        # the membrane write: an integration write-back, or the end-of-step evaluation's
-        # (EOS_EVAL, flagged by `evaluating`: no state decode in front of the LUT-RAM write)
-        m.d.comb += [self.eos_group.eq(group), v_wr.en.eq(wb_valid | evaluating),
-                     v_wr.addr.eq(Mux(wb_valid, wb_group, group)),
-                     v_wr.data.eq(Mux(wb_valid, Cat(*sums), Cat(*leaked)))]
+    def _output_states(self, m, ctl, lowest):
+        """``EMIT`` and ``END``: the group's spikes, lowest lane first, one event per cycle
+        the output takes (index ``group * P + lane``), then the end marker; back to
+        ``IDLE``."""
+        P, G = self.lanes, self.groups
+        with m.State("EMIT"):
+            m.d.comb += [
+                self.busy.eq(1),
+                self.spikes_out.valid.eq(1),
+                self.spikes_out.payload.index.eq(ctl.group * P + lowest),
+            ]
+            with m.If(self.spikes_out.ready):
+                rest = ctl.mask & (ctl.mask - 1)
+                m.d.sync += ctl.mask.eq(rest)
+                with m.If(rest == 0):
+                    with m.If(ctl.group == G - 1):
+                        m.next = "END"
+                    with m.Else():
+                        m.d.sync += ctl.group.eq(ctl.group + 1)
+                        m.next = "EOS_READ"
+        with m.State("END"):
+            m.d.comb += [self.busy.eq(1), self.spikes_out.valid.eq(1),
+                         self.spikes_out.payload.end.eq(1)]
+            with m.If(self.spikes_out.ready):
+                m.next = "IDLE"
 
-        return m
+
+class _Control:
+    """The state machine's registers and flags that the datapath parts of a
+    :class:`LIFLayer` read (one instance per elaboration)."""
+
+    def __init__(self, layer: LIFLayer):
+        self.base = Signal(range(layer.depth))          # j*G of the event being integrated
+        self.group = Signal(range(layer.mem_groups))    # group being issued
+        self.clear = Signal()                           # end-of-step pass is a clear pass
+        self.mask = Signal(layer.lanes)                 # spikes of the group being emitted
+        self.integrating = Signal()                     # the INTEGRATE state
+        self.evaluating = Signal()                      # the EOS_EVAL cycle (a flip-flop)
