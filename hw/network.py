@@ -33,10 +33,11 @@ class Network(wiring.Component):
     the slowest stage handed over its end-of-step marker (barrier), so layer ``l`` works on
     step ``t`` while layer ``l+1`` works on step ``t-1``: the reference one-step delay.
 
-    Latency: ``cycles = sum_t (max(stage costs of phase t) + 1)``, the exact model in
-    :mod:`sw.cycles`; the FIFOs hold two steps of events (``2*N + 2`` entries) and can never
-    fill, so the count depends on the spikes only. ``fifo_overflow`` reports a violated
-    sizing (it is a bug if it ever rises).
+    Latency: ``cycles = sum_t (max(stage costs of phase t) + PHASE_OVERHEAD)`` (``+ 1``),
+    the exact model in :mod:`sw.cycles` (constants in :mod:`spikeforge.timing`); the FIFOs
+    hold two steps of events (``2*N + 2`` entries) and can never fill, so the count depends
+    on the spikes only. ``fifo_overflow`` reports a violated sizing (it is a bug if it ever
+    rises).
 
     Number formats: see :class:`~hw.lif_layer.LIFLayer` and :class:`~hw.rate_encoder.RateEncoder`.
 
@@ -109,85 +110,72 @@ class Network(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        cfg = self.cfg
-        L, T, n_out = cfg.n_layers, cfg.time_steps, cfg.layers[-1]
+        ctl = _PhaseControl(self.cfg)
+        source, tap, input_start = self._input_source(m, ctl)
+        layers, producers = self._layer_chain(m, source, ctl)
+        learner, learner_start = self._learning_unit(m, tap, layers, ctl)
+        self._weight_port(m, layers, learner, ctl)
+        readout_start = self._readout(m, producers[-1], ctl)
+        self._trace_taps(m, producers, ctl)
+        prediction, counts_start = self._output_counts(m, producers[-1])
+        # what each part does when a sample starts, in the cycle `start` is seen
+        on_start = input_start + learner_start + readout_start + counts_start
+        self._phase_controller(m, ctl, on_start, prediction, learner)
+        return m
 
+    def _input_source(self, m, ctl):
+        """Population 0: the rate encoder (:class:`~hw.rate_encoder.RateEncoder`) on the
+        pixels, or with ``event_input`` and ``from_raster`` the stored input raster
+        (:class:`~hw.raster_source.RasterSource`, same interface and timing: ``N_in +
+        ENCODER_OVERHEAD`` cycles per step). Started in the first cycle of each phase, reset to
+        a new sample in phase 0. Returns its event stream, its raster tap
+        ``(valid, index, spike)`` and the statements that run when a sample starts."""
+        cfg = self.cfg
         m.submodules.encoder = enc = RateEncoder(n_in=cfg.layers[0], pixel_bits=cfg.pixel_bits)
-        source = enc.spikes_out              # population 0 and its raster tap
-        tap = (enc.eval_valid, enc.eval_index, enc.eval_spike)
-        if cfg.event_input:
-            from_raster = Signal()           # this sample's input is the stored raster
-            m.submodules.raster_source = ras = RasterSource(n_in=cfg.layers[0], steps=T)
-            source = stream.Signature(event_layout(cfg.layers[0])).create()
-            m.d.comb += [
-                source.valid.eq(Mux(from_raster, ras.spikes_out.valid, enc.spikes_out.valid)),
-                source.payload.eq(Mux(from_raster, ras.spikes_out.payload,
-                                      enc.spikes_out.payload)),
-                enc.spikes_out.ready.eq(source.ready), ras.spikes_out.ready.eq(source.ready),
-                ras.set_step.eq(self.raster_step), ras.set_index.eq(self.raster_index),
-                ras.set.eq(self.raster_set), ras.clear.eq(self.raster_clear),
-                self.raster_busy.eq(ras.busy),
-            ]
-            tap = (Mux(from_raster, ras.eval_valid, enc.eval_valid),
-                   Mux(from_raster, ras.eval_index, enc.eval_index),
-                   Mux(from_raster, ras.eval_spike, enc.eval_spike))
-        layers = [LIFLayer.from_config(cfg, i) for i in range(L)]
-        clear_fifos = Signal()
+        m.d.comb += [enc.px_addr.eq(self.px_addr), enc.px_data.eq(self.px_data),
+                     enc.px_we.eq(self.px_we),
+                     enc.first.eq(ctl.phase == 0), enc.start.eq(ctl.launch)]
+        if not cfg.event_input:
+            return enc.spikes_out, (enc.eval_valid, enc.eval_index, enc.eval_spike), []
+
+        from_raster = Signal()           # this sample's input is the stored raster
+        m.submodules.raster_source = ras = RasterSource(n_in=cfg.layers[0], steps=cfg.time_steps)
+        source = stream.Signature(event_layout(cfg.layers[0])).create()
+        m.d.comb += [
+            source.valid.eq(Mux(from_raster, ras.spikes_out.valid, enc.spikes_out.valid)),
+            source.payload.eq(Mux(from_raster, ras.spikes_out.payload,
+                                  enc.spikes_out.payload)),
+            enc.spikes_out.ready.eq(source.ready), ras.spikes_out.ready.eq(source.ready),
+            ras.set_step.eq(self.raster_step), ras.set_index.eq(self.raster_index),
+            ras.set.eq(self.raster_set), ras.clear.eq(self.raster_clear),
+            self.raster_busy.eq(ras.busy),
+            enc.start.eq(ctl.launch & ~from_raster),
+            ras.first.eq(ctl.phase == 0), ras.start.eq(ctl.launch & from_raster),
+        ]
+        tap = (Mux(from_raster, ras.eval_valid, enc.eval_valid),
+               Mux(from_raster, ras.eval_index, enc.eval_index),
+               Mux(from_raster, ras.eval_spike, enc.eval_spike))
+        return source, tap, [from_raster.eq(self.from_raster)]
+
+    def _layer_chain(self, m, source, ctl):
+        """The LIF layers (:class:`~hw.lif_layer.LIFLayer`) and the FIFOs in front of them:
+        ``source`` -> FIFO 0 -> layer 0 -> FIFO 1 -> ... -> layer ``L-1``. A FIFO holds at
+        most two steps of its producer's events (the step its consumer is integrating and the
+        step being made) with their end markers: ``2 * n_pre + 2``, its depth, so it never
+        fills and the producers' ``ready`` is tied high (back-pressure from the FIFOs' level
+        into every source's pipeline enables was a critical path); ``fifo_overflow`` would
+        report the impossible. The FIFOs are emptied when a sample starts. Returns the layers
+        and the producers (``source``, then each layer's ``spikes_out``)."""
+        cfg = self.cfg
+        layers = [LIFLayer.from_config(cfg, i) for i in range(cfg.n_layers)]
         fifos = []
         for i, layer in enumerate(layers):
             m.submodules[f"layer{i}"] = layer
             n_pre = cfg.layers[i]
             fifo = SyncFIFOBuffered(width=event_layout(n_pre).size, depth=2 * n_pre + 2)
-            m.submodules[f"fifo{i}"] = ResetInserter(clear_fifos)(fifo)
+            m.submodules[f"fifo{i}"] = ResetInserter(ctl.clear_fifos)(fifo)
             fifos.append(fifo)
-
-        # ---- learning unit ----
-        learner = None
-        # the learning unit owns the weight ports: a flip-flop of its own (not a decode of the
-        # state), since it selects every weight port bit of every layer
-        learning = Signal()
-        if cfg.learning is not None:
-            m.submodules.learner = learner = DesireUnit(cfg)
-            m.d.comb += [learner.enc_valid.eq(tap[0]), learner.enc_index.eq(tap[1]),
-                         learner.enc_spike.eq(tap[2])]
-            for i, layer in enumerate(layers):
-                m.d.comb += [getattr(learner, f"eos{i}_valid").eq(layer.eos_valid),
-                             getattr(learner, f"eos{i}_group").eq(layer.eos_group),
-                             getattr(learner, f"eos{i}_fires").eq(layer.eos_fires),
-                             getattr(learner, f"w{i}_rdata").eq(layer.w_rdata)]
-
-        # ---- host ports (the learning unit's while it runs) ----
-        m.d.comb += [enc.px_addr.eq(self.px_addr), enc.px_data.eq(self.px_data),
-                     enc.px_we.eq(self.px_we)]
-        for i, layer in enumerate(layers):
-            m.d.comb += [layer.w_addr.eq(self.w_addr), layer.w_wdata.eq(self.w_wdata),
-                         layer.w_we.eq(self.w_we & (self.w_layer == i))]
-            if learner is not None:
-                with m.If(learning):
-                    m.d.comb += [layer.w_addr.eq(getattr(learner, f"w{i}_addr")),
-                                 layer.w_wdata.eq(getattr(learner, f"w{i}_wdata")),
-                                 layer.w_we.eq(getattr(learner, f"w{i}_we"))]
-            with m.If(self.w_layer == i):
-                m.d.comb += self.w_rdata.eq(layer.w_rdata)
-
-        # ---- phase controller ----
-        phase = Signal(range(max(T, 2)))
-        launch = Signal()                     # first cycle of a phase
-        opened = Signal(L)                    # layer i may still take input this phase
-        stage_done = Signal(L + 1)            # bit 0: encoder, bit i+1: layer i
-        cycles = Signal(CYCLE_COUNTER_BITS)
-        m.d.comb += [self.cycles.eq(cycles), self.trace_step.eq(phase)]
-        if learner is not None:
-            m.d.comb += learner.step.eq(phase)
-        train = Signal()                      # this sample learns
-
-        # input source -> fifo0, layer i -> fifo i+1, last layer -> counters
         producers = [source] + [layer.spikes_out for layer in layers]
-        # A FIFO holds at most two steps of its producer's events (the step its consumer is
-        # integrating and the step being made) with their end markers: 2 * n_pre + 2, its
-        # depth, so it never fills and the producers' ready is tied high (back-pressure from
-        # the FIFOs' level into every source's pipeline enables was a critical path).
-        # fifo_overflow would report the impossible.
         for i, fifo in enumerate(fifos):
             src = producers[i]
             m.d.comb += [fifo.w_data.eq(src.payload.as_value()), fifo.w_en.eq(src.valid)]
@@ -195,40 +183,19 @@ class Network(wiring.Component):
                 m.d.sync += self.fifo_overflow.eq(1)
         for src in producers:
             m.d.comb += src.ready.eq(1)
+        self._layer_inputs(m, layers, fifos, ctl)
+        return layers, producers
 
-        # readout stream: output spikes and an end-of-sample item, through a FIFO
-        layout = readout_layout(n_out, T)
-        m.submodules.readout_fifo = rfifo = SyncFIFOBuffered(width=layout.size,
-                                                             depth=T * n_out + 1)
-        item = Signal(layout)
-        sent = Signal(range(T * n_out + 1))          # spike items of this sample
-        close = Signal()                             # the sample's last phase ends now
-        m.d.comb += [rfifo.w_data.eq(item), self.events.payload.eq(rfifo.r_data),
-                     self.events.valid.eq(rfifo.r_rdy), rfifo.r_en.eq(self.events.ready)]
-        last = producers[-1]
-        with m.If(close):
-            m.d.comb += [item.end.eq(1), item.count.eq(sent), rfifo.w_en.eq(1)]
-        with m.Elif(last.valid & ~last.payload.end):
-            m.d.comb += [item.step.eq(phase), item.neuron.eq(last.payload.index),
-                         rfifo.w_en.eq(1)]
-            m.d.sync += sent.eq(sent + 1)
-        with m.If(rfifo.w_en & ~rfifo.w_rdy):
-            m.d.sync += self.events_overflow.eq(1)
-
-        for pop, src in enumerate(producers):
-            fire = src.valid & src.ready
-            m.d.comb += [getattr(self, f"trace{pop}_valid").eq(fire & ~src.payload.end),
-                         getattr(self, f"trace{pop}_index").eq(src.payload.index)]
-            with m.If(fire & src.payload.end):
-                m.d.sync += stage_done[pop].eq(1)
-
-        # layer inputs: clear marker in phase 0, else the FIFO, gated until the end marker
+    def _layer_inputs(self, m, layers, fifos, ctl):
+        """Each layer's input: a clear marker in phase 0, else its FIFO, read while the
+        layer's bit of ``opened`` is set and closed at the end marker. An item written in
+        the last cycle of a phase is readable two cycles later: when the next phase opens."""
         for i, (layer, fifo) in enumerate(zip(layers, fifos, strict=True)):
             sink = layer.spikes_in
-            first = phase == 0
+            first = ctl.phase == 0
             m.d.comb += [
-                sink.valid.eq(opened[i] & (first | fifo.r_rdy)),
-                fifo.r_en.eq(opened[i] & ~first & sink.ready),
+                sink.valid.eq(ctl.opened[i] & (first | fifo.r_rdy)),
+                fifo.r_en.eq(ctl.opened[i] & ~first & sink.ready),
             ]
             m.d.comb += layer.clear.eq(first)
             with m.If(first):
@@ -236,15 +203,92 @@ class Network(wiring.Component):
             with m.Else():
                 m.d.comb += sink.payload.eq(fifo.r_data)
             with m.If(sink.valid & sink.ready & sink.payload.end):
-                m.d.sync += opened[i].eq(0)
+                m.d.sync += ctl.opened[i].eq(0)
 
-        # output spike counters and unique argmax
-        # (counted from a register a cycle after the spike: the output layer's lane priority
-        # encoder in front of the count multiplexer and the comparisons was a critical path;
+    def _learning_unit(self, m, tap, layers, ctl):
+        """The learning unit (:class:`~hw.desire_unit.DesireUnit`, configs with ``[learning]``
+        only), fed by the input's raster tap ``tap``, every layer's end-of-step tap and
+        registered weight word, and the phase. Returns it (``None`` without learning) and the
+        statements that run when a sample starts: whether it learns, its ``label`` and
+        ``lr_shift``."""
+        if self.cfg.learning is None:
+            return None, []
+        m.submodules.learner = learner = DesireUnit(self.cfg)
+        m.d.comb += [learner.enc_valid.eq(tap[0]), learner.enc_index.eq(tap[1]),
+                     learner.enc_spike.eq(tap[2]), learner.step.eq(ctl.phase)]
+        for i, layer in enumerate(layers):
+            m.d.comb += [getattr(learner, f"eos{i}_valid").eq(layer.eos_valid),
+                         getattr(learner, f"eos{i}_group").eq(layer.eos_group),
+                         getattr(learner, f"eos{i}_fires").eq(layer.eos_fires),
+                         getattr(learner, f"w{i}_rdata").eq(layer.w_rdata)]
+        return learner, [ctl.train.eq(self.learn), learner.label.eq(self.label),
+                         learner.lr_shift.eq(self.lr_shift)]
+
+    def _weight_port(self, m, layers, learner, ctl):
+        """The layers' weight ports: the host's (``w_*``: a write goes to layer ``w_layer``,
+        ``w_rdata`` is that layer's registered word, ``WEIGHT_READ_LATENCY`` cycles after
+        ``w_addr``), the learning unit's while it runs (``ctl.learning``: a flip-flop of its
+        own, not a decode of the state, since it selects every weight port bit of every
+        layer)."""
+        for i, layer in enumerate(layers):
+            m.d.comb += [layer.w_addr.eq(self.w_addr), layer.w_wdata.eq(self.w_wdata),
+                         layer.w_we.eq(self.w_we & (self.w_layer == i))]
+            if learner is not None:
+                with m.If(ctl.learning):
+                    m.d.comb += [layer.w_addr.eq(getattr(learner, f"w{i}_addr")),
+                                 layer.w_wdata.eq(getattr(learner, f"w{i}_wdata")),
+                                 layer.w_we.eq(getattr(learner, f"w{i}_we"))]
+            with m.If(self.w_layer == i):
+                m.d.comb += self.w_rdata.eq(layer.w_rdata)
+
+    def _readout(self, m, last, ctl):
+        """The readout stream ``events``: each spike of ``last`` (the output layer) as an item
+        ``(step, neuron)`` in the cycle it is handed over, and an ``end`` item with the
+        sample's spike count in the cycle its last phase ends (``ctl.close``), through a FIFO
+        of ``T * n_out + 1`` items (a whole sample). Returns the statements that run when a
+        sample starts."""
+        T, n_out = self.cfg.time_steps, self.cfg.layers[-1]
+        layout = readout_layout(n_out, T)
+        m.submodules.readout_fifo = rfifo = SyncFIFOBuffered(width=layout.size,
+                                                             depth=T * n_out + 1)
+        item = Signal(layout)
+        sent = Signal(range(T * n_out + 1))          # spike items of this sample
+        m.d.comb += [rfifo.w_data.eq(item), self.events.payload.eq(rfifo.r_data),
+                     self.events.valid.eq(rfifo.r_rdy), rfifo.r_en.eq(self.events.ready)]
+        with m.If(ctl.close):
+            m.d.comb += [item.end.eq(1), item.count.eq(sent), rfifo.w_en.eq(1)]
+        with m.Elif(last.valid & ~last.payload.end):
+            m.d.comb += [item.step.eq(ctl.phase), item.neuron.eq(last.payload.index),
+                         rfifo.w_en.eq(1)]
+            m.d.sync += sent.eq(sent + 1)
+        with m.If(rfifo.w_en & ~rfifo.w_rdy):
+            m.d.sync += self.events_overflow.eq(1)
+        return [sent.eq(0)]
+
+    def _trace_taps(self, m, producers, ctl):
+        """The trace ports: ``trace_step`` (the phase) and each population's spikes in the cycle
+        they are handed over. The same handshake of each stage's end marker sets its bit of
+        ``ctl.stage_done`` (bit 0: the input, bit ``l + 1``: layer ``l``), the barrier's
+        input."""
+        m.d.comb += self.trace_step.eq(ctl.phase)
+        for pop, src in enumerate(producers):
+            fire = src.valid & src.ready
+            m.d.comb += [getattr(self, f"trace{pop}_valid").eq(fire & ~src.payload.end),
+                         getattr(self, f"trace{pop}_index").eq(src.payload.index)]
+            with m.If(fire & src.payload.end):
+                m.d.sync += ctl.stage_done[pop].eq(1)
+
+    def _output_counts(self, m, out):
+        """The output spike counters (``count`` of neuron ``count_sel``, ``range(T + 1)``) and
+        their running unique argmax, both updated a cycle after each spike of ``out``.
+        Returns the prediction ``(best_index, tie)`` and the statements that zero them when
+        a sample starts."""
+        T, n_out = self.cfg.time_steps, self.cfg.layers[-1]
+        # counted from a register a cycle after the spike (the output layer's lane priority
+        # encoder in front of the count multiplexer and the comparisons was a critical path);
         # the last spike is counted before `close` reads the argmax, since `close` waits for
-        # the end marker, which comes at least a cycle after it, and for its `stage_done`)
+        # the end marker, which comes at least a cycle after it, and for its `stage_done`
         counts = [Signal(range(T + 1), name=f"count{j}") for j in range(n_out)]
-        out = producers[-1]
         out_spike = Signal()
         out_index = Signal.like(out.payload.index)
         m.d.sync += [out_spike.eq(out.valid & ~out.payload.end), out_index.eq(out.payload.index)]
@@ -268,51 +312,70 @@ class Network(wiring.Component):
             with m.Elif(new_count == best):
                 m.d.sync += [tie.eq(1), best_index.eq(Mux(spike_j < best_index, spike_j,
                                                           best_index))]
+        return ((best_index, tie),
+                [best.eq(0), best_index.eq(0), tie.eq(n_out > 1)] + [c.eq(0) for c in counts])
 
-        all_done = stage_done.all() & ~launch
-        m.d.comb += enc.first.eq(phase == 0), enc.start.eq(launch)
-        if cfg.event_input:
-            m.d.comb += [enc.start.eq(launch & ~from_raster),
-                         ras.first.eq(phase == 0), ras.start.eq(launch & from_raster)]
-        m.d.sync += [launch.eq(0), self.done.eq(0)]
+    def _phase_controller(self, m, ctl, on_start, prediction, learner):
+        """The sample's state machine: ``IDLE`` -> ``RUN`` (one phase per step; a phase ends
+        ``PHASE_OVERHEAD`` cycle after every stage handed over its end marker) -> ``LEARN``
+        (training samples) -> ``IDLE``, counting ``cycles`` from the cycle ``start`` is seen
+        to the cycle ``done`` rises. ``on_start``: the other parts' statements for a new
+        sample; ``prediction``: ``(best_index, tie)``, latched when the last phase ends."""
+        T = self.cfg.time_steps
+        best_index, tie = prediction
+        all_done = ctl.stage_done.all() & ~ctl.launch
+        m.d.comb += self.cycles.eq(ctl.cycles)
+        m.d.sync += [ctl.launch.eq(0), self.done.eq(0)]
 
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
-                    m.d.comb += clear_fifos.eq(1)
-                    m.d.sync += [phase.eq(0), launch.eq(1), opened.eq(-1), stage_done.eq(0),
-                                 cycles.eq(0), sent.eq(0), best.eq(0), best_index.eq(0),
-                                 tie.eq(n_out > 1)] + [c.eq(0) for c in counts]
-                    if learner is not None:
-                        m.d.sync += [train.eq(self.learn), learner.label.eq(self.label),
-                                     learner.lr_shift.eq(self.lr_shift)]
-                    if cfg.event_input:
-                        m.d.sync += from_raster.eq(self.from_raster)
+                    m.d.comb += ctl.clear_fifos.eq(1)
+                    m.d.sync += [ctl.phase.eq(0), ctl.launch.eq(1), ctl.opened.eq(-1),
+                                 ctl.stage_done.eq(0), ctl.cycles.eq(0)] + on_start
                     m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += self.busy.eq(1)
-                m.d.sync += cycles.eq(cycles + 1)
+                m.d.sync += ctl.cycles.eq(ctl.cycles + 1)
                 with m.If(all_done):
-                    with m.If(phase == T - 1):
-                        m.d.comb += close.eq(1)
+                    with m.If(ctl.phase == T - 1):
+                        m.d.comb += ctl.close.eq(1)
                         m.d.sync += [self.prediction.eq(best_index),
                                      self.prediction_valid.eq(~tie)]
-                        with m.If(train):
+                        with m.If(ctl.train):
                             if learner is not None:
                                 m.d.comb += learner.start.eq(1)
-                                m.d.sync += learning.eq(1)
+                                m.d.sync += ctl.learning.eq(1)
                                 m.next = "LEARN"
                         with m.Else():
                             m.d.sync += self.done.eq(1)
                             m.next = "IDLE"
                     with m.Else():
-                        m.d.sync += [phase.eq(phase + 1), launch.eq(1), opened.eq(-1),
-                                     stage_done.eq(0)]
+                        m.d.sync += [ctl.phase.eq(ctl.phase + 1), ctl.launch.eq(1),
+                                     ctl.opened.eq(-1), ctl.stage_done.eq(0)]
             if learner is not None:
                 with m.State("LEARN"):
                     m.d.comb += self.busy.eq(1)
-                    m.d.sync += cycles.eq(cycles + 1)
+                    m.d.sync += ctl.cycles.eq(ctl.cycles + 1)
                     with m.If(learner.done):
-                        m.d.sync += [self.done.eq(1), learning.eq(0)]
+                        m.d.sync += [self.done.eq(1), ctl.learning.eq(0)]
                         m.next = "IDLE"
-        return m
+
+
+class _PhaseControl:
+    """The phase controller's registers and flags, read and written by the parts of a
+    :class:`Network` (one instance per elaboration)."""
+
+    def __init__(self, cfg):
+        L, T = cfg.n_layers, cfg.time_steps
+        self.phase = Signal(range(max(T, 2)))
+        self.launch = Signal()                     # first cycle of a phase
+        self.opened = Signal(L)                    # layer i may still take input this phase
+        self.stage_done = Signal(L + 1)            # bit 0: encoder, bit i+1: layer i
+        self.cycles = Signal(CYCLE_COUNTER_BITS)
+        self.close = Signal()                      # the sample's last phase ends now
+        self.train = Signal()                      # this sample learns
+        self.clear_fifos = Signal()                # a sample starts: empty the FIFOs
+        # the learning unit owns the weight ports: a flip-flop of its own (not a decode of the
+        # state), since it selects every weight port bit of every layer
+        self.learning = Signal()
