@@ -47,7 +47,8 @@ class TTFSLane(wiring.Component):
     hazard is covered by the transparent histogram read port), the histogram is scanned
     (``V += h[t]``, first ``V >= theta`` fires; each bin is zeroed behind the scan) and the
     neuron's fire time is written and offered to the lane's top-``k`` list. Latency
-    ``T + sum_n (len[n] + T + 5)`` cycles (:func:`sw.ttfs_cycles.lane_cycles`).
+    ``T + sum_n (len[n] + T + TTFS_NEURON_OVERHEAD)`` (``+ 5``) cycles
+    (:func:`sw.ttfs_cycles.lane_cycles`; the constant is in :mod:`spikeforge.timing`).
 
     ``update`` (one pulse while idle) runs STDP on local neuron ``upd_local`` with post time
     ``upd_time``: each entry is read, its ``t_j`` looked up, its new weight computed and,
@@ -92,84 +93,85 @@ class TTFSLane(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        cfg, lane = self.cfg, self.lane
-        n_in, T, mb = cfg.n_in, cfg.time_steps, cfg.membrane_bits
-        wmax = cfg.w_max
-
-        m.submodules.lists = syn = Memory(shape=self.entry, depth=self.n_local * n_in,
-                                          init=[])
-        m.submodules.lengths = lens = Memory(shape=range(n_in + 1), depth=self.depth_n,
-                                             init=[n_in] * self.depth_n)
-        m.submodules.in_times = tmem = Memory(shape=range(T + 1), depth=n_in, init=[])
-        m.submodules.histogram = hmem = Memory(shape=mb, depth=T, init=[])
-        m.submodules.fire_times = fmem = Memory(shape=range(T + 1), depth=self.depth_n,
-                                                init=[])
-        syn_wr, syn_rd = syn.write_port(), syn.read_port()
-        len_wr, len_rd = lens.write_port(), lens.read_port()
-        t_wr, t_rd = tmem.write_port(), tmem.read_port()
-        h_wr = hmem.write_port()
-        h_rd = hmem.read_port(transparent_for=(h_wr,))
-        f_wr, f_rd = fmem.write_port(), fmem.read_port()
-
-        topk = TopK(cfg.winners, self.cand, f"lane{lane}_top", one_lane=True)
+        mem = _LaneMemories(m, self)
+        topk = TopK(self.cfg.winners, self.cand, f"lane{self.lane}_top", one_lane=True)
         for q, e in enumerate(topk.entries):
             m.d.comb += getattr(self, f"win{q}").eq(e)
+        r = _LaneRegisters(self)
 
-        n = Signal(range(self.depth_n + 1))          # local neuron being processed
-        base = Signal(range(self.n_local * n_in + 1))  # n * n_in
-        k = Signal(range(n_in + 1))                  # next list slot to issue
-        wp = Signal(range(n_in + 1))                 # compaction pointer (update)
-        length = Signal(range(n_in + 1))
-        ts = Signal(range(T + 1))                    # clear / scan counter
-        updating = Signal()
-        t_post = Signal(range(T + 1))
-        active = Signal()                            # the engine owns the memory ports
+        self._host_ports(m, mem, r)
+        self._list_pipeline(m, mem, r)
+        self._stdp(m, mem, r)
+        self._scan(m, mem, r)
+        cand = Signal(self.cand)
+        m.d.comb += [cand.valid.eq(r.fired), cand.time.eq(r.f_time), cand.value.eq(r.f_value),
+                     cand.local.eq(r.n), cand.lane.eq(self.lane)]
+        topk.insert(m, cand, r.finish)
+        with m.FSM():
+            self._start_states(m, mem, r, topk)
+            self._list_states(m, r)
+            self._end_states(m, mem, r)
+        return m
 
-        # ---- host ports, and the engine's defaults ----
+    def _host_ports(self, m, mem, r):
+        """The host ports (``syn_*``, ``len_*``, ``out_*``, ``in_*``: read data one cycle
+        after the address) and the encoder's ``t_*`` writes; the engine takes the list and
+        length ports over while ``active``. ``r.length``: the list length of neuron ``r.n``
+        (read one cycle after ``n`` is set; ``n_in`` without pruning)."""
+        cfg = self.cfg
         m.d.comb += [
-            syn_rd.addr.eq(self.syn_addr), self.syn_rdata.eq(syn_rd.data),
-            syn_wr.addr.eq(self.syn_addr), syn_wr.data.eq(self.syn_wdata),
-            syn_wr.en.eq(self.syn_we & ~active),
-            len_rd.addr.eq(Mux(active, n, self.len_addr)), self.len_rdata.eq(len_rd.data),
-            len_wr.addr.eq(self.len_addr), len_wr.data.eq(self.len_wdata),
-            len_wr.en.eq(self.len_we & ~active),
-            t_wr.addr.eq(self.t_addr), t_wr.data.eq(self.t_data), t_wr.en.eq(self.t_we),
-            t_rd.addr.eq(self.in_addr), self.in_time.eq(t_rd.data),
-            f_rd.addr.eq(self.out_addr), self.out_time.eq(f_rd.data),
-            self.busy.eq(active),
+            mem.syn_rd.addr.eq(self.syn_addr), self.syn_rdata.eq(mem.syn_rd.data),
+            mem.syn_wr.addr.eq(self.syn_addr), mem.syn_wr.data.eq(self.syn_wdata),
+            mem.syn_wr.en.eq(self.syn_we & ~r.active),
+            mem.len_rd.addr.eq(Mux(r.active, r.n, self.len_addr)),
+            self.len_rdata.eq(mem.len_rd.data),
+            mem.len_wr.addr.eq(self.len_addr), mem.len_wr.data.eq(self.len_wdata),
+            mem.len_wr.en.eq(self.len_we & ~r.active),
+            mem.t_wr.addr.eq(self.t_addr), mem.t_wr.data.eq(self.t_data),
+            mem.t_wr.en.eq(self.t_we),
+            mem.t_rd.addr.eq(self.in_addr), self.in_time.eq(mem.t_rd.data),
+            mem.f_rd.addr.eq(self.out_addr), self.out_time.eq(mem.f_rd.data),
+            self.busy.eq(r.active),
         ]
         if cfg.pruning:
-            m.d.comb += length.eq(len_rd.data)
+            m.d.comb += r.length.eq(mem.len_rd.data)
         else:
-            m.d.comb += length.eq(n_in)
+            m.d.comb += r.length.eq(cfg.n_in)
 
-        # ---- list pipeline: stage 1 has the entry, stage 2 its t_j, stage 3 h[t_j] ----
-        s1_valid, s1_slot = Signal(), Signal(range(n_in + 1))
-        s2_valid, s2_index = Signal(), Signal(range(n_in))
-        s2_weight = Signal(cfg.weight_bits)
-        s3_valid, s3_time = Signal(), Signal(range(T + 1))
-        s3_weight = Signal(cfg.weight_bits)
-        entry = syn_rd.data
-        index1 = entry.index if cfg.pruning else s1_slot
-        with m.If(active):
-            m.d.comb += [syn_rd.addr.eq(base + k), t_rd.addr.eq(index1)]
-        m.d.sync += [s1_valid.eq(0), s2_valid.eq(s1_valid), s2_index.eq(index1),
-                     s2_weight.eq(entry.weight)]
-        t_j = t_rd.data
+    def _list_pipeline(self, m, mem, r):
+        """The list pipeline, one entry per cycle: stage 1 has the entry read from slot
+        ``base + k`` (``s1_*``), stage 2 its input time ``t_j`` (``s2_*``, the time memory's
+        read data) and, integrating, reads ``h[t_j]`` (transparent: sees the write of the
+        entry ahead); stage 3 writes ``h[t_j] + w`` (``s3_*``; unsigned ``membrane_bits``,
+        no saturation: the width holds ``n_in * w_max``). An input that never spiked
+        (``t_j = T``) adds nothing."""
+        T = self.cfg.time_steps
+        entry = mem.syn_rd.data
+        index1 = entry.index if self.cfg.pruning else r.s1_slot
+        with m.If(r.active):
+            m.d.comb += [mem.syn_rd.addr.eq(r.base + r.k), mem.t_rd.addr.eq(index1)]
+        m.d.sync += [r.s1_valid.eq(0), r.s2_valid.eq(r.s1_valid), r.s2_index.eq(index1),
+                     r.s2_weight.eq(entry.weight)]
+        t_j = mem.t_rd.data
 
         # stage 2, integrating: read h[t_j] (transparent: sees the write of the entry ahead)
-        scan = Signal()
-        m.d.comb += h_rd.addr.eq(Mux(scan, ts, t_j))
-        m.d.sync += [s3_valid.eq(s2_valid & ~updating & (t_j < T)), s3_time.eq(t_j),
-                     s3_weight.eq(s2_weight)]
+        m.d.comb += mem.h_rd.addr.eq(Mux(r.scan, r.ts, t_j))
+        m.d.sync += [r.s3_valid.eq(r.s2_valid & ~r.updating & (t_j < T)), r.s3_time.eq(t_j),
+                     r.s3_weight.eq(r.s2_weight)]
         # stage 3: h[t_j] += w
-        sc_valid, sc_time = Signal(), Signal(range(T + 1))
-        with m.If(s3_valid):
-            m.d.comb += [h_wr.addr.eq(s3_time), h_wr.data.eq(h_rd.data + s3_weight),
-                         h_wr.en.eq(1)]
+        with m.If(r.s3_valid):
+            m.d.comb += [mem.h_wr.addr.eq(r.s3_time),
+                         mem.h_wr.data.eq(mem.h_rd.data + r.s3_weight), mem.h_wr.en.eq(1)]
 
-        # stage 2, updating: multiplicative STDP, prune, compacted write-back
-        w = s2_weight
+    def _stdp(self, m, mem, r):
+        """Stage 2 of the list pipeline while updating: multiplicative STDP of the entry's
+        weight (unsigned ``weight_bits``; ``d = w * (w_max - w)``, up by ``(d * a_plus) >>
+        stdp_shift`` if ``t_j <= t_post`` else down by ``(d * a_minus) >> stdp_shift``,
+        clamped to ``[0, w_max]``), written back at the compaction pointer ``wp`` unless it
+        falls below ``prune_threshold`` (with pruning; without, at its own slot)."""
+        cfg, wmax = self.cfg, self.cfg.w_max
+        t_j = mem.t_rd.data
+        w = r.s2_weight
         d = Signal(2 * cfg.weight_bits)
         m.d.comb += d.eq(w * (wmax - w))
         up = Signal(cfg.weight_bits + 1)
@@ -178,91 +180,167 @@ class TTFSLane(wiring.Component):
         dm = (d * cfg.a_minus) >> cfg.stdp_shift
         m.d.comb += [up.eq(Mux(w + dp > wmax, wmax, w + dp)),
                      down.eq(Mux(dm > w, 0, w - dm))]
-        new_w = Mux(t_j <= t_post, up, down)[:cfg.weight_bits]
+        new_w = Mux(t_j <= r.t_post, up, down)[:cfg.weight_bits]
         keep = (new_w >= cfg.prune_threshold) if cfg.pruning else 1
         new_entry = Signal(self.entry)
         m.d.comb += new_entry.weight.eq(new_w)
         if cfg.pruning:
-            m.d.comb += new_entry.index.eq(s2_index)
-        with m.If(s2_valid & updating & keep):
-            m.d.comb += [syn_wr.addr.eq(base + (wp if cfg.pruning else s2_index)),
-                         syn_wr.data.eq(new_entry), syn_wr.en.eq(1)]
-            m.d.sync += wp.eq(wp + 1)
+            m.d.comb += new_entry.index.eq(r.s2_index)
+        with m.If(r.s2_valid & r.updating & keep):
+            m.d.comb += [mem.syn_wr.addr.eq(r.base + (r.wp if cfg.pruning else r.s2_index)),
+                         mem.syn_wr.data.eq(new_entry), mem.syn_wr.en.eq(1)]
+            m.d.sync += r.wp.eq(r.wp + 1)
 
-        # scan consumer: V += h[t], first crossing fires; the bin is zeroed behind the scan
-        v = Signal(mb)
-        fired, f_time = Signal(), Signal(range(T + 1))
-        f_value = Signal(mb)
+    def _scan(self, m, mem, r):
+        """The histogram scan's consumer, one bin per cycle a cycle after its read
+        (``sc_valid``): ``V += h[t]`` (unsigned ``membrane_bits``), the first ``V >=
+        threshold`` fires (``fired``, ``f_time``, ``f_value``); each bin is zeroed behind the
+        scan (unless stage 3 writes the histogram in that cycle)."""
+        mb = self.cfg.membrane_bits
         v_next = Signal(mb + 1)
-        m.d.comb += v_next.eq(v + h_rd.data)
-        m.d.sync += sc_valid.eq(0)
-        with m.If(sc_valid):
-            m.d.sync += v.eq(v_next)
-            with m.If(~fired & (v_next >= cfg.threshold)):
-                m.d.sync += [fired.eq(1), f_time.eq(sc_time), f_value.eq(v_next)]
-            with m.If(~s3_valid):
-                m.d.comb += [h_wr.addr.eq(sc_time), h_wr.data.eq(0), h_wr.en.eq(1)]
+        m.d.comb += v_next.eq(r.v + mem.h_rd.data)
+        m.d.sync += r.sc_valid.eq(0)
+        with m.If(r.sc_valid):
+            m.d.sync += r.v.eq(v_next)
+            with m.If(~r.fired & (v_next >= self.cfg.threshold)):
+                m.d.sync += [r.fired.eq(1), r.f_time.eq(r.sc_time), r.f_value.eq(v_next)]
+            with m.If(~r.s3_valid):
+                m.d.comb += [mem.h_wr.addr.eq(r.sc_time), mem.h_wr.data.eq(0),
+                             mem.h_wr.en.eq(1)]
 
-        def issue_list(next_state):
-            """Issue list slot ``k`` while ``k < len``; then move to ``next_state``."""
-            with m.If(k < length):
-                m.d.sync += [s1_valid.eq(1), s1_slot.eq(k), k.eq(k + 1)]
+    def _start_states(self, m, mem, r, topk):
+        """``IDLE`` (``run`` starts integration, ``update`` the STDP pass of ``upd_local``
+        with post time ``upd_time``) and ``CLEAR`` (``T`` cycles: the histogram zeroed; the
+        top-``k`` list was emptied by ``run``)."""
+        n_in, T = self.cfg.n_in, self.cfg.time_steps
+        with m.State("IDLE"):
+            with m.If(self.run):
+                m.d.sync += [r.n.eq(0), r.base.eq(0), r.ts.eq(0), r.updating.eq(0)]
+                topk.clear(m)
+                m.next = "CLEAR"
+            with m.Elif(self.update):
+                m.d.sync += [r.n.eq(self.upd_local), r.base.eq(self.upd_local * n_in),
+                             r.t_post.eq(self.upd_time), r.updating.eq(1), r.k.eq(0),
+                             r.wp.eq(0)]
+                m.next = "LEN"
+        with m.State("CLEAR"):
+            m.d.comb += [r.active.eq(1), mem.h_wr.addr.eq(r.ts), mem.h_wr.data.eq(0),
+                         mem.h_wr.en.eq(1)]
+            m.d.sync += r.ts.eq(r.ts + 1)
+            with m.If(r.ts == T - 1):
+                m.d.sync += r.k.eq(0)
+                m.next = "LEN"
+
+    def _list_states(self, m, r):
+        """``LEN`` (``len[n]`` is read), ``LIST`` (one entry issued per cycle, ``len[n]``
+        cycles, then one to see the end) and ``DRAIN`` (the last entry's stage 2), then the
+        scan (integrating) or ``WRITE_LEN`` (updating)."""
+        with m.State("LEN"):                  # len[n] is read in this cycle
+            m.d.comb += r.active.eq(1)
+            m.next = "LIST"
+        with m.State("LIST"):
+            m.d.comb += r.active.eq(1)
+            # issue list slot k while k < len; then drain
+            with m.If(r.k < r.length):
+                m.d.sync += [r.s1_valid.eq(1), r.s1_slot.eq(r.k), r.k.eq(r.k + 1)]
             with m.Else():
-                m.next = next_state
+                m.next = "DRAIN"
+        with m.State("DRAIN"):                # the last entry's stage 2
+            m.d.comb += r.active.eq(1)
+            m.d.sync += r.ts.eq(0)
+            m.next = "SCAN"
+            with m.If(r.updating):
+                m.next = "WRITE_LEN"
 
-        cand = Signal(self.cand)
-        m.d.comb += [cand.valid.eq(fired), cand.time.eq(f_time), cand.value.eq(f_value),
-                     cand.local.eq(n), cand.lane.eq(lane)]
-        finish = Signal()
-        topk.insert(m, cand, finish)
-
-        with m.FSM():
-            with m.State("IDLE"):
-                with m.If(self.run):
-                    m.d.sync += [n.eq(0), base.eq(0), ts.eq(0), updating.eq(0)]
-                    topk.clear(m)
-                    m.next = "CLEAR"
-                with m.Elif(self.update):
-                    m.d.sync += [n.eq(self.upd_local), base.eq(self.upd_local * n_in),
-                                 t_post.eq(self.upd_time), updating.eq(1), k.eq(0),
-                                 wp.eq(0)]
-                    m.next = "LEN"
-            with m.State("CLEAR"):
-                m.d.comb += [active.eq(1), h_wr.addr.eq(ts), h_wr.data.eq(0), h_wr.en.eq(1)]
-                m.d.sync += ts.eq(ts + 1)
-                with m.If(ts == T - 1):
-                    m.d.sync += k.eq(0)
-                    m.next = "LEN"
-            with m.State("LEN"):                  # len[n] is read in this cycle
-                m.d.comb += active.eq(1)
-                m.next = "LIST"
-            with m.State("LIST"):
-                m.d.comb += active.eq(1)
-                issue_list("DRAIN")
-            with m.State("DRAIN"):                # the last entry's stage 2
-                m.d.comb += active.eq(1)
-                m.d.sync += ts.eq(0)
-                m.next = "SCAN"
-                with m.If(updating):
-                    m.next = "WRITE_LEN"
-            with m.State("SCAN"):
-                m.d.comb += [active.eq(1), scan.eq(1)]
-                with m.If(ts < T):
-                    m.d.sync += [sc_valid.eq(1), sc_time.eq(ts), ts.eq(ts + 1)]
-                with m.Elif(sc_valid):
-                    m.next = "FINISH"
-            with m.State("FINISH"):
-                m.d.comb += [active.eq(1), finish.eq(1), f_wr.addr.eq(n),
-                             f_wr.data.eq(Mux(fired, f_time, T)), f_wr.en.eq(1)]
-                m.d.sync += [v.eq(0), fired.eq(0), n.eq(n + 1), base.eq(base + n_in),
-                             k.eq(0)]
-                with m.If(n == self.n_local - 1):
-                    m.next = "IDLE"
-                with m.Else():
-                    m.next = "LEN"
-            with m.State("WRITE_LEN"):            # update only: the compacted length
-                m.d.comb += active.eq(1)
-                if cfg.pruning:
-                    m.d.comb += [len_wr.addr.eq(n), len_wr.data.eq(wp), len_wr.en.eq(1)]
+    def _end_states(self, m, mem, r):
+        """``SCAN`` (``T`` bins read, one per cycle, then one cycle for the last to be
+        consumed), ``FINISH`` (the fire time written, ``T`` for none, and offered to the
+        top-``k`` list; the next neuron or ``IDLE``) and ``WRITE_LEN`` (an update's last
+        cycle: the compacted length, with pruning). Per neuron ``len + T +
+        TTFS_NEURON_OVERHEAD`` cycles from ``LEN`` to ``FINISH``."""
+        n_in, T = self.cfg.n_in, self.cfg.time_steps
+        with m.State("SCAN"):
+            m.d.comb += [r.active.eq(1), r.scan.eq(1)]
+            with m.If(r.ts < T):
+                m.d.sync += [r.sc_valid.eq(1), r.sc_time.eq(r.ts), r.ts.eq(r.ts + 1)]
+            with m.Elif(r.sc_valid):
+                m.next = "FINISH"
+        with m.State("FINISH"):
+            m.d.comb += [r.active.eq(1), r.finish.eq(1), mem.f_wr.addr.eq(r.n),
+                         mem.f_wr.data.eq(Mux(r.fired, r.f_time, T)), mem.f_wr.en.eq(1)]
+            m.d.sync += [r.v.eq(0), r.fired.eq(0), r.n.eq(r.n + 1), r.base.eq(r.base + n_in),
+                         r.k.eq(0)]
+            with m.If(r.n == self.n_local - 1):
                 m.next = "IDLE"
-        return m
+            with m.Else():
+                m.next = "LEN"
+        with m.State("WRITE_LEN"):            # update only: the compacted length
+            m.d.comb += r.active.eq(1)
+            if self.cfg.pruning:
+                m.d.comb += [mem.len_wr.addr.eq(r.n), mem.len_wr.data.eq(r.wp),
+                             mem.len_wr.en.eq(1)]
+            m.next = "IDLE"
+
+
+class _LaneMemories:
+    """A :class:`TTFSLane`'s memories (``amaranth.lib.memory``, block-RAM inferable; see the
+    class docstring) and their ports, added to ``m``: one write and one read port each; the
+    histogram's read port is transparent to its write port."""
+
+    def __init__(self, m, lane: TTFSLane):
+        cfg = lane.cfg
+        n_in, T, mb = cfg.n_in, cfg.time_steps, cfg.membrane_bits
+        m.submodules.lists = syn = Memory(shape=lane.entry, depth=lane.n_local * n_in,
+                                          init=[])
+        m.submodules.lengths = lens = Memory(shape=range(n_in + 1), depth=lane.depth_n,
+                                             init=[n_in] * lane.depth_n)
+        m.submodules.in_times = tmem = Memory(shape=range(T + 1), depth=n_in, init=[])
+        m.submodules.histogram = hmem = Memory(shape=mb, depth=T, init=[])
+        m.submodules.fire_times = fmem = Memory(shape=range(T + 1), depth=lane.depth_n,
+                                                init=[])
+        self.syn_wr = syn.write_port()
+        self.syn_rd = syn.read_port()
+        self.len_wr = lens.write_port()
+        self.len_rd = lens.read_port()
+        self.t_wr = tmem.write_port()
+        self.t_rd = tmem.read_port()
+        self.h_wr = hmem.write_port()
+        self.h_rd = hmem.read_port(transparent_for=(self.h_wr,))
+        self.f_wr = fmem.write_port()
+        self.f_rd = fmem.read_port()
+
+
+class _LaneRegisters:
+    """The registers and flags a :class:`TTFSLane`'s parts share (one instance per
+    elaboration): the engine's counters, the list pipeline's stages, the scan's state."""
+
+    def __init__(self, lane: TTFSLane):
+        cfg = lane.cfg
+        n_in, T, mb = cfg.n_in, cfg.time_steps, cfg.membrane_bits
+        self.n = Signal(range(lane.depth_n + 1))            # local neuron being processed
+        self.base = Signal(range(lane.n_local * n_in + 1))  # n * n_in
+        self.k = Signal(range(n_in + 1))                    # next list slot to issue
+        self.wp = Signal(range(n_in + 1))                   # compaction pointer (update)
+        self.length = Signal(range(n_in + 1))
+        self.ts = Signal(range(T + 1))                      # clear / scan counter
+        self.updating = Signal()
+        self.t_post = Signal(range(T + 1))
+        self.active = Signal()                              # the engine owns the memory ports
+        # the list pipeline: stage 1 has the entry, stage 2 its t_j, stage 3 h[t_j]
+        self.s1_valid = Signal()
+        self.s1_slot = Signal(range(n_in + 1))
+        self.s2_valid = Signal()
+        self.s2_index = Signal(range(n_in))
+        self.s2_weight = Signal(cfg.weight_bits)
+        self.s3_valid = Signal()
+        self.s3_time = Signal(range(T + 1))
+        self.s3_weight = Signal(cfg.weight_bits)
+        # the histogram scan: bin sc_time is consumed (V += h) in a cycle with sc_valid
+        self.scan = Signal()                                # the SCAN state: h read at ts
+        self.sc_valid = Signal()
+        self.sc_time = Signal(range(T + 1))
+        self.v = Signal(mb)
+        self.fired = Signal()
+        self.f_time = Signal(range(T + 1))
+        self.f_value = Signal(mb)
+        self.finish = Signal()                              # the FINISH state

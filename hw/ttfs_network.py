@@ -24,8 +24,9 @@ class TTFSNetwork(wiring.Component):
     Schedule: ENCODE (``n_in + 1`` cycles) -> INTEGRATE (all lanes at once, until the slowest
     is done) -> training samples only: MERGE (``P * k`` cycles, the lanes' top-``k`` lists
     into one) -> UPDATE (each winner, best first, by its lane: ``len + 4`` cycles) -> done.
-    ``cycles`` counts them all, exactly :mod:`sw.ttfs_cycles`: nothing waits on data, so
-    the count depends only on the list lengths and the winners.
+    ``cycles`` counts them all, exactly :mod:`sw.ttfs_cycles` (with the ``TTFS_*`` overheads
+    of :mod:`spikeforge.timing`): nothing waits on data, so the count depends only on the
+    list lengths and the winners.
 
     Number formats: :class:`~hw.ttfs_lane.TTFSLane` and :class:`~hw.ttfs_encoder.TTFSEncoder`.
     """
@@ -64,13 +65,19 @@ class TTFSNetwork(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        cfg = self.cfg
-        P, k = cfg.lanes, cfg.winners
-
-        m.submodules.encoder = enc = TTFSEncoder(cfg)
+        m.submodules.encoder = enc = TTFSEncoder(self.cfg)
         m.d.comb += [enc.px_addr.eq(self.px_addr), enc.px_data.eq(self.px_data),
                      enc.px_we.eq(self.px_we)]
-        lanes = [TTFSLane(cfg, p) for p in range(P)]
+        lanes = self._lanes(m, enc)
+        top, merge_sel, merging = self._merge(m, lanes)
+        self._controller(m, enc, lanes, top, merge_sel, merging)
+        return m
+
+    def _lanes(self, m, enc):
+        """The ``P`` lanes (:class:`~hw.ttfs_lane.TTFSLane`): each gets the encoder's input
+        times; the host's list ports write and read lane ``host_lane``; ``in_time`` is lane
+        0's copy. Returns the lanes."""
+        lanes = [TTFSLane(self.cfg, p) for p in range(self.cfg.lanes)]
         for p, lane in enumerate(lanes):
             m.submodules[f"lane{p}"] = lane
             sel = self.host_lane == p
@@ -87,13 +94,19 @@ class TTFSNetwork(wiring.Component):
                              self.len_rdata.eq(lane.len_rdata),
                              self.out_time.eq(lane.out_time)]
         m.d.comb += self.in_time.eq(lanes[0].in_time)
+        return lanes
 
-        # global top-k, merged from the lanes' lists one entry per cycle
-        top = TopK(k, lane_candidate_layout(cfg), "top")
+    def _merge(self, m, lanes):
+        """The global top-``k`` list (:class:`~hw.top_k.TopK`), merged from the lanes' lists
+        one entry per cycle while ``merging`` (entry ``merge_sel`` of the ``P * k``, lane
+        by lane): ``P * k`` cycles; ``win_index``/``win_valid`` show its ``win_sel``-th
+        entry. Returns the list, ``merge_sel`` and ``merging``."""
+        P, k = self.cfg.lanes, self.cfg.winners
+        top = TopK(k, lane_candidate_layout(self.cfg), "top")
         flat = [getattr(lane, f"win{q}") for lane in lanes for q in range(k)]
         merge_sel = Signal(range(len(flat) + 1))
         merging = Signal()
-        cand = Signal(lane_candidate_layout(cfg))
+        cand = Signal(lane_candidate_layout(self.cfg))
         for s, c in enumerate(flat):
             with m.If(merge_sel == s):
                 m.d.comb += cand.eq(c)
@@ -102,12 +115,19 @@ class TTFSNetwork(wiring.Component):
             with m.If(self.win_sel == q):
                 m.d.comb += [self.win_valid.eq(e.valid),
                              self.win_index.eq(e.local * P + e.lane)]
+        return top, merge_sel, merging
 
+    def _controller(self, m, enc, lanes, top, merge_sel, merging):
+        """The sample's state machine: ``ENCODE`` -> ``INTEGRATE`` -> (training samples)
+        ``MERGE`` -> ``UPDATE``/``UPDATING`` per winner -> ``IDLE``, counting ``cycles`` (32
+        bits) from the cycle after ``start`` to the cycle ``done`` rises: exactly
+        :mod:`sw.ttfs_cycles` (``TTFS_*`` in :mod:`spikeforge.timing`)."""
+        P, k = self.cfg.lanes, self.cfg.winners
         cycles = Signal(CYCLE_COUNTER_BITS)
         m.d.comb += self.cycles.eq(cycles)
         train = Signal()
         q = Signal(range(k + 1))                     # winner being updated
-        current = Signal(lane_candidate_layout(cfg))
+        current = Signal(lane_candidate_layout(self.cfg))
         for s, e in enumerate(top.entries):
             with m.If(q == s):
                 m.d.comb += current.eq(e)
@@ -141,7 +161,7 @@ class TTFSNetwork(wiring.Component):
             with m.State("MERGE"):
                 m.d.comb += [self.busy.eq(1), merging.eq(1)]
                 m.d.sync += [cycles.eq(cycles + 1), merge_sel.eq(merge_sel + 1)]
-                with m.If(merge_sel == len(flat) - 1):
+                with m.If(merge_sel == P * k - 1):
                     m.d.sync += q.eq(0)
                     m.next = "UPDATE"
             with m.State("UPDATE"):                  # start winner q's update in its lane
@@ -162,4 +182,3 @@ class TTFSNetwork(wiring.Component):
                 with m.If(~lanes_busy):
                     m.d.sync += q.eq(q + 1)
                     m.next = "UPDATE"
-        return m
