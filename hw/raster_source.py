@@ -28,8 +28,9 @@ class RasterSource(wiring.Component):
     Latency and throughput: one neuron per cycle, pipelined as the rate encoder (read;
     register the block RAM output; evaluate, so the stall logic and the read enable start
     from a flip-flop); the first read is issued in the cycle ``start`` is seen, so with the
-    output always ready a step takes ``n_in + 3`` cycles from ``start`` to the end marker's
-    handshake, exactly the rate encoder's (:func:`sw.cycles.encoder_cost`); an output stall
+    output always ready a step takes ``n_in + ENCODER_OVERHEAD`` (``+ 3``) cycles from
+    ``start`` to the end marker's handshake, exactly the rate encoder's
+    (:func:`sw.cycles.encoder_cost`); an output stall
     stalls the whole pipeline.
 
     Write port (use it while idle, ``busy`` low): ``set`` writes a 1 to ``spike[set_step,

@@ -24,8 +24,9 @@ class RateEncoder(wiring.Component):
     Latency and throughput: one pixel per cycle, pipelined (read; register the block RAM
     outputs; evaluate: the adder and the threshold start from flip-flops, not from the block
     RAM's slow clock-to-output). The first read is issued in the cycle ``start`` is seen, so
-    with the output always ready a step takes ``n_in + 3`` cycles from ``start`` to the end
-    marker's handshake (:func:`sw.cycles.encoder_cost`); an output stall stalls the whole
+    with the output always ready a step takes ``n_in + ENCODER_OVERHEAD`` (``+ 3``) cycles
+    from ``start`` to the end marker's handshake (:func:`sw.cycles.encoder_cost`,
+    :mod:`spikeforge.timing`); an output stall stalls the whole
     pipeline (the block RAMs' read enables included).
 
     Pixel port: ``px_we`` writes ``px_data`` to pixel ``px_addr``; use it while idle (not in

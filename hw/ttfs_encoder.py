@@ -19,7 +19,8 @@ class TTFSEncoder(wiring.Component):
     ``t_addr``/``t_data`` with ``t_we`` once per pixel (into the lanes' time memories).
 
     Latency and throughput: one pixel per cycle, pipelined (read, evaluate): ``busy`` is high
-    for ``n_in + 1`` cycles after the ``start`` cycle.
+    for ``n_in + 1`` cycles after the ``start`` cycle (the controller sees it low one cycle
+    later: ``n_in + TTFS_ENCODE_OVERHEAD``, :mod:`spikeforge.timing`).
 
     Pixel port: ``px_we`` writes ``px_data`` to pixel ``px_addr``; use it while idle.
     """

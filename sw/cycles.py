@@ -7,25 +7,35 @@ the cycle the phase opens to the cycle the stage hands over its end-of-step mark
 
 * encoder: one pixel per cycle, ``N_in + ENCODER_OVERHEAD``;
 * LIF layer with ``G = ceil(N_post / P)`` weight words per presynaptic neuron and ``E``
-  input spike events: ``E*G`` integration cycles, ``3*G`` end-of-step cycles (read, then
-  threshold/reset/leak/write, then the test for spikes), one cycle per output spike ``S``,
-  plus ``LAYER_OVERHEAD``
-  (accept the end marker, drain the integration pipeline, emit the end marker).
+  input spike events: ``E*G`` integration cycles, ``END_OF_STEP_PASSES * G`` end-of-step
+  cycles (read, then threshold/reset/leak/write, then the test for spikes), one cycle per
+  output spike ``S``, plus ``LAYER_OVERHEAD`` (accept the end marker, drain the integration
+  pipeline, emit the end marker).
 
 A sample costs ``START_OVERHEAD + sum_t (max(stage costs of t) + PHASE_OVERHEAD)
 + FINISH_OVERHEAD`` cycles, counted from the cycle ``start`` is accepted to the cycle
-``done`` rises. ``docs/architecture.md`` derives each constant from the RTL's state machines.
+``done`` rises. The constants are :mod:`spikeforge.timing`'s, shared with the gateware;
+``docs/architecture.md`` derives each from the RTL's state machines.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-ENCODER_OVERHEAD = 3   # pipeline fill (read, evaluate) + end-of-step marker
-LAYER_OVERHEAD = 5     # accept the end marker, drain integration (3), emit the marker
-PHASE_OVERHEAD = 1     # barrier: all stages done -> next phase opens
-START_OVERHEAD = 0    # the cycle count starts in the first cycle of phase 0
-FINISH_OVERHEAD = 0   # done rises right after the last phase (prediction latched there)
+from spikeforge.timing import (
+    BACKWARD_OVERHEAD,
+    ENCODER_OVERHEAD,
+    END_OF_STEP_PASSES,
+    FINISH_OVERHEAD,
+    LAYER_OVERHEAD,
+    LEARN_OVERHEAD,
+    OUT_DESIRE_OVERHEAD,
+    PAIR_OVERHEAD,
+    PHASE_OVERHEAD,
+    PRE_CHECK,
+    START_OVERHEAD,
+    UPDATE_OVERHEAD,
+)
 
 
 def encoder_cost(n_in: int) -> int:
@@ -34,7 +44,8 @@ def encoder_cost(n_in: int) -> int:
 
 def layer_cost(groups: int, events_in, spikes_out):
     """Cycles of one LIF layer's phase; works elementwise on arrays of event counts."""
-    return np.asarray(events_in) * groups + 3 * groups + np.asarray(spikes_out) + LAYER_OVERHEAD
+    return (np.asarray(events_in) * groups + END_OF_STEP_PASSES * groups
+            + np.asarray(spikes_out) + LAYER_OVERHEAD)
 
 
 def phase_cycles(cfg, rasters: list[np.ndarray]) -> np.ndarray:
@@ -58,13 +69,6 @@ def sample_cycles(cfg, rasters: list[np.ndarray]) -> np.ndarray:
 
 
 # ---- learning (desire backpropagation), docs/learning.md §Cycles ----
-LEARN_OVERHEAD = 2       # DONE state + the cycle the network sees ``done``
-OUT_DESIRE_OVERHEAD = 2  # the last output group is counted, then evaluated, after its read
-BACKWARD_OVERHEAD = 7    # drain: weight address and word, products, 2 sums, S_j, write
-UPDATE_OVERHEAD = 0      # the presynaptic scan starts straight from the previous phase
-PRE_CHECK = 3            # per presynaptic neuron: read its raster, register its lane, test it
-PAIR_OVERHEAD = 3        # per (pre, active group): issue, load, T-1 accumulate, round, write
-
 
 def learn_cycles(cfg, rasters: list[np.ndarray], actives: list[np.ndarray]) -> int:
     """Cycles of the learning pass after one sample's inference.

@@ -13,6 +13,11 @@ from spikeforge.sw import ttfs, ttfs_cycles
 from spikeforge.sw.datasets import load_dataset
 from spikeforge.sw.stdp_train import train_stdp
 from spikeforge.sw.train import CheckpointError
+from spikeforge.timing import (
+    TTFS_ENCODE_OVERHEAD,
+    TTFS_INTEGRATE_OVERHEAD,
+    TTFS_NEURON_OVERHEAD,
+)
 
 
 def cfg_tiny(**fields):
@@ -109,17 +114,17 @@ def test_pruned_synapses_cost_no_cycles():
     T = cfg.time_steps
     busiest = cfg.lane_neurons(0)                 # lane 0 holds 4 of the 10 neurons
     assert ttfs_cycles.infer_cycles(cfg, dense) == (
-        cfg.n_in + ttfs_cycles.ENCODE_OVERHEAD + T
-        + busiest * (cfg.n_in + T + ttfs_cycles.NEURON_OVERHEAD)
-        + ttfs_cycles.INTEGRATE_OVERHEAD)
+        cfg.n_in + TTFS_ENCODE_OVERHEAD + T
+        + busiest * (cfg.n_in + T + TTFS_NEURON_OVERHEAD)
+        + TTFS_INTEGRATE_OVERHEAD)
     pruned = dense - 40                           # 40 synapses fewer per neuron
     assert ttfs_cycles.infer_cycles(cfg, dense) - ttfs_cycles.infer_cycles(cfg, pruned) \
         == 40 * busiest
     pruned[0::3] = 0                              # lane 0 empty: lane 1 is now the slowest
     assert ttfs_cycles.infer_cycles(cfg, pruned) == ttfs_cycles.infer_cycles(
         cfg, np.where(np.arange(10) % 3 == 1, 24, 0)) == (
-        cfg.n_in + ttfs_cycles.ENCODE_OVERHEAD + T
-        + 3 * (24 + T + ttfs_cycles.NEURON_OVERHEAD) + ttfs_cycles.INTEGRATE_OVERHEAD)
+        cfg.n_in + TTFS_ENCODE_OVERHEAD + T
+        + 3 * (24 + T + TTFS_NEURON_OVERHEAD) + TTFS_INTEGRATE_OVERHEAD)
     assert ttfs_cycles.learn_cycles(cfg, [64]) - ttfs_cycles.learn_cycles(cfg, [10]) == 54
     state = ttfs.initial_state(cfg, 0)
     step = ttfs.learn_step(cfg, state, np.full(64, 200))
