@@ -17,8 +17,16 @@ from spikeforge.commands import COMMANDS
 from spikeforge.commands.common import USER_ERRORS
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, failing the way every other user error fails: one line, exit 2 (the usage
+    text stays behind ``--help``, which the line points to)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="spikeforge",
         description="On-chip-learning SNN co-design: Amaranth gateware, bit-exact golden "
                     "model, cocotb/Verilator regressions.")

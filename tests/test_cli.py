@@ -23,8 +23,8 @@ def _error_line(capsys, argv: list[str]) -> str:
         rc = exc.code
     captured = capsys.readouterr()
     assert rc == 2, (argv, rc, captured.err)
-    errors = [line for line in captured.err.splitlines() if "error:" in line]
-    assert len(errors) == 1, captured.err
+    errors = captured.err.splitlines()
+    assert len(errors) == 1, f"not one line on stderr:\n{captured.err}"
     assert errors[0].startswith(f"spikeforge {argv[0]}: error: "), errors[0]
     return errors[0]
 
