@@ -27,14 +27,10 @@ from cocotbext.uart import UartSink, UartSource
 
 from spikeforge.hw.generate import SIM_UART_DIVISOR
 from spikeforge.protocol import (
-    CMD_EVENTS,
-    CMD_INFO,
-    CMD_READ,
-    CMD_RUN,
-    CMD_WRITE,
-    EVENTS_CLEAR,
     REQUEST_START,
-    RUN_RASTER,
+    Command,
+    EventsFlags,
+    RunFlags,
 )
 from spikeforge.sw.host import HostLink, LinkError, frame
 
@@ -89,37 +85,37 @@ class SimTransport:
 def broken_frames(link: HostLink) -> list[tuple[str, bytes]]:
     """Requests that must each be refused with an error response (and change nothing)."""
     cfg = link.cfg
-    good = frame(CMD_WRITE, bytes([0, 0, 0, 1, 0]) + bytes(link.word_bytes))
+    good = frame(Command.WRITE, bytes([0, 0, 0, 1, 0]) + bytes(link.word_bytes))
     flipped = bytearray(good)
     flipped[6] ^= 0x10                                      # a payload bit, CRC unchanged
     huge = cfg.layers[0] + 3
     T, n_in = cfg.time_steps, cfg.layers[0]
 
-    def events(*pairs, flags=EVENTS_CLEAR):
+    def events(*pairs, flags=EventsFlags.CLEAR):
         return bytes([flags]) + b"".join(bytes([t]) + j.to_bytes(2, "little") for t, j in pairs)
 
     over = events(*[(0, 0)] * (link.max_events + 1))          # one event past the buffer
-    good_events = frame(CMD_EVENTS, events((1, 1)))
+    good_events = frame(Command.EVENTS, events((1, 1)))
     flipped_events = bytearray(good_events)
     flipped_events[5] ^= 0x01                                # the first event's step
     return [
         ("crc", bytes(flipped_events)),
-        ("length", frame(CMD_EVENTS)),                                      # no flags byte
-        ("length", frame(CMD_EVENTS, events((0, 1)) + b"\x00")),            # 4 bytes/event?
-        ("length", frame(CMD_EVENTS, over)),
-        ("argument", frame(CMD_EVENTS, events((0, 0), (T, 0)))),           # step >= T
-        ("argument", frame(CMD_EVENTS, events((0, n_in - 1), (0, n_in)))),  # index >= N_in
-        ("argument", frame(CMD_EVENTS, events((0, 0), flags=0x80))),        # unknown flag
-        ("length", frame(CMD_RUN, bytes([RUN_RASTER, 0, 0]) + bytes(n_in))),  # pixels too
-        ("argument", frame(CMD_RUN, bytes([0x80, 0, 0]) + bytes(n_in))),    # unknown flag
+        ("length", frame(Command.EVENTS)),                                  # no flags byte
+        ("length", frame(Command.EVENTS, events((0, 1)) + b"\x00")),        # 4 bytes/event?
+        ("length", frame(Command.EVENTS, over)),
+        ("argument", frame(Command.EVENTS, events((0, 0), (T, 0)))),       # step >= T
+        ("argument", frame(Command.EVENTS, events((0, n_in - 1), (0, n_in)))),  # index >= N_in
+        ("argument", frame(Command.EVENTS, events((0, 0), flags=0x80))),    # unknown flag
+        ("length", frame(Command.RUN, bytes([RunFlags.RASTER, 0, 0]) + bytes(n_in))),  # pixels too
+        ("argument", frame(Command.RUN, bytes([0x80, 0, 0]) + bytes(n_in))),  # unknown flag
         ("crc", bytes(flipped)),
         ("command", frame(0x42)),
-        ("length", frame(CMD_INFO, b"\x00")),
-        ("length", frame(CMD_RUN, bytes(huge - 1))),
-        ("argument", frame(CMD_READ, bytes([cfg.n_layers, 0, 0, 1, 0]))),   # no such layer
-        ("argument", frame(CMD_READ, bytes([0]) + link.depths[0].to_bytes(2, "little")
+        ("length", frame(Command.INFO, b"\x00")),
+        ("length", frame(Command.RUN, bytes(huge - 1))),
+        ("argument", frame(Command.READ, bytes([cfg.n_layers, 0, 0, 1, 0]))),  # no such layer
+        ("argument", frame(Command.READ, bytes([0]) + link.depths[0].to_bytes(2, "little")
                            + b"\x01\x00")),                                 # past the end
-        ("timeout", bytes([REQUEST_START, CMD_WRITE, 40, 0, 0, 0])),        # cut short
+        ("timeout", bytes([REQUEST_START, Command.WRITE, 40, 0, 0, 0])),    # cut short
     ]
 
 

@@ -1,25 +1,168 @@
-"""The host-link protocol (docs/host_link.md), shared by the gateware (hw.host_link) and the
-host driver (sw.host): framing constants, the CRC, and what a config puts on the wire."""
+"""The host-link protocol (docs/host_link.md), defined once for the gateware
+(:mod:`spikeforge.hw.host_link` and its parts) and the host driver (:mod:`spikeforge.sw.host`).
+
+* Codes are enums (:class:`Command`, :class:`ErrorCode`, the flag sets).
+* Every header and payload is a :class:`~amaranth.lib.data.StructLayout`. Fields are
+  little-endian and every layout is a whole number of bytes, so a field's bytes in a frame
+  are ``field_bytes(layout, name)``.
+* The gateware builds its registers and byte states from these layouts. The driver packs
+  and parses with :func:`pack`, :func:`unpack` and :func:`wire_dtype`.
+* No size or offset is written anywhere else.
+
+A frame is ``FRAME_HEADER`` (start byte, command or status, payload length), the payload,
+then ``CRC_BYTES`` of CRC-8 over everything after the start byte.
+"""
+
+import numpy as np
+from amaranth.hdl import Shape
+from amaranth.lib import data, enum
 
 REQUEST_START = 0xA5
 RESPONSE_START = 0x5A
 PROTOCOL_VERSION = 3            # 2: EVENTS, RUN on the stored raster, INFO feature flags;
                                 # 3: INFO's T, P and word bytes are 2 bytes each
+MAGIC = b"SF"                   # the first bytes of the INFO payload
+NO_COMMAND = 0xFF               # an error response's payload when the frame broke before its
+                                # command byte
+NO_PREDICTION = 0xFF            # RUN: no output neuron has the unique highest spike count
+ERROR_STATUS = 0x80             # the status bit of an error response (status = 0x80 | code)
 
-CMD_INFO, CMD_WRITE, CMD_READ, CMD_RUN, CMD_COUNTERS = 0x01, 0x02, 0x03, 0x04, 0x05
-CMD_EVENTS = 0x06
-ERR_CRC, ERR_COMMAND, ERR_LENGTH, ERR_TIMEOUT, ERR_ARGUMENT, ERR_FRAMING = range(0x81, 0x87)
-ERROR_NAMES = {ERR_CRC: "checksum mismatch", ERR_COMMAND: "unknown command",
-               ERR_LENGTH: "payload length wrong for the command",
-               ERR_TIMEOUT: "frame incomplete (inter-byte timeout)",
-               ERR_ARGUMENT: "argument out of range", ERR_FRAMING: "UART framing error"}
-COUNTERS_BYTES = 13
-RUN_HEADER_BYTES = 7
-RUN_LEARN, RUN_RASTER = 0x01, 0x02          # RUN flags: train on it; input = stored raster
-EVENTS_CLEAR = 0x01                          # EVENTS flag: zero the raster first
-EVENT_BYTES = 3                              # an event on the wire: step, index (2)
-INFO_LEARNING, INFO_EVENTS = 0x01, 0x02      # INFO feature flags
-INFO_FEATURES_BYTE = 5                       # their offset in the INFO payload
+
+class Command(enum.IntEnum, shape=8):
+    """A request's command byte, echoed as the status of its response."""
+    INFO = 0x01
+    WRITE = 0x02
+    READ = 0x03
+    RUN = 0x04
+    COUNTERS = 0x05
+    EVENTS = 0x06
+
+
+class ErrorCode(enum.IntEnum, shape=8):
+    """The status of an error response (``ERROR_STATUS`` set). Its payload is the command
+    byte (``NO_COMMAND`` if the frame broke before it)."""
+    CRC = 0x81
+    COMMAND = 0x82
+    LENGTH = 0x83
+    TIMEOUT = 0x84
+    ARGUMENT = 0x85
+    FRAMING = 0x86
+
+
+ERROR_NAMES = {ErrorCode.CRC: "checksum mismatch", ErrorCode.COMMAND: "unknown command",
+               ErrorCode.LENGTH: "payload length wrong for the command",
+               ErrorCode.TIMEOUT: "frame incomplete (inter-byte timeout)",
+               ErrorCode.ARGUMENT: "argument out of range",
+               ErrorCode.FRAMING: "UART framing error"}
+
+
+class RunFlags(enum.IntFlag, shape=8):
+    LEARN = 0x01                # a training sample (label, lr_shift)
+    RASTER = 0x02               # input = the stored raster (no pixels follow)
+
+
+class EventsFlags(enum.IntFlag, shape=8):
+    CLEAR = 0x01                # zero the raster before storing the frame's events
+
+
+class Features(enum.IntFlag, shape=8):
+    """INFO's feature bits: what the core was built with."""
+    LEARNING = 0x01
+    EVENTS = 0x02               # the input raster: EVENTS and RUN with RunFlags.RASTER
+
+
+# ---- frames ----
+FRAME_HEADER = data.StructLayout({"start": 8, "code": 8, "length": 16})
+CRC_BYTES = 1                   # the CRC-8 that ends every frame
+
+# ---- request payloads: a header, then (WRITE) weight words, (RUN) pixels, (EVENTS) events
+WEIGHTS_REQUEST = data.StructLayout({"layer": 8, "address": 16, "count": 16})   # WRITE, READ
+RUN_REQUEST = data.StructLayout({"flags": RunFlags, "label": 8, "lr_shift": 8})
+EVENTS_REQUEST = data.StructLayout({"flags": EventsFlags})
+EVENT = data.StructLayout({"step": 8, "neuron": 16})             # one input spike
+
+# ---- response payloads ----
+RUN_RESPONSE = data.StructLayout({"cycles": 32, "prediction": 8, "spikes": 16})
+READOUT_ITEM = data.StructLayout({"step": 8, "neuron": 8})       # each spike after RUN_RESPONSE
+COUNTERS = data.StructLayout({
+    "samples": 32, "frames": 32, "errors": 32,  # RUNs done, good frames, error responses
+    "fifo_overflow": 1,         # an inter-layer FIFO overflowed
+    "events_overflow": 1,       # the readout stream overflowed
+    "rx_overrun": 1,            # the UART receiver lost a byte
+    "stream_error": 1,          # the readout's end item disagreed with the spike count
+    "reserved": 4,
+})
+INFO_SIZE = 16                  # bits of each size INFO reports
+INFO_HEAD = data.StructLayout({
+    "magic": 8 * len(MAGIC), "version": 8, "populations": 8, "store_bits": 8,
+    "features": Features, "lanes": INFO_SIZE, "time_steps": INFO_SIZE,
+    "word_bytes": INFO_SIZE, "buffer_bytes": INFO_SIZE,
+})                              # then the sizes of info_layout
+
+
+def nbytes(layout: data.Layout) -> int:
+    """Bytes of ``layout`` on the wire."""
+    return layout.size // 8
+
+
+def field_bytes(layout: data.StructLayout, name: str) -> slice:
+    """Where field ``name`` of ``layout`` lies in its bytes."""
+    field = layout[name]
+    return slice(field.offset // 8, (field.offset + field.width) // 8)
+
+
+MAX_PAYLOAD = (1 << FRAME_HEADER["length"].width) - 1
+CRC_FROM = field_bytes(FRAME_HEADER, "start").stop   # the CRC covers the frame from here on
+
+for _layout in (FRAME_HEADER, WEIGHTS_REQUEST, RUN_REQUEST, EVENTS_REQUEST, EVENT,
+                RUN_RESPONSE, READOUT_ITEM, COUNTERS, INFO_HEAD):
+    assert _layout.size % 8 == 0, _layout     # whole bytes on the wire
+
+
+def _bits(shape, value, name: str) -> int:
+    if isinstance(shape, data.StructLayout):
+        unknown = set(value) - {n for n, _ in shape}
+        if unknown:
+            raise ValueError(f"{name}: no field {sorted(unknown)[0]!r}")
+        return sum(_bits(f.shape, value[n], f"{name}.{n}") << f.offset
+                   for n, f in shape if n in value)
+    if isinstance(shape, data.ArrayLayout):
+        if len(value) != shape.length:
+            raise ValueError(f"{name}: {len(value)} items, expected {shape.length}")
+        width = Shape.cast(shape.elem_shape).width
+        return sum(_bits(shape.elem_shape, v, f"{name}[{i}]") << (i * width)
+                   for i, v in enumerate(value))
+    width, v = Shape.cast(shape).width, int(value)
+    if not 0 <= v < 1 << width:
+        raise ValueError(f"{name} = {v} does not fit its {width} bits")
+    return v
+
+
+def pack(layout: data.Layout, fields: dict) -> bytes:
+    """The bytes of ``layout`` with ``fields`` (a dict; nested layouts as dicts, arrays as
+    lists; missing fields 0). Raises :class:`ValueError` if a value does not fit its field."""
+    return _bits(layout, fields, "fields").to_bytes(nbytes(layout), "little")
+
+
+def unpack(layout: data.Layout, raw: bytes) -> data.Const:
+    """``raw`` (exactly :func:`nbytes` of ``layout``) as a constant of ``layout``: its fields
+    are attributes (``unpack(RUN_RESPONSE, raw).cycles``)."""
+    if len(raw) != nbytes(layout):
+        raise ValueError(f"{len(raw)} bytes for a layout of {nbytes(layout)}")
+    return data.Const(layout, int.from_bytes(raw, "little"))
+
+
+def wire_dtype(layout: data.StructLayout) -> np.dtype:
+    """The numpy dtype of an array of ``layout`` items on the wire (fields of 8, 16 or 32
+    whole bits), for :func:`numpy.frombuffer` and :meth:`numpy.ndarray.tobytes`."""
+    fields = list(layout)
+    for name, f in fields:
+        if f.offset % 8 or f.width not in (8, 16, 32):
+            raise ValueError(f"field {name!r}: {f.width} bits at bit {f.offset} has no dtype")
+    return np.dtype({"names": [n for n, _ in fields],
+                     "formats": [f"<u{f.width // 8}" for _, f in fields],
+                     "offsets": [f.offset // 8 for _, f in fields],
+                     "itemsize": nbytes(layout)})
 
 
 def crc8(crc: int, byte: int) -> int:
@@ -41,39 +184,54 @@ def weight_depths(cfg) -> list[int]:
 
 
 def buffer_depth(cfg) -> int:
-    """Payload buffer bytes: a RUN payload (3 + N_in) rounded up to a power of two, >= 256."""
-    need = max(3 + cfg.layers[0], 5 + 4 * word_bytes(cfg), 256)
+    """Payload buffer bytes: a RUN payload (its header and N_in pixels) or a WRITE of 4 words,
+    rounded up to a power of two, >= 256."""
+    need = max(nbytes(RUN_REQUEST) + cfg.layers[0],
+               nbytes(WEIGHTS_REQUEST) + 4 * word_bytes(cfg), 256)
     return 1 << (need - 1).bit_length()
 
 
 def events_per_frame(cfg) -> int:
-    """Input spike events one EVENTS frame carries: its flags byte and 3 bytes per event
-    fill at most the payload buffer."""
-    return (buffer_depth(cfg) - 1) // EVENT_BYTES
+    """Input spike events one EVENTS frame carries: its header and the events fill at most
+    the payload buffer."""
+    return (buffer_depth(cfg) - nbytes(EVENTS_REQUEST)) // nbytes(EVENT)
+
+
+def info_layout(cfg) -> data.StructLayout:
+    """The INFO payload: :data:`INFO_HEAD`, the size of each population, the weight words of
+    each LIF layer."""
+    return data.StructLayout({
+        **INFO_HEAD.members,
+        "population_sizes": data.ArrayLayout(INFO_SIZE, len(cfg.layers)),
+        "weight_words": data.ArrayLayout(INFO_SIZE, cfg.n_layers),
+    })
 
 
 def info_bytes(cfg) -> bytes:
     """Payload of the INFO response: what the host checks before it talks to the core."""
-    features = ((INFO_LEARNING if cfg.learning is not None else 0)
-                | (INFO_EVENTS if cfg.event_input else 0))
-    head = bytes([ord("S"), ord("F"), PROTOCOL_VERSION, len(cfg.layers), cfg.store_bits,
-                  features])
-    sizes = (cfg.lanes, cfg.time_steps, word_bytes(cfg), buffer_depth(cfg), *cfg.layers,
-             *weight_depths(cfg))
-    return head + b"".join(n.to_bytes(2, "little") for n in sizes)
+    features = ((Features.LEARNING if cfg.learning is not None else 0)
+                | (Features.EVENTS if cfg.event_input else 0))
+    return pack(info_layout(cfg), {
+        "magic": int.from_bytes(MAGIC, "little"), "version": PROTOCOL_VERSION,
+        "populations": len(cfg.layers), "store_bits": cfg.store_bits, "features": features,
+        "lanes": cfg.lanes, "time_steps": cfg.time_steps, "word_bytes": word_bytes(cfg),
+        "buffer_bytes": buffer_depth(cfg), "population_sizes": list(cfg.layers),
+        "weight_words": weight_depths(cfg)})
 
 
 def check_link_config(cfg) -> None:
     if cfg.encoding == "ttfs":
         raise ValueError("host link: TTFS configs are not supported yet (rate-coded configs "
                          "only)")
-    if cfg.time_steps > 256 or cfg.layers[-1] > 256:
+    steps, neurons = (1 << READOUT_ITEM[name].width for name in ("step", "neuron"))
+    if cfg.time_steps > steps or cfg.layers[-1] > neurons:
         raise ValueError(f"host link: spike events are sent as (step, neuron) bytes: T and "
-                         f"the output layer must be <= 256, got T={cfg.time_steps}, "
+                         f"the output layer must be <= {steps}, got T={cfg.time_steps}, "
                          f"n_out={cfg.layers[-1]}")
     if cfg.pixel_bits > 8:
         raise ValueError(f"host link: pixels are sent as bytes: pixel_bits must be <= 8, got "
                          f"{cfg.pixel_bits}")
-    if max(weight_depths(cfg)) >= 1 << 16 or buffer_depth(cfg) > 1 << 16:
+    if (max(weight_depths(cfg)) >= 1 << WEIGHTS_REQUEST["address"].width
+            or buffer_depth(cfg) > MAX_PAYLOAD + 1):
         raise ValueError("host link: weight addresses and payloads are 16-bit: the network "
                          "is too large for this protocol")

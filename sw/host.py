@@ -16,24 +16,34 @@ from dataclasses import dataclass
 import numpy as np
 
 from spikeforge.protocol import (
-    CMD_COUNTERS,
-    CMD_EVENTS,
-    CMD_INFO,
-    CMD_READ,
-    CMD_RUN,
-    CMD_WRITE,
-    COUNTERS_BYTES,
+    COUNTERS,
+    CRC_BYTES,
+    CRC_FROM,
     ERROR_NAMES,
-    EVENTS_CLEAR,
+    ERROR_STATUS,
+    EVENT,
+    EVENTS_REQUEST,
+    FRAME_HEADER,
+    MAX_PAYLOAD,
+    NO_PREDICTION,
+    READOUT_ITEM,
     REQUEST_START,
     RESPONSE_START,
-    RUN_HEADER_BYTES,
-    RUN_LEARN,
-    RUN_RASTER,
+    RUN_REQUEST,
+    RUN_RESPONSE,
+    WEIGHTS_REQUEST,
+    Command,
+    EventsFlags,
+    RunFlags,
     buffer_depth,
     crc8,
     events_per_frame,
     info_bytes,
+    nbytes,
+    pack,
+    unpack,
+    weight_depths,
+    wire_dtype,
     word_bytes,
 )
 from spikeforge.sw.weights import pack_words, unpack_words
@@ -52,10 +62,11 @@ def crc(data: bytes) -> int:
 
 def frame(cmd: int, payload: bytes = b"") -> bytes:
     """A request frame: ``A5 cmd len_lo len_hi payload crc``."""
-    if len(payload) >= 1 << 16:
-        raise ValueError(f"payload of {len(payload)} bytes: at most 65535")
-    body = bytes([cmd]) + len(payload).to_bytes(2, "little") + payload
-    return bytes([REQUEST_START]) + body + bytes([crc(body)])
+    if len(payload) > MAX_PAYLOAD:
+        raise ValueError(f"payload of {len(payload)} bytes: at most {MAX_PAYLOAD}")
+    head = pack(FRAME_HEADER, {"start": REQUEST_START, "code": cmd, "length": len(payload)})
+    body = head + payload
+    return body + crc(body[CRC_FROM:]).to_bytes(CRC_BYTES, "little")
 
 
 @dataclass(frozen=True)
@@ -109,8 +120,8 @@ class HostLink:
         self.transport = transport
         self.cfg = cfg
         self.word_bytes = word_bytes(cfg)
-        self.depths = [cfg.layers[i] * cfg.groups(i) for i in range(cfg.n_layers)]
-        self.max_words = (buffer_depth(cfg) - 5) // self.word_bytes
+        self.depths = weight_depths(cfg)
+        self.max_words = (buffer_depth(cfg) - nbytes(WEIGHTS_REQUEST)) // self.word_bytes
         self.max_events = events_per_frame(cfg)
 
     def request(self, cmd: int, payload: bytes = b"") -> bytes:
@@ -120,16 +131,16 @@ class HostLink:
         return self.response(cmd)
 
     def response(self, cmd: int) -> bytes:
-        head = self.transport.read(4)
-        if head[0] != RESPONSE_START:
-            raise LinkError(f"response starts with 0x{head[0]:02x}, expected "
+        head = self.transport.read(nbytes(FRAME_HEADER))
+        header = unpack(FRAME_HEADER, head)
+        if header.start != RESPONSE_START:
+            raise LinkError(f"response starts with 0x{header.start:02x}, expected "
                             f"0x{RESPONSE_START:02x}")
-        n = int.from_bytes(head[2:4], "little")
-        rest = self.transport.read(n + 1)
-        if crc(head[1:] + rest) != 0:
+        rest = self.transport.read(header.length + CRC_BYTES)
+        if crc(head[CRC_FROM:] + rest) != 0:
             raise LinkError(f"response to command 0x{cmd:02x}: checksum mismatch")
-        status, payload = head[1], rest[:-1]
-        if status & 0x80:
+        status, payload = header.code, rest[:header.length]
+        if status & ERROR_STATUS:
             name = ERROR_NAMES.get(status, "unknown error")
             raise LinkError(f"command 0x{cmd:02x}: error 0x{status:02x} ({name})")
         if status != cmd:
@@ -138,7 +149,7 @@ class HostLink:
 
     # ---- commands ----
     def info(self) -> bytes:
-        return self.request(CMD_INFO)
+        return self.request(Command.INFO)
 
     def check_info(self) -> None:
         """Raise :class:`LinkError` unless the core was built for this config."""
@@ -151,18 +162,18 @@ class HostLink:
         wb = self.word_bytes
         for lo in range(0, len(words), self.max_words):
             chunk = words[lo:lo + self.max_words]
-            payload = bytes([layer]) + (addr + lo).to_bytes(2, "little") + \
-                len(chunk).to_bytes(2, "little") + \
-                b"".join(int(w).to_bytes(wb, "little") for w in chunk)
-            self.request(CMD_WRITE, payload)
+            head = pack(WEIGHTS_REQUEST, {"layer": layer, "address": addr + lo,
+                                          "count": len(chunk)})
+            self.request(Command.WRITE,
+                         head + b"".join(int(w).to_bytes(wb, "little") for w in chunk))
 
     def read_words(self, layer: int, addr: int, count: int) -> list[int]:
         wb, out = self.word_bytes, []
-        step = 0xFFFF // wb
+        step = MAX_PAYLOAD // wb
         for lo in range(0, count, step):
             n = min(step, count - lo)
-            data = self.request(CMD_READ, bytes([layer]) + (addr + lo).to_bytes(2, "little")
-                                + n.to_bytes(2, "little"))
+            data = self.request(Command.READ, pack(WEIGHTS_REQUEST, {
+                "layer": layer, "address": addr + lo, "count": n}))
             out += [int.from_bytes(data[i * wb:(i + 1) * wb], "little") for i in range(n)]
         return out
 
@@ -223,9 +234,10 @@ class HostLink:
         chunks = [events[lo:lo + self.max_events]
                   for lo in range(0, len(events), self.max_events)] or [events]
         for i, chunk in enumerate(chunks):
-            payload = bytes([EVENTS_CLEAR if clear and i == 0 else 0]) + b"".join(
-                bytes([int(t)]) + int(j).to_bytes(2, "little") for t, j in chunk)
-            self.request(CMD_EVENTS, payload)
+            wire = np.zeros(len(chunk), dtype=wire_dtype(EVENT))
+            wire["step"], wire["neuron"] = chunk[:, 0], chunk[:, 1]
+            head = pack(EVENTS_REQUEST, {"flags": EventsFlags.CLEAR if clear and i == 0 else 0})
+            self.request(Command.EVENTS, head + wire.tobytes())
         return len(chunks)
 
     def run_events(self, raster_or_events, *, label: int | None = None,
@@ -239,25 +251,30 @@ class HostLink:
     def run_stored(self, *, label: int | None = None, lr_shift: int = 0) -> RunResult:
         """One sample on the input raster the core holds (what EVENTS frames stored)."""
         self.check_event_input()
-        return self._run(RUN_RASTER, label, lr_shift, b"")
+        return self._run(RunFlags.RASTER, label, lr_shift, b"")
 
     def _run(self, flags: int, label, lr_shift: int, pixels: bytes) -> RunResult:
         if label is not None:
-            flags |= RUN_LEARN
-        head = bytes([flags, 0 if label is None else int(label), int(lr_shift)])
-        data = self.request(CMD_RUN, head + pixels)
-        cycles = int.from_bytes(data[0:4], "little")
-        n = int.from_bytes(data[5:7], "little")
-        if len(data) != RUN_HEADER_BYTES + 2 * n:
+            flags |= RunFlags.LEARN
+        head = pack(RUN_REQUEST, {"flags": flags, "label": 0 if label is None else label,
+                                  "lr_shift": lr_shift})
+        data = self.request(Command.RUN, head + pixels)
+        fixed = nbytes(RUN_RESPONSE)
+        if len(data) < fixed:
+            raise LinkError(f"RUN response of {len(data)} bytes")
+        result = unpack(RUN_RESPONSE, data[:fixed])
+        n = result.spikes
+        if len(data) != fixed + nbytes(READOUT_ITEM) * n:
             raise LinkError(f"RUN response of {len(data)} bytes for {n} spikes")
-        events = np.frombuffer(data[RUN_HEADER_BYTES:], dtype=np.uint8).reshape(n, 2)
-        return RunResult(cycles, -1 if data[4] == 0xFF else data[4], events.astype(np.int64))
+        items = np.frombuffer(data[fixed:], dtype=wire_dtype(READOUT_ITEM))
+        events = np.stack([items["step"], items["neuron"]], axis=1)
+        prediction = -1 if result.prediction == NO_PREDICTION else result.prediction
+        return RunResult(result.cycles, prediction, events.astype(np.int64))
 
     def counters(self) -> Counters:
-        d = self.request(CMD_COUNTERS)
-        if len(d) != COUNTERS_BYTES:
+        d = self.request(Command.COUNTERS)
+        if len(d) != nbytes(COUNTERS):
             raise LinkError(f"COUNTERS response of {len(d)} bytes")
-        flags = d[12]
-        return Counters(int.from_bytes(d[0:4], "little"), int.from_bytes(d[4:8], "little"),
-                        int.from_bytes(d[8:12], "little"), bool(flags & 1),
-                        bool(flags & 2), bool(flags & 4), bool(flags & 8))
+        c = unpack(COUNTERS, d)
+        return Counters(c.samples, c.frames, c.errors, bool(c.fifo_overflow),
+                        bool(c.events_overflow), bool(c.rx_overrun), bool(c.stream_error))

@@ -9,22 +9,33 @@ from amaranth.sim import Simulator
 from spikeforge.config import load_config
 from spikeforge.hw.uart import UARTRx, UARTTx
 from spikeforge.protocol import (
-    CMD_EVENTS,
-    CMD_INFO,
-    CMD_RUN,
-    CMD_WRITE,
-    ERR_CRC,
-    EVENT_BYTES,
-    EVENTS_CLEAR,
-    INFO_EVENTS,
-    INFO_FEATURES_BYTE,
+    COUNTERS,
+    ERROR_NAMES,
+    ERROR_STATUS,
+    EVENT,
+    EVENTS_REQUEST,
+    FRAME_HEADER,
+    INFO_HEAD,
+    PROTOCOL_VERSION,
+    READOUT_ITEM,
     RESPONSE_START,
-    RUN_LEARN,
-    RUN_RASTER,
+    RUN_REQUEST,
+    RUN_RESPONSE,
+    WEIGHTS_REQUEST,
+    Command,
+    ErrorCode,
+    EventsFlags,
+    Features,
+    RunFlags,
     buffer_depth,
     crc8,
     events_per_frame,
+    field_bytes,
     info_bytes,
+    nbytes,
+    pack,
+    unpack,
+    wire_dtype,
 )
 from spikeforge.sw.host import HostLink, LinkError, crc, frame
 from spikeforge.sw.weights import pack_words
@@ -32,7 +43,7 @@ from spikeforge.sw.weights import pack_words
 
 def test_crc8_is_crc8_smbus():
     assert crc(b"123456789") == 0xF4            # the catalogue's check value
-    body = bytes([CMD_INFO, 0, 0])
+    body = bytes([Command.INFO, 0, 0])
     assert crc(body + bytes([crc(body)])) == 0  # a frame with its CRC sums to zero
 
 
@@ -60,9 +71,70 @@ def test_hardware_crc_matches_the_protocol_crc():
 
 
 def test_frame_layout():
-    f = frame(CMD_RUN, b"\x01\x02")
-    assert f[:4] == bytes([0xA5, CMD_RUN, 2, 0]) and f[4:6] == b"\x01\x02"
+    f = frame(Command.RUN, b"\x01\x02")
+    assert f[:4] == bytes([0xA5, Command.RUN, 2, 0]) and f[4:6] == b"\x01\x02"
     assert f[-1] == crc(f[1:-1])
+
+
+def test_wire_format_is_pinned():
+    """The codes and layouts of spikeforge.protocol are the wire format of docs/host_link.md,
+    protocol version 3: a change in this test is a protocol change (and a new version)."""
+    assert PROTOCOL_VERSION == 3
+    assert {c.name: c.value for c in Command} == {
+        "INFO": 0x01, "WRITE": 0x02, "READ": 0x03, "RUN": 0x04, "COUNTERS": 0x05, "EVENTS": 0x06}
+    assert {e.name: e.value for e in ErrorCode} == {
+        "CRC": 0x81, "COMMAND": 0x82, "LENGTH": 0x83, "TIMEOUT": 0x84, "ARGUMENT": 0x85,
+        "FRAMING": 0x86}
+    assert all(e & ERROR_STATUS for e in ErrorCode) and not any(c & ERROR_STATUS for c in Command)
+    assert set(ERROR_NAMES) == set(ErrorCode)
+    assert (RunFlags.LEARN, RunFlags.RASTER, EventsFlags.CLEAR) == (0x01, 0x02, 0x01)
+    assert (Features.LEARNING, Features.EVENTS) == (0x01, 0x02)
+
+    def fields(layout):         # name: (first byte, bits)
+        return {name: (f.offset // 8, f.width) for name, f in layout}
+
+    assert fields(FRAME_HEADER) == {"start": (0, 8), "code": (1, 8), "length": (2, 16)}
+    assert fields(WEIGHTS_REQUEST) == {"layer": (0, 8), "address": (1, 16), "count": (3, 16)}
+    assert fields(RUN_REQUEST) == {"flags": (0, 8), "label": (1, 8), "lr_shift": (2, 8)}
+    assert fields(EVENTS_REQUEST) == {"flags": (0, 8)}
+    assert fields(EVENT) == {"step": (0, 8), "neuron": (1, 16)}
+    assert fields(RUN_RESPONSE) == {"cycles": (0, 32), "prediction": (4, 8), "spikes": (5, 16)}
+    assert fields(READOUT_ITEM) == {"step": (0, 8), "neuron": (1, 8)}
+    assert [(n, f.offset, f.width) for n, f in COUNTERS] == [
+        ("samples", 0, 32), ("frames", 32, 32), ("errors", 64, 32), ("fifo_overflow", 96, 1),
+        ("events_overflow", 97, 1), ("rx_overrun", 98, 1), ("stream_error", 99, 1),
+        ("reserved", 100, 4)]
+    assert fields(INFO_HEAD) == {
+        "magic": (0, 16), "version": (2, 8), "populations": (3, 8), "store_bits": (4, 8),
+        "features": (5, 8), "lanes": (6, 16), "time_steps": (8, 16), "word_bytes": (10, 16),
+        "buffer_bytes": (12, 16)}
+    # whole frames, as version 3 put them on the wire
+    read = frame(Command.READ, pack(WEIGHTS_REQUEST, {"layer": 1, "address": 0x203, "count": 4}))
+    assert read == bytes.fromhex("a5030500010302040045")
+    run = frame(Command.RUN, pack(RUN_REQUEST, {"flags": RunFlags.LEARN | RunFlags.RASTER,
+                                                "label": 2, "lr_shift": 1}))
+    assert run == bytes.fromhex("a504030003020192")
+    assert info_bytes(load_config("digits-tiny")) == bytes.fromhex(
+        "5346030312030400140009000001400020000a0000026000")
+
+
+def test_pack_and_unpack_check_their_fields():
+    raw = pack(RUN_RESPONSE, {"cycles": 0x01020304, "prediction": 0xFF, "spikes": 0x0506})
+    assert raw == bytes([4, 3, 2, 1, 0xFF, 6, 5])
+    got = unpack(RUN_RESPONSE, raw)
+    assert (got.cycles, got.prediction, got.spikes) == (0x01020304, 0xFF, 0x0506)
+    with pytest.raises(ValueError, match=r"fields\.label = 256 does not fit its 8 bits"):
+        pack(RUN_REQUEST, {"label": 256})
+    with pytest.raises(ValueError, match=r"fields\.address = -1 does not fit its 16 bits"):
+        pack(WEIGHTS_REQUEST, {"address": -1})
+    with pytest.raises(ValueError, match="no field 'pixels'"):
+        pack(RUN_REQUEST, {"pixels": 3})
+    with pytest.raises(ValueError, match="6 bytes for a layout of 7"):
+        unpack(RUN_RESPONSE, raw[:6])
+    items = np.frombuffer(bytes([1, 2, 0, 3, 4, 0]), dtype=wire_dtype(EVENT))
+    assert items["step"].tolist() == [1, 3] and items["neuron"].tolist() == [2, 4]
+    with pytest.raises(ValueError, match="field 'fifo_overflow': 1 bits at bit 96 has no dtype"):
+        wire_dtype(COUNTERS)
 
 
 class FakeTransport:
@@ -88,10 +160,10 @@ def response(status, payload=b""):
 
 def test_driver_reports_errors_by_name():
     cfg = load_config("digits-tiny")
-    link = HostLink(FakeTransport(response(ERR_CRC, bytes([CMD_INFO]))), cfg)
+    link = HostLink(FakeTransport(response(ErrorCode.CRC, bytes([Command.INFO]))), cfg)
     with pytest.raises(LinkError, match=r"error 0x81 \(checksum mismatch\)"):
         link.info()
-    corrupted = bytearray(response(CMD_INFO, info_bytes(cfg)))
+    corrupted = bytearray(response(Command.INFO, info_bytes(cfg)))
     corrupted[5] ^= 1
     with pytest.raises(LinkError, match="checksum mismatch"):
         HostLink(FakeTransport(bytes(corrupted)), cfg).info()
@@ -99,9 +171,21 @@ def test_driver_reports_errors_by_name():
         HostLink(FakeTransport(b"\x5a\x01"), cfg).info()
     other = load_config("mnist-ecp5")
     with pytest.raises(LinkError, match="built for another config"):
-        HostLink(FakeTransport(response(CMD_INFO, info_bytes(other))), cfg).check_info()
+        HostLink(FakeTransport(response(Command.INFO, info_bytes(other))), cfg).check_info()
     with pytest.raises(ValueError, match=r"pixels: shape \(3,\), expected \(64,\)"):
         HostLink(FakeTransport(b""), cfg).run(np.zeros(3))
+
+
+def test_driver_reads_counters():
+    cfg = load_config("digits-tiny")
+    payload = pack(COUNTERS, {"samples": 7, "frames": 1 << 31, "errors": 2, "rx_overrun": 1,
+                              "stream_error": 1})
+    c = HostLink(FakeTransport(response(Command.COUNTERS, payload)), cfg).counters()
+    assert (c.samples, c.frames, c.errors) == (7, 1 << 31, 2)
+    assert (c.fifo_overflow, c.events_overflow, c.rx_overrun, c.stream_error) == (
+        False, False, True, True)
+    with pytest.raises(LinkError, match="COUNTERS response of 12 bytes"):
+        HostLink(FakeTransport(response(Command.COUNTERS, payload[:12])), cfg).counters()
 
 
 def split_frames(data: bytes) -> list[tuple[int, bytes]]:
@@ -122,33 +206,33 @@ def test_driver_sends_events_in_frames_that_fit_the_buffer():
     cfg = load_config("digits-tiny")
     link = HostLink(FakeTransport(b""), cfg)
     per_frame = events_per_frame(cfg)
-    assert per_frame == link.max_events == (buffer_depth(cfg) - 1) // EVENT_BYTES
+    assert per_frame == link.max_events == (buffer_depth(cfg) - 1) // nbytes(EVENT)
     rng = np.random.default_rng(2)
     events = np.stack([rng.integers(0, cfg.time_steps, 2 * per_frame + 5),
                        rng.integers(0, cfg.layers[0], 2 * per_frame + 5)], axis=1)
     events[-1] = (cfg.time_steps - 1, cfg.layers[0] - 1)
     run_reply = (1234).to_bytes(4, "little") + b"\xff" + (1).to_bytes(2, "little") + b"\x02\x07"
-    link.transport = FakeTransport(response(CMD_EVENTS) * 3 + response(CMD_RUN, run_reply))
+    link.transport = FakeTransport(response(Command.EVENTS) * 3 + response(Command.RUN, run_reply))
     result = link.run_events(events, label=3, lr_shift=2)
     assert (result.cycles, result.prediction) == (1234, -1)
     assert result.events.tolist() == [[2, 7]]
     frames = split_frames(link.transport.written)
-    assert [c for c, _ in frames] == [CMD_EVENTS] * 3 + [CMD_RUN]
+    assert [c for c, _ in frames] == [Command.EVENTS] * 3 + [Command.RUN]
     assert all(len(p) <= buffer_depth(cfg) for _, p in frames)
-    assert [p[0] for _, p in frames[:3]] == [EVENTS_CLEAR, 0, 0]
+    assert [p[0] for _, p in frames[:3]] == [EventsFlags.CLEAR, 0, 0]
     wire = b"".join(p[1:] for _, p in frames[:3])
     sent = [(wire[i], int.from_bytes(wire[i + 1:i + 3], "little"))
-            for i in range(0, len(wire), EVENT_BYTES)]
+            for i in range(0, len(wire), nbytes(EVENT))]
     assert sent == [tuple(e) for e in events.tolist()]
-    assert frames[3][1] == bytes([RUN_LEARN | RUN_RASTER, 3, 2])
+    assert frames[3][1] == bytes([RunFlags.LEARN | RunFlags.RASTER, 3, 2])
 
     # a bool raster is sent as its events; an empty one still clears the stored raster
     raster = np.zeros((cfg.time_steps, cfg.layers[0]), dtype=bool)
     raster[4, 9] = raster[0, 63] = True
     assert link.events_of(raster).tolist() == [[0, 63], [4, 9]]
-    link.transport = FakeTransport(response(CMD_EVENTS))
+    link.transport = FakeTransport(response(Command.EVENTS))
     assert link.send_events(np.zeros_like(raster)) == 1
-    assert split_frames(link.transport.written) == [(CMD_EVENTS, bytes([EVENTS_CLEAR]))]
+    assert split_frames(link.transport.written) == [(Command.EVENTS, bytes([EventsFlags.CLEAR]))]
 
 
 def test_driver_refuses_bad_events_before_sending():
@@ -205,6 +289,94 @@ def exchange(cfg, requests, max_cycles=200_000):
     return responses
 
 
+def timeline(cfg, requests):
+    """The requests' bytes into the gateware HostLink (Amaranth simulator, ``tx`` always
+    ready), each request once the previous response is out. Per request: the cycle its CRC
+    byte was taken, the cycle of each response byte, the cycles of the network's ``start``."""
+    from spikeforge.hw.host_link import HostLink as Gateware
+
+    dut = Gateware(cfg, timeout=64)
+    out = []
+
+    async def tb(ctx):
+        ctx.set(dut.tx.ready, 1)
+        cycle = 0
+        for request in requests:
+            for b in request:
+                ctx.set(dut.rx.payload, b)
+                ctx.set(dut.rx.valid, 1)
+                taken = False
+                while not taken:
+                    taken = ctx.get(dut.rx.ready)
+                    await ctx.tick()
+                    cycle += 1
+            ctx.set(dut.rx.valid, 0)
+            crc_at, sent, starts, need = cycle - 1, [], [], 4
+            while len(sent) < need:
+                if ctx.get(dut.network.start):
+                    starts.append(cycle)
+                if ctx.get(dut.tx.valid):
+                    sent.append((cycle, ctx.get(dut.tx.payload)))
+                    if len(sent) == 4:
+                        need = 5 + int.from_bytes(bytes(b for _, b in sent[2:4]), "little")
+                await ctx.tick()
+                cycle += 1
+            out.append((crc_at, [c for c, _ in sent], starts))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(tb)
+    sim.run()
+    return out
+
+
+@pytest.mark.parametrize("lanes, layers", [(1, (5, 3, 2)), (3, (5, 6, 4))])
+def test_link_cycles_match_the_docstrings(lanes, layers):
+    """HostLink's latency contract, cycle by cycle: a command starts two cycles after its CRC
+    byte; WRITE takes 3 * word_bytes + 1 cycles per word; READ sends a word every
+    WEIGHT_READ_LATENCY + 2 * word_bytes cycles, its bytes 2 cycles apart; EVENTS takes 8
+    cycles per event; RUN loads its pixels in 2 * N_in cycles (none on the stored raster)."""
+    import dataclasses
+
+    from spikeforge.protocol import word_bytes
+    from spikeforge.timing import WEIGHT_READ_LATENCY
+
+    cfg = dataclasses.replace(load_config("digits-tiny"), name="cycles", layers=layers,
+                              lanes=lanes, time_steps=6, threshold=20, membrane_bits=9,
+                              weight_bits=6)
+    wb, n_in, head = word_bytes(cfg), cfg.layers[0], nbytes(FRAME_HEADER)
+
+    def weights(n, words=b""):
+        return pack(WEIGHTS_REQUEST, {"layer": 0, "count": n}) + words
+
+    def events(n):
+        return pack(EVENTS_REQUEST, {"flags": 0}) + b"".join(
+            pack(EVENT, {"step": i, "neuron": i}) for i in range(n))
+
+    runs = [pack(RUN_REQUEST, {}) + bytes(n_in), pack(RUN_REQUEST, {"flags": RunFlags.RASTER})]
+    requests = ([frame(Command.INFO)]
+                + [frame(Command.WRITE, weights(n, bytes(n * wb))) for n in (1, 2, 3)]
+                + [frame(Command.READ, weights(3))]
+                + [frame(Command.EVENTS, events(n)) for n in (1, 2, 3)]
+                + [frame(Command.RUN, p) for p in runs])
+    info, *writes, read, e1, e2, e3, run_pixels, run_raster = timeline(cfg, requests)
+
+    def first_byte(t):
+        crc_at, sent, _ = t
+        return sent[0] - crc_at
+
+    assert first_byte(info) == 2
+    assert [first_byte(t) for t in writes] == [2 + n * (3 * wb + 1) for n in (1, 2, 3)]
+    data = read[1][head:-1]
+    assert len(data) == 3 * wb
+    gaps = [b - a for a, b in zip(data[:-1], data[1:], strict=True)]
+    assert gaps == [WEIGHT_READ_LATENCY + 2 if (i + 1) % wb == 0 else 2
+                    for i in range(len(gaps))]
+    assert [first_byte(t) for t in (e2, e3)] == [first_byte(e1) + 8, first_byte(e1) + 16]
+    assert run_pixels[2] == [run_pixels[0] + 2 + 2 * n_in]
+    assert run_raster[2] == [run_raster[0] + 2]
+
+
 def test_link_without_event_input_refuses_events():
     """A core built without the input-event port (``encoding.event_input = false``): INFO
     says so, EVENTS is an unknown command, RUN's raster flag is refused,
@@ -220,30 +392,30 @@ def test_link_without_event_input_refuses_events():
     pixels = np.array([255, 0, 90, 200, 31])
     link = HostLink(FakeTransport(b""), cfg)
     weights = random_weights(cfg, np.random.default_rng(4), scale=1.0)
-    requests = [frame(CMD_INFO), frame(CMD_EVENTS, bytes([EVENTS_CLEAR, 0, 1, 0])),
-                frame(CMD_RUN, bytes([RUN_RASTER, 0, 0])),
-                frame(CMD_RUN, bytes([RUN_RASTER, 0, 0]) + bytes(5))]
+    requests = [frame(Command.INFO), frame(Command.EVENTS, bytes([EventsFlags.CLEAR, 0, 1, 0])),
+                frame(Command.RUN, bytes([RunFlags.RASTER, 0, 0])),
+                frame(Command.RUN, bytes([RunFlags.RASTER, 0, 0]) + bytes(5))]
     for layer, w in enumerate(weights):
         words = pack_words(cfg, layer, w)
-        requests.append(frame(CMD_WRITE, bytes([layer, 0, 0]) + len(words).to_bytes(2, "little")
+        requests.append(frame(Command.WRITE, bytes([layer, 0, 0]) + len(words).to_bytes(2, "little")
                               + b"".join(int(x).to_bytes(link.word_bytes, "little")
                                          for x in words)))
-    requests.append(frame(CMD_RUN, bytes([0, 0, 0]) + bytes(int(p) for p in pixels)))
+    requests.append(frame(Command.RUN, bytes([0, 0, 0]) + bytes(int(p) for p in pixels)))
     info, events, raster_run, raster_pixels, *writes, run = exchange(cfg, requests)
 
     def parse(reply, cmd):
         return HostLink(FakeTransport(reply), cfg).response(cmd)
 
-    assert parse(info, CMD_INFO) == info_bytes(cfg)
-    assert not info_bytes(cfg)[INFO_FEATURES_BYTE] & INFO_EVENTS
-    for reply, cmd, code in ((events, CMD_EVENTS, r"0x82 \(unknown command\)"),
-                             (raster_run, CMD_RUN, r"0x83 \(payload length"),
-                             (raster_pixels, CMD_RUN, r"0x85 \(argument out of range\)")):
+    assert parse(info, Command.INFO) == info_bytes(cfg)
+    assert not info_bytes(cfg)[field_bytes(INFO_HEAD, "features").start] & Features.EVENTS
+    for reply, cmd, code in ((events, Command.EVENTS, r"0x82 \(unknown command\)"),
+                             (raster_run, Command.RUN, r"0x83 \(payload length"),
+                             (raster_pixels, Command.RUN, r"0x85 \(argument out of range\)")):
         with pytest.raises(LinkError, match=code):
             parse(reply, cmd)
     for reply in writes:
-        parse(reply, CMD_WRITE)
-    data = parse(run, CMD_RUN)
+        parse(reply, Command.WRITE)
+    data = parse(run, Command.RUN)
     gold = run_network(cfg, weights, pixels[None])
     assert int.from_bytes(data[:4], "little") == gold.cycles[0]
     assert data[5:7] == int(gold.rasters[-1].sum()).to_bytes(2, "little")
@@ -284,10 +456,10 @@ def test_info_carries_the_largest_sizes_the_link_allows():
     sizes = [int.from_bytes(info[i:i + 2], "little") for i in range(6, len(info), 2)]
     assert sizes[:2] == [300, 256] and sizes[2] == (300 * cfg.store_bits + 7) // 8 > 255
     assert sizes[4:7] == [64, 300, 10]
-    HostLink(FakeTransport(response(CMD_INFO, info)), cfg).check_info()
+    HostLink(FakeTransport(response(Command.INFO, info)), cfg).check_info()
     with pytest.raises(LinkError, match="built for another config"):
         other = dataclasses.replace(cfg, time_steps=255)
-        HostLink(FakeTransport(response(CMD_INFO, info)), other).check_info()
+        HostLink(FakeTransport(response(Command.INFO, info)), other).check_info()
 
 
 def test_uart_loopback_and_framing_error():
