@@ -11,10 +11,9 @@ from amaranth.lib.wiring import In, Out
 
 from spikeforge.hw.block_ram import RegisteredRAM
 from spikeforge.hw.events import event_stream
-from spikeforge.timing import INTEGRATE_DRAIN, WEIGHT_READ_LATENCY
+from spikeforge.timing import INTEGRATE_DRAIN
 
-# WEIGHT_READ_LATENCY is defined in spikeforge.timing; hw/host_link.py still imports it here
-__all__ = ["DRAIN_STATES", "WEIGHT_READ_LATENCY", "LIFLayer"]
+__all__ = ["DRAIN_STATES", "LIFLayer"]
 
 # The end-of-step pass waits INTEGRATE_DRAIN cycles for the last integration to land, one
 # state each: EOS_DRAIN (its weight read), EOS_DRAIN2 (its membrane read), EOS_DRAIN3 (its

@@ -14,8 +14,7 @@ from spikeforge.hw.events import event_layout, index_width, readout_layout
 from spikeforge.hw.lif_layer import LIFLayer
 from spikeforge.hw.raster_source import RasterSource
 from spikeforge.hw.rate_encoder import RateEncoder
-
-CYCLE_COUNTER_BITS = 32
+from spikeforge.timing import CYCLE_COUNTER_BITS
 
 
 class Network(wiring.Component):

@@ -6,10 +6,10 @@ from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from spikeforge.hw.network import CYCLE_COUNTER_BITS
 from spikeforge.hw.top_k import TopK
 from spikeforge.hw.ttfs_encoder import TTFSEncoder
 from spikeforge.hw.ttfs_lane import TTFSLane, entry_layout, lane_candidate_layout
+from spikeforge.timing import CYCLE_COUNTER_BITS
 
 
 class TTFSNetwork(wiring.Component):

@@ -17,6 +17,8 @@ import numpy as np
 from amaranth.hdl import Shape
 from amaranth.lib import data, enum
 
+from spikeforge.timing import CYCLE_COUNTER_BITS
+
 REQUEST_START = 0xA5
 RESPONSE_START = 0x5A
 PROTOCOL_VERSION = 3            # 2: EVENTS, RUN on the stored raster, INFO feature flags;
@@ -82,7 +84,7 @@ EVENTS_REQUEST = data.StructLayout({"flags": EventsFlags})
 EVENT = data.StructLayout({"step": 8, "neuron": 16})             # one input spike
 
 # ---- response payloads ----
-RUN_RESPONSE = data.StructLayout({"cycles": 32, "prediction": 8, "spikes": 16})
+RUN_RESPONSE = data.StructLayout({"cycles": CYCLE_COUNTER_BITS, "prediction": 8, "spikes": 16})
 READOUT_ITEM = data.StructLayout({"step": 8, "neuron": 8})       # each spike after RUN_RESPONSE
 COUNTERS = data.StructLayout({
     "samples": 32, "frames": 32, "errors": 32,  # RUNs done, good frames, error responses

@@ -9,6 +9,8 @@ and both sides follow (the tests then tell whether the state machines still matc
 state machines. Imports nothing: both sides may import it.
 """
 
+CYCLE_COUNTER_BITS = 32   # a sample's cycle counter (Network.cycles, RUN's response)
+
 # ---- the weight port of a LIF layer (hw.lif_layer) ----
 WEIGHT_READ_LATENCY = 3   # cycles from ``w_addr`` to its word on ``w_rdata``: address
                           # register, block RAM read, the layer's word register
