@@ -2,58 +2,74 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from dataclasses import dataclass
+
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
-from amaranth.lib.memory import Memory
+from amaranth.lib.memory import Memory, ReadPort
 from amaranth.lib.wiring import In, Out
 
 from spikeforge.config import LR_SHIFT
-from spikeforge.hw.block_ram import KEEP_COPY
+from spikeforge.hw.desire_backward import BackwardPass
+from spikeforge.hw.desire_formats import desire_word, memory_depth
+from spikeforge.hw.desire_output import OutputDesire
+from spikeforge.hw.desire_raster import RasterRecorder
+from spikeforge.hw.desire_update import WeightUpdate
+from spikeforge.timing import BACKWARD_OVERHEAD, OUT_DESIRE_OVERHEAD
 
-BACK_DRAIN = 7   # cycles from the last backward read to its desire write
+# The update's states of a layer, in order: a presynaptic neuron's check (``PRE_CHECK``
+# cycles), then per (neuron, active group) pair issue, load, T - 1 accumulate cycles, round,
+# write (``T + PAIR_OVERHEAD`` cycles; ``spikeforge.timing``).
+PRE_CHECK_STATES = ("UREAD", "UCHECK", "UDECIDE")
+PAIR_STATES = ("UISSUE", "ULOAD", "UACC", "UROUND", "UWRITE")
 
 
 class DesireUnit(wiring.Component):
     """Desire backpropagation for every LIF layer of a config, after each training sample.
 
     Semantics: :func:`sw.desire.train_step` (``docs/learning.md``); the golden cycle model is
-    :func:`sw.cycles.learn_cycles`.
+    :func:`sw.cycles.learn_cycles`. The parts, each documented with its latency and number
+    formats (:mod:`hw.desire_formats`):
 
-    **Recording** (during inference, no cycles of its own): the encoder's per-pixel evaluations
-    (``enc_*``) and every layer's end-of-step group evaluations (``eos<l>_*``) are written (a
-    cycle later: the taps are registered) at bit ``step`` into one raster memory per
-    population: ``N_in`` words of ``T`` bits for the encoder; ``G_l`` words of ``P*T`` bits
-    for LIF layer ``l`` (lane ``p`` in bits ``[p*T, (p+1)*T)``). Every bit is rewritten in
-    every sample, so nothing needs clearing.
+    * :class:`~hw.desire_raster.RasterRecorder` records the spike rasters during inference;
+    * :class:`~hw.desire_output.OutputDesire`: the output layer's desires;
+    * :class:`~hw.desire_backward.BackwardPass` (one per LIF layer ``l >= 1``): the desires
+      of layer ``l``'s presynaptic neurons, into layer ``l - 1``'s desire memory;
+    * :class:`~hw.desire_update.WeightUpdate`: the new weight word of a (presynaptic neuron,
+      active group) pair;
+    * the controller (this class): the state machine and the scan registers (``_Scan``).
 
-    **Learning** (``start`` pulse, ``label`` and ``lr_shift`` sampled then; ``done`` pulses at
-    the end), in this order:
+    Parameters
+    ----------
+    cfg : Config
+        The network's config; it needs a ``[learning]`` section and ``time_steps >= 3``.
 
-    1. output desire, one output group per cycle: spike counts by popcount of the raster,
-       label error, active/sign, ``|E|`` into the layer's desire memory (lanes of ``2 + ew``
-       bits: active, sign, ``|E|``);
-    2. for LIF layer ``l = L-1 .. 1``: the backward pass over layer ``l``'s weight memory read
-       *row-wise* (word ``j*G + g`` holds ``W[j, gP .. gP+P-1]``: the transposed access is
-       the natural one), ``P`` products ``W_inf * coef`` per cycle summed into ``S_j``, one
-       word per cycle, pipelined (8 stages); ``S_j`` gives presynaptic ``j``'s desire, written
-       lane by lane into layer ``l-1``'s desire memory;
-    3. the update of layer ``l`` (right after its backward pass, which needs the old weights):
-       for each presynaptic ``j`` whose raster has a spike before the last step, and each
-       group with an active neuron, ``T - 1`` cycles rebuild ``j``'s trace and accumulate the
-       ``P`` eligibilities, then one read-modify-write of the weight word.
+    Attributes
+    ----------
+    step, enc_*, eos<l>_* : In
+        The taps of the encoder and of each LIF layer's end-of-step pass
+        (:class:`~hw.desire_raster.RasterRecorder`).
+    start, label, lr_shift : In(1), In(range(N_out)), In(range(LR_SHIFT[1] + 1))
+        A pulse starts the learning pass; ``label`` and ``lr_shift`` are sampled then.
+    busy, done : Out(1)
+        High while learning; a pulse at the end.
+    w<l>_addr, w<l>_wdata, w<l>_we, w<l>_rdata
+        LIF layer ``l``'s weight port (the owner muxes it with the host's while ``busy``);
+        ``w<l>_rdata`` returns the word addressed ``timing.WEIGHT_READ_LATENCY`` (3) cycles
+        before.
 
-    Number formats: stored weights signed ``weight_bits + F``; traces unsigned, ``x <- x -
-    (x >> k) + 2**trace_frac_bits * s``; eligibilities unsigned; ``S`` signed and wide enough
-    for the largest sum (no saturation needed); the update rounds the magnitude (``nearest``:
-    half up; ``floor``) and saturates the stored weight.
+    Notes
+    -----
+    Order: the output desire, then for LIF layer ``l = L-1 .. 0`` the backward pass over
+    ``l`` (if ``l >= 1``; it needs the old weights) and the update of ``l``: for each
+    presynaptic ``j`` whose raster has a spike before the last step, and each group with an
+    active neuron, one pair.
 
-    Latency: :func:`sw.cycles.learn_cycles` (one cycle per output group, ``N_l * G_l`` per
-    backward pass, ``3`` per presynaptic neuron plus ``T + 3`` per (live presynaptic neuron,
-    active group) pair per update, and fixed overheads).
-
-    Weight ports ``w<l>_*`` drive LIF layer ``l``'s weight port (the owner muxes them with the
-    host's while ``busy``); ``w<l>_rdata`` returns the word addressed
-    ``hw.lif_layer.WEIGHT_READ_LATENCY`` (3) cycles before.
+    Latency: :func:`sw.cycles.learn_cycles`, from the constants of :mod:`spikeforge.timing`:
+    ``G_{L-1} + OUT_DESIRE_OVERHEAD`` for the output desire, ``N_l * G_l +
+    BACKWARD_OVERHEAD`` per backward pass, ``PRE_CHECK`` per presynaptic neuron plus
+    ``T + PAIR_OVERHEAD`` per (live presynaptic neuron, active group) pair per update, and
+    ``LEARN_OVERHEAD``; each phase's states say which of their cycles are which.
     """
 
     def __init__(self, cfg):
@@ -63,8 +79,6 @@ class DesireUnit(wiring.Component):
             raise ValueError("desire learning needs time_steps >= 3")
         self.cfg = cfg
         L, T, P = cfg.n_layers, cfg.time_steps, cfg.lanes
-        self.error_bits = cfg.coef_max.bit_length()
-        self.lane_bits = 2 + self.error_bits
         signature = {
             "step": In(range(max(T, 2))),
             "enc_valid": In(1),
@@ -76,7 +90,7 @@ class DesireUnit(wiring.Component):
             "busy": Out(1),
             "done": Out(1),
         }
-        self.mem_groups = [max(cfg.groups(layer), 2) for layer in range(L)]
+        self.mem_groups = [memory_depth(cfg, layer) for layer in range(L)]
         for layer in range(L):
             depth = cfg.layers[layer] * cfg.groups(layer)
             signature.update({
@@ -92,393 +106,260 @@ class DesireUnit(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        cfg = self.cfg
-        L, T, P = cfg.n_layers, cfg.time_steps, cfg.lanes
-        ew, dw = self.error_bits, self.lane_bits
-        sb, F, wb = cfg.store_bits, cfg.frac_bits, cfg.weight_bits
-        C, k = cfg.target_count, cfg.leak_shift
-        err_shape = signed(max(C, T).bit_length() + 2)
+        parts = self._datapaths(m)
+        scan = _Scan(self.cfg)
+        scan.select_lowest_group(m)
+        fsm = self._sequence(m, scan, parts)
+        self._route_reads(m, fsm, scan, parts)
+        return m
 
-        # ---- raster memories, written while the sample runs, a cycle after each tap (the
-        # taps come straight out of the encoder's and the layers' spike decisions; the raster
-        # is read only once learning starts, many cycles after the last write) ----
-        def registered(sig, name):
-            """``sig`` one cycle later."""
-            reg = Signal.like(sig, name=name)
-            m.d.sync += reg.eq(sig)
-            return reg
+    def _datapaths(self, m) -> _Parts:
+        """The raster recorder, the desire memories (one per LIF layer, written by the output
+        desire or the next layer's backward pass) and the learning datapaths, wired to each
+        other and to the unit's ports; the controller drives the rest."""
+        cfg, L = self.cfg, self.cfg.n_layers
+        m.submodules.rasters = rasters = RasterRecorder(cfg)
+        m.d.comb += [getattr(rasters, name).eq(getattr(self, name)) for name in rasters.tap_names]
+        desire_mems = [Memory(shape=desire_word(cfg), depth=depth, init=[])
+                       for depth in self.mem_groups]
+        for layer, mem in enumerate(desire_mems):
+            m.submodules[f"desire{layer}"] = mem
+        desire_reads = [mem.read_port() for mem in desire_mems]
 
-        def tapped(sig):
-            return registered(sig, f"tap_{sig.name}")
-
-        step = tapped(self.step)
-        m.submodules.enc_raster = enc_raster = Memory(shape=T, depth=cfg.layers[0], init=[])
-        enc_wr, enc_rd = enc_raster.write_port(granularity=1), enc_raster.read_port()
-        m.d.comb += [enc_wr.addr.eq(tapped(self.enc_index)),
-                     enc_wr.data.eq(Mux(tapped(self.enc_spike), (1 << T) - 1, 0)),
-                     enc_wr.en.eq(Mux(tapped(self.enc_valid), Const(1, T) << step, 0))]
-        lane_mask = Cat(*[Const(1, T) for _ in range(P)])   # bit 0 of every lane
-        raster_rd, desire_rd, desire_wr = [], [], []
-        for layer in range(L):
-            mem = Memory(shape=P * T, depth=self.mem_groups[layer], init=[])
-            m.submodules[f"raster{layer}"] = mem
-            wr = mem.write_port(granularity=1)
-            fires = tapped(getattr(self, f"eos{layer}_fires"))
-            m.d.comb += [
-                wr.addr.eq(tapped(getattr(self, f"eos{layer}_group"))),
-                wr.data.eq(Cat(*[Mux(fires[p], (1 << T) - 1, 0) for p in range(P)])),
-                wr.en.eq(Mux(tapped(getattr(self, f"eos{layer}_valid")), lane_mask << step, 0)),
-            ]
-            raster_rd.append(mem.read_port())
-            dmem = Memory(shape=P * dw, depth=self.mem_groups[layer], init=[])
-            m.submodules[f"desire{layer}"] = dmem
-            desire_wr.append(dmem.write_port(granularity=dw))
-            desire_rd.append(dmem.read_port())
-
-        def lane(word, p, width):
-            return word[p * width:(p + 1) * width]
-
-        def select_lane(word, index, width):
-            return word.word_select(index, width)
-
-        def error_of(sign, count, name):
-            """``|sign01 * C* - c|`` for a spike count ``c`` in ``[0, T]``."""
-            diff = Signal(err_shape, name=name)
-            m.d.comb += diff.eq(Mux(sign, C - count, count))
-            return Mux(diff < 0, -diff, diff)[:ew]
-
-        def coef(d):
-            """``sign * active * |E|`` of a desire lane (active, sign, |E|)."""
-            e = d[2:]
-            return Mux(d[0], Mux(d[1], e, -e), 0)
-
-        def lowest_set(bits, width, name):
-            low = Signal(range(max(width, 2)), name=name)
-            for b in reversed(range(width)):
-                with m.If(bits[b]):
-                    m.d.comb += low.eq(b)
-            return low
-
-        # ---- sequencer registers ----
-        label = Signal.like(self.label)
-        # The rounding shift, clamped: with acc < 2**acc_bits, any lr_shift > acc_bits + 1
-        # rounds every acc to 0, as acc_bits + 1 does; the rounding half is the accumulators'
-        # start value, so (acc + half) >> shift needs no adder in the rounding cycle.
-        acc_bits = cfg.acc_max.bit_length()
-        shift = Signal(range(acc_bits + 2))
-        gact = [Signal(cfg.groups(layer), name=f"gact{layer}") for layer in range(L)]
-        max_groups = max(self.mem_groups)
-        j = Signal(range(max(cfg.layers)))
-        jbase = Signal(range(max(cfg.layers[i] * cfg.groups(i) for i in range(L)) + 1))
-        jg = Signal(range(max(cfg.layers) // P + 2))   # j // P
-        jp = Signal(range(max(P, 2)))                   # j % P (1 bit at P = 1)
-        g = Signal(range(max_groups + 1))
-        work = Signal(max(cfg.groups(layer) for layer in range(L)))
-        pre_bits = Signal(T)      # presynaptic spikes of steps 0 .. T-2
-        pre_sh = Signal(T)        # the same, shifted one step per accumulate cycle
-        t = Signal(range(T + 1))
-        x = Signal(range(cfg.trace_max + 1))
-        half = Signal(acc_bits + 1)   # 2**(shift - 1) for round-half-up, else 0
-        if cfg.learning.rounding == "nearest":
-            m.d.comb += half.eq((Const(1, acc_bits + 2) << shift) >> 1)
-        accs = [Signal(range(cfg.acc_max + (1 << acc_bits) + 1), name=f"acc{p}")
-                for p in range(P)]       # half + the eligibility accumulated
-        cur_g = Signal(range(max_groups))
-
-        def next_pre(layer):
-            m.d.sync += [j.eq(j + 1), jbase.eq(jbase + cfg.groups(layer)),
-                         jp.eq(Mux(jp == P - 1, 0, jp + 1)), jg.eq(jg + (jp == P - 1))]
-
-        def restart_pre():
-            m.d.sync += [j.eq(0), jbase.eq(0), jp.eq(0), jg.eq(0), g.eq(0)]
-
-        def after_update(layer):
-            if layer == 0:
-                return "DONE"
-            return f"BACK{layer - 1}" if layer >= 2 else "UREAD0"
-
-        # ---- 1. output desire (pipeline: issue group, count its spikes one cycle later,
-        # evaluate one cycle after that: the popcount of a raster word straight out of
-        # block RAM, then the error and its threshold, were the longest path on the UP5K) ----
-        last, G_out = L - 1, cfg.groups(L - 1)
-        out_v1, out_v2 = Signal(), Signal()
-        out_g1 = Signal(range(max(G_out, 2)))
-        out_g2 = Signal.like(out_g1)
-        m.d.sync += [out_v1.eq(0), out_v2.eq(out_v1), out_g2.eq(out_g1)]
-        out_lanes, out_active = [], []
-        for p in range(P):
-            count = lane(raster_rd[last].data, p, T)
-            c = Signal(range(T + 1), name=f"out_count{p}")
-            m.d.sync += c.eq(sum(count[i] for i in range(T)))
-            neuron = out_g2 * P + p
-            sign = neuron == label
-            serr = Signal(err_shape, name=f"out_err{p}")
-            m.d.comb += serr.eq(Mux(sign, C - c, c))
-            active = (serr > cfg.out_desire_threshold) & (neuron < cfg.layers[-1])
-            out_lanes.append(Cat(active, sign, error_of(sign, c, f"out_abs{p}")))
-            out_active.append(active)
-        with m.If(out_v2):
-            m.d.comb += [desire_wr[last].addr.eq(out_g2), desire_wr[last].data.eq(Cat(*out_lanes)),
-                         desire_wr[last].en.eq(-1)]
-            for b in range(G_out):
-                with m.If(out_g2 == b):
-                    m.d.sync += gact[last][b].eq(Cat(*out_active).any())
-
-        # ---- 2. backward pipelines, one per layer l >= 1. Stages after the read is issued:
-        # 1. register the coefficients and j's raster lane (the weight address is being
-        # registered in the layer); 2. register the weights' inference bits (the block RAM
-        # outputs are slow: nothing else happens in their cycle) and j's spike count; 3. the P
-        # products; 4. sums of four; 5. their sum; 6. accumulate S_j; 7. its desire, the
-        # write ----
-        back = {}
+        m.submodules.output = output = OutputDesire(cfg)
+        wiring.connect(m, output.desire_wr, desire_mems[L - 1].write_port(granularity=1))
+        m.d.comb += [output.label.eq(self.label), output.raster.eq(rasters.layer_reads[-1].data)]
+        backward = {}
         for layer in range(1, L):
-            def stage(sig, name, layer=layer):
-                return registered(sig, f"bk{layer}_{name}")
+            m.submodules[f"backward{layer}"] = bk = backward[layer] = BackwardPass(cfg, layer)
+            wiring.connect(m, bk.desire_wr, desire_mems[layer - 1].write_port(granularity=1))
+            m.d.comb += [bk.pre_raster.eq(rasters.layer_reads[layer - 1].data),
+                         bk.desires.eq(desire_reads[layer].data),
+                         bk.weights.eq(getattr(self, f"w{layer}_rdata"))]
+        m.submodules.update = update = WeightUpdate(cfg)
+        m.d.comb += update.lr_shift.eq(self.lr_shift)
+        m.d.comb += [getattr(self, f"w{layer}_wdata").eq(update.wdata) for layer in range(L)]
+        return _Parts(rasters, desire_reads, output, backward, update)
 
-            v1, first1, last1 = (Signal(name=f"bk{layer}_{n}") for n in ("v1", "first1",
-                                                                         "last1"))
-            jg1 = Signal.like(jg, name=f"bk{layer}_jg1")
-            jp1 = Signal.like(jp, name=f"bk{layer}_jp1")
-            m.d.sync += v1.eq(0)
-            s_bits = (cfg.layers[layer + 1] * (1 << (wb - 1)) * cfg.coef_max).bit_length() + 2
-            wdata = getattr(self, f"w{layer}_rdata")
-            # j's own raster lane, then its spike count a stage later (selecting the lane and
-            # counting it in one cycle was mnist-ecp5's longest path)
-            own_0 = stage(select_lane(raster_rd[layer - 1].data, jp1, T), "own0")
-            count_a = Signal(range(T + 1), name=f"bk{layer}_count_a")
-            m.d.sync += count_a.eq(sum(own_0[i] for i in range(T)))
-            c_0 = [stage(coef(lane(desire_rd[layer].data, p, dw)), f"coef0_{p}") for p in range(P)]
-            ctrl = [stage(c, f"{c.name}0") for c in (v1, first1, last1, jg1, jp1)]
-            # the weights come a cycle after the desires and the raster, registered (the
-            # layer registers the address and the word: WEIGHT_READ_LATENCY)
-            w_a = [lane(wdata, p, sb)[F:].as_signed() for p in range(P)]
-            c_a = [stage(c, f"coef{p}") for p, c in enumerate(c_0)]
-            ctrl = [stage(c, f"{c.name}a") for c in ctrl] + [count_a]
-            prods = [Signal(signed(wb + ew + 1), name=f"bk{layer}_prod{p}") for p in range(P)]
-            m.d.sync += [pr.eq(w * c) for pr, w, c in zip(prods, w_a, c_a, strict=True)]
-            ctrl = [stage(c, f"{c.name}b") for c in ctrl]
-            # the sum of the P products over two stages: sums of four, then their sum (a
-            # 16-input adder in one cycle was mnist-ecp5's longest path)
-            quads = [Signal(signed(s_bits), name=f"bk{layer}_quad{i}") for i in range(0, P, 4)]
-            m.d.sync += [q.eq(sum(prods[4 * i:4 * i + 4])) for i, q in enumerate(quads)]
-            ctrl = [stage(c, f"{c.name}q") for c in ctrl]
-            part = Signal(signed(s_bits), name=f"bk{layer}_part")
-            m.d.sync += part.eq(sum(quads))
-            v_c, first_s, last_c, *ctrl = (stage(c, f"{c.name}c") for c in ctrl)
-            s_acc = Signal(signed(s_bits), name=f"bk{layer}_sum")
-            with m.If(v_c):
-                m.d.sync += s_acc.eq(Mux(first_s, part, s_acc + part))   # S_j so far
-            # j's desire from S_j, a stage after the sum (the adder, then |S_j| against the
-            # threshold, into the desire write and the active-group flags, was mnist-ecp5's
-            # longest path)
-            v, last_s, jg_s, jp_s, count = (stage(c, f"{c.name}d") for c in [v_c, last_c, *ctrl])
-            total = s_acc
-            sign = total > 0
-            active = Mux(total < 0, -total, total) >= cfg.hidden_desire_threshold
-            entry = Cat(active, sign, error_of(sign, count, f"bk{layer}_abs"))
-            dwr = desire_wr[layer - 1]
-            with m.If(v & last_s):
-                m.d.comb += [dwr.addr.eq(jg_s), dwr.data.eq(Cat(*[entry] * P)),
-                             dwr.en.eq(Const(1, P) << jp_s)]
-                for b in range(cfg.groups(layer - 1)):
-                    with m.If(jg_s == b):
-                        m.d.sync += gact[layer - 1][b].eq(Mux(jp_s == 0, active,
-                                                              gact[layer - 1][b] | active))
-            back[layer] = (v1, first1, last1, jg1, jp1)
+    def _sequence(self, m, s: _Scan, parts: _Parts):
+        """The controlling state machine (returned): ``IDLE``, the output desire, each
+        layer's backward pass and update, ``DONE``.
 
-        # ---- 3. update datapath (shared by all layers; the FSM selects the layer) ----
-        x_next = Signal.like(x)
-        m.d.comb += x_next.eq(x - (x >> k) + Mux(pre_sh[0], cfg.trace_one, 0))
-        # The accumulators, outside the state machine: a flag of its own says when they
-        # accumulate (the UACC cycles), and each lane's postsynaptic spikes of steps 1 .. T-1
-        # wait in a shift register (loaded in ULOAD); otherwise they load the rounding half,
-        # ready for the next pair (UROUND has read them by then).
-        # one copy of the flag per lane and one for the trace (kept apart in synthesis:
-        # KEEP_COPY; a single flag reaching every accumulator bit was a critical path)
-        acc_flags = [Signal(name=f"accumulating{p}", attrs={KEEP_COPY: 1}) for p in range(P + 1)]
-        accumulating = acc_flags[P]
-        # the lowest group of `work`, registered: `work` is loaded in UCHECK and advanced in
-        # UISSUE, at least two cycles before the next UISSUE reads this (the priority encoder
-        # was in front of the raster memories' read address)
-        gsel_q = Signal(range(max_groups))
-        m.d.sync += gsel_q.eq(lowest_set(work, len(work), "u_gsel"))
-        post_sh = [Signal(T - 1, name=f"u_post{p}") for p in range(P)]
-        for p, a in enumerate(accs):
-            m.d.sync += a.eq(Mux(acc_flags[p], a + Mux(post_sh[p][0], x_next, 0), half))
-        # The pair's shift registers and trace, outside the state machine too: `loading` (the
-        # ULOAD cycle) loads them, `accumulating` shifts them (the state decode in front of
-        # their enables was mnist-ecp5's longest path). `updating[l]` (below) picks the layer
-        # whose raster word arrives.
-        loading, rounding = Signal(), Signal()      # the ULOAD, the UROUND cycle
-        updating = [Signal(name=f"updating{layer}") for layer in range(L)]
-        post_word = Signal(P * T)
-        for layer in range(L):
-            with m.If(updating[layer]):
-                m.d.comb += post_word.eq(raster_rd[layer].data)
-        with m.If(loading):
-            m.d.sync += [x.eq(0), pre_sh.eq(pre_bits)]
-            m.d.sync += [ps.eq(lane(post_word, p, T)[1:]) for p, ps in enumerate(post_sh)]
-        with m.Elif(accumulating):
-            m.d.sync += [x.eq(x_next), pre_sh.eq(pre_sh >> 1)]
-        for p, ps in enumerate(post_sh):
-            with m.If(~loading & acc_flags[p]):
-                m.d.sync += ps.eq(ps >> 1)
-        m.d.sync += [loading.eq(0), rounding.eq(0)]
-
+        ``busy`` outside ``IDLE``; ``DONE`` pulses ``done`` (its cycle and the one in which
+        the network sees ``done``: ``timing.LEARN_OVERHEAD``). The strobes to the datapaths
+        come from the states, the rest of their control from the scan registers.
+        """
+        cfg = self.cfg
+        m.d.comb += parts.output.group.eq(s.g)
+        for layer, bk in parts.backward.items():
+            m.d.comb += [bk.first.eq(s.g == 0), bk.last.eq(s.g == cfg.groups(layer) - 1),
+                         bk.jg.eq(s.jg), bk.jp.eq(s.jp)]
+        m.d.comb += parts.update.pre_bits.eq(s.pre_bits)
         m.d.sync += self.done.eq(0)
         with m.FSM() as fsm:
             with m.State("IDLE"):
                 with m.If(self.start):
-                    m.d.sync += [label.eq(self.label), g.eq(0),
-                                 shift.eq(Mux(self.lr_shift > acc_bits + 1, acc_bits + 1,
-                                              self.lr_shift))]
+                    m.d.comb += [parts.output.start.eq(1), parts.update.start.eq(1)]
+                    m.d.sync += s.g.eq(0)
                     m.next = "OUT"
-            with m.State("OUT"):
-                m.d.comb += self.busy.eq(1)
-                m.d.sync += [out_v1.eq(1), out_g1.eq(g), g.eq(g + 1)]
-                with m.If(g == G_out - 1):
-                    m.next = "OUT_DRAIN"
-            with m.State("OUT_DRAIN"):
-                m.d.comb += self.busy.eq(1)
-                m.next = "OUT_DRAIN2"
-            with m.State("OUT_DRAIN2"):
-                m.d.comb += self.busy.eq(1)
-                restart_pre()
-                m.next = f"BACK{last}" if last >= 1 else f"UREAD{last}"
-
-            mags = [Signal(range(cfg.acc_max + 1), name=f"u_mag{p}") for p in range(P)]
-            w_word = Signal(P * sb, name="u_weights")
-            d_word = Signal(P * dw, name="u_desires")
-            for layer in range(L - 1, -1, -1):
-                G, N = cfg.groups(layer), cfg.layers[layer]
+            self._output_states(m, s, parts.output)
+            for layer in reversed(range(cfg.n_layers)):
                 if layer >= 1:
-                    v1, first1, last1, jg1, jp1 = back[layer]
-                    with m.State(f"BACK{layer}"):
-                        m.d.comb += self.busy.eq(1)
-                        m.d.sync += [v1.eq(1), first1.eq(g == 0), last1.eq(g == G - 1),
-                                     jg1.eq(jg), jp1.eq(jp)]
-                        with m.If(g == G - 1):
-                            m.d.sync += g.eq(0)
-                            next_pre(layer)
-                            with m.If(j == N - 1):
-                                m.next = f"BDRAIN{layer}_0"
-                        with m.Else():
-                            m.d.sync += g.eq(g + 1)
-                    for d in range(BACK_DRAIN):     # the pipeline's last word, to its write
-                        with m.State(f"BDRAIN{layer}_{d}"):
-                            m.d.comb += self.busy.eq(1)
-                            if d == BACK_DRAIN - 1:
-                                restart_pre()
-                                m.next = f"UREAD{layer}"
-                            else:
-                                m.next = f"BDRAIN{layer}_{d + 1}"
-
-                def next_or_finish(layer=layer, N=N):
-                    with m.If(j == N - 1):
-                        restart_pre()
-                        m.next = after_update(layer)
-                    with m.Else():
-                        next_pre(layer)
-                        m.next = f"UREAD{layer}"
-
-                with m.State(f"UREAD{layer}"):
-                    m.d.comb += self.busy.eq(1)
-                    m.next = f"UCHECK{layer}"
-                with m.State(f"UCHECK{layer}"):
-                    m.d.comb += self.busy.eq(1)
-                    if layer == 0:
-                        bits = enc_rd.data
-                    else:
-                        bits = select_lane(raster_rd[layer - 1].data, jp, T)
-                    m.d.sync += [pre_bits.eq(bits[:T - 1]), work.eq(gact[layer])]
-                    m.next = f"UDECIDE{layer}"
-                with m.State(f"UDECIDE{layer}"):
-                    # a cycle of its own: selecting j's raster lane and testing it, then the
-                    # next state and the scan counters' enables, did not fit in one
-                    m.d.comb += self.busy.eq(1)
-                    with m.If(pre_bits.any() & work.any()):
-                        m.next = f"UISSUE{layer}"
-                    with m.Else():
-                        next_or_finish()
-                with m.State(f"UISSUE{layer}"):
-                    m.d.comb += self.busy.eq(1)
-                    m.d.sync += [cur_g.eq(gsel_q), work.eq(work & (work - 1)), t.eq(1),
-                                 loading.eq(1)]
-                    m.next = f"ULOAD{layer}"
-                with m.State(f"ULOAD{layer}"):
-                    # the group's raster word arrives: its spikes of steps 1 .. T-1 into the
-                    # shift registers (selecting bit t of a lane in every accumulate cycle,
-                    # then adding, was the longest path)
-                    m.d.comb += self.busy.eq(1)
-                    m.d.sync += [a.eq(1) for a in acc_flags]
-                    m.next = f"UACC{layer}"
-                with m.State(f"UACC{layer}"):
-                    m.d.comb += self.busy.eq(1)
-                    m.d.sync += t.eq(t + 1)
-                    with m.If(t == T - 1):
-                        m.d.sync += [a.eq(0) for a in acc_flags] + [rounding.eq(1)]
-                        m.next = f"UROUND{layer}"
-                with m.State(f"UROUND{layer}"):
-                    # the rounding shift gets a cycle of its own (the registers it loads,
-                    # below, on the `rounding` flag)
-                    m.d.comb += self.busy.eq(1)
-                    m.next = f"UWRITE{layer}"
-                # the new word, from flip-flops, outside the state machine (only the write
-                # enable depends on the state: no state decode in front of the adders)
-                new = []
-                for p, mag in enumerate(mags):
-                    d = lane(d_word, p, dw)
-                    w = lane(w_word, p, sb).as_signed()
-                    moved = Signal(signed(max(sb, cfg.acc_max.bit_length()) + 2),
-                                   name=f"u{layer}_new{p}")
-                    m.d.comb += moved.eq(Mux(d[1], w + mag, w - mag))
-                    clamped = Mux(moved > cfg.store_max, cfg.store_max,
-                                  Mux(moved < cfg.store_min, cfg.store_min, moved))
-                    new.append(Mux(d[0], clamped, w)[:sb])
-                m.d.comb += getattr(self, f"w{layer}_wdata").eq(Cat(*new))
-                with m.State(f"UWRITE{layer}"):
-                    m.d.comb += self.busy.eq(1)
-                    m.d.comb += getattr(self, f"w{layer}_we").eq(1)
-                    with m.If(work.any()):
-                        m.next = f"UISSUE{layer}"
-                    with m.Else():
-                        next_or_finish()
-
+                    self._backward_states(m, s, layer, parts.backward[layer])
+                self._update_states(m, s, layer, parts)
             with m.State("DONE"):
-                m.d.comb += self.busy.eq(1)
                 m.d.sync += self.done.eq(1)
                 m.next = "IDLE"
+        m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
+        return fsm
 
-        # UROUND, on its flag: the rounding shift (acc + half) >> lr_shift (the accumulators
-        # started at half) is a barrel shifter, and after it come an adder and the clamp; the
-        # weight word and the desires (held since ULOAD) are registered with it, so the write
-        # cycle starts from flip-flops
-        w_arriving, d_arriving = Signal.like(w_word), Signal.like(d_word)
-        for layer in range(L):
-            with m.If(updating[layer]):
-                m.d.comb += [w_arriving.eq(getattr(self, f"w{layer}_rdata")),
-                             d_arriving.eq(desire_rd[layer].data)]
-        with m.If(rounding):
-            m.d.sync += [mag.eq(a >> shift) for mag, a in zip(mags, accs, strict=True)]
-            m.d.sync += [w_word.eq(w_arriving), d_word.eq(d_arriving)]
+    def _output_states(self, m, s: _Scan, output: OutputDesire):
+        """``OUT``: one output group issued per cycle, then ``OUT_DESIRE_OVERHEAD`` cycles
+        until the last group's desires are written: ``G_{L-1} + OUT_DESIRE_OVERHEAD``."""
+        last = self.cfg.n_layers - 1
+        with m.State("OUT"):
+            m.d.comb += output.issue.eq(1)
+            m.d.sync += s.g.eq(s.g + 1)
+            with m.If(s.g == self.cfg.groups(last) - 1):
+                m.next = "OUT_DRAIN0"
+        then = f"BACK{last}" if last >= 1 else f"UREAD{last}"
+        _drain(m, s, "OUT_DRAIN", OUT_DESIRE_OVERHEAD, then)
 
-        # ---- read addresses, from flip-flops through at most one multiplexer: no state
-        # decode in front of the (wide, LUT-RAM) raster and desire memories or the weight
-        # address. A memory is read in two phases, told apart by ``updating[l]`` (the FSM was
-        # in layer l's update a cycle ago: true from UCHECK on, before the first UISSUE):
-        # raster l at ``jg`` (BACK, UREAD of layer l+1) or at ``g`` (OUT, the last layer),
-        # then at ``gsel_q`` (UISSUE l, the only update read of it); desire l and weights l at
-        # ``g`` (BACK l), then at ``cur_g`` (the data of ULOAD .. UWRITE). Reads in the other
-        # cycles are never used. ----
-        m.d.comb += enc_rd.addr.eq(j)
-        update_states = ("UREAD", "UCHECK", "UDECIDE", "UISSUE", "ULOAD", "UACC", "UROUND",
-                         "UWRITE")
-        for layer, updating_l in enumerate(updating):
-            m.d.sync += updating_l.eq(Cat(*[fsm.ongoing(f"{state}{layer}")
-                                            for state in update_states]).any())
+    def _backward_states(self, m, s: _Scan, layer: int, backward: BackwardPass):
+        """``BACK<l>``: one weight word ``(j, g)`` of layer ``l`` issued per cycle, ``g`` the
+        inner loop, then ``BACKWARD_OVERHEAD`` cycles until the last word's desire is written:
+        ``N_l * G_l + BACKWARD_OVERHEAD``."""
+        G, N = self.cfg.groups(layer), self.cfg.layers[layer]
+        with m.State(f"BACK{layer}"):
+            m.d.comb += backward.issue.eq(1)
+            with m.If(s.g == G - 1):
+                m.d.sync += s.g.eq(0)
+                s.next_pre(m, G)
+                with m.If(s.j == N - 1):
+                    m.next = f"BDRAIN{layer}_0"
+            with m.Else():
+                m.d.sync += s.g.eq(s.g + 1)
+        _drain(m, s, f"BDRAIN{layer}_", BACKWARD_OVERHEAD, f"UREAD{layer}")
+
+    def _update_states(self, m, s: _Scan, layer: int, parts: _Parts):
+        """The update of layer ``l``: per presynaptic ``j`` the ``PRE_CHECK_STATES`` (read its
+        raster, register its lane and the active groups, test them), then per active group
+        the ``PAIR_STATES`` (:class:`~hw.desire_update.WeightUpdate`'s strobes, the write in
+        ``UWRITE``): ``PRE_CHECK * N_l + (T + PAIR_OVERHEAD) * live_l * A_l`` cycles."""
+        cfg, update = self.cfg, parts.update
+        T, G, N = cfg.time_steps, cfg.groups(layer), cfg.layers[layer]
+        if layer == 0:
+            pre_lane = parts.rasters.enc_read.data
+        else:
+            pre_lane = parts.rasters.layer_reads[layer - 1].data[s.jp]
+        active_groups = (parts.output if layer == cfg.n_layers - 1
+                         else parts.backward[layer + 1]).active_groups
+
+        def next_or_finish():
+            with m.If(s.j == N - 1):
+                s.restart_pre(m)
+                m.next = _after_update(layer)
+            with m.Else():
+                s.next_pre(m, G)
+                m.next = f"UREAD{layer}"
+
+        with m.State(f"UREAD{layer}"):
+            m.next = f"UCHECK{layer}"
+        with m.State(f"UCHECK{layer}"):
+            m.d.sync += [s.pre_bits.eq(pre_lane[:T - 1]), s.work.eq(active_groups)]
+            m.next = f"UDECIDE{layer}"
+        with m.State(f"UDECIDE{layer}"):
+            # a cycle of its own: selecting j's raster lane and testing it, then the next
+            # state and the scan counters' enables, did not fit in one
+            with m.If(s.pre_bits.any() & s.work.any()):
+                m.next = f"UISSUE{layer}"
+            with m.Else():
+                next_or_finish()
+        with m.State(f"UISSUE{layer}"):
+            m.d.comb += update.issue.eq(1)
+            m.d.sync += [s.cur_g.eq(s.gsel_q), s.work.eq(s.work & (s.work - 1)), s.t.eq(1)]
+            m.next = f"ULOAD{layer}"
+        with m.State(f"ULOAD{layer}"):
+            m.d.comb += update.start_acc.eq(1)
+            m.next = f"UACC{layer}"
+        with m.State(f"UACC{layer}"):
+            m.d.sync += s.t.eq(s.t + 1)
+            with m.If(s.t == T - 1):
+                m.d.comb += update.stop_acc.eq(1)
+                m.next = f"UROUND{layer}"
+        with m.State(f"UROUND{layer}"):
+            m.next = f"UWRITE{layer}"
+        with m.State(f"UWRITE{layer}"):
+            m.d.comb += getattr(self, f"w{layer}_we").eq(1)
+            with m.If(s.work.any()):
+                m.next = f"UISSUE{layer}"
+            with m.Else():
+                next_or_finish()
+
+    def _route_reads(self, m, fsm, s: _Scan, parts: _Parts):
+        """Read addresses of the raster, desire and weight memories, and the update's data.
+
+        The addresses come from flip-flops through at most one multiplexer: no state decode in
+        front of the (wide, LUT-RAM) raster and desire memories or the weight address. A
+        memory is read in two phases, told apart by ``updating<l>`` (the state machine was in
+        layer ``l``'s update a cycle ago: true from ``UCHECK`` on, before the first
+        ``UISSUE``): raster ``l`` at ``jg`` (``BACK``, ``UREAD`` of layer ``l + 1``) or at
+        ``g`` (``OUT``, the last layer), then at ``gsel_q`` (``UISSUE`` of ``l``, the only
+        update read of it); desire ``l`` and weights ``l`` at ``g`` (``BACK`` of ``l``), then
+        at ``cur_g`` (the data of ``ULOAD`` .. ``UWRITE``). Reads in the other cycles are
+        never used. ``updating<l>`` also hands layer ``l``'s words to the update.
+        """
+        last, update = self.cfg.n_layers - 1, parts.update
+        m.d.comb += parts.rasters.enc_read.addr.eq(s.j)
+        for layer, (raster, desire) in enumerate(zip(parts.rasters.layer_reads,
+                                                     parts.desire_reads, strict=True)):
+            updating = Signal(name=f"updating{layer}")
+            m.d.sync += updating.eq(Cat(*[fsm.ongoing(f"{state}{layer}")
+                                          for state in PRE_CHECK_STATES + PAIR_STATES]).any())
             m.d.comb += [
-                raster_rd[layer].addr.eq(Mux(updating_l, gsel_q, g if layer == last else jg)),
-                desire_rd[layer].addr.eq(Mux(updating_l, cur_g, g)),
-                getattr(self, f"w{layer}_addr").eq(jbase + Mux(updating_l, cur_g, g)),
+                raster.addr.eq(Mux(updating, s.gsel_q, s.g if layer == last else s.jg)),
+                desire.addr.eq(Mux(updating, s.cur_g, s.g)),
+                getattr(self, f"w{layer}_addr").eq(s.jbase + Mux(updating, s.cur_g, s.g)),
             ]
-        return m
+            with m.If(updating):
+                m.d.comb += [update.post_raster.eq(raster.data),
+                             update.weights.eq(getattr(self, f"w{layer}_rdata")),
+                             update.desires.eq(desire.data)]
+
+
+@dataclass
+class _Parts:
+    """The unit's datapaths, as the controller sees them."""
+
+    rasters: RasterRecorder
+    desire_reads: list[ReadPort]
+    output: OutputDesire
+    backward: dict[int, BackwardPass]
+    update: WeightUpdate
+
+
+class _Scan:
+    """The controller's registers: the group ``g`` being issued, presynaptic neuron ``j``
+    (with ``jbase = j * G``, ``jg = j // P``, ``jp = j % P``); and the update's: ``pre_bits``
+    (``j``'s spikes of steps ``0 .. T-2``), ``work`` (its active groups not yet updated),
+    ``gsel_q`` (the lowest of them), ``cur_g`` (the group being updated), ``t`` (the step
+    being accumulated)."""
+
+    def __init__(self, cfg):
+        L, T, P = cfg.n_layers, cfg.time_steps, cfg.lanes
+        max_groups = max(memory_depth(cfg, layer) for layer in range(L))
+        self.j = Signal(range(max(cfg.layers)), name="j")
+        self.jbase = Signal(range(max(cfg.layers[i] * cfg.groups(i) for i in range(L)) + 1),
+                            name="jbase")
+        self.jg = Signal(range(max(cfg.layers) // P + 2), name="jg")
+        self.jp = Signal(range(max(P, 2)), name="jp")            # 1 bit at P = 1
+        self.g = Signal(range(max_groups + 1), name="g")
+        self.work = Signal(max(cfg.groups(layer) for layer in range(L)), name="work")
+        self.pre_bits = Signal(T, name="pre_bits")
+        self.t = Signal(range(T + 1), name="t")
+        self.cur_g = Signal(range(max_groups), name="cur_g")
+        self.gsel_q = Signal(range(max_groups), name="gsel_q")
+        self.lanes = P
+
+    def select_lowest_group(self, m):
+        """``gsel_q``: the lowest group of ``work``, registered. ``work`` is loaded in
+        ``UCHECK`` and advanced in ``UISSUE``, at least two cycles before the next ``UISSUE``
+        reads this (the priority encoder was in front of the raster memories' read
+        address)."""
+        lowest = Signal(range(max(len(self.work), 2)), name="u_gsel")
+        for b in reversed(range(len(self.work))):
+            with m.If(self.work[b]):
+                m.d.comb += lowest.eq(b)
+        m.d.sync += self.gsel_q.eq(lowest)
+
+    def next_pre(self, m, groups: int):
+        """On to presynaptic neuron ``j + 1`` of a layer with ``groups`` groups."""
+        P = self.lanes
+        m.d.sync += [self.j.eq(self.j + 1), self.jbase.eq(self.jbase + groups),
+                     self.jp.eq(Mux(self.jp == P - 1, 0, self.jp + 1)),
+                     self.jg.eq(self.jg + (self.jp == P - 1))]
+
+    def restart_pre(self, m):
+        """Back to presynaptic neuron 0, group 0."""
+        m.d.sync += [self.j.eq(0), self.jbase.eq(0), self.jp.eq(0), self.jg.eq(0),
+                     self.g.eq(0)]
+
+
+def _after_update(layer: int) -> str:
+    """The state after layer ``layer``'s update: layer ``layer - 1``'s backward pass (layer 0
+    has none: its update), or ``DONE``."""
+    if layer == 0:
+        return "DONE"
+    return f"BACK{layer - 1}" if layer >= 2 else "UREAD0"
+
+
+def _drain(m, s: _Scan, name: str, cycles: int, then: str):
+    """``cycles`` states ``<name>0 ..`` that wait for a pipeline's last item, then ``then``
+    with the presynaptic scan restarted."""
+    for d in range(cycles):
+        with m.State(f"{name}{d}"):
+            if d < cycles - 1:
+                m.next = f"{name}{d + 1}"
+            else:
+                s.restart_pre(m)
+                m.next = then

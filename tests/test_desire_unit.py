@@ -5,11 +5,32 @@ import dataclasses
 
 import numpy as np
 import pytest
+from amaranth.sim import Simulator
 
 from spikeforge.config import DesireConfig, load_config
+from spikeforge.hw.desire_backward import BackwardPass
+from spikeforge.hw.desire_formats import desire_lane, desire_word
+from spikeforge.hw.desire_output import OutputDesire
+from spikeforge.hw.desire_update import WeightUpdate
 from spikeforge.sim.amaranth_tb import simulate
-from spikeforge.sw.desire import train_step, train_step_raster
+from spikeforge.sw.desire import (
+    Desire,
+    backward_sums,
+    eligibility,
+    hidden_desire,
+    output_desire,
+    traces,
+    train_step,
+    train_step_raster,
+    update,
+)
 from spikeforge.sw.golden import encode
+from spikeforge.timing import (
+    BACKWARD_OVERHEAD,
+    OUT_DESIRE_OVERHEAD,
+    PAIR_OVERHEAD,
+    WEIGHT_READ_LATENCY,
+)
 
 
 def simulate_training(cfg, stored, pixels, labels, lr_shift):
@@ -124,3 +145,194 @@ def test_training_on_input_rasters_matches_golden(case):
     assert from_pixels.cycles[0] == run.cycles[0]
     for a, b in zip(from_pixels.weights_after[0], run.weights_after[0], strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+# ---- the unit's parts, each against the golden model's function of its step, cycle by
+# cycle against the latency its docstring states (spikeforge.timing) ----
+
+def run_bench(dut, schedule, cycles, strobes, watch):
+    """Clock ``dut`` for ``cycles`` cycles. Before each: the ``strobes`` low, then the
+    ``(port, value)`` pairs of ``schedule[cycle]`` set; then ``watch(ctx)`` recorded.
+    Returns the list of what ``watch`` saw, one entry per cycle."""
+    seen = []
+
+    async def bench(ctx):
+        for cycle in range(cycles):
+            for port in strobes:
+                ctx.set(port, 0)
+            for port, value in schedule.get(cycle, []):
+                ctx.set(port, value)
+            seen.append(watch(ctx))
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    return seen
+
+
+def raster_words(rng, cfg, counts):
+    """Raster words: lane ``p`` of word ``g`` with ``counts[gP + p]`` spikes, at random steps."""
+    T, P = cfg.time_steps, cfg.lanes
+    words = []
+    for g in range(-(-len(counts) // P)):
+        word = 0
+        for p, c in enumerate(counts[g * P:(g + 1) * P]):
+            word |= sum(1 << int(b) for b in rng.permutation(T)[:c]) << (p * T)
+        words.append(word)
+    return words
+
+
+def desire_bits(cfg, desire, lanes):
+    """The :func:`hw.desire_formats.desire_word` of ``desire``'s neurons ``lanes``, as bits."""
+    lane = desire_lane(cfg)
+    return desire_word(cfg).const([
+        lane.const({"active": int(desire.active[n]), "sign": int(desire.sign[n]),
+                    "error": int(desire.error[n])}) for n in lanes]).as_value().value
+
+
+def weight_bits(cfg, weights):
+    """A weight word of the stored weights ``weights`` (``P`` of them), as bits."""
+    mask = (1 << cfg.store_bits) - 1
+    return sum((int(w) & mask) << (p * cfg.store_bits) for p, w in enumerate(weights))
+
+
+def group_flags(active, P):
+    """Bit ``g`` set when ``active[gP .. gP+P-1]`` holds a True."""
+    padded = np.zeros(-(-len(active) // P) * P, dtype=bool)
+    padded[:len(active)] = active
+    return sum(int(padded[g * P:(g + 1) * P].any()) << g for g in range(len(padded) // P))
+
+
+def desire_writes(dut, ctx):
+    """``(addr, en, word)`` of the desire write in this cycle, or ``None``."""
+    if not ctx.get(dut.desire_wr.en):
+        return None
+    return (ctx.get(dut.desire_wr.addr), ctx.get(dut.desire_wr.en),
+            ctx.get(dut.desire_wr.data))
+
+
+@pytest.mark.parametrize("case", ["odd-p3", "tiny-p1", "one-layer-p4"])
+def test_output_desire_part(case):
+    """:class:`OutputDesire`: the golden :func:`sw.desire.output_desire` of random spike
+    counts and label, each group's word written ``OUT_DESIRE_OVERHEAD`` cycles after its
+    issue; padding lanes never active; ``active_groups`` right."""
+    cfg = case_config(case)
+    rng = np.random.default_rng(5)
+    n_out, P, G = cfg.layers[-1], cfg.lanes, cfg.groups(cfg.n_layers - 1)
+    counts = rng.integers(0, cfg.time_steps + 1, size=G * P)    # padding lanes spike too
+    label = int(rng.integers(0, n_out))
+    dut = OutputDesire(cfg)
+    words = raster_words(rng, cfg, counts)
+    schedule = {0: [(dut.start, 1), (dut.label, label)]}
+    for g in range(G):
+        schedule.setdefault(1 + g, []).extend([(dut.issue, 1), (dut.group, g)])
+        schedule.setdefault(2 + g, []).append((dut.raster.as_value(), words[g]))
+    cycles = G + OUT_DESIRE_OVERHEAD + 3
+    seen = run_bench(dut, schedule, cycles, [dut.start, dut.issue], lambda ctx: (
+        desire_writes(dut, ctx), ctx.get(dut.active_groups)))
+    writes = {c: w for c, (w, _) in enumerate(seen) if w is not None}
+    assert sorted(writes) == [1 + g + OUT_DESIRE_OVERHEAD for g in range(G)]
+    gold = output_desire(cfg, counts[:n_out], label)
+    assert gold.active.any(), "no active output neuron: the case tests little"
+    for g in range(G):
+        addr, _, word = writes[1 + g + OUT_DESIRE_OVERHEAD]
+        assert addr == g
+        for p in range(P):
+            n = g * P + p
+            if n >= n_out:
+                assert not word[p].active, f"padding lane {p} of group {g} active"
+            else:
+                assert (word[p].active, word[p].sign, word[p].error) == (
+                    gold.active[n], gold.sign[n], gold.error[n]), f"neuron {n}"
+    assert seen[-1][1] == group_flags(gold.active, P)
+
+
+@pytest.mark.parametrize("case,layer", [("odd-p3", 1), ("deep-p2", 2), ("deep-p2", 1)])
+def test_backward_pass_part(case, layer):
+    """:class:`BackwardPass`: the golden :func:`sw.desire.hidden_desire` of
+    :func:`sw.desire.backward_sums` for random weights and desires, the weights arriving
+    ``WEIGHT_READ_LATENCY`` cycles after each issue, each presynaptic neuron's desire written
+    ``BACKWARD_OVERHEAD`` cycles after the issue of its last word."""
+    cfg = case_config(case)
+    rng = np.random.default_rng(7 + layer)
+    P = cfg.lanes
+    n_pre, n_post, G = cfg.layers[layer], cfg.layers[layer + 1], cfg.groups(layer)
+    stored = rng.integers(cfg.store_min, cfg.store_max + 1, size=(n_pre, G * P))
+    post = Desire(active=rng.random(G * P) < 0.7, sign=rng.random(G * P) < 0.5,
+                  error=rng.integers(0, cfg.coef_max + 1, size=G * P))
+    post.active[n_post:] = False           # the padding lanes' desires are never active
+    pre_counts = rng.integers(0, cfg.time_steps + 1, size=n_pre)
+    pre_words = raster_words(rng, cfg, pre_counts)
+    dut = BackwardPass(cfg, layer)
+    schedule = {}
+    for i in range(n_pre * G):
+        j, g = divmod(i, G)
+        schedule.setdefault(i, []).extend([
+            (dut.issue, 1), (dut.first, int(g == 0)), (dut.last, int(g == G - 1)),
+            (dut.jg, j // P), (dut.jp, j % P)])
+        schedule.setdefault(i + 1, []).extend([
+            (dut.desires.as_value(), desire_bits(cfg, post, range(g * P, (g + 1) * P))),
+            (dut.pre_raster.as_value(), pre_words[j // P])])
+        schedule.setdefault(i + WEIGHT_READ_LATENCY, []).append(
+            (dut.weights.as_value(), weight_bits(cfg, stored[j, g * P:(g + 1) * P])))
+    cycles = n_pre * G + BACKWARD_OVERHEAD + 2
+    seen = run_bench(dut, schedule, cycles, [dut.issue], lambda ctx: (
+        desire_writes(dut, ctx), ctx.get(dut.active_groups)))
+    writes = {c: w for c, (w, _) in enumerate(seen) if w is not None}
+    assert sorted(writes) == [j * G + G - 1 + BACKWARD_OVERHEAD for j in range(n_pre)]
+    w_inf = stored[:, :n_post] >> cfg.frac_bits
+    gold = hidden_desire(cfg, backward_sums(w_inf, post.coef[:n_post]), pre_counts)
+    assert gold.active.any(), "no active presynaptic neuron: the case tests little"
+    for j in range(n_pre):
+        addr, en, word = writes[j * G + G - 1 + BACKWARD_OVERHEAD]
+        assert (addr, en) == (j // P, 1 << (j % P)), f"neuron {j}"
+        got = word[j % P]
+        assert (got.active, got.sign, got.error) == (
+            gold.active[j], gold.sign[j], gold.error[j]), f"neuron {j}"
+    assert seen[-1][1] == group_flags(gold.active, P)
+
+
+@pytest.mark.parametrize("case", ["odd-p3", "tiny-p1", "saturating"])
+def test_weight_update_part(case):
+    """:class:`WeightUpdate`: pairs back to back as the controller runs them
+    (``T + PAIR_OVERHEAD`` cycles each, the write in the last), each new word the golden
+    :func:`sw.desire.update` of :func:`sw.desire.eligibility` of :func:`sw.desire.traces`, at
+    lr_shifts from 0 to beyond the accumulator."""
+    cfg = case_config(case)
+    rng = np.random.default_rng(9)
+    T, P = cfg.time_steps, cfg.lanes
+    acc_bits = cfg.acc_max.bit_length()
+    moved = 0
+    for lr_shift in (0, 2, acc_bits, acc_bits + 3):
+        dut = WeightUpdate(cfg)
+        schedule = {0: [(dut.start, 1), (dut.lr_shift, lr_shift)]}
+        want = {}
+        for k in range(4):
+            pre = rng.random(T) < 0.6
+            post = rng.random((T, P)) < 0.6
+            stored = rng.integers(cfg.store_min, cfg.store_max + 1, size=P)
+            desire = Desire(active=rng.random(P) < 0.8, sign=rng.random(P) < 0.5,
+                            error=rng.integers(0, cfg.coef_max + 1, size=P))
+            c = 1 + k * (T + PAIR_OVERHEAD)       # the pair's first cycle (UISSUE)
+            schedule.setdefault(c, []).extend([
+                (dut.issue, 1), (dut.pre_bits, sum(int(s) << t for t, s in enumerate(pre[:-1])))])
+            schedule.setdefault(c + 1, []).extend([
+                (dut.start_acc, 1),
+                (dut.post_raster.as_value(), sum(int(post[t, p]) << (p * T + t)
+                                                 for t in range(T) for p in range(P)))])
+            schedule.setdefault(c + T, []).append((dut.stop_acc, 1))
+            schedule.setdefault(c + T + 1, []).extend([
+                (dut.weights.as_value(), weight_bits(cfg, stored)),
+                (dut.desires.as_value(), desire_bits(cfg, desire, range(P)))])
+            acc = eligibility(traces(cfg, pre[:, None]), post)
+            want[c + T + PAIR_OVERHEAD - 1] = list(
+                update(cfg, stored[None, :], desire, acc, lr_shift)[0])
+            moved += int((want[c + T + PAIR_OVERHEAD - 1] != stored).sum())
+        strobes = [dut.start, dut.issue, dut.start_acc, dut.stop_acc]
+        seen = run_bench(dut, schedule, max(want) + 1, strobes,
+                         lambda ctx, dut=dut: [int(w) for w in ctx.get(dut.wdata)])
+        for cycle, words in want.items():
+            assert seen[cycle] == words, f"lr_shift {lr_shift}, cycle {cycle}"
+    assert moved > 0, "no weight moved: the case tests nothing"
