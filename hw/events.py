@@ -23,7 +23,7 @@ def event_stream(n: int) -> stream.Signature:
 
 
 def readout_layout(n_out: int, steps: int) -> data.StructLayout:
-    """One item of the readout spike stream (``Network.events``).
+    """One item of the readout spike stream (``Network.readout``).
 
     ``end = 0``: output neuron ``neuron`` spiked at step ``step``. ``end = 1``: the sample is
     over; ``count`` is the number of spike items it sent (the framing check).

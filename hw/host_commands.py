@@ -265,7 +265,7 @@ class CommandUnit(wiring.Component):
     """
 
     NETWORK_PORTS = ("start", "done", "cycles", "prediction", "prediction_valid",
-                     "fifo_overflow", "events_overflow", "px_addr", "px_data", "px_we",
+                     "fifo_overflow", "readout_overflow", "px_addr", "px_data", "px_we",
                      "w_layer", "w_addr", "w_wdata", "w_we", "w_rdata", "from_raster", "learn",
                      "label", "lr_shift")
 
@@ -361,7 +361,7 @@ class CommandUnit(wiring.Component):
         m.d.comb += [counters.samples.eq(self._samples), counters.frames.eq(self._frames + 1),
                      counters.errors.eq(self._errors),
                      counters.fifo_overflow.eq(net.fifo_overflow),
-                     counters.events_overflow.eq(net.events_overflow),
+                     counters.readout_overflow.eq(net.readout_overflow),
                      counters.rx_overrun.eq(self.rx_overrun),
                      counters.stream_error.eq(self.readout.stream_error)]
         return counters

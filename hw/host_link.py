@@ -97,14 +97,14 @@ class HostLink(wiring.Component):
         wiring.connect(m, deframer.requests, commands.requests)
         wiring.connect(m, checks.checked, commands.checked)
         wiring.connect(m, commands.readout, readout.control)
-        wiring.connect(m, net.events, readout.items)
+        wiring.connect(m, net.readout, readout.items)
         wiring.connect(m, commands.responses, enframer.responses)
         wiring.connect(m, enframer.tx, wiring.flipped(self.tx))
         join_network(m, net, commands.network)
         m.d.comb += [
             deframer.rx_framing_error.eq(self.rx_framing_error),
             commands.rx_overrun.eq(self.rx_overrun),
-            readout.spike.eq(getattr(net, f"trace{cfg.n_layers}_valid") & net.busy),
+            readout.spike.eq(getattr(net, f"probe{cfg.n_layers}_valid") & net.busy),
             deframer.done.eq(enframer.done),
             self.busy.eq(deframer.busy),
             self.error.eq(commands.error),

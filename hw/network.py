@@ -54,16 +54,16 @@ class Network(wiring.Component):
     counts inference and learning (:func:`sw.cycles.learn_cycles`). The weight port then
     carries stored weights, ``weight_bits + F`` bits per lane.
 
-    Readout stream (``events``, :func:`hw.events.readout_layout`): every output spike as an
+    Readout stream (``readout``, :func:`hw.events.readout_layout`): every output spike as an
     item ``(step, neuron)``, in the order the last layer emits them (ascending step, then
     neuron), then one ``end`` item per sample carrying the sample's spike count. A FIFO of
     ``T * n_out + 1`` items sits in front of it, enough for a whole sample, so the network
-    never waits for the host (cycle counts do not depend on ``events.ready``); drain it
+    never waits for the host (cycle counts do not depend on ``readout.ready``); drain it
     before the next ``start``. If the host does not, a full FIFO drops the item and sets the
-    sticky ``events_overflow`` (cleared by reset only): loss is reported, never silent.
+    sticky ``readout_overflow`` (cleared by reset only): loss is reported, never silent.
 
-    Trace ports (for verification, free when unconnected): ``trace_step`` is the current
-    phase; ``trace<l>_valid``/``trace<l>_index`` show each spike of population ``l`` (0 = the
+    Probe ports (for verification, free when unconnected): ``probe_step`` is the current
+    phase; ``probe<l>_valid``/``probe<l>_index`` show each spike of population ``l`` (0 = the
     encoder, ``l`` = LIF layer ``l``) in the cycle it is handed over.
     """
 
@@ -82,8 +82,8 @@ class Network(wiring.Component):
             "count_sel": In(range(n_out)),
             "count": Out(range(T + 1)),
             "fifo_overflow": Out(1),
-            "events": Out(stream.Signature(readout_layout(n_out, T))),
-            "events_overflow": Out(1),
+            "readout": Out(stream.Signature(readout_layout(n_out, T))),
+            "readout_overflow": Out(1),
             "px_addr": In(range(cfg.layers[0])),
             "px_data": In(cfg.pixel_bits),
             "px_we": In(1),
@@ -92,7 +92,7 @@ class Network(wiring.Component):
             "w_wdata": In(cfg.lanes * cfg.store_bits),
             "w_we": In(1),
             "w_rdata": Out(cfg.lanes * cfg.store_bits),
-            "trace_step": Out(range(max(T, 2))),
+            "probe_step": Out(range(max(T, 2))),
         }
         if cfg.learning is not None:
             signature.update({"learn": In(1), "label": In(range(n_out)),
@@ -103,8 +103,8 @@ class Network(wiring.Component):
                               "raster_set": In(1), "raster_clear": In(1),
                               "raster_busy": Out(1)})
         for pop, n in enumerate(cfg.layers):
-            signature[f"trace{pop}_valid"] = Out(1)
-            signature[f"trace{pop}_index"] = Out(index_width(n))
+            signature[f"probe{pop}_valid"] = Out(1)
+            signature[f"probe{pop}_index"] = Out(index_width(n))
         super().__init__(signature)
 
     def elaborate(self, platform):
@@ -115,7 +115,7 @@ class Network(wiring.Component):
         learner, learner_start = self._learning_unit(m, tap, layers, ctl)
         self._weight_port(m, layers, learner, ctl)
         readout_start = self._readout(m, producers[-1], ctl)
-        self._trace_taps(m, producers, ctl)
+        self._probes(m, producers, ctl)
         prediction, counts_start = self._output_counts(m, producers[-1])
         # what each part does when a sample starts, in the cycle `start` is seen
         on_start = input_start + learner_start + readout_start + counts_start
@@ -241,7 +241,7 @@ class Network(wiring.Component):
                 m.d.comb += self.w_rdata.eq(layer.w_rdata)
 
     def _readout(self, m, last, ctl):
-        """The readout stream ``events``: each spike of ``last`` (the output layer) as an item
+        """The readout stream ``readout``: each spike of ``last`` (the output layer) as an item
         ``(step, neuron)`` in the cycle it is handed over, and an ``end`` item with the
         sample's spike count in the cycle its last phase ends (``ctl.close``), through a FIFO
         of ``T * n_out + 1`` items (a whole sample). Returns the statements that run when a
@@ -252,8 +252,8 @@ class Network(wiring.Component):
                                                              depth=T * n_out + 1)
         item = Signal(layout)
         sent = Signal(range(T * n_out + 1))          # spike items of this sample
-        m.d.comb += [rfifo.w_data.eq(item), self.events.payload.eq(rfifo.r_data),
-                     self.events.valid.eq(rfifo.r_rdy), rfifo.r_en.eq(self.events.ready)]
+        m.d.comb += [rfifo.w_data.eq(item), self.readout.payload.eq(rfifo.r_data),
+                     self.readout.valid.eq(rfifo.r_rdy), rfifo.r_en.eq(self.readout.ready)]
         with m.If(ctl.close):
             m.d.comb += [item.end.eq(1), item.count.eq(sent), rfifo.w_en.eq(1)]
         with m.Elif(last.valid & ~last.payload.end):
@@ -261,19 +261,19 @@ class Network(wiring.Component):
                          rfifo.w_en.eq(1)]
             m.d.sync += sent.eq(sent + 1)
         with m.If(rfifo.w_en & ~rfifo.w_rdy):
-            m.d.sync += self.events_overflow.eq(1)
+            m.d.sync += self.readout_overflow.eq(1)
         return [sent.eq(0)]
 
-    def _trace_taps(self, m, producers, ctl):
-        """The trace ports: ``trace_step`` (the phase) and each population's spikes in the cycle
+    def _probes(self, m, producers, ctl):
+        """The probe ports: ``probe_step`` (the phase) and each population's spikes in the cycle
         they are handed over. The same handshake of each stage's end marker sets its bit of
         ``ctl.stage_done`` (bit 0: the input, bit ``l + 1``: layer ``l``), the barrier's
         input."""
-        m.d.comb += self.trace_step.eq(ctl.phase)
+        m.d.comb += self.probe_step.eq(ctl.phase)
         for pop, src in enumerate(producers):
             fire = src.valid & src.ready
-            m.d.comb += [getattr(self, f"trace{pop}_valid").eq(fire & ~src.payload.end),
-                         getattr(self, f"trace{pop}_index").eq(src.payload.index)]
+            m.d.comb += [getattr(self, f"probe{pop}_valid").eq(fire & ~src.payload.end),
+                         getattr(self, f"probe{pop}_index").eq(src.payload.index)]
             with m.If(fire & src.payload.end):
                 m.d.sync += ctl.stage_done[pop].eq(1)
 

@@ -3,13 +3,13 @@
 One testbench for inference and on-chip learning, used by ``tests/test_network_sim.py``,
 ``tests/test_desire_unit.py``, the randomized equivalence tests (:mod:`sim.random_cases`)
 and ``python -m spikeforge.sim.replay``. It loads the stored weights, runs the samples one by
-one and records every spike of every population from the trace ports, the hardware's cycle
+one and records every spike of every population from the probe ports, the hardware's cycle
 counter, the clock edges from ``start`` to ``done`` (its own count) and the prediction; for training
 samples (or with ``readback``) it reads every weight word back after each sample.
 
 Optional adversity, all seeded:
 
-* ``ready``: the readout stream ``events`` is drained all along with ``ready`` high in about
+* ``ready``: the readout stream ``readout`` is drained all along with ``ready`` high in about
   that fraction of the cycles; every item is recorded, and after ``done`` the testbench keeps
   draining until the sample's end item arrived;
 * ``reset_cycle``: the clock domain's reset is asserted that many edges into the first sample
@@ -50,7 +50,7 @@ class SimRun:
     edges: np.ndarray
     weights_after: list[list[np.ndarray]] | None
     stream: np.ndarray | None
-    events_overflow: bool
+    readout_overflow: bool
     fifo_overflow: bool
     stall_cycles: int = 0
     resets: int = 0
@@ -170,7 +170,7 @@ class _NetworkBench:
         self.samples: list[_Sample] = []
         self.stall_cycles = 0
         self.resets = 0
-        self.events_overflow = False
+        self.readout_overflow = False
 
     # ---- one clock edge, the readout stream ----
 
@@ -178,7 +178,7 @@ class _NetworkBench:
         """Before an edge: offer ``ready``; returns the item taken at that edge, if any."""
         if self.ready is None:
             return None
-        ev = self.dut.events
+        ev = self.dut.readout
         take = bool(self.rng.random() < self.ready)
         ctx.set(ev.ready, take)
         if not ctx.get(ev.valid):
@@ -290,21 +290,21 @@ class _NetworkBench:
     # ---- samples ----
 
     async def record_until_done(self, ctx, b, reset_at):
-        """Clock until ``done``, recording the trace ports; returns the rasters ``(T, N_p)``
+        """Clock until ``done``, recording the probe ports; returns the rasters ``(T, N_p)``
         and the edges counted, or ``None`` when the reset at edge ``reset_at`` came first."""
         cfg, dut = self.cfg, self.dut
-        trace_valid = [getattr(dut, f"trace{p}_valid") for p in range(len(cfg.layers))]
-        trace_index = [getattr(dut, f"trace{p}_index") for p in range(len(cfg.layers))]
+        probe_valid = [getattr(dut, f"probe{p}_valid") for p in range(len(cfg.layers))]
+        probe_index = [getattr(dut, f"probe{p}_index") for p in range(len(cfg.layers))]
         rasters = [np.zeros((cfg.time_steps, n), dtype=bool) for n in cfg.layers]
         edges = 0
         while True:
             if reset_at is not None and edges == reset_at:
                 await self.reset(ctx)
                 return None
-            step = ctx.get(dut.trace_step)
+            step = ctx.get(dut.probe_step)
             for pop in range(len(cfg.layers)):
-                if ctx.get(trace_valid[pop]):
-                    rasters[pop][step, ctx.get(trace_index[pop])] = True
+                if ctx.get(probe_valid[pop]):
+                    rasters[pop][step, ctx.get(probe_index[pop])] = True
             await self.tick(ctx)
             edges += 1
             if ctx.get(dut.done):
@@ -357,7 +357,7 @@ class _NetworkBench:
         reset_at = self.reset_cycle
         while not await self.run_all(ctx, reset_at):
             reset_at = None
-        self.events_overflow = bool(ctx.get(self.dut.events_overflow))
+        self.readout_overflow = bool(ctx.get(self.dut.readout_overflow))
 
     def result(self) -> SimRun:
         """The run, once the simulation ended."""
@@ -370,7 +370,7 @@ class _NetworkBench:
             weights_after=[r.weights_after for r in runs] if self.read_weights else None,
             stream=(np.array(self.stream, dtype=np.int64).reshape(-1, 4)
                     if self.ready is not None else None),
-            events_overflow=self.events_overflow,
+            readout_overflow=self.readout_overflow,
             fifo_overflow=any(r.fifo_overflow for r in runs),
             stall_cycles=self.stall_cycles, resets=self.resets)
 

@@ -1,7 +1,7 @@
 // Bulk RTL runner: the Verilated spikeforge_top ("core" top) driven from C++, no cocotb.
 //
 // Built by sim/bulk.py with `verilator --cc --exe --build`, once per parameter set, next to
-// a generated sf_ports.h (SF_TRACE_POPS(X): X(0) X(1) ... one per population; SF_LEARN: 1 if
+// a generated sf_ports.h (SF_PROBE_POPS(X): X(0) X(1) ... one per population; SF_LEARN: 1 if
 // the top has the learn/label/lr_shift ports; SF_EVENT_INPUT: 1 if it has the stored input
 // raster's from_raster/raster_* ports, held at 0: every sample runs from its pixels). Usage:
 //
@@ -10,7 +10,7 @@
 // runs samples FIRST .. FIRST+COUNT-1 of the job file and writes the result file; both formats
 // are documented in sim/bulk.py (little endian). The sequence per sample is that of
 // sim/tb_network.py: write the pixels, pulse start, clock until done while recording every
-// spike of every population from the trace ports (step, neuron), then the hardware's cycle
+// spike of every population from the probe ports (step, neuron), then the hardware's cycle
 // counter, the clock edges counted here and the prediction; then wait for the sample's end
 // item on the readout stream, which is drained all along with ready high on about half the
 // cycles (a fixed xorshift pattern). Progress lines "progress N" go to stdout.
@@ -111,7 +111,7 @@ int main(int argc, char** argv) {
 
     int pops_here = 0;
 #define SF_COUNT(p) ++pops_here;
-    SF_TRACE_POPS(SF_COUNT)
+    SF_PROBE_POPS(SF_COUNT)
 #undef SF_COUNT
     if (pops_here != n_pops)
         die(2, "job has %d populations, the harness was built for %d", n_pops, pops_here);
@@ -122,7 +122,7 @@ int main(int argc, char** argv) {
     auto top = std::make_unique<Vspikeforge_top>(ctx.get());
     if (chunks > port_chunks<std::remove_reference_t<decltype(top->w_wdata)>>())
         die(2, "weight words of %d x 32 bits do not fit w_wdata", chunks);
-    static_assert(std::is_integral<std::remove_reference_t<decltype(top->events___05Fpayload)>>::value,
+    static_assert(std::is_integral<std::remove_reference_t<decltype(top->readout___05Fpayload)>>::value,
                   "readout items wider than 64 bits");
 
     // ---- clocking and the readout stream --------------------------------------------------
@@ -134,10 +134,10 @@ int main(int argc, char** argv) {
     auto tick = [&]() {
         // inputs are settled with the clock low, the handshake is taken at the rising edge
         top->clk = 0;
-        top->events___05Fready = ready_rng.bit();
+        top->readout___05Fready = ready_rng.bit();
         top->eval();
-        if (top->events___05Fvalid && top->events___05Fready) {
-            uint64_t word = top->events___05Fpayload;
+        if (top->readout___05Fvalid && top->readout___05Fready) {
+            uint64_t word = top->readout___05Fpayload;
             items.push_back(word);
             ends += word & end_mask;
         }
@@ -189,7 +189,7 @@ int main(int argc, char** argv) {
     std::vector<std::vector<uint8_t>> rasters(n_pops);
     for (int p = 0; p < n_pops; ++p) rasters[p].assign(raster_bytes[p] * count, 0);
     std::vector<int64_t> cycles(count), edges(count);
-    std::vector<int32_t> predictions(count), trace_errors(count);
+    std::vector<int32_t> predictions(count), probe_errors(count);
     const long end_wait = 100L * steps * sizes[n_pops - 1] + 1000;
     auto last_report = std::chrono::steady_clock::now();
 
@@ -217,9 +217,9 @@ int main(int argc, char** argv) {
             byte |= uint8_t(1u << (bit % 8));
         };
         while (!top->done) {
-            const uint32_t step = top->trace_step;
-#define SF_RECORD(p) if (top->trace##p##_valid) mark(p, step, top->trace##p##_index);
-            SF_TRACE_POPS(SF_RECORD)
+            const uint32_t step = top->probe_step;
+#define SF_RECORD(p) if (top->probe##p##_valid) mark(p, step, top->probe##p##_index);
+            SF_PROBE_POPS(SF_RECORD)
 #undef SF_RECORD
             tick();
             if (++n_edges > max_cycles)
@@ -229,7 +229,7 @@ int main(int argc, char** argv) {
         cycles[s] = top->cycles;
         edges[s] = n_edges;
         predictions[s] = top->prediction_valid ? int32_t(top->prediction) : -1;
-        trace_errors[s] = errors;
+        probe_errors[s] = errors;
         for (long waited = 0; ends < s + 1; ++waited) {       // this sample's end item
             if (waited > end_wait) die(3, "sample %ld: no end item on the readout stream", b);
             tick();
@@ -247,7 +247,7 @@ int main(int argc, char** argv) {
     FILE* rf = std::fopen(result_path, "wb");
     if (!rf) die(2, "cannot write %s", result_path);
     const int32_t header[6] = {int32_t(first), int32_t(count), n_pops, steps,
-                               int32_t(top->events_overflow), 0};
+                               int32_t(top->readout_overflow), 0};
     const uint64_t n_items = items.size();
     bool ok = std::fwrite(RESULT_MAGIC, 1, 8, rf) == 8
         && std::fwrite(header, sizeof header, 1, rf) == 1
@@ -255,7 +255,7 @@ int main(int argc, char** argv) {
         && std::fwrite(cycles.data(), 8, count, rf) == size_t(count)
         && std::fwrite(edges.data(), 8, count, rf) == size_t(count)
         && std::fwrite(predictions.data(), 4, count, rf) == size_t(count)
-        && std::fwrite(trace_errors.data(), 4, count, rf) == size_t(count)
+        && std::fwrite(probe_errors.data(), 4, count, rf) == size_t(count)
         && std::fwrite(&n_items, 8, 1, rf) == 1
         && std::fwrite(items.data(), 8, n_items, rf) == n_items;
     for (int p = 0; p < n_pops; ++p)

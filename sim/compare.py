@@ -122,7 +122,7 @@ def compare_runs(gold, rtl) -> Comparison:
         details.append(f"sample {b}: expected prediction {gold.predictions[b]}, "
                        f"RTL {rtl.predictions[b]}")
     stream_bad = _check_stream(gold.rasters[-1], getattr(rtl, "stream", None),
-                               getattr(rtl, "events_overflow", False), details)
+                               getattr(rtl, "readout_overflow", False), details)
     if first is None and details:
         first = details[0]
     return Comparison(samples=batch, spike_mismatches=spike_mismatches,
@@ -139,7 +139,7 @@ def _check_stream(raster, stream, overflow, details) -> int:
     if stream is None:
         return 0
     if overflow:
-        details.append("readout stream: events_overflow is set (items were dropped)")
+        details.append("readout stream: readout_overflow is set (items were dropped)")
         return 1
     try:
         got = rasters_from_stream([tuple(int(x) for x in row) for row in stream],

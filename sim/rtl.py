@@ -35,7 +35,7 @@ class RtlRun:
     readback_ok: bool
     weights_after: list[list[np.ndarray]] | None = None   # training: stored weights per sample
     stream: np.ndarray | None = None   # readout stream items (end, step, neuron, count)
-    events_overflow: bool = False
+    readout_overflow: bool = False
 
 
 def build_dir_for(cfg, sim: str, waves: str | None, root: Path = DEFAULT_BUILD_ROOT,
@@ -43,9 +43,9 @@ def build_dir_for(cfg, sim: str, waves: str | None, root: Path = DEFAULT_BUILD_R
     """One build directory per parameter set (config contents, top, simulator, tracing)."""
     params = {k: v for k, v in asdict(cfg).items() if k != "source"}
     digest = hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:10]
-    trace = "" if waves is None else ("-fst" if str(waves).endswith(".fst") else "-vcd")
+    dump = "" if waves is None else ("-fst" if str(waves).endswith(".fst") else "-vcd")
     kind = "" if top == "core" else f"-{top}"
-    return Path(root).absolute() / f"{cfg.name}-{digest}{kind}-{sim}{trace}"
+    return Path(root).absolute() / f"{cfg.name}-{digest}{kind}-{sim}{dump}"
 
 
 def run_rtl(cfg, weights, pixels, *, sim: str = "verilator", waves: str | None = None,
@@ -93,7 +93,7 @@ def run_rtl(cfg, weights, pixels, *, sim: str = "verilator", waves: str | None =
                   predictions=data["predictions"], cycles=data["cycles"],
                   edges=data["edges"], readback_ok=bool(data["readback_ok"]),
                   weights_after=after, stream=data["stream"],
-                  events_overflow=bool(data["events_overflow"]))
+                  readout_overflow=bool(data["readout_overflow"]))
 
 
 def _icarus_runner(fmt: str):
@@ -106,7 +106,7 @@ def _icarus_runner(fmt: str):
     \\$auto$verilog_backend...dump_module$N = 0;`` read in the block) never fires: a
     combinational block whose inputs keep their initial values is never evaluated and its
     outputs stay X (an FSM's decoded outputs while its state stays at its initial 0, and
-    from there the trace ports). Compiled with ``-g2005`` instead, the initialiser is an
+    from there the probe ports). Compiled with ``-g2005`` instead, the initialiser is an
     event at time 0 and every block runs once. The stock waveform module is SystemVerilog
     (``string``) and the stock ``vvp`` flags write FST whatever the file is named; this
     one is plain Verilog and honours ``fmt``.

@@ -183,7 +183,7 @@ async def host_link_job(dut):
         c = link.counters()
         out["gaps"] = np.array(link.transport.gaps)
         out["counters"] = np.array([c.samples, c.frames, c.errors, c.fifo_overflow,
-                                    c.events_overflow, c.rx_overrun, c.stream_error])
+                                    c.readout_overflow, c.rx_overrun, c.stream_error])
         return out
 
     out = await host()

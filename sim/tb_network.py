@@ -2,13 +2,13 @@
 
 Driven by a job file (``SPIKEFORGE_JOB``, written by :func:`sim.rtl.run_rtl`) holding the
 packed weight words, the pixels of every sample and the network's dimensions. For every
-sample it records each spike of every population from the trace ports (step, neuron), the
+sample it records each spike of every population from the probe ports (step, neuron), the
 hardware's cycle counter, the clock edges between ``start`` and ``done`` (measured by the
 testbench itself) and the prediction, and writes them to ``SPIKEFORGE_RESULT``.
 
 The readout stream (``events``) is drained all along by a coroutine that drops ``ready`` at
 random (seeded, about half the cycles): every item received is recorded (``stream``, one row
-``(end, step, neuron, count)`` per item) with the sticky ``events_overflow``. After each
+``(end, step, neuron, count)`` per item) with the sticky ``readout_overflow``. After each
 sample the testbench waits for that sample's end item.
 
 Training jobs (``labels`` in the job) run every sample with ``learn`` high, its label and
@@ -49,9 +49,9 @@ async def drain_events(dut, items, steps, n_out):
     while True:
         await FallingEdge(dut.clk)          # valid/payload are settled between the edges
         ready = rng.random() < 0.5
-        dut.events__ready.value = ready
-        valid = bool(dut.events__valid.value)
-        word = int(dut.events__payload.value) if valid else 0
+        dut.readout__ready.value = ready
+        valid = bool(dut.readout__valid.value)
+        word = int(dut.readout__payload.value) if valid else 0
         await RisingEdge(dut.clk)           # the handshake happens on this edge
         if valid and ready:
             items.append((word & 1, (word >> 1) & ((1 << ws) - 1),
@@ -67,7 +67,7 @@ async def reset(dut):
     for name in OPTIONAL_INPUTS:
         if hasattr(dut, name):
             getattr(dut, name).value = 0
-    dut.events__ready.value = 0
+    dut.readout__ready.value = 0
     for _ in range(3):
         await RisingEdge(dut.clk)
     dut.rst.value = 0
@@ -111,8 +111,8 @@ async def run_sample(dut, pixels, sizes, steps, label=None, lr_shift=0):
         dut.label.value = int(label)
         dut.lr_shift.value = int(lr_shift)
     spikes = [[] for _ in sizes]
-    valid = [getattr(dut, f"trace{pop}_valid") for pop in range(len(sizes))]
-    index = [getattr(dut, f"trace{pop}_index") for pop in range(len(sizes))]
+    valid = [getattr(dut, f"probe{pop}_valid") for pop in range(len(sizes))]
+    index = [getattr(dut, f"probe{pop}_index") for pop in range(len(sizes))]
     dut.start.value = 1
     await RisingEdge(dut.clk)               # this edge samples start
     dut.start.value = 0
@@ -123,7 +123,7 @@ async def run_sample(dut, pixels, sizes, steps, label=None, lr_shift=0):
         await ReadOnly()                    # settled values of the cycle after the edge
         if dut.done.value:
             break
-        step = int(dut.trace_step.value)
+        step = int(dut.probe_step.value)
         for pop, v in enumerate(valid):
             if v.value:
                 spikes[pop].append((step, int(index[pop].value)))
@@ -187,5 +187,5 @@ async def run_job(dut):
     np.savez(os.environ["SPIKEFORGE_RESULT"], edges=edges, cycles=cycles,
              predictions=predictions, readback_ok=readback_ok, **after,
              stream=np.array(items, dtype=np.int64).reshape(-1, 4),
-             events_overflow=int(dut.events_overflow.value),
+             readout_overflow=int(dut.readout_overflow.value),
              **{f"raster{pop}": r for pop, r in enumerate(rasters)})

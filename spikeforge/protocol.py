@@ -89,7 +89,7 @@ READOUT_ITEM = data.StructLayout({"step": 8, "neuron": 8})       # each spike af
 COUNTERS = data.StructLayout({
     "samples": 32, "frames": 32, "errors": 32,  # RUNs done, good frames, error responses
     "fifo_overflow": 1,         # an inter-layer FIFO overflowed
-    "events_overflow": 1,       # the readout stream overflowed
+    "readout_overflow": 1,       # the readout stream overflowed
     "rx_overrun": 1,            # the UART receiver lost a byte
     "stream_error": 1,          # the readout's end item disagreed with the spike count
     "reserved": 4,

@@ -28,7 +28,8 @@ FINISH_OVERHEAD = 0       # done rises right after the last phase (prediction la
 # ---- desire backpropagation (hw.desire_unit, sw.cycles.learn_cycles) ----
 LEARN_OVERHEAD = 2        # DONE state + the cycle the network sees ``done``
 OUT_DESIRE_OVERHEAD = 2   # the last output group is counted, then evaluated, after its read
-BACKWARD_OVERHEAD = 7     # drain: weight address and word, products, 2 sums, S_j, write
+BACKWARD_OVERHEAD = WEIGHT_READ_LATENCY + 4   # drain: the weight word, then products,
+                                              # sums of four, their sum, S_j (and write)
 UPDATE_OVERHEAD = 0       # the presynaptic scan starts straight from the previous phase
 PRE_CHECK = 3             # per presynaptic neuron: read its raster, register its lane, test it
 PAIR_OVERHEAD = 3         # per (pre, active group): issue, load, T-1 accumulate, round, write

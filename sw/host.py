@@ -87,7 +87,7 @@ class Counters:
     frames: int
     errors: int
     fifo_overflow: bool
-    events_overflow: bool
+    readout_overflow: bool
     rx_overrun: bool
     stream_error: bool
 
@@ -277,4 +277,4 @@ class HostLink:
             raise LinkError(f"COUNTERS response of {len(d)} bytes")
         c = unpack(COUNTERS, d)
         return Counters(c.samples, c.frames, c.errors, bool(c.fifo_overflow),
-                        bool(c.events_overflow), bool(c.rx_overrun), bool(c.stream_error))
+                        bool(c.readout_overflow), bool(c.rx_overrun), bool(c.stream_error))

@@ -1,6 +1,6 @@
 """The readout spike stream the gateware sends to the host, and the rasters it stands for.
 
-Framing (``hw.network.Network.events``, ``hw.events.readout_layout``): per sample, one item
+Framing (``hw.network.Network.readout``, ``hw.events.readout_layout``): per sample, one item
 ``(step, neuron)`` per output spike in the order the last layer emits them (ascending step,
 then neuron), then one end item carrying the number of spike items the sample sent. An item
 is the tuple ``(end, step, neuron, count)`` here.

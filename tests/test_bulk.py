@@ -35,7 +35,7 @@ def test_bulk_matches_golden_on_the_whole_test_set(tiny):
     assert result.samples == len(pixels) == 360
     assert (rtl.cycles == gold.cycles).all() and (rtl.edges == gold.cycles).all()
     assert (rtl.predictions == gold.predictions).all()
-    assert not rtl.trace_errors.any() and not rtl.events_overflow
+    assert not rtl.probe_errors.any() and not rtl.readout_overflow
     assert sum(r.sum() for r in rtl.rasters) > 0                  # spikes were recorded
     assert len(rtl.stream) == gold.rasters[-1].sum() + len(pixels)   # spikes + end items
     assert rtl.sim_cycles > rtl.edges.sum()

@@ -102,7 +102,7 @@ def test_wire_format_is_pinned():
     assert fields(READOUT_ITEM) == {"step": (0, 8), "neuron": (1, 8)}
     assert [(n, f.offset, f.width) for n, f in COUNTERS] == [
         ("samples", 0, 32), ("frames", 32, 32), ("errors", 64, 32), ("fifo_overflow", 96, 1),
-        ("events_overflow", 97, 1), ("rx_overrun", 98, 1), ("stream_error", 99, 1),
+        ("readout_overflow", 97, 1), ("rx_overrun", 98, 1), ("stream_error", 99, 1),
         ("reserved", 100, 4)]
     assert fields(INFO_HEAD) == {
         "magic": (0, 16), "version": (2, 8), "populations": (3, 8), "store_bits": (4, 8),
@@ -182,7 +182,7 @@ def test_driver_reads_counters():
                               "stream_error": 1})
     c = HostLink(FakeTransport(response(Command.COUNTERS, payload)), cfg).counters()
     assert (c.samples, c.frames, c.errors) == (7, 1 << 31, 2)
-    assert (c.fifo_overflow, c.events_overflow, c.rx_overrun, c.stream_error) == (
+    assert (c.fifo_overflow, c.readout_overflow, c.rx_overrun, c.stream_error) == (
         False, False, True, True)
     with pytest.raises(LinkError, match="COUNTERS response of 12 bytes"):
         HostLink(FakeTransport(response(Command.COUNTERS, payload[:12])), cfg).counters()

@@ -18,14 +18,14 @@ def run_side_by_side(n_in, steps, pixels, raster, *, ready, seed, dirt=0):
     """Load ``pixels`` into a RateEncoder and ``raster`` ``(T, n_in)`` into a RasterSource
     (after setting ``dirt`` random bits and clearing them), run ``steps`` steps on both with
     the same ``start``/``first`` and the same random ``spikes_out.ready``. Returns per source
-    the trace ``[(valid, index, end, busy, eval...)]`` per cycle, the events of each step and
+    the record ``[(valid, index, end, busy, eval...)]`` per cycle, the events of each step and
     the cycles each step took (from the ``start`` cycle to the end marker's handshake, both
     counted), and the cycles the clear kept ``busy`` high."""
     rng = np.random.default_rng(seed)
     m = Module()
     m.submodules.enc = enc = RateEncoder(n_in=n_in, pixel_bits=8)
     m.submodules.ras = ras = RasterSource(n_in=n_in, steps=steps)
-    out = {"traces": ([], []), "events": ([], []), "cycles": ([], []), "clear_cycles": 0}
+    out = {"records": ([], []), "events": ([], []), "cycles": ([], []), "clear_cycles": 0}
 
     async def tb(ctx):
         for j, p in enumerate(pixels):
@@ -69,7 +69,7 @@ def run_side_by_side(n_in, steps, pixels, raster, *, ready, seed, dirt=0):
                     row = (ctx.get(s.valid), ctx.get(s.payload.index) if ctx.get(s.valid)
                            else None, ctx.get(s.payload.end),
                            *(ctx.get(getattr(dut, p)) for p in PORTS))
-                    out["traces"][k].append(row)
+                    out["records"][k].append(row)
                     if row[0] and take and not done[k]:
                         if row[2]:
                             done[k] = True
@@ -98,7 +98,7 @@ def test_raster_source_is_the_rate_encoder_on_its_raster(n_in, steps, ready):
     pixels[0], pixels[-1] = 255, 0
     raster = rate_encode(pixels[None], steps, 255)[0]
     out = run_side_by_side(n_in, steps, pixels, raster, ready=ready, seed=steps, dirt=7)
-    enc, ras = out["traces"]
+    enc, ras = out["records"]
     assert enc == ras
     assert out["events"][1] == [list(np.flatnonzero(r)) for r in raster]
     assert raster.any() and not raster.all()

@@ -42,4 +42,4 @@ def test_compare_counts_stream_mismatches():
     assert _check_stream(r, np.array(stream_items(other)), False, details) == 1
     assert details[-1].startswith("readout stream: sample 2, step 4, neuron 1")
     assert _check_stream(r, np.array(stream_items(r)), True, details) == 1
-    assert "events_overflow" in details[-1]
+    assert "readout_overflow" in details[-1]

@@ -145,14 +145,14 @@ def _compare_inference(cfg, args, bulk: bool) -> int:
     extra = [f"compare: mismatches: {result.spike_mismatches} spikes, "
              f"{result.cycle_mismatches} cycle counts, {result.prediction_mismatches} "
              f"predictions, {result.stream_mismatches} readout stream"]
-    trace_errors = int(rtl.trace_errors.sum()) if bulk else 0
-    if trace_errors:
-        first = int(np.flatnonzero(rtl.trace_errors)[0])
-        extra.append(f"compare: {trace_errors} trace events out of range or repeated "
+    probe_errors = int(rtl.probe_errors.sum()) if bulk else 0
+    if probe_errors:
+        first = int(np.flatnonzero(rtl.probe_errors)[0])
+        extra.append(f"compare: {probe_errors} probe events out of range or repeated "
                      f"(first in sample {first})")
     extra += _timing_lines(n, gold_s, rtl_s, rtl, bulk)
     rc = _report(result, args.waves, extra)
-    return rc or (1 if trace_errors else 0)
+    return rc or (1 if probe_errors else 0)
 
 
 def _timing_lines(n, gold_s, rtl_s, rtl, bulk) -> list[str]:
