@@ -12,9 +12,10 @@ from amaranth.hdl import ClockDomain, ClockSignal, Instance, Module, ResetSignal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from spikeforge.protocol import DEFAULT_BAUD
+
 #: ``constraints/`` of the source tree, installed as ``spikeforge.constraints``.
 CONSTRAINTS = Path(str(resources.files("spikeforge.constraints")))
-DEFAULT_BAUD = 1_000_000
 RESET_CYCLES = 1 << 10          # the core is held in reset this long after the PLL locks
 
 

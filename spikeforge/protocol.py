@@ -23,6 +23,7 @@ REQUEST_START = 0xA5
 RESPONSE_START = 0x5A
 PROTOCOL_VERSION = 3            # 2: EVENTS, RUN on the stored raster, INFO feature flags;
                                 # 3: INFO's T, P and word bytes are 2 bytes each
+DEFAULT_BAUD = 1_000_000        # the UART rate a board top is built for unless told otherwise
 MAGIC = b"SF"                   # the first bytes of the INFO payload
 NO_COMMAND = 0xFF               # an error response's payload when the frame broke before its
                                 # command byte

@@ -19,6 +19,7 @@ from spikeforge.protocol import (
     COUNTERS,
     CRC_BYTES,
     CRC_FROM,
+    DEFAULT_BAUD,
     ERROR_NAMES,
     ERROR_STATUS,
     EVENT,
@@ -95,7 +96,7 @@ class Counters:
 class SerialTransport:
     """pyserial port: 8N1 at ``baud``; ``read`` raises :class:`LinkError` on timeout."""
 
-    def __init__(self, port: str, baud: int = 1_000_000, timeout: float = 2.0):
+    def __init__(self, port: str, baud: int = DEFAULT_BAUD, timeout: float = 2.0):
         import serial
 
         self.port = serial.Serial(port, baudrate=baud, timeout=timeout)
