@@ -45,6 +45,7 @@ TARGET_SPEEDUP = 20.0
 
 
 def make_config(layers) -> NetworkConfig:
+    """The benchmark's network config for ``layers`` (T=20, P=16, w8/v16, desire learning)."""
     return NetworkConfig(name="bench-" + "-".join(map(str, layers)), layers=tuple(layers),
                          time_steps=20, lanes=16, weight_bits=8, membrane_bits=16,
                          threshold=64, leak_shift=2, dataset="mnist-t10k",
@@ -64,6 +65,7 @@ def time_golden(cfg, stored0, pixels, labels):
 
 
 def time_float(cfg, weights0, pixels01, labels):
+    """(wall s, CPU s, spikes per population) of the float reference on the samples."""
     net = FloatDesireNet.from_config(cfg)
     net.weights = [w.copy() for w in weights0]
     spikes = np.zeros(len(cfg.layers))
@@ -75,13 +77,15 @@ def time_float(cfg, weights0, pixels01, labels):
 
 
 def load_average() -> str:
+    """The 1/5/15-minute load averages, or ``n/a``."""
     try:
         return ", ".join(f"{x:.2f}" for x in os.getloadavg())
     except OSError:  # pragma: no cover - not on every OS
         return "n/a"
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
+    """Parse and check the command line (exits with a usage error on bad values)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=200, help="samples per repeat")
     parser.add_argument("--repeats", type=int, default=3, help="repeats (>= 3)")
@@ -90,59 +94,79 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.repeats < 3 or args.samples < 1:
         parser.error("--repeats must be >= 3 and --samples >= 1")
+    return args
 
-    ds = load_dataset("mnist-t10k", 8)
-    pixels = ds.train_pixels[:args.samples]
-    labels = ds.train_labels[:args.samples]
-    pixels01 = pixels / ds.pixel_max
 
+def print_header(samples: int, repeats: int) -> None:
+    """The machine, the workload and the table's header."""
     print(f"# desire backpropagation learning throughput ({platform.machine()}, "
           f"{os.cpu_count()} CPUs, 1 thread, numpy {np.__version__}"
           + (f", torch {torch.__version__}" if torch else "") + ")")
-    print(f"\n{args.samples} mnist-t10k training samples per repeat, {args.repeats} repeats "
+    print(f"\n{samples} mnist-t10k training samples per repeat, {repeats} repeats "
           f"from the same Kaiming-normal start; T=20, P=16, w8/v16, theta=64, k=2 "
           f"(golden: F=6, trace 2^-4, lr 2^-8). Load average at start: {load_average()}.\n")
     print("| topology | model | samples/s (median) | samples/s (best) | ms/sample (median) "
           "| ms/sample (best) | CPU ms/sample (median) | golden/float | vs published |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
-    ok_median = ok_best = True
-    notes, verdicts = [], []
-    for hidden in args.hidden:
-        layers = (784, hidden, 100, 10)
-        cfg = make_config(layers)
-        net0 = FloatDesireNet.from_config(cfg, seed=0)
-        weights0 = [w.copy() for w in net0.weights]
-        stored0 = net0.to_stored(cfg, centre=True)   # unbiased read, see to_stored
-        # warm-up (imports, first-touch allocations)
-        time_golden(cfg, stored0, pixels[:2], labels[:2])
-        time_float(cfg, weights0, pixels01[:2], labels[:2])
-        runs = {"golden": [], "float": []}
-        for _ in range(args.repeats):     # interleaved, so both see the same disturbances
-            runs["golden"].append(time_golden(cfg, stored0, pixels, labels))
-            runs["float"].append(time_float(cfg, weights0, pixels01, labels))
-        med = {k: statistics.median(r[0] for r in v) / args.samples for k, v in runs.items()}
-        published = PUBLISHED_S_PER_SAMPLE.get(layers)
-        topo = "-".join(map(str, layers))
-        for key, name in (("golden", "golden (int, sw.desire)"),
-                          ("float", "float (sw.desire_float)")):
-            per = [r[0] / args.samples for r in runs[key]]
-            cpu = statistics.median(r[1] for r in runs[key]) / args.samples
-            vs = f"{published / med[key]:.1f}x faster" if published else "n/a"
-            ratio = f"{med['float'] / med['golden']:.2f}" if key == "golden" else ""
-            print(f"| {topo} | {name} | {1 / med[key]:.1f} | {1 / min(per):.1f} | "
-                  f"{med[key] * 1e3:.2f} | {min(per) * 1e3:.2f} | {cpu * 1e3:.2f} | {ratio} "
-                  f"| {vs} |")
-            spikes = runs[key][0][2] / args.samples
-            notes.append(f"{topo} {key}: spikes/sample per population " +
-                         " / ".join(f"{x:.1f}" for x in spikes))
-        if published:
-            print(f"| {topo} | published reference (quoted) | {1 / published:.1f} | | "
-                  f"{published * 1e3:.0f} | | | | 1x |")
-            best = min(r[0] for r in runs["golden"]) / args.samples
-            verdicts.append(f"{topo}: {published / med['golden']:.1f}x (median), "
-                            f"{published / best:.1f}x (best)")
-            ok_median &= published / med["golden"] >= TARGET_SPEEDUP
-            ok_best &= published / best >= TARGET_SPEEDUP
+
+
+def time_topology(cfg, pixels, pixels01, labels, repeats: int) -> dict[str, list]:
+    """Both models trained ``repeats`` times from the same start, interleaved.
+
+    Returns
+    -------
+    dict
+        ``{"golden": [...], "float": [...]}``: per repeat, (wall s, CPU s, spikes).
+    """
+    net0 = FloatDesireNet.from_config(cfg, seed=0)
+    weights0 = [w.copy() for w in net0.weights]
+    stored0 = net0.to_stored(cfg, centre=True)   # unbiased read, see to_stored
+    # warm-up (imports, first-touch allocations)
+    time_golden(cfg, stored0, pixels[:2], labels[:2])
+    time_float(cfg, weights0, pixels01[:2], labels[:2])
+    runs = {"golden": [], "float": []}
+    for _ in range(repeats):     # interleaved, so both see the same disturbances
+        runs["golden"].append(time_golden(cfg, stored0, pixels, labels))
+        runs["float"].append(time_float(cfg, weights0, pixels01, labels))
+    return runs
+
+
+def print_rows(topo: str, runs: dict, med: dict, samples: int, published) -> list[str]:
+    """The table rows of both models on one topology.
+
+    Returns
+    -------
+    list of str
+        The spikes per sample of each model, for the notes.
+    """
+    notes = []
+    for key, name in (("golden", "golden (int, sw.desire)"),
+                      ("float", "float (sw.desire_float)")):
+        per = [r[0] / samples for r in runs[key]]
+        cpu = statistics.median(r[1] for r in runs[key]) / samples
+        vs = f"{published / med[key]:.1f}x faster" if published else "n/a"
+        ratio = f"{med['float'] / med['golden']:.2f}" if key == "golden" else ""
+        print(f"| {topo} | {name} | {1 / med[key]:.1f} | {1 / min(per):.1f} | "
+              f"{med[key] * 1e3:.2f} | {min(per) * 1e3:.2f} | {cpu * 1e3:.2f} | {ratio} "
+              f"| {vs} |")
+        spikes = runs[key][0][2] / samples
+        notes.append(f"{topo} {key}: spikes/sample per population " +
+                     " / ".join(f"{x:.1f}" for x in spikes))
+    return notes
+
+
+def print_published(topo: str, published: float, golden_median: float,
+                    golden_best: float) -> str:
+    """The quoted reference's table row; returns the golden model's speedup over it."""
+    print(f"| {topo} | published reference (quoted) | {1 / published:.1f} | | "
+          f"{published * 1e3:.0f} | | | | 1x |")
+    return (f"{topo}: {published / golden_median:.1f}x (median), "
+            f"{published / golden_best:.1f}x (best)")
+
+
+def print_footer(verdicts: list[str], ok_median: bool, ok_best: bool,
+                 notes: list[str]) -> None:
+    """The verdict on the target speedup, and the spike notes."""
     print(f"\nLoad average at end: {load_average()}. golden/float = float ms/sample / golden "
           f"ms/sample (> 1: golden faster). Golden vs published: {'; '.join(verdicts)}. "
           f"Target >= {TARGET_SPEEDUP:.0f}x: {'met' if ok_median else 'NOT met'} on the "
@@ -150,6 +174,32 @@ def main(argv=None) -> int:
           f"machine the same run varies by up to 2x; the best repeat is the least disturbed.)\n")
     for note in notes:
         print(f"- {note}")
+
+
+def main(argv=None) -> int:
+    """Time both models on every topology; 0 if the golden model meets the target."""
+    args = parse_args(argv)
+    ds = load_dataset("mnist-t10k", 8)
+    pixels = ds.train_pixels[:args.samples]
+    labels = ds.train_labels[:args.samples]
+    pixels01 = pixels / ds.pixel_max
+
+    print_header(args.samples, args.repeats)
+    ok_median = ok_best = True
+    notes, verdicts = [], []
+    for hidden in args.hidden:
+        layers = (784, hidden, 100, 10)
+        runs = time_topology(make_config(layers), pixels, pixels01, labels, args.repeats)
+        med = {k: statistics.median(r[0] for r in v) / args.samples for k, v in runs.items()}
+        published = PUBLISHED_S_PER_SAMPLE.get(layers)
+        topo = "-".join(map(str, layers))
+        notes += print_rows(topo, runs, med, args.samples, published)
+        if published:
+            best = min(r[0] for r in runs["golden"]) / args.samples
+            verdicts.append(print_published(topo, published, med["golden"], best))
+            ok_median &= published / med["golden"] >= TARGET_SPEEDUP
+            ok_best &= published / best >= TARGET_SPEEDUP
+    print_footer(verdicts, ok_median, ok_best, notes)
     return 0 if ok_median else 1
 
 

@@ -50,7 +50,14 @@ T, BETA = 20, 0.75
 DEFAULT_THREADS = 1
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
+    """Parse the command line.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Arguments; ``sys.argv[1:]`` when None.
+    """
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--hidden", type=int, default=32)
@@ -64,14 +71,36 @@ def main(argv=None) -> int:
     ap.add_argument("--mnist-weights",
                     default=str(ROOT / "out/train/mnist-ecp5-3ep/weights.npz"),
                     help="mnist-ecp5 weights learned on chip (spikeforge train)")
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
+
+
+def snntorch_missing() -> ImportError | None:
+    """Check for the snntorch extra.
+
+    Returns
+    -------
+    ImportError or None
+        The error of the failed import, None when snnTorch and its NIR export load.
+    """
     try:
-        import snntorch as snn
-        import torch
-        from snntorch.export_nir import export_to_nir
+        import snntorch  # noqa: F401
+        import torch  # noqa: F401
+        from snntorch.export_nir import export_to_nir  # noqa: F401
     except ImportError as exc:
-        print(f"nir_snntorch: needs the snntorch extra (pip install -e '.[snntorch]'): {exc}")
+        return exc
+    return None
+
+
+def main(argv=None) -> int:
+    """Train, export, import and compare forward; then the reverse direction and speed."""
+    args = parse_args(argv)
+    missing = snntorch_missing()
+    if missing is not None:
+        print(f"nir_snntorch: needs the snntorch extra (pip install -e '.[snntorch]'): "
+              f"{missing}")
         return 2
+    import torch
+
     global DEFAULT_THREADS
     DEFAULT_THREADS = torch.get_num_threads()
     torch.manual_seed(args.seed)
@@ -79,53 +108,9 @@ def main(argv=None) -> int:
     data = load_dataset("digits", 8)
     enc = {s: rate_encode(getattr(data, f"{s}_pixels"), T, 255).astype(np.float32)
            for s in ("train", "test")}                                  # (B, T, 64)
-    h = args.hidden
-
-    def leaky(n, output=False):
-        return snn.Leaky(beta=torch.full((n,), BETA), threshold=torch.ones(n),
-                         init_hidden=True, output=output, reset_mechanism="subtract")
-
-    net = torch.nn.Sequential(torch.nn.Linear(64, h, bias=False), leaky(h),
-                              torch.nn.Linear(h, 10, bias=False), leaky(10, output=True))
-
-    opt = torch.optim.Adam(net.parameters(), lr=5e-3)
-    xs, ys = torch.tensor(enc["train"]), torch.tensor(data.train_labels)
-    t0 = time.perf_counter()
-    for epoch in range(args.epochs):
-        perm = torch.randperm(len(ys))
-        for b in range(0, len(ys), 64):
-            idx = perm[b:b + 64]
-            loss = torch.nn.functional.cross_entropy(counts_only(net, xs[idx]), ys[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        print(f"nir_snntorch: epoch {epoch + 1}/{args.epochs} loss {loss.item():.3f}")
-    train_s = time.perf_counter() - t0
-
-    xt = torch.tensor(enc["test"])
-    with torch.no_grad():
-        t0 = time.perf_counter()
-        counts = counts_only(net, xt).numpy().astype(np.int64)
-        float_s = time.perf_counter() - t0
-    float_acc = float((predict(counts) == data.test_labels).mean())
-
-    graph = export_to_nir(net, torch.zeros(1, 64), ignore_dims=[0])
-    imp = import_graph(graph, quantise=args.quantise, time_steps=T, lanes=4, name="snntorch")
-    for line in imp.lines:
-        print(line)
-    t0 = time.perf_counter()
-    gold = run_network(imp.cfg, imp.weights, data.test_pixels)
-    gold_s = time.perf_counter() - t0
-    gold_acc = float((gold.predictions == data.test_labels).mean())
-    agree = float((gold.predictions == predict(counts)).mean())
-    n = len(data.test_labels)
-    print(f"nir_snntorch: 64-{h}-10, T={T}, {args.epochs} epochs ({train_s:.1f} s), "
-          f"{n} digits test samples")
-    print(f"nir_snntorch: accuracy snnTorch float {100 * float_acc:.2f}%, spikeforge golden "
-          f"(integer, theta {imp.cfg.threshold}) {100 * gold_acc:.2f}%; predictions agree on "
-          f"{100 * agree:.1f}%")
-    print(f"nir_snntorch: inference on {n} samples: snnTorch {float_s * 1e3:.1f} ms, golden "
-          f"model {gold_s * 1e3:.1f} ms (1 torch thread)")
+    net = make_net(args.hidden)
+    train_s = train(net, enc["train"], data.train_labels, args.epochs)
+    imp, gold = forward(net, enc["test"], data, args, train_s)
     if not args.no_rtl:
         rtl_check(imp.cfg, imp.weights, data, gold, args.jobs)
     default_threads = DEFAULT_THREADS
@@ -133,6 +118,101 @@ def main(argv=None) -> int:
                            ("mnist-ecp5", args.mnist_weights)):
         reverse(cfg_name, Path(path), args.repeats, default_threads)
     return 0
+
+
+def leaky(n: int, output: bool = False):
+    """An ``snn.Leaky`` population of ``n``: beta ``BETA``, threshold 1, subtract-reset."""
+    import snntorch as snn
+    import torch
+
+    return snn.Leaky(beta=torch.full((n,), BETA), threshold=torch.ones(n),
+                     init_hidden=True, output=output, reset_mechanism="subtract")
+
+
+def make_net(hidden: int):
+    """The bias-free 64-``hidden``-10 snnTorch network to train."""
+    import torch
+
+    return torch.nn.Sequential(torch.nn.Linear(64, hidden, bias=False), leaky(hidden),
+                               torch.nn.Linear(hidden, 10, bias=False), leaky(10, output=True))
+
+
+def train(net, train_enc: np.ndarray, train_labels: np.ndarray, epochs: int) -> float:
+    """Train ``net`` on output spike counts (Adam, cross-entropy, batches of 64).
+
+    Returns
+    -------
+    float
+        The training time in seconds.
+    """
+    import torch
+
+    opt = torch.optim.Adam(net.parameters(), lr=5e-3)
+    xs, ys = torch.tensor(train_enc), torch.tensor(train_labels)
+    t0 = time.perf_counter()
+    for epoch in range(epochs):
+        perm = torch.randperm(len(ys))
+        for b in range(0, len(ys), 64):
+            idx = perm[b:b + 64]
+            loss = torch.nn.functional.cross_entropy(counts_only(net, xs[idx]), ys[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        print(f"nir_snntorch: epoch {epoch + 1}/{epochs} loss {loss.item():.3f}")
+    return time.perf_counter() - t0
+
+
+def float_inference(net, test_enc: np.ndarray) -> tuple[np.ndarray, float]:
+    """Output spike counts of the float network on the test rasters, and the seconds taken."""
+    import torch
+
+    xt = torch.tensor(test_enc)
+    with torch.no_grad():
+        t0 = time.perf_counter()
+        counts = counts_only(net, xt).numpy().astype(np.int64)
+        return counts, time.perf_counter() - t0
+
+
+def to_spikeforge(net, quantise: str):
+    """Export ``net`` with ``export_to_nir``, import it with ``sw.nir_io.import_graph``.
+
+    Prints the importer's report and returns its result (``.cfg``, ``.weights``).
+    """
+    import torch
+    from snntorch.export_nir import export_to_nir
+
+    graph = export_to_nir(net, torch.zeros(1, 64), ignore_dims=[0])
+    imp = import_graph(graph, quantise=quantise, time_steps=T, lanes=4, name="snntorch")
+    for line in imp.lines:
+        print(line)
+    return imp
+
+
+def forward(net, test_enc: np.ndarray, data, args, train_s: float):
+    """Float snnTorch vs the imported integer golden model on the test split: accuracy, speed.
+
+    Returns
+    -------
+    tuple
+        The import result and the golden model's run.
+    """
+    counts, float_s = float_inference(net, test_enc)
+    float_acc = float((predict(counts) == data.test_labels).mean())
+    imp = to_spikeforge(net, args.quantise)
+    t0 = time.perf_counter()
+    gold = run_network(imp.cfg, imp.weights, data.test_pixels)
+    gold_s = time.perf_counter() - t0
+    gold_acc = float((gold.predictions == data.test_labels).mean())
+    agree = float((gold.predictions == predict(counts)).mean())
+    n = len(data.test_labels)
+    print(f"nir_snntorch: 64-{args.hidden}-10, T={T}, {args.epochs} epochs ({train_s:.1f} s), "
+          f"{n} digits test samples")
+    print(f"nir_snntorch: accuracy snnTorch float {100 * float_acc:.2f}%, spikeforge golden "
+          f"(integer, theta {imp.cfg.threshold}) {100 * gold_acc:.2f}%; predictions agree on "
+          f"{100 * agree:.1f}%")
+    print(f"nir_snntorch: inference on {n} samples: snnTorch {float_s * 1e3:.1f} ms, golden "
+          f"model {gold_s * 1e3:.1f} ms (1 torch thread)")
+    return imp, gold
 
 
 def rtl_check(cfg, weights, data, gold, jobs: int) -> None:
@@ -200,6 +280,7 @@ def blas_threads(n: int):
 
 
 def timed(fn, repeats: int) -> tuple[float, float]:
+    """Run ``fn`` ``repeats`` times; the minimum and median wall time in seconds."""
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -208,13 +289,15 @@ def timed(fn, repeats: int) -> tuple[float, float]:
     return min(times), statistics.median(times)
 
 
-def reverse(cfg_name: str, path: Path, repeats: int, default_threads: int) -> None:
-    """A chip-learned network -> sw.nir_io export -> snnTorch import_from_nir; accuracy,
-    spike agreement per layer and speed against the golden model on the same input spikes."""
-    import nir
-    import torch
-    from snntorch.import_nir import import_from_nir
+def load_chip_network(cfg_name: str, path: Path):
+    """The config, chip-learned weights and dataset of a reverse run.
 
+    Returns
+    -------
+    tuple or None
+        ``(cfg, weights, data)``; None (with a line saying why) when the weights file is
+        missing or the dataset cannot be loaded.
+    """
     from spikeforge.config import load_config
     from spikeforge.sw.weights import load_weights
 
@@ -222,31 +305,44 @@ def reverse(cfg_name: str, path: Path, repeats: int, default_threads: int) -> No
     if not path.is_file():
         print(f"nir_snntorch: reverse {cfg_name}: {path} missing, skipped (make it with "
               f"'spikeforge demo' / 'spikeforge train -c {cfg_name}')")
-        return
+        return None
     weights = load_weights(path, cfg)
     try:
         data = load_dataset(cfg.dataset, cfg.pixel_bits)
     except Exception as exc:     # mnist-t10k not present
         print(f"nir_snntorch: reverse {cfg_name}: dataset {cfg.dataset} not loadable ({exc})")
-        return
+        return None
+    return cfg, weights, data
+
+
+def snntorch_from_nir(cfg_name: str, cfg, weights):
+    """Write the network as a ``.nir`` file (``sw.nir_io``), read it into snnTorch.
+
+    Returns
+    -------
+    torch.nn.Module or None
+        snnTorch's ``import_from_nir`` network; None (with a line saying why) if it refuses
+        the graph.
+    """
+    import nir
+    from snntorch.import_nir import import_from_nir
+
     with tempfile.TemporaryDirectory() as tmp:
         nir_path = Path(tmp) / f"{cfg_name}.nir"
         write_nir(nir_path, cfg, weights)
         graph = nir.read(str(nir_path))
     try:
-        net = import_from_nir(graph)
+        return import_from_nir(graph)
     except Exception as exc:
         print(f"nir_snntorch: reverse {cfg_name}: snnTorch import_from_nir refused our graph: "
               f"{type(exc).__name__}: {exc}")
-        return
-    net.eval()
-    lifs = [getattr(net, f"lif{i}") for i in range(cfg.n_layers)]
-    labels = data.test_labels
-    n = len(labels)
-    raster = encode(cfg, data.test_pixels)                       # (B, T, N_in) bool
-    gold_rasters = run_layers(cfg, weights, raster)
-    gold_pred = predict(gold_rasters[-1].sum(axis=1))
-    x = torch.tensor(raster, dtype=torch.float32)
+        return None
+
+
+def print_reverse_header(cfg_name: str, cfg, path: Path, lifs, data) -> None:
+    """One line on the imported network: its LIF parameters and the test samples."""
+    import torch
+
     desc = "-".join(map(str, cfg.layers))
     beta = float(torch.as_tensor(lifs[0].beta).flatten()[0])
     theta = float(torch.as_tensor(lifs[0].threshold).flatten()[0])
@@ -254,8 +350,30 @@ def reverse(cfg_name: str, path: Path, repeats: int, default_threads: int) -> No
     print(f"nir_snntorch: reverse {cfg_name} ({desc}, chip-learned {shown}) "
           f"-> .nir -> snntorch.import_nir.import_from_nir: {lifs[0].__class__.__name__} "
           f"beta {beta:.4g}, threshold {theta:.4g}, "
-          f"reset {lifs[0].reset_mechanism!r}; {n} {data.name} test samples, T = "
-          f"{cfg.time_steps}")
+          f"reset {lifs[0].reset_mechanism!r}; {len(data.test_labels)} {data.name} test "
+          f"samples, T = {cfg.time_steps}")
+
+
+def layer_agreement(gold_rasters, snn_rasters, time_steps: int) -> list[str]:
+    """Spike agreement of every LIF layer, as stepped and shifted by its depth in steps."""
+    agree = []
+    for layer, (g, s_) in enumerate(zip(gold_rasters[1:], snn_rasters, strict=True), start=1):
+        same = float((g == s_).mean())
+        shifted = float((g[:, layer:] == s_[:, :time_steps - layer]).mean())
+        agree.append(f"layer {layer} {100 * same:.1f}% as stepped, {100 * shifted:.1f}% "
+                     f"shifted {layer} step{'s' if layer > 1 else ''} (spikes golden "
+                     f"{int(g.sum())}, snnTorch {int(s_.sum())})")
+    return agree
+
+
+def compare_resets(net, lifs, x, cfg, labels, gold_rasters) -> None:
+    """Accuracy and spike agreement of snnTorch vs golden, with zero and subtract reset.
+
+    Leaves the LIF layers with ``"zero"`` reset, as imported.
+    """
+    import torch
+
+    gold_pred = predict(gold_rasters[-1].sum(axis=1))
     acc_g = float((gold_pred == labels).mean())
     for reset in ("zero", "subtract"):
         for m in lifs:
@@ -264,13 +382,7 @@ def reverse(cfg_name: str, path: Path, repeats: int, default_threads: int) -> No
             snn_rasters = [r.numpy().astype(bool) for r in run_snn(net, lifs, x)]
         pred = predict(snn_rasters[-1].sum(axis=1).astype(np.int64))
         acc_s = float((pred == labels).mean())
-        agree = []
-        for layer, (g, s_) in enumerate(zip(gold_rasters[1:], snn_rasters, strict=True), start=1):
-            same = float((g == s_).mean())
-            shifted = float((g[:, layer:] == s_[:, :cfg.time_steps - layer]).mean())
-            agree.append(f"layer {layer} {100 * same:.1f}% as stepped, {100 * shifted:.1f}% "
-                         f"shifted {layer} step{'s' if layer > 1 else ''} (spikes golden "
-                         f"{int(g.sum())}, snnTorch {int(s_.sum())})")
+        agree = layer_agreement(gold_rasters, snn_rasters, cfg.time_steps)
         tag = " (as imported)" if reset == "zero" else ""
         print(f"nir_snntorch:   snnTorch reset {reset!r}{tag}: "
               f"accuracy snnTorch {100 * acc_s:.2f}%, golden {100 * acc_g:.2f}%, same "
@@ -278,6 +390,16 @@ def reverse(cfg_name: str, path: Path, repeats: int, default_threads: int) -> No
               + "; ".join(agree))
     for m in lifs:
         m.reset_mechanism = "zero"
+
+
+def compare_speed(cfg, weights, raster, net, x, repeats: int, default_threads: int) -> None:
+    """Golden model vs snnTorch inference throughput on the same input spikes.
+
+    At 1 thread and at torch's default thread count; leaves torch at 1 thread.
+    """
+    import torch
+
+    n = len(raster)
     rows = []
     for threads in (1, default_threads):
         # the golden model's integer matmuls run as float32/64 BLAS (exact below 2^24/2^53):
@@ -300,6 +422,28 @@ def reverse(cfg_name: str, path: Path, repeats: int, default_threads: int) -> No
     print(f"nir_snntorch:   speed, {n} samples x {cfg.time_steps} steps in one batch, same "
           f"input spikes (encoder excluded), {repeats} repeats, torch and BLAS threads: "
           + "; ".join(rows))
+
+
+def reverse(cfg_name: str, path: Path, repeats: int, default_threads: int) -> None:
+    """A chip-learned network -> sw.nir_io export -> snnTorch import_from_nir; accuracy,
+    spike agreement per layer and speed against the golden model on the same input spikes."""
+    import torch
+
+    loaded = load_chip_network(cfg_name, path)
+    if loaded is None:
+        return
+    cfg, weights, data = loaded
+    net = snntorch_from_nir(cfg_name, cfg, weights)
+    if net is None:
+        return
+    net.eval()
+    lifs = [getattr(net, f"lif{i}") for i in range(cfg.n_layers)]
+    raster = encode(cfg, data.test_pixels)                       # (B, T, N_in) bool
+    gold_rasters = run_layers(cfg, weights, raster)
+    x = torch.tensor(raster, dtype=torch.float32)
+    print_reverse_header(cfg_name, cfg, path, lifs, data)
+    compare_resets(net, lifs, x, cfg, data.test_labels, gold_rasters)
+    compare_speed(cfg, weights, raster, net, x, repeats, default_threads)
 
 
 if __name__ == "__main__":

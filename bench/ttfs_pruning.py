@@ -56,6 +56,7 @@ class _Log(TrainMonitor):
 
 
 def _config(args):
+    """The config named on the command line, with ``--prune-threshold`` applied."""
     cfg = load_config(args.config)
     if args.prune_threshold is not None:
         cfg = dataclasses.replace(cfg, prune_threshold=args.prune_threshold)
@@ -63,6 +64,7 @@ def _config(args):
 
 
 def run_variant(args, queue, prune: bool) -> dict:
+    """Train one variant (with pruning, or with ``prune_threshold = 0``); its numbers."""
     cfg = _config(args)
     if not prune:
         cfg = dataclasses.replace(cfg, prune_threshold=0)
@@ -90,7 +92,14 @@ def run_variant(args, queue, prune: bool) -> dict:
     }
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None):
+    """Parse and check the command line; fill in the dataset and output defaults.
+
+    Returns
+    -------
+    tuple
+        The arguments and the config (with the prune threshold override applied).
+    """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", "-c", default="ttfs-mnist")
     parser.add_argument("--dataset", default=None, help="default: the config's")
@@ -108,18 +117,12 @@ def main(argv=None) -> int:
     args.dataset = args.dataset or cfg.dataset
     args.out = args.out or (f"out/bench/pruning-{cfg.name}-{args.dataset}"
                             f"-p{cfg.prune_threshold}")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    return args, cfg
 
-    t0 = time.perf_counter()
-    results = run_side_by_side({"pruning": partial(run_variant, prune=True),
-                                "no pruning": partial(run_variant, prune=False)}, args)
-    if results is None:
-        return 1
-    pruned, dense = results["pruning"], results["no pruning"]
 
+def write_results(out: Path, title: str, pruned: dict, dense: dict) -> None:
+    """``history.json`` and the connectivity and cycle plots of both runs."""
     (out / "history.json").write_text(json.dumps({"pruning": pruned, "no pruning": dense}))
-    title = f"{cfg.name} on {args.dataset}"
     plot_series(out / "connectivity.png",
                 {r["name"]: 100 * np.asarray(r["samples"]["connectivity"])
                  for r in (pruned, dense)}, "synapses alive (%)", f"{title}: connectivity")
@@ -128,13 +131,14 @@ def main(argv=None) -> int:
                  **cycle_series(dense["samples"], "no pruning: ")},
                 "cycles per sample", f"{title}: cycles", logy=True)
 
+
+def print_table(pruned: dict, dense: dict) -> None:
+    """The Markdown table: connectivity, cycles and accuracy of both runs, with ratios."""
     def speed(key):
         return dense[key] / pruned[key]
 
     acc = " / ".join(f"{100 * a:.2f}" for a in pruned["readout_test"])
     acc_d = " / ".join(f"{100 * a:.2f}" for a in dense["readout_test"])
-    print(f"\n{cfg.summary()}; {args.dataset}, {args.epochs} epochs, seed {args.seed}, "
-          f"{time.perf_counter() - t0:.0f} s wall\n")
     print("| | no pruning | pruning | ratio |")
     print("|---|---:|---:|---:|")
     print(f"| connections left | {100 * dense['connectivity']:.2f}% | "
@@ -151,6 +155,24 @@ def main(argv=None) -> int:
           f"inference |")
     print(f"| readout test accuracy per epoch (%) | {acc_d} | {acc} | "
           f"{100 * (pruned['readout_test'][-1] - dense['readout_test'][-1]):+.2f} points |")
+
+
+def main(argv=None) -> int:
+    """Run both variants side by side; write the files and print the table."""
+    args, cfg = parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    t0 = time.perf_counter()
+    results = run_side_by_side({"pruning": partial(run_variant, prune=True),
+                                "no pruning": partial(run_variant, prune=False)}, args)
+    if results is None:
+        return 1
+    pruned, dense = results["pruning"], results["no pruning"]
+    write_results(out, f"{cfg.name} on {args.dataset}", pruned, dense)
+    print(f"\n{cfg.summary()}; {args.dataset}, {args.epochs} epochs, seed {args.seed}, "
+          f"{time.perf_counter() - t0:.0f} s wall\n")
+    print_table(pruned, dense)
     print(f"\nfiles in {out}: history.json, connectivity.png, cycles.png, "
           f"receptive_fields-pruned.png, receptive_fields-dense.png")
     return 0
