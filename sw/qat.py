@@ -17,13 +17,20 @@ after every presynaptic spike, here the whole step's input is added and then cla
 agree whenever the membrane does not saturate in the middle of a step, which needs partial
 sums far beyond the threshold; the tests check that the output counts agree exactly.
 
-The loss is cross-entropy on the output spike counts plus a hinge on the count margin between
-the true class and the best other class: the prediction is the *unique* argmax, so a tie is
-an error and the margin term pushes every training sample towards a lead of at least
-``MARGIN`` spikes.
+The loss is cross-entropy on the output spike counts (optionally plus a hinge on the count
+margin between the true class and the best other class: the prediction is the *unique*
+argmax, so a tie is an error).
+
+**The float reference** (:func:`train_float`, ``exact=False``) is the same network in plain
+float: the same encoder raster, one-step delay per layer, threshold, subtract reset and
+readout (unique argmax of the output spike counts), but float weights with no range, no
+membrane clamp and the leak ``V <- V * (1 - 2**-k)`` without the floor. It trains with the
+same recipe, so ``bench/qat_gap.py`` measures what the integer network loses, side by side.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -33,14 +40,71 @@ from spikeforge.sw.encode import rate_encode
 from spikeforge.sw.golden import run_network
 from spikeforge.sw.weights import check_weights
 
-__all__ = ["train_qat", "evaluate_integer"]
+__all__ = ["Recipe", "train_qat", "train_float", "evaluate_integer", "evaluate_float"]
 
 SURROGATE_SLOPE = 4.0   # fast sigmoid 1 / (1 + SURROGATE_SLOPE * |V/theta - 1|)^2
-COUNT_SCALE = 0.5       # logits = COUNT_SCALE * output spike counts
 MARGIN = 2.0            # wanted lead, in output spikes, of the true class over the runner-up
-MARGIN_WEIGHT = 0.1     # weight of the margin hinge beside the cross-entropy
 INIT_GAIN = 1.0         # initial per-step drive std, in thresholds
 TARGET_RATE = 0.2       # assumed spike rate of hidden layers at initialisation
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a network is trained (the same for QAT and the float reference).
+
+    Attributes
+    ----------
+    epochs : int
+        Passes over the training set.
+    lr : float
+        Adam learning rate, in units of the weight range (a latent weight of ``1.0`` is
+        ``w_max``).
+    batch_size : int
+        Samples per gradient step.
+    schedule : str
+        ``"none"`` (constant rate) or ``"cosine"`` (annealed to 0 over the epochs).
+    count_scale : float
+        Logits of the cross-entropy: ``count_scale * output spike counts``.
+    margin_weight : float
+        Weight of the hinge pushing the true class ``MARGIN`` spikes ahead (0: none).
+    """
+
+    epochs: int = 20
+    lr: float = 1e-3
+    batch_size: int = 128
+    schedule: str = "none"
+    count_scale: float = 0.5
+    margin_weight: float = 0.0
+
+    def __post_init__(self):
+        if self.epochs < 0 or self.batch_size < 1 or not self.lr > 0:
+            raise ValueError(f"recipe: epochs must be >= 0, batch_size >= 1 and lr > 0; got "
+                             f"{self.epochs}, {self.batch_size}, {self.lr}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"recipe: schedule {self.schedule!r}; legal values are "
+                             f"{list(SCHEDULES)}")
+
+    @classmethod
+    def named(cls, name: str) -> Recipe:
+        """A base recipe by name: ``small`` (a few thousand samples) or ``large``."""
+        if name not in RECIPES:
+            raise ValueError(f"recipe {name!r}: legal names are {list(RECIPES)}")
+        return RECIPES[name]
+
+    @classmethod
+    def for_training_set(cls, n_train: int) -> Recipe:
+        """The base recipe for ``n_train`` training samples (``SMALL_TRAINING_SET``)."""
+        return RECIPES["small" if n_train < SMALL_TRAINING_SET else "large"]
+
+
+SCHEDULES = ("none", "cosine")
+#: Below this many training samples, the ``small`` recipe: few gradient steps per epoch, so
+#: large annealed steps (BENCHMARKS.md, "QAT against the float reference").
+SMALL_TRAINING_SET = 5_000
+RECIPES = {
+    "small": Recipe(epochs=20, lr=0.01, batch_size=64, schedule="cosine", margin_weight=0.1),
+    "large": Recipe(),
+}
 
 
 def _surrogate(u: torch.Tensor, theta: float) -> torch.Tensor:
@@ -69,24 +133,26 @@ class _LIFDynamics(torch.autograd.Function):
         u = clamp(v + i)   s = [u >= theta]   r = u - theta*s   v' = r - floor(r / 2**k)
 
     It is what autograd would compute for these lines, without its per-operation overhead.
+    ``exact=False``: the float neuron (no clamp, ``v' = r - r / 2**k``), same gradients.
     """
 
     @staticmethod
-    def forward(ctx, current, threshold, leak_shift, v_min, v_max):
+    def forward(ctx, current, threshold, leak_shift, v_min, v_max, exact=True):
         theta, div = float(threshold), float(1 << leak_shift)
         v = current.new_zeros((current.shape[0], current.shape[2]))
         pre = torch.empty_like(current)
-        inside = torch.empty_like(current, dtype=torch.bool)
+        inside = torch.ones_like(current, dtype=torch.bool)
         spikes = torch.empty_like(current)
         for t in range(current.shape[1]):
             v = v + current[:, t]
-            inside[:, t] = (v >= v_min) & (v <= v_max)
-            v = v.clamp_(v_min, v_max)
+            if exact:
+                inside[:, t] = (v >= v_min) & (v <= v_max)
+                v = v.clamp_(v_min, v_max)
             pre[:, t] = v
             s = (v >= theta).to(v.dtype)
             spikes[:, t] = s
             v = v - theta * s
-            v = v - torch.floor(v / div)
+            v = v - (torch.floor(v / div) if exact else v / div)
         ctx.save_for_backward(pre, inside)
         ctx.theta, ctx.keep = theta, 1.0 - 1.0 / div
         return spikes
@@ -104,22 +170,26 @@ class _LIFDynamics(torch.autograd.Function):
         for t in range(pre.shape[1] - 1, -1, -1):
             g = direct[:, t] + carry[:, t] * g
             grad_current[:, t] = g
-        return grad_current, None, None, None, None
+        return grad_current, None, None, None, None, None
 
 
-def _lif_layer(cfg, weights: torch.Tensor, spikes_in: torch.Tensor) -> torch.Tensor:
+def _lif_layer(cfg, weights: torch.Tensor, spikes_in: torch.Tensor,
+               exact: bool = True) -> torch.Tensor:
     """One LIF layer over a whole raster ``(B, T, N_pre)``; returns its raster ``(B, T, N)``."""
     # Step t integrates the spikes of step t-1: one product for all steps at once.
     current = spikes_in[:, :-1] @ weights
-    spikes = _LIFDynamics.apply(current, cfg.threshold, cfg.leak_shift, cfg.v_min, cfg.v_max)
+    spikes = _LIFDynamics.apply(current, cfg.threshold, cfg.leak_shift, cfg.v_min, cfg.v_max,
+                                exact)
     return torch.cat([spikes.new_zeros((spikes.shape[0], 1, spikes.shape[2])), spikes], dim=1)
 
 
-def _forward(cfg, latents, raster: torch.Tensor) -> torch.Tensor:
-    """Output spike counts ``(B, N_out)`` of an input raster, through every LIF layer."""
+def _forward(cfg, latents, raster: torch.Tensor, exact: bool = True) -> torch.Tensor:
+    """Output spike counts ``(B, N_out)`` of an input raster, through every LIF layer:
+    the integer network (``exact``, quantised weights) or the float reference."""
     spikes = raster
     for latent in latents:
-        spikes = _lif_layer(cfg, _quantise(latent, cfg), spikes)
+        weights = _quantise(latent, cfg) if exact else latent * cfg.w_max
+        spikes = _lif_layer(cfg, weights, spikes, exact)
     return spikes.sum(dim=1)
 
 
@@ -130,12 +200,14 @@ def _unique_argmax(counts: torch.Tensor) -> torch.Tensor:
     return torch.where(unique, counts.argmax(dim=1), torch.full_like(unique, -1, dtype=torch.long))
 
 
-def _loss(counts: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    ce = torch.nn.functional.cross_entropy(COUNT_SCALE * counts, labels)
+def _loss(counts: torch.Tensor, labels: torch.Tensor, recipe: Recipe) -> torch.Tensor:
+    ce = torch.nn.functional.cross_entropy(recipe.count_scale * counts, labels)
+    if not recipe.margin_weight:
+        return ce
     true = counts.gather(1, labels[:, None])[:, 0]
     others = counts.scatter(1, labels[:, None], float("-inf")).max(dim=1).values
     hinge = torch.relu(MARGIN - (true - others)).mean()
-    return ce + MARGIN_WEIGHT * hinge
+    return ce + recipe.margin_weight * hinge
 
 
 def _check_data(cfg, pixels, labels) -> tuple[np.ndarray, np.ndarray]:
@@ -175,9 +247,8 @@ def _init_latents(cfg, pixels: np.ndarray, gen: torch.Generator) -> list[torch.T
     return latents
 
 
-def train_qat(cfg, train_pixels, train_labels, *, epochs: int = 20, seed: int = 0,
-              lr: float = 0.01, batch_size: int = 64,
-              progress: bool = True) -> list[np.ndarray]:
+def train_qat(cfg, train_pixels, train_labels, *, recipe: Recipe | None = None, seed: int = 0,
+              progress: bool = True, **overrides) -> list[np.ndarray]:
     """Train integer weights for ``cfg`` with quantisation-aware surrogate gradients.
 
     Parameters
@@ -189,15 +260,13 @@ def train_qat(cfg, train_pixels, train_labels, *, epochs: int = 20, seed: int = 
         ``(B, N_in)`` unsigned integer pixels in ``[0, cfg.pixel_max]``.
     train_labels : numpy.ndarray
         ``(B,)`` integer class labels in ``[0, N_out)``.
-    epochs : int, optional
-        Passes over the training set.
+    recipe : Recipe, optional
+        Epochs, optimiser, batch, schedule and loss (default:
+        :meth:`Recipe.for_training_set`); keyword ``overrides`` replace single fields
+        (``epochs=5``).
     seed : int, optional
         Seeds the weight initialisation and the batch order; the same seed, data and
-        arguments give the same weights.
-    lr : float, optional
-        Adam learning rate, in units of the weight range (``1.0`` = ``w_max``).
-    batch_size : int, optional
-        Samples per gradient step.
+        recipe give the same weights.
     progress : bool, optional
         Show a progress bar over epochs with the running training accuracy.
 
@@ -210,54 +279,97 @@ def train_qat(cfg, train_pixels, train_labels, *, epochs: int = 20, seed: int = 
     Notes
     -----
     Training runs on one torch thread (restored afterwards), so the weights depend only on
-    the seed, the data and the arguments.
+    the seed, the data and the recipe.
     """
-    pixels, labels = _check_data(cfg, train_pixels, train_labels)
+    latents = _fit(cfg, train_pixels, train_labels, recipe, overrides, seed, progress, True)
+    with torch.no_grad():
+        weights = [_quantise(latent, cfg).to(torch.int64).numpy() for latent in latents]
+    return check_weights(cfg, weights)
+
+
+def train_float(cfg, train_pixels, train_labels, *, recipe: Recipe | None = None,
+                seed: int = 0, progress: bool = True, **overrides) -> list[np.ndarray]:
+    """Train the float reference of ``cfg``'s network (module docstring) with the same
+    recipe, initialisation and batch order as :func:`train_qat`.
+
+    Returns one float ``(N_pre, N_post)`` array per LIF layer, in the integer network's
+    units (a weight of ``cfg.threshold`` is one threshold), unbounded and unrounded; run it
+    with :func:`evaluate_float`.
+    """
+    latents = _fit(cfg, train_pixels, train_labels, recipe, overrides, seed, progress, False)
+    return [(latent.detach() * cfg.w_max).numpy().astype(np.float64) for latent in latents]
+
+
+def _fit(cfg, pixels, labels, recipe, overrides, seed, progress, exact) -> list[torch.Tensor]:
+    pixels, labels = _check_data(cfg, pixels, labels)
     if not len(labels):
         raise ValueError("train_pixels: no training samples")
-    if epochs < 0 or batch_size < 1:
-        raise ValueError("epochs must be >= 0 and batch_size >= 1")
+    recipe = replace(recipe or Recipe.for_training_set(len(labels)), **overrides)
     # The tensors are small and the steps many: one thread is faster than several (and far
     # faster on a loaded machine), and it makes the result independent of the core count.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _train(cfg, pixels, labels, epochs, seed, lr, batch_size, progress)
+        return _train(cfg, pixels, labels, recipe, seed, progress, exact)
     finally:
         torch.set_num_threads(threads)
 
 
-def _train(cfg, pixels, labels, epochs, seed, lr, batch_size, progress) -> list[np.ndarray]:
+def _train(cfg, pixels, labels, recipe: Recipe, seed, progress, exact) -> list[torch.Tensor]:
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
     latents = _init_latents(cfg, pixels, gen)
-    optimiser = torch.optim.Adam(latents, lr=lr)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, max(epochs, 1))
+    optimiser = torch.optim.Adam(latents, lr=recipe.lr)
+    schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, max(recipe.epochs, 1))
+                if recipe.schedule == "cosine" else None)
     targets = torch.from_numpy(labels)
-
-    bar = tqdm(range(epochs), desc=f"qat {cfg.name}", unit="epoch", disable=not progress)
+    kind = "qat" if exact else "float"
+    bar = tqdm(range(recipe.epochs), desc=f"{kind} {cfg.name}", unit="epoch",
+               disable=not progress)
     for _ in bar:
         order = rng.permutation(len(labels))
         correct, total_loss = 0, 0.0
-        for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
-            counts = _forward(cfg, latents, _encode(cfg, pixels[idx]))
-            loss = _loss(counts, targets[idx])
+        for start in range(0, len(order), recipe.batch_size):
+            idx = order[start:start + recipe.batch_size]
+            counts = _forward(cfg, latents, _encode(cfg, pixels[idx]), exact)
+            loss = _loss(counts, targets[idx], recipe)
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
             with torch.no_grad():
-                for latent in latents:
-                    latent.clamp_(-1.0, 1.0)
+                if exact:       # the weight range: a latent beyond it has no effect
+                    for latent in latents:
+                        latent.clamp_(-1.0, 1.0)
                 correct += int((_unique_argmax(counts) == targets[idx]).sum())
                 total_loss += loss.item() * len(idx)
-        schedule.step()
+        if schedule is not None:
+            schedule.step()
         bar.set_postfix(train_acc=f"{correct / len(labels):.3f}",
                         loss=f"{total_loss / len(labels):.3f}")
+    return latents
 
+
+def evaluate_float(cfg, weights, pixels, labels, *, batch_size: int = 1000) -> dict:
+    """Test the float reference: ``{"accuracy", "argmax_accuracy", "ties"}`` in ``[0, 1]``.
+
+    ``accuracy`` reads out like the chip (unique argmax, a tie is wrong); ``argmax_accuracy``
+    breaks ties by the lowest index (what a plain ``argmax`` reports); ``ties`` is the
+    fraction of samples whose highest count is shared.
+    """
+    pixels, labels = _check_data(cfg, pixels, labels)
+    latents = [torch.from_numpy(np.asarray(w, dtype=np.float32) / cfg.w_max) for w in weights]
+    unique = first = ties = 0
     with torch.no_grad():
-        weights = [_quantise(latent, cfg).to(torch.int64).numpy() for latent in latents]
-    return check_weights(cfg, weights)
+        for start in range(0, len(labels), batch_size):
+            counts = _forward(cfg, latents, _encode(cfg, pixels[start:start + batch_size]),
+                              exact=False)
+            y = torch.from_numpy(labels[start:start + batch_size])
+            pred = _unique_argmax(counts)
+            unique += int((pred == y).sum())
+            first += int((counts.argmax(dim=1) == y).sum())
+            ties += int((pred < 0).sum())
+    n = max(len(labels), 1)
+    return {"accuracy": unique / n, "argmax_accuracy": first / n, "ties": ties / n}
 
 
 def evaluate_integer(cfg, weights, pixels, labels, *, batch_size: int = 1000) -> float:

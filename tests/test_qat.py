@@ -9,7 +9,16 @@ from sklearn.model_selection import train_test_split
 from spikeforge.config import load_config
 from spikeforge.sw.encode import rate_encode
 from spikeforge.sw.golden import run_network
-from spikeforge.sw.qat import _forward, evaluate_integer, train_qat
+from spikeforge.sw.qat import (
+    RECIPES,
+    SMALL_TRAINING_SET,
+    Recipe,
+    _forward,
+    evaluate_float,
+    evaluate_integer,
+    train_float,
+    train_qat,
+)
 from spikeforge.sw.weights import check_weights, random_weights
 
 
@@ -63,3 +72,64 @@ def test_evaluate_integer_counts_ties_as_wrong(cfg, digits):
     _, test_x, _, test_y = digits
     zeros = [np.zeros(cfg.weight_shape(i), dtype=np.int64) for i in range(cfg.n_layers)]
     assert evaluate_integer(cfg, zeros, test_x[:50], test_y[:50]) == 0.0
+
+
+def _float_snn_counts(cfg, weights, raster) -> np.ndarray:
+    """The float reference written out step by step from its definition (the module
+    docstring of sw.qat): layer l integrates s_{l-1}[t-1], fires at V >= theta, subtracts
+    theta, leaks V <- V (1 - 2**-k); no clamp, no rounding."""
+    spikes = raster.astype(np.float64)
+    for w in weights:
+        batch, steps, _ = spikes.shape
+        v = np.zeros((batch, w.shape[1]))
+        out = np.zeros((batch, steps, w.shape[1]))
+        for t in range(1, steps):
+            v = v + spikes[:, t - 1] @ w
+            out[:, t] = v >= cfg.threshold
+            v = (v - cfg.threshold * out[:, t]) * (1 - 2.0 ** -cfg.leak_shift)
+        spikes = out
+    return spikes.sum(axis=1)
+
+
+def test_float_reference_is_the_float_network(cfg, digits):
+    """The float reference's forward pass is the plain float SNN: same encoder raster and
+    delays, multiplicative leak, no clamp, unrounded weights."""
+    pixels = digits[1][:60]
+    rng = np.random.default_rng(5)
+    weights = [rng.normal(0, 12.3, cfg.weight_shape(i)) for i in range(cfg.n_layers)]
+    raster = rate_encode(pixels, cfg.time_steps, cfg.encoder_threshold)
+    latents = [torch.from_numpy(w / cfg.w_max) for w in weights]
+    with torch.no_grad():
+        counts = _forward(cfg, latents, torch.from_numpy(raster).to(torch.float64),
+                          exact=False).numpy()
+    expected = _float_snn_counts(cfg, weights, raster)
+    assert expected.sum() > 0
+    np.testing.assert_array_equal(counts, expected)
+    # and it is not the integer network: the same weights rounded give other counts
+    with torch.no_grad():
+        exact = _forward(cfg, latents, torch.from_numpy(raster).to(torch.float64)).numpy()
+    assert not np.array_equal(exact, counts)
+
+
+def test_float_reference_learns_and_reports_ties(cfg, digits):
+    train_x, test_x, train_y, test_y = digits
+    weights = train_float(cfg, train_x, train_y, epochs=10, seed=0, progress=False)
+    assert all(w.dtype == np.float64 for w in weights)
+    result = evaluate_float(cfg, weights, test_x, test_y)
+    assert result["accuracy"] >= 0.85, result
+    # a plain argmax breaks ties towards the lowest index: never below the chip's readout
+    assert result["argmax_accuracy"] >= result["accuracy"]
+    zeros = [np.zeros(cfg.weight_shape(i)) for i in range(cfg.n_layers)]
+    silent = evaluate_float(cfg, zeros, test_x[:50], test_y[:50])
+    assert silent["ties"] == 1.0 and silent["accuracy"] == 0.0
+
+
+def test_recipe_choice_and_errors():
+    assert Recipe.for_training_set(SMALL_TRAINING_SET - 1) == RECIPES["small"]
+    assert Recipe.for_training_set(SMALL_TRAINING_SET) == RECIPES["large"] == Recipe()
+    with pytest.raises(ValueError, match=r"recipe 'tiny': legal names are \['small', 'large'\]"):
+        Recipe.named("tiny")
+    with pytest.raises(ValueError, match=r"schedule 'step'; legal values are"):
+        Recipe(schedule="step")
+    with pytest.raises(ValueError, match=r"batch_size >= 1 and lr > 0"):
+        Recipe(lr=0.0)

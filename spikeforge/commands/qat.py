@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
-from spikeforge.commands.common import add_config, int_at_least, require_rate
+from spikeforge.commands.common import add_config, bounded_float, int_at_least, require_rate
 from spikeforge.config import load_config
 from spikeforge.sw.datasets import DATASET_NAMES
 
 
 def register(sub) -> None:
+    from spikeforge.sw.qat import RECIPES, SCHEDULES, SMALL_TRAINING_SET
+
     p = sub.add_parser("qat", help="offline quantisation-aware surrogate-gradient training")
     add_config(p)
     p.add_argument("--dataset", choices=DATASET_NAMES)
-    p.add_argument("--epochs", type=int_at_least(1), default=30)
+    p.add_argument("--recipe", choices=("auto", *RECIPES), default="auto",
+                   help=f"base training recipe (auto: 'small' below {SMALL_TRAINING_SET} "
+                        f"training samples, else 'large'); the options below replace fields")
+    p.add_argument("--epochs", type=int_at_least(1), help="passes over the training set")
+    p.add_argument("--lr", type=bounded_float("> 0", lambda v: v > 0),
+                   help="Adam learning rate, in units of w_max")
+    p.add_argument("--batch-size", type=int_at_least(1))
+    p.add_argument("--schedule", choices=SCHEDULES)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--output", required=True, help="weight file to write (.npz)")
     p.set_defaults(func=run)
@@ -21,13 +31,20 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from spikeforge.sw.datasets import load_for_config
-    from spikeforge.sw.qat import evaluate_integer, train_qat
+    from spikeforge.sw.qat import Recipe, evaluate_integer, train_qat
     from spikeforge.sw.weights import save_weights
 
     cfg = load_config(args.config)
     require_rate(cfg, "qat")
     data = load_for_config(cfg, args.dataset)
-    weights = train_qat(cfg, data.train_pixels, data.train_labels, epochs=args.epochs,
+    n_train = len(data.train_labels)
+    recipe = (Recipe.for_training_set(n_train) if args.recipe == "auto"
+              else Recipe.named(args.recipe))
+    recipe = dataclasses.replace(recipe, **{
+        name: getattr(args, name) for name in ("epochs", "lr", "batch_size", "schedule")
+        if getattr(args, name) is not None})
+    print(f"qat: {cfg.name} on {data.name} ({n_train} training samples): {recipe}")
+    weights = train_qat(cfg, data.train_pixels, data.train_labels, recipe=recipe,
                         seed=args.seed)
     acc = evaluate_integer(cfg, weights, data.test_pixels, data.test_labels)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
