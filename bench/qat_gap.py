@@ -22,6 +22,7 @@ from pathlib import Path
 from spikeforge.config import load_config
 from spikeforge.sw.datasets import DATASET_NAMES, load_for_config
 from spikeforge.sw.qat import (
+    RECIPES,
     SCHEDULES,
     Recipe,
     evaluate_float,
@@ -35,7 +36,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("-c", "--config", default="fmnist-ecp5")
     p.add_argument("--dataset", choices=DATASET_NAMES, help="default: the config's")
-    p.add_argument("--recipe", choices=("auto", "small", "large"), default="auto",
+    p.add_argument("--recipe", choices=("auto", *RECIPES), default="auto",
                    help="the base recipe (auto: by training-set size, as spikeforge qat)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--lr", type=float)

@@ -10,8 +10,8 @@ from spikeforge.config import load_config
 from spikeforge.sw.encode import rate_encode
 from spikeforge.sw.golden import run_network
 from spikeforge.sw.qat import (
+    RECIPE_SIZES,
     RECIPES,
-    SMALL_TRAINING_SET,
     Recipe,
     _forward,
     evaluate_float,
@@ -125,9 +125,12 @@ def test_float_reference_learns_and_reports_ties(cfg, digits):
 
 
 def test_recipe_choice_and_errors():
-    assert Recipe.for_training_set(SMALL_TRAINING_SET - 1) == RECIPES["small"]
-    assert Recipe.for_training_set(SMALL_TRAINING_SET) == RECIPES["large"] == Recipe()
-    with pytest.raises(ValueError, match=r"recipe 'tiny': legal names are \['small', 'large'\]"):
+    assert Recipe.for_training_set(1437) == RECIPES["small"]
+    assert Recipe.for_training_set(RECIPE_SIZES["small"]) == RECIPES["medium"]
+    assert Recipe.for_training_set(RECIPE_SIZES["medium"] - 1) == RECIPES["medium"]
+    assert Recipe.for_training_set(60_000) == RECIPES["large"]
+    with pytest.raises(ValueError, match=r"recipe 'tiny': legal names are \['small', 'medium', "
+                                         r"'large'\]"):
         Recipe.named("tiny")
     with pytest.raises(ValueError, match=r"schedule 'step'; legal values are"):
         Recipe(schedule="step")

@@ -11,14 +11,15 @@ from spikeforge.sw.datasets import DATASET_NAMES
 
 
 def register(sub) -> None:
-    from spikeforge.sw.qat import RECIPES, SCHEDULES, SMALL_TRAINING_SET
+    from spikeforge.sw.qat import RECIPE_SIZES, RECIPES, SCHEDULES
 
     p = sub.add_parser("qat", help="offline quantisation-aware surrogate-gradient training")
     add_config(p)
     p.add_argument("--dataset", choices=DATASET_NAMES)
     p.add_argument("--recipe", choices=("auto", *RECIPES), default="auto",
-                   help=f"base training recipe (auto: 'small' below {SMALL_TRAINING_SET} "
-                        f"training samples, else 'large'); the options below replace fields")
+                   help="base training recipe (auto: by training-set size, " + ", ".join(
+                       f"{name} below {n}" for name, n in RECIPE_SIZES.items())
+                   + ", else large); the options below replace its fields")
     p.add_argument("--epochs", type=int_at_least(1), help="passes over the training set")
     p.add_argument("--lr", type=bounded_float("> 0", lambda v: v > 0),
                    help="Adam learning rate, in units of w_max")
