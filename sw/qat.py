@@ -30,7 +30,7 @@ same recipe, so ``bench/qat_gap.py`` measures what the integer network loses, si
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -38,9 +38,11 @@ from tqdm.auto import tqdm
 
 from spikeforge.sw.encode import rate_encode
 from spikeforge.sw.golden import run_network
+from spikeforge.sw.recipes import RECIPE_SIZES, RECIPES, SCHEDULES, Recipe
 from spikeforge.sw.weights import check_weights
 
-__all__ = ["Recipe", "train_qat", "train_float", "evaluate_integer", "evaluate_float"]
+__all__ = ["RECIPE_SIZES", "RECIPES", "SCHEDULES", "Recipe", "train_qat", "train_float",
+           "evaluate_integer", "evaluate_float"]
 
 SURROGATE_SLOPE = 4.0   # fast sigmoid 1 / (1 + SURROGATE_SLOPE * |V/theta - 1|)^2
 MARGIN = 2.0            # wanted lead, in output spikes, of the true class over the runner-up
@@ -48,70 +50,6 @@ INIT_GAIN = 1.0         # initial per-step drive std, in thresholds
 TARGET_RATE = 0.2       # assumed spike rate of hidden layers at initialisation
 
 
-@dataclass(frozen=True)
-class Recipe:
-    """How a network is trained (the same for QAT and the float reference).
-
-    Attributes
-    ----------
-    epochs : int
-        Passes over the training set.
-    lr : float
-        Adam learning rate, in units of the weight range (a latent weight of ``1.0`` is
-        ``w_max``).
-    batch_size : int
-        Samples per gradient step.
-    schedule : str
-        ``"none"`` (constant rate) or ``"cosine"`` (annealed to 0 over the epochs).
-    count_scale : float
-        Logits of the cross-entropy: ``count_scale * output spike counts``.
-    margin_weight : float
-        Weight of the hinge pushing the true class ``MARGIN`` spikes ahead (0: none).
-    """
-
-    epochs: int = 20
-    lr: float = 1e-3
-    batch_size: int = 128
-    schedule: str = "none"
-    count_scale: float = 0.5
-    margin_weight: float = 0.0
-
-    def __post_init__(self):
-        if self.epochs < 0 or self.batch_size < 1 or not self.lr > 0:
-            raise ValueError(f"recipe: epochs must be >= 0, batch_size >= 1 and lr > 0; got "
-                             f"{self.epochs}, {self.batch_size}, {self.lr}")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"recipe: schedule {self.schedule!r}; legal values are "
-                             f"{list(SCHEDULES)}")
-
-    @classmethod
-    def named(cls, name: str) -> Recipe:
-        """A base recipe by name: ``small``, ``medium`` or ``large`` (:data:`RECIPES`)."""
-        if name not in RECIPES:
-            raise ValueError(f"recipe {name!r}: legal names are {list(RECIPES)}")
-        return RECIPES[name]
-
-    @classmethod
-    def for_training_set(cls, n_train: int) -> Recipe:
-        """The base recipe for ``n_train`` training samples (:data:`RECIPE_SIZES`)."""
-        for name, below in RECIPE_SIZES.items():
-            if n_train < below:
-                return RECIPES[name]
-        return RECIPES["large"]
-
-
-SCHEDULES = ("none", "cosine")
-#: Base recipes, by training-set size: the fewer the gradient steps per epoch, the larger each
-#: step must be. Measured side by side with the float reference (``bench/qat_gap.py``;
-#: BENCHMARKS.md, "Offline QAT against a float SNN"): ``small`` for the 1,437 digits,
-#: ``medium`` for the 8,000-image MNIST split, ``large`` for Fashion-MNIST's 60,000.
-RECIPES = {
-    "small": Recipe(epochs=20, lr=0.01, batch_size=64, schedule="cosine", margin_weight=0.1),
-    "medium": Recipe(epochs=20, lr=3e-3, batch_size=64, schedule="cosine"),
-    "large": Recipe(epochs=20, lr=2e-3, batch_size=128, schedule="cosine"),
-}
-#: A training set smaller than the number takes the recipe named.
-RECIPE_SIZES = {"small": 5_000, "medium": 20_000}
 
 
 def _surrogate(u: torch.Tensor, theta: float) -> torch.Tensor:

@@ -11,7 +11,7 @@ from spikeforge.sw.datasets import DATASET_NAMES
 
 
 def register(sub) -> None:
-    from spikeforge.sw.qat import RECIPE_SIZES, RECIPES, SCHEDULES
+    from spikeforge.sw.recipes import RECIPE_SIZES, RECIPES, SCHEDULES
 
     p = sub.add_parser("qat", help="offline quantisation-aware surrogate-gradient training")
     add_config(p)
@@ -32,7 +32,8 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from spikeforge.sw.datasets import load_for_config
-    from spikeforge.sw.qat import Recipe, evaluate_integer, train_qat
+    from spikeforge.sw.qat import evaluate_integer, train_qat
+    from spikeforge.sw.recipes import Recipe
     from spikeforge.sw.weights import save_weights
 
     cfg = load_config(args.config)
