@@ -136,3 +136,18 @@ def test_recipe_choice_and_errors():
         Recipe(schedule="step")
     with pytest.raises(ValueError, match=r"batch_size >= 1 and lr > 0"):
         Recipe(lr=0.0)
+
+
+def test_qat_keeps_what_the_float_network_learns(cfg):
+    """Issue 19's target on the embedded data: with the same recipe, seed and data, the
+    integer network under the golden model is within 1 point of the float SNN."""
+    from spikeforge.sw.datasets import load_for_config
+
+    data = load_for_config(cfg)
+    common = dict(seed=0, progress=False)
+    weights = train_qat(cfg, data.train_pixels, data.train_labels, **common)
+    qat = evaluate_integer(cfg, weights, data.test_pixels, data.test_labels)
+    floats = train_float(cfg, data.train_pixels, data.train_labels, **common)
+    ref = evaluate_float(cfg, floats, data.test_pixels, data.test_labels)["accuracy"]
+    assert qat >= ref - 0.01, f"QAT {qat:.4f} vs float {ref:.4f}"
+    assert qat >= 0.96, f"QAT {qat:.4f}"
