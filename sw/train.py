@@ -51,6 +51,7 @@ import numpy as np
 
 from spikeforge.sw.desire import inference_weights, train_step
 from spikeforge.sw.golden import run_network
+from spikeforge.sw.weights import to_stored
 
 __all__ = [
     "CHECKPOINT_NAME",
@@ -64,6 +65,8 @@ __all__ = [
     "epoch_order",
     "evaluate",
     "initial_weights",
+    "init_label",
+    "stored_from_inference",
     "load_checkpoint",
     "plot_history",
     "train",
@@ -186,6 +189,26 @@ def initial_weights(cfg, seed: int) -> list[np.ndarray]:
     return weights
 
 
+def stored_from_inference(cfg, weights) -> list[np.ndarray]:
+    """Stored weights that start from given inference weights (e.g. ``spikeforge qat``'s):
+    ``W_store = (W << F) + 2**(F-1)``, so that ``W_store >> F == W`` exactly and each weight
+    sits mid-LSB, as :func:`initial_weights` places the Kaiming draw."""
+    _require_learning(cfg)
+    offset = (1 << cfg.frac_bits) >> 1
+    return [w + offset for w in to_stored(cfg, weights)]
+
+
+def init_label(stored: list[np.ndarray] | None) -> str:
+    """What a run started from, for its checkpoint: ``kaiming`` (the seed's draw) or a hash
+    of the given start weights."""
+    if stored is None:
+        return "kaiming"
+    digest = hashlib.sha1()
+    for w in stored:
+        digest.update(np.ascontiguousarray(w, dtype=np.int64).tobytes())
+    return f"weights-{digest.hexdigest()[:12]}"
+
+
 def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
     """The order in which epoch ``epoch`` (0-based) visits the ``n`` training samples."""
     seq = np.random.SeedSequence(_check_seed(seed), spawn_key=(1, int(epoch)))
@@ -243,9 +266,9 @@ class _State:
     history: list[EpochRecord]
 
 
-def _identity(cfg, dataset: str, seed: int, n_train: int, n_test: int) -> dict:
+def _identity(cfg, dataset: str, seed: int, n_train: int, n_test: int, init: str) -> dict:
     return {"config_name": cfg.name, "config_hash": config_hash(cfg), "dataset": dataset,
-            "seed": seed, "train_samples": n_train, "test_samples": n_test}
+            "seed": seed, "train_samples": n_train, "test_samples": n_test, "init": init}
 
 
 def _atomic_savez(path: Path, arrays: dict) -> None:
@@ -285,7 +308,8 @@ def _save_checkpoint(path: Path, ident: dict, state: _State) -> None:
 
 
 def load_checkpoint(path, cfg, *, dataset: str | None = None, seed: int | None = None,
-                    train_samples: int | None = None, test_samples: int | None = None):
+                    train_samples: int | None = None, test_samples: int | None = None,
+                    init: str | None = None):
     """Read and check a checkpoint written by :func:`train`.
 
     Parameters
@@ -294,8 +318,9 @@ def load_checkpoint(path, cfg, *, dataset: str | None = None, seed: int | None =
         The checkpoint file.
     cfg : NetworkConfig
         The config the run trains (its name and hash must match the checkpoint's).
-    dataset, seed, train_samples, test_samples : optional
-        What the run asks for; each is checked against the checkpoint only when given.
+    dataset, seed, train_samples, test_samples, init : optional
+        What the run asks for; each is checked against the checkpoint only when given
+        (``init``: :func:`init_label` of the start weights).
 
     Returns
     -------
@@ -317,7 +342,7 @@ def load_checkpoint(path, cfg, *, dataset: str | None = None, seed: int | None =
     ident, state, hist, n_layers = _read_checkpoint(path)
     _check_identity(path, cfg, ident, {"dataset": dataset, "seed": seed,
                                        "train_samples": train_samples,
-                                       "test_samples": test_samples})
+                                       "test_samples": test_samples, "init": init})
     _check_state(path, cfg, ident["train_samples"], state, hist, n_layers)
     state.stored = [w.astype(np.int64) for w in state.stored]
     state.history = [EpochRecord(int(hist["epoch"][e]), int(hist["lr_shift"][e]),
@@ -345,7 +370,9 @@ def _read_checkpoint(path: Path) -> tuple[dict, _State, dict, int]:
                      "config_hash": str(data["config_hash"]),
                      "dataset": str(data["dataset"]), "seed": int(data["seed"]),
                      "train_samples": int(data["train_samples"]),
-                     "test_samples": int(data["test_samples"])}
+                     "test_samples": int(data["test_samples"]),
+                     # checkpoints from before --init started from the seed's draw
+                     "init": str(data["init"]) if "init" in data else "kaiming"}
             stored = [np.array(data[f"stored_w{i}"]) for i in range(n_layers)]
             hist = {n: np.array(data[f"history_{n}"]) for n in _HISTORY_FIELDS}
             state = _State(stored=stored, epoch=int(data["epoch"]),
@@ -500,7 +527,7 @@ def _one_blas_thread():
 def train(cfg, data, *, epochs: int, seed: int = 0, out_dir=None,
           train_samples: int | None = None, test_samples: int | None = None,
           resume: bool = False, checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
-          max_samples: int | None = None,
+          max_samples: int | None = None, init: list[np.ndarray] | None = None,
           monitor: TrainMonitor | None = None) -> TrainResult:
     """Train ``cfg`` on dataset ``data`` (:class:`sw.datasets.Dataset`) sample by sample.
 
@@ -524,19 +551,25 @@ def train(cfg, data, *, epochs: int, seed: int = 0, out_dir=None,
     max_samples : int or None
         Stop after training this many samples in this call (checkpoint written, result has
         ``complete=False``): for interrupting and resuming.
+    init : list of numpy.ndarray or None
+        Start from these inference weights (``weight_bits``, e.g. from ``spikeforge qat``;
+        :func:`stored_from_inference`) instead of the seed's Kaiming draw; the seed still
+        orders the samples. A resumed run must give the same ones.
     monitor : TrainMonitor or None
         Progress hooks.
     """
+    start = stored_from_inference(cfg, init) if init is not None else None
     plan = _plan(cfg, data, epochs=epochs, seed=seed, out_dir=out_dir,
                  train_samples=train_samples, test_samples=test_samples,
-                 checkpoint_every=checkpoint_every)
+                 checkpoint_every=checkpoint_every, init=init_label(start))
     if max_samples is not None:
         max_samples = _check_count("max_samples", max_samples, 0)
     if resume and out_dir is None:
         raise TrainError("resume: needs an output folder holding the checkpoint")
     monitor = monitor or TrainMonitor()
     state = _resumed_state(plan) if resume else _State(
-        stored=initial_weights(cfg, plan.seed), epoch=0, position=0, epoch_correct=0,
+        stored=start if start is not None else initial_weights(cfg, plan.seed), epoch=0,
+        position=0, epoch_correct=0,
         epoch_cycles=[], epoch_seconds=0.0, history=[])
 
     done_before = state.epoch * plan.n_train + state.position
@@ -585,7 +618,7 @@ class _Plan:
 
 
 def _plan(cfg, data, *, epochs, seed, out_dir, train_samples, test_samples,
-          checkpoint_every) -> _Plan:
+          checkpoint_every, init) -> _Plan:
     """Check :func:`train`'s arguments against ``cfg`` and ``data`` (errors name the
     argument and its legal range) and cut the splits to the sample counts asked for."""
     _require_learning(cfg)
@@ -603,7 +636,8 @@ def _plan(cfg, data, *, epochs, seed, out_dir, train_samples, test_samples,
                  train_pixels=data.train_pixels[:n_train],
                  train_labels=data.train_labels[:n_train],
                  test_pixels=data.test_pixels[:n_test], test_labels=data.test_labels[:n_test],
-                 ident=_identity(cfg, data.name, seed, n_train, n_test), out_dir=out_dir,
+                 ident=_identity(cfg, data.name, seed, n_train, n_test, init),
+                 out_dir=out_dir,
                  checkpoint=out_dir / CHECKPOINT_NAME if out_dir is not None else None,
                  checkpoint_every=checkpoint_every)
 
@@ -626,6 +660,7 @@ def _resumed_state(plan: _Plan) -> _State:
     which must not hold more epochs than the plan asks for."""
     ident = plan.ident
     _, state = load_checkpoint(plan.checkpoint, plan.cfg, dataset=ident["dataset"],
+                               init=ident["init"],
                                seed=plan.seed, train_samples=ident["train_samples"],
                                test_samples=ident["test_samples"])
     if state.epoch > plan.epochs:

@@ -23,9 +23,10 @@ from spikeforge.sw.train import (
     evaluate,
     initial_weights,
     load_checkpoint,
+    stored_from_inference,
     train,
 )
-from spikeforge.sw.weights import load_weights
+from spikeforge.sw.weights import load_weights, random_weights
 
 # Learning settings pinned here so retuning the shipped profile cannot break these tests.
 LEARNING = DesireConfig(weight_frac_bits=8, trace_frac_bits=8, lr_shift=7, lr_decay=0.0)
@@ -171,6 +172,33 @@ def test_outputs(cfg, digits, tmp_path):
     history = json.loads(result.files["history"].read_text())
     assert history["config_hash"] == config_hash(cfg)
     assert [e["epoch"] for e in history["epochs"]] == [1, 2]
+
+
+def test_start_from_given_weights(cfg, digits, tmp_path):
+    """``init``: the run starts from given inference weights (each mid-LSB in the stored
+    format), the seed still orders the samples, and a resume must start from the same ones."""
+    start = random_weights(cfg, np.random.default_rng(11), scale=0.5)
+    stored = stored_from_inference(cfg, start)
+    for w, s in zip(start, stored, strict=True):
+        np.testing.assert_array_equal(s >> cfg.frac_bits, w)
+        assert ((s & ((1 << cfg.frac_bits) - 1)) == 1 << (cfg.frac_bits - 1)).all()
+    kw = dict(epochs=2, seed=3, train_samples=40, test_samples=30, init=start)
+    zero = train(cfg, digits, **{**kw, "epochs": 1, "train_samples": 1})
+    assert any((a >> cfg.frac_bits != w).sum() < w.size for a, w in
+               zip(zero.stored, start, strict=True))       # one sample moves few weights
+    straight = train(cfg, digits, out_dir=tmp_path / "a", **kw)
+    out = tmp_path / "b"
+    train(cfg, digits, out_dir=out, max_samples=50, **kw)
+    resumed = train(cfg, digits, out_dir=out, resume=True, **kw)
+    for a, b in zip(straight.stored, resumed.stored, strict=True):
+        np.testing.assert_array_equal(a, b)
+    kaiming = train(cfg, digits, **{**kw, "init": None})
+    assert any(not np.array_equal(a, b)
+               for a, b in zip(straight.stored, kaiming.stored, strict=True))
+    train(cfg, digits, out_dir=out, max_samples=10, **{**kw, "epochs": 3})
+    with pytest.raises(CheckpointError, match=r"written with init 'weights-[0-9a-f]{12}', this "
+                                              r"run asks for 'kaiming'"):
+        train(cfg, digits, out_dir=out, resume=True, **{**kw, "epochs": 3, "init": None})
 
 
 # ---- checkpoint errors ----

@@ -35,6 +35,9 @@ def register(sub) -> None:
                         f"{DEFAULT_CHECKPOINT_EVERY}, 0: only at epoch ends)")
     p.add_argument("--max-samples", type=int_at_least(0),
                    help="stop after N samples in this call (checkpointed; go on with --resume)")
+    p.add_argument("--init", metavar="W.npz",
+                   help="start from these weights (e.g. spikeforge qat's) instead of the "
+                        "seed's Kaiming draw; desire-backpropagation configs only")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -54,9 +57,14 @@ def run(args) -> int:
     if args.resume and not (out / CHECKPOINT_NAME).is_file():
         raise UsageError(f"--resume: no checkpoint {out / CHECKPOINT_NAME} (run without "
                          f"--resume to start, or give the --out of the run to continue)")
+    init = None
+    if args.init is not None:
+        from spikeforge.sw.weights import load_weights
+
+        init = load_weights(args.init, cfg)
     data = _load(cfg, args, out)
     result, rc = _run_training(train, cfg, data, args, out / CHECKPOINT_NAME, DesireBar(args),
-                               ("weights", "history", "plot"))
+                               ("weights", "history", "plot"), init=init)
     if result is None:
         return rc
     print(f"train: {cfg.name} {data.name} epochs {len(result.history)} test accuracy "
@@ -68,6 +76,9 @@ def _train_ttfs(cfg, args) -> int:
     """``train`` of a TTFS config: unsupervised on-chip STDP with pruning (golden model)."""
     from spikeforge.sw.stdp_train import CHECKPOINT_NAME, train_stdp
 
+    if args.init is not None:
+        raise UsageError(f"--init: config {cfg.name!r} learns with STDP from its own start; "
+                         f"--init is for desire-backpropagation configs")
     out = _out_dir(cfg, args)
     data = _load(cfg, args, out)
     run_, rc = _run_training(train_stdp, cfg, data, args, out / CHECKPOINT_NAME, StdpBar(args),
@@ -97,7 +108,7 @@ def _load(cfg, args, out: Path):
 
 
 def _run_training(train_fn, cfg, data, args, checkpoint: Path, monitor,
-                  outputs: tuple[str, ...]):
+                  outputs: tuple[str, ...], **extra):
     """Run ``train_fn(cfg, data, ...the train options of args...)``.
 
     Returns ``(result, 0)`` when it completed (the ``outputs`` files are printed); otherwise
@@ -110,7 +121,7 @@ def _run_training(train_fn, cfg, data, args, checkpoint: Path, monitor,
                           out_dir=checkpoint.parent, train_samples=args.train_samples,
                           test_samples=args.test_samples, resume=args.resume,
                           checkpoint_every=args.checkpoint_every, max_samples=args.max_samples,
-                          monitor=monitor)
+                          monitor=monitor, **extra)
     except KeyboardInterrupt:
         print(f"\ntrain: interrupted; {checkpoint} holds the last checkpoint, continue with "
               f"--resume", file=sys.stderr)
