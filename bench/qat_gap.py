@@ -44,6 +44,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--schedule", choices=SCHEDULES)
     p.add_argument("--count-scale", type=float)
     p.add_argument("--margin-weight", type=float)
+    p.add_argument("--desire-weight", type=float,
+                   help="hinge towards the counts on-chip learning leaves alone (Recipe)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--only", choices=("float", "qat"), help="train one of the two")
     p.add_argument("--out", type=Path, default=Path("out/qat_gap"))

@@ -145,14 +145,29 @@ def _unique_argmax(counts: torch.Tensor) -> torch.Tensor:
     return torch.where(unique, counts.argmax(dim=1), torch.full_like(unique, -1, dtype=torch.long))
 
 
-def _loss(counts: torch.Tensor, labels: torch.Tensor, recipe: Recipe) -> torch.Tensor:
-    ce = torch.nn.functional.cross_entropy(recipe.count_scale * counts, labels)
-    if not recipe.margin_weight:
-        return ce
-    true = counts.gather(1, labels[:, None])[:, 0]
-    others = counts.scatter(1, labels[:, None], float("-inf")).max(dim=1).values
-    hinge = torch.relu(MARGIN - (true - others)).mean()
-    return ce + recipe.margin_weight * hinge
+def _loss(cfg, counts: torch.Tensor, labels: torch.Tensor, recipe: Recipe) -> torch.Tensor:
+    loss = torch.nn.functional.cross_entropy(recipe.count_scale * counts, labels)
+    if recipe.margin_weight:
+        true = counts.gather(1, labels[:, None])[:, 0]
+        others = counts.scatter(1, labels[:, None], float("-inf")).max(dim=1).values
+        loss = loss + recipe.margin_weight * torch.relu(MARGIN - (true - others)).mean()
+    if recipe.desire_weight:
+        loss = loss + recipe.desire_weight * _desire_hinge(cfg, counts, labels)
+    return loss
+
+
+def _desire_hinge(cfg, counts: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """How far the counts are from where desire backpropagation (``docs/learning.md``) marks
+    no output neuron active: label ``>= (1 - desire_out) C*``, others ``<= desire_out C*``,
+    with a spike of slack; in units of ``C*``, summed over outputs, averaged over samples."""
+    if cfg.learning is None:
+        raise ValueError(f"recipe.desire_weight: config {cfg.name!r} has no [learning] "
+                         f"section to take the desire targets from")
+    c_star = cfg.time_steps - cfg.learning.error_margin
+    low, high = (1 - cfg.learning.desire_out) * c_star, cfg.learning.desire_out * c_star
+    label = torch.nn.functional.one_hot(labels, counts.shape[1]).to(counts.dtype)
+    gap = label * torch.relu(low + 1 - counts) + (1 - label) * torch.relu(counts - (high - 1))
+    return gap.sum(dim=1).mean() / c_star
 
 
 def _check_data(cfg, pixels, labels) -> tuple[np.ndarray, np.ndarray]:
@@ -277,7 +292,7 @@ def _train(cfg, pixels, labels, recipe: Recipe, seed, progress, exact) -> list[t
         for start in range(0, len(order), recipe.batch_size):
             idx = order[start:start + recipe.batch_size]
             counts = _forward(cfg, latents, _encode(cfg, pixels[idx]), exact)
-            loss = _loss(counts, targets[idx], recipe)
+            loss = _loss(cfg, counts, targets[idx], recipe)
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()

@@ -28,6 +28,11 @@ class Recipe:
         ``"none"`` (constant rate) or ``"cosine"`` (annealed to 0 over the epochs).
     count_scale : float
         Logits of the cross-entropy: ``count_scale * output spike counts``.
+    desire_weight : float
+        Weight of a hinge that puts the output counts where on-chip desire backpropagation
+        leaves them alone: the label neuron at ``>= (1 - desire_out) * C*`` spikes, the
+        others at ``<= desire_out * C*`` (one spike of slack each; configs with a
+        ``[learning]`` section only; 0: none).
     margin_weight : float
         Weight of the hinge pushing the true class ``MARGIN`` spikes ahead (0: none).
     """
@@ -38,6 +43,7 @@ class Recipe:
     schedule: str = "none"
     count_scale: float = 0.5
     margin_weight: float = 0.0
+    desire_weight: float = 0.0
 
     def __post_init__(self):
         if self.epochs < 0 or self.batch_size < 1 or not self.lr > 0:

@@ -151,3 +151,24 @@ def test_qat_keeps_what_the_float_network_learns(cfg):
     ref = evaluate_float(cfg, floats, data.test_pixels, data.test_labels)["accuracy"]
     assert qat >= ref - 0.01, f"QAT {qat:.4f} vs float {ref:.4f}"
     assert qat >= 0.96, f"QAT {qat:.4f}"
+
+
+def test_desire_hinge_is_zero_where_the_rule_rests(cfg):
+    """The desire term vanishes exactly when the label neuron has at least
+    (1 - desire_out) C* + 1 spikes and every other one at most desire_out C* - 1."""
+    from spikeforge.sw.qat import _desire_hinge
+
+    c_star = cfg.time_steps - cfg.learning.error_margin
+    low = (1 - cfg.learning.desire_out) * c_star + 1
+    high = cfg.learning.desire_out * c_star - 1
+    labels = torch.tensor([0, 1])
+    rest = torch.full((2, cfg.layers[-1]), float(np.floor(high)))
+    rest[0, 0] = rest[1, 1] = float(np.ceil(low))
+    assert float(_desire_hinge(cfg, rest, labels)) == 0.0
+    short = rest.clone()
+    short[0, 0] -= 2.0                   # the label two spikes short of its floor
+    expected = (2.0 - (np.ceil(low) - low)) / 2 / c_star
+    assert float(_desire_hinge(cfg, short, labels)) == pytest.approx(expected)
+    no_learning = load_config("ttfs-tiny")
+    with pytest.raises(ValueError, match=r"no \[learning\] section"):
+        _desire_hinge(no_learning, rest, labels)

@@ -25,6 +25,9 @@ def register(sub) -> None:
                    help="Adam learning rate, in units of w_max")
     p.add_argument("--batch-size", type=int_at_least(1))
     p.add_argument("--schedule", choices=SCHEDULES)
+    p.add_argument("--desire-weight", type=bounded_float(">= 0", lambda v: v >= 0),
+                   help="weight of a hinge that puts the output counts where on-chip desire "
+                        "backpropagation leaves them alone (a start for train --init)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--output", required=True, help="weight file to write (.npz)")
     p.set_defaults(func=run)
@@ -43,7 +46,8 @@ def run(args) -> int:
     recipe = (Recipe.for_training_set(n_train) if args.recipe == "auto"
               else Recipe.named(args.recipe))
     recipe = dataclasses.replace(recipe, **{
-        name: getattr(args, name) for name in ("epochs", "lr", "batch_size", "schedule")
+        name: getattr(args, name)
+        for name in ("epochs", "lr", "batch_size", "schedule", "desire_weight")
         if getattr(args, name) is not None})
     print(f"qat: {cfg.name} on {data.name} ({n_train} training samples): {recipe}")
     weights = train_qat(cfg, data.train_pixels, data.train_labels, recipe=recipe,
