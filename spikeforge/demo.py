@@ -101,15 +101,13 @@ def demo_learning(cfg, data, *, sim: str, seed: int, samples: int = 12) -> bool:
 
     from spikeforge.sim.compare import compare_training
     from spikeforge.sim.rtl import run_rtl
-    from spikeforge.sw.desire import train_step
+    from spikeforge.sw.desire import train_steps
     from spikeforge.sw.train import initial_weights
 
     stored = initial_weights(cfg, seed)
     pixels, labels = data.train_pixels[:samples], data.train_labels[:samples]
-    steps, weights = [], stored
-    for x, y in zip(pixels, labels, strict=True):
-        steps.append(train_step(cfg, weights, x, int(y)))
-        weights = steps[-1].weights
+    steps = train_steps(cfg, stored, pixels, labels)
+    weights = steps[-1].weights
     with tqdm(total=samples, desc=f"RTL on-chip learning ({sim})", unit="sample") as bar:
         rtl = run_rtl(cfg, stored, pixels, sim=sim, labels=labels, stored=True,
                       progress=lambda k: bar.update(k - bar.n))

@@ -153,6 +153,17 @@ def train_step(cfg, stored: list[np.ndarray], pixels: np.ndarray, label: int,
     return train_step_raster(cfg, stored, encode(cfg, pixels)[0], label, lr_shift)
 
 
+def train_steps(cfg, stored: list[np.ndarray], pixels: np.ndarray, labels,
+                lr_shift: int | None = None) -> list[TrainStep]:
+    """:func:`train_step` on each of ``pixels`` ``(B, N_in)`` in turn, each starting from the
+    weights the one before left: the golden side of an on-chip training run."""
+    steps, weights = [], stored
+    for x, y in zip(pixels, labels, strict=True):
+        steps.append(train_step(cfg, weights, x, int(y), lr_shift))
+        weights = steps[-1].weights
+    return steps
+
+
 def _check_learning(cfg, label: int) -> None:
     if cfg.learning is None:
         raise ValueError(f"config {cfg.name!r} has no [learning] section")

@@ -17,6 +17,7 @@ from spikeforge.config import load_config
 from spikeforge.sim.compare import compare_runs
 from spikeforge.sim.rtl import run_rtl
 from spikeforge.sw.datasets import SHARED_MNIST_T10K, load_dataset
+from spikeforge.sw.desire import train_steps
 from spikeforge.sw.golden import run_network
 from spikeforge.sw.weights import random_weights
 
@@ -191,22 +192,12 @@ def learning_job(case):
     return cfg, stored, pixels, labels
 
 
-def golden_training(cfg, stored, pixels, labels):
-    from spikeforge.sw.desire import train_step
-
-    steps, weights = [], stored
-    for x, y in zip(pixels, labels, strict=True):
-        steps.append(train_step(cfg, weights, x, int(y)))
-        weights = steps[-1].weights
-    return steps
-
-
 @pytest.mark.parametrize("case", sorted(LEARN_CASES))
 def test_rtl_learning_matches_golden(case, sim):
     from spikeforge.sim.compare import compare_training
 
     cfg, stored, pixels, labels = learning_job(case)
-    steps = golden_training(cfg, stored, pixels, labels)
+    steps = train_steps(cfg, stored, pixels, labels)
     rtl = run_rtl(cfg, stored, pixels, labels=labels, stored=True, sim=sim)
     result = compare_training(steps, rtl)
     assert result.ok, f"{result.summary_line()}; first divergence: {result.first_divergence}"
@@ -220,7 +211,7 @@ def test_rtl_learning_matches_golden(case, sim):
 def test_saturating_learning_case_saturates():
     """The saturation case really clips updates at both ends of the stored range."""
     cfg, stored, pixels, labels = learning_job("learn-saturating-g1")
-    steps = golden_training(cfg, stored, pixels, labels)
+    steps = train_steps(cfg, stored, pixels, labels)
     hit_max = hit_min = False
     weights = stored
     for s in steps:
@@ -252,7 +243,7 @@ def test_amaranth_testbench_without_event_input():
     result = compare_runs(gold, simulate(cfg, stored, pixels, ready=0.5, seed=2))
     assert result.ok, f"{result.summary_line()}; first divergence: {result.first_divergence}"
     labels = np.array([0, 2, 1])
-    steps = golden_training(cfg, stored, pixels, labels)
+    steps = train_steps(cfg, stored, pixels, labels)
     result = compare_training(steps, simulate(cfg, stored, pixels, labels=labels))
     assert result.ok, f"{result.summary_line()}; first divergence: {result.first_divergence}"
     assert any((a != b).any() for a, b in zip(stored, steps[-1].weights, strict=True))

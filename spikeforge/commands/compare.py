@@ -211,7 +211,7 @@ def _compare_learning(cfg, args) -> int:
     from spikeforge.config import ConfigError
     from spikeforge.sim.compare import compare_training
     from spikeforge.sim.rtl import run_rtl
-    from spikeforge.sw.desire import train_step
+    from spikeforge.sw.desire import train_steps
 
     if cfg.learning is None:
         raise ConfigError(f"compare --learn: config {cfg.name!r} has no [learning] section")
@@ -224,10 +224,8 @@ def _compare_learning(cfg, args) -> int:
     lr_shift = cfg.learning.lr_shift if args.lr_shift is None else args.lr_shift
     print(f"compare --learn: {cfg.summary()}; {n} training samples "
           f"({_source(cfg, args)}), seed {args.seed}, {init}, lr_shift {lr_shift}, {args.sim}")
-    steps, weights = [], stored
-    for b in range(len(pixels)):
-        steps.append(train_step(cfg, weights, pixels[b], int(labels[b]), lr_shift))
-        weights = steps[-1].weights
+    steps = train_steps(cfg, stored, pixels, labels, lr_shift)
+    weights = steps[-1].weights
     with rtl_bar(n, f"RTL training ({args.sim})", args.quiet) as progress:
         rtl = run_rtl(cfg, stored, pixels, sim=args.sim, waves=args.waves, labels=labels,
                       lr_shift=lr_shift, stored=True, progress=progress)
