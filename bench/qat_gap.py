@@ -21,15 +21,8 @@ from pathlib import Path
 
 from spikeforge.config import load_config
 from spikeforge.sw.datasets import DATASET_NAMES, load_for_config
-from spikeforge.sw.qat import (
-    RECIPES,
-    SCHEDULES,
-    Recipe,
-    evaluate_float,
-    evaluate_integer,
-    train_float,
-    train_qat,
-)
+from spikeforge.sw.qat import evaluate_float, evaluate_integer, train_float, train_qat
+from spikeforge.sw.recipes import RECIPES, SCHEDULES, Recipe, recipe_from_options
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -52,15 +45,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def recipe_from(args, n_train: int) -> Recipe:
-    """The base recipe with the fields given on the command line replaced."""
-    base = Recipe.for_training_set(n_train) if args.recipe == "auto" else Recipe.named(
-        args.recipe)
-    fields = {f.name: getattr(args, f.name) for f in dataclasses.fields(Recipe)
-              if getattr(args, f.name, None) is not None}
-    return dataclasses.replace(base, **fields)
-
-
 def run(cfg, data, recipe: Recipe, seed: int, kind: str) -> dict:
     """Train and test one network; its row as a dict."""
     t0 = time.perf_counter()
@@ -80,7 +64,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     cfg = load_config(args.config)
     data = load_for_config(cfg, args.dataset)
-    recipe = recipe_from(args, len(data.train_labels))
+    recipe = recipe_from_options(args, len(data.train_labels))
     print(f"qat_gap: {cfg.summary()}")
     print(f"qat_gap: {data.summary()}")
     print(f"qat_gap: {recipe}, seed {args.seed}")

@@ -38,18 +38,15 @@ from tqdm.auto import tqdm
 
 from spikeforge.sw.encode import rate_encode
 from spikeforge.sw.golden import run_network
-from spikeforge.sw.recipes import RECIPE_SIZES, RECIPES, SCHEDULES, Recipe
+from spikeforge.sw.recipes import Recipe
 from spikeforge.sw.weights import check_weights
 
-__all__ = ["RECIPE_SIZES", "RECIPES", "SCHEDULES", "Recipe", "train_qat", "train_float",
-           "evaluate_integer", "evaluate_float"]
+__all__ = ["train_qat", "train_float", "evaluate_integer", "evaluate_float"]
 
 SURROGATE_SLOPE = 4.0   # fast sigmoid 1 / (1 + SURROGATE_SLOPE * |V/theta - 1|)^2
 MARGIN = 2.0            # wanted lead, in output spikes, of the true class over the runner-up
 INIT_GAIN = 1.0         # initial per-step drive std, in thresholds
 TARGET_RATE = 0.2       # assumed spike rate of hidden layers at initialisation
-
-
 
 
 def _surrogate(u: torch.Tensor, theta: float) -> torch.Tensor:

@@ -4,9 +4,9 @@ training run is, separate from how it runs, so the CLI can offer them without im
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
-__all__ = ["RECIPE_SIZES", "RECIPES", "SCHEDULES", "Recipe"]
+__all__ = ["RECIPE_SIZES", "RECIPES", "SCHEDULES", "Recipe", "recipe_from_options"]
 
 SCHEDULES = ("none", "cosine")
 
@@ -80,3 +80,14 @@ RECIPES = {
 }
 #: A training set smaller than the number takes the recipe named.
 RECIPE_SIZES = {"small": 5_000, "medium": 20_000}
+
+
+def recipe_from_options(options, n_train: int) -> Recipe:
+    """The recipe a command line asks for: base ``options.recipe`` (``"auto"``:
+    :meth:`Recipe.for_training_set` of ``n_train``), with every field of :class:`Recipe` that
+    ``options`` has and sets (not ``None``) replacing the base's."""
+    base = (Recipe.for_training_set(n_train) if options.recipe == "auto"
+            else Recipe.named(options.recipe))
+    given = {f.name: getattr(options, f.name) for f in fields(Recipe)
+             if getattr(options, f.name, None) is not None}
+    return replace(base, **given)

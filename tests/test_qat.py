@@ -1,5 +1,9 @@
 """Quantisation-aware training: the exported integer weights work under the golden model."""
 
+import re
+from dataclasses import replace
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -9,17 +13,11 @@ from sklearn.model_selection import train_test_split
 from spikeforge.config import load_config
 from spikeforge.sw.encode import rate_encode
 from spikeforge.sw.golden import run_network
-from spikeforge.sw.qat import (
-    RECIPE_SIZES,
-    RECIPES,
-    Recipe,
-    _forward,
-    evaluate_float,
-    evaluate_integer,
-    train_float,
-    train_qat,
-)
+from spikeforge.sw.qat import _forward, evaluate_float, evaluate_integer, train_float, train_qat
+from spikeforge.sw.recipes import RECIPE_SIZES, RECIPES, Recipe
 from spikeforge.sw.weights import check_weights, random_weights
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -172,3 +170,28 @@ def test_desire_hinge_is_zero_where_the_rule_rests(cfg):
     no_learning = load_config("ttfs-tiny")
     with pytest.raises(ValueError, match=r"no \[learning\] section"):
         _desire_hinge(no_learning, rest, labels)
+
+
+def test_recipe_from_options_and_the_desire_weight_error(tmp_path, capsys):
+    """The command line's recipe: the base by name or size, fields given replace its own;
+    --desire-weight needs a config with a [learning] section (one error line, exit 2)."""
+    from argparse import Namespace
+
+    from spikeforge.cli import main
+    from spikeforge.sw.recipes import recipe_from_options
+
+    auto = Namespace(recipe="auto", lr=None, batch_size=32, epochs=None)
+    assert recipe_from_options(auto, 1437) == replace(RECIPES["small"], batch_size=32)
+    named = Namespace(recipe="large", lr=0.5)
+    assert recipe_from_options(named, 10) == replace(RECIPES["large"], lr=0.5)
+
+    text = (REPO / "configs" / "digits-tiny.toml").read_text()
+    path = tmp_path / "no-learning.toml"
+    path.write_text(text[:text.index("[learning]")])
+    assert main(["qat", "-c", str(path), "--desire-weight", "1", "--epochs", "1",
+                 "-o", str(tmp_path / "w.npz")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and re.fullmatch(
+        r"spikeforge qat: error: --desire-weight: config 'digits-tiny' has no \[learning\] "
+        r"section to take the desire targets from; profiles with one: .*digits-tiny.*", err[0])
+    assert not (tmp_path / "w.npz").exists()

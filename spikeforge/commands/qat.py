@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
-from spikeforge.commands.common import add_config, bounded_float, int_at_least, require_rate
+from spikeforge.commands.common import (
+    UsageError,
+    add_config,
+    bounded_float,
+    int_at_least,
+    profiles_where,
+    require_rate,
+)
 from spikeforge.config import load_config
 from spikeforge.sw.datasets import DATASET_NAMES
 
@@ -36,19 +42,18 @@ def register(sub) -> None:
 def run(args) -> int:
     from spikeforge.sw.datasets import load_for_config
     from spikeforge.sw.qat import evaluate_integer, train_qat
-    from spikeforge.sw.recipes import Recipe
+    from spikeforge.sw.recipes import recipe_from_options
     from spikeforge.sw.weights import save_weights
 
     cfg = load_config(args.config)
     require_rate(cfg, "qat")
+    if args.desire_weight and cfg.learning is None:
+        raise UsageError(f"--desire-weight: config {cfg.name!r} has no [learning] section to "
+                         f"take the desire targets from; profiles with one: "
+                         f"{profiles_where(lambda c: getattr(c, 'learning', None))}")
     data = load_for_config(cfg, args.dataset)
     n_train = len(data.train_labels)
-    recipe = (Recipe.for_training_set(n_train) if args.recipe == "auto"
-              else Recipe.named(args.recipe))
-    recipe = dataclasses.replace(recipe, **{
-        name: getattr(args, name)
-        for name in ("epochs", "lr", "batch_size", "schedule", "desire_weight")
-        if getattr(args, name) is not None})
+    recipe = recipe_from_options(args, n_train)
     print(f"qat: {cfg.name} on {data.name} ({n_train} training samples): {recipe}")
     weights = train_qat(cfg, data.train_pixels, data.train_labels, recipe=recipe,
                         seed=args.seed)
