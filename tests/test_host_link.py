@@ -10,6 +10,7 @@ from spikeforge.config import load_config
 from spikeforge.hw.uart import UARTRx, UARTTx
 from spikeforge.protocol import (
     COUNTERS,
+    CRC_BYTES,
     ERROR_NAMES,
     ERROR_STATUS,
     EVENT,
@@ -251,6 +252,28 @@ def test_driver_refuses_bad_events_before_sending():
     assert link.transport.written == b""
 
 
+async def _send(ctx, dut, request) -> int:
+    """Offer ``request``'s bytes on the gateware's ``rx`` stream, one after the other, each
+    held until taken; returns the cycles it took."""
+    cycles = 0
+    for b in request:
+        ctx.set(dut.rx.payload, b)
+        ctx.set(dut.rx.valid, 1)
+        taken = False
+        while not taken:
+            taken = ctx.get(dut.rx.ready)
+            await ctx.tick()
+            cycles += 1
+    ctx.set(dut.rx.valid, 0)
+    return cycles
+
+
+def _frame_bytes(head: bytes) -> int:
+    """A whole response's bytes, from its first ``nbytes(FRAME_HEADER)`` bytes."""
+    length = unpack(FRAME_HEADER, head).length
+    return nbytes(FRAME_HEADER) + int(length) + CRC_BYTES
+
+
 def exchange(cfg, requests, max_cycles=200_000):
     """Each request's bytes straight into the gateware HostLink's ``rx`` stream (Amaranth
     simulator, no UART), its response's bytes from ``tx``; returns the responses."""
@@ -261,23 +284,17 @@ def exchange(cfg, requests, max_cycles=200_000):
 
     async def tb(ctx):
         ctx.set(dut.tx.ready, 1)
+        head = nbytes(FRAME_HEADER)
         for request in requests:
-            for b in request:
-                ctx.set(dut.rx.payload, b)
-                ctx.set(dut.rx.valid, 1)
-                taken = False
-                while not taken:
-                    taken = ctx.get(dut.rx.ready)
-                    await ctx.tick()
-            ctx.set(dut.rx.valid, 0)
-            out, need = [], 4
+            await _send(ctx, dut, request)
+            out, need = [], head
             for _ in range(max_cycles):
                 valid, byte = ctx.get(dut.tx.valid), ctx.get(dut.tx.payload)
                 await ctx.tick()
                 if valid:
                     out.append(byte)
-                    if len(out) == 4:
-                        need = 5 + int.from_bytes(bytes(out[2:4]), "little")
+                    if len(out) == head:
+                        need = _frame_bytes(bytes(out))
                     if len(out) == need:
                         break
             responses.append(bytes(out))
@@ -300,25 +317,17 @@ def timeline(cfg, requests):
 
     async def tb(ctx):
         ctx.set(dut.tx.ready, 1)
-        cycle = 0
+        cycle, head = 0, nbytes(FRAME_HEADER)
         for request in requests:
-            for b in request:
-                ctx.set(dut.rx.payload, b)
-                ctx.set(dut.rx.valid, 1)
-                taken = False
-                while not taken:
-                    taken = ctx.get(dut.rx.ready)
-                    await ctx.tick()
-                    cycle += 1
-            ctx.set(dut.rx.valid, 0)
-            crc_at, sent, starts, need = cycle - 1, [], [], 4
+            cycle += await _send(ctx, dut, request)
+            crc_at, sent, starts, need = cycle - 1, [], [], head
             while len(sent) < need:
                 if ctx.get(dut.network.start):
                     starts.append(cycle)
                 if ctx.get(dut.tx.valid):
                     sent.append((cycle, ctx.get(dut.tx.payload)))
-                    if len(sent) == 4:
-                        need = 5 + int.from_bytes(bytes(b for _, b in sent[2:4]), "little")
+                    if len(sent) == head:
+                        need = _frame_bytes(bytes(b for _, b in sent))
                 await ctx.tick()
                 cycle += 1
             out.append((crc_at, [c for c, _ in sent], starts))
