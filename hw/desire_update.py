@@ -6,9 +6,11 @@ from amaranth.hdl import Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from spikeforge import lfsr
 from spikeforge.config import LR_SHIFT
 from spikeforge.hw.block_ram import KEEP_COPY
 from spikeforge.hw.desire_formats import desire_word, raster_word, weight_word
+from spikeforge.hw.lfsr import GaloisLfsr
 
 
 class WeightUpdate(wiring.Component):
@@ -17,9 +19,17 @@ class WeightUpdate(wiring.Component):
 
     ``j``'s trace is rebuilt from its spikes of steps ``0 .. T-2``: ``x[0] = 0``,
     ``x[t] = x[t-1] - (x[t-1] >> leak_shift) + ONE * s_j[t-1]``; each lane accumulates its
-    eligibility ``acc = sum_{t=1}^{T-1} s_n[t] * x[t]``; then ``|dW| = (acc + half) >>
-    lr_shift`` (``half = 2**(lr_shift - 1)`` for ``nearest`` rounding, else 0) moves each
+    eligibility ``acc = sum_{t=1}^{T-1} s_n[t] * x[t]``; then ``|dW| = (acc + r) >> shift``
+    (``shift``: ``lr_shift`` clamped; ``r = 2**(shift - 1)`` for ``nearest`` rounding, 0 for
+    ``floor``, and for ``stochastic`` the low ``shift`` bits of the lane's LFSR) moves each
     active lane's stored weight in its desire's direction, saturated.
+
+    Stochastic rounding: ``P`` :class:`~hw.lfsr.GaloisLfsr` (one per lane: each lane needs
+    its own ``shift`` random bits in the cycle a word's ``P`` lanes are rounded), reset to
+    ``cfg.lfsr_seeds``, all stepping in cycle 1 of every pair (``loading``, the registered
+    ``issue``): the accumulators load ``r`` of the state before that step, so pair ``n``
+    since reset rounds with the states ``n`` steps after the seeds
+    (:func:`sw.desire.rounding_offsets`).
 
     Parameters
     ----------
@@ -43,6 +53,9 @@ class WeightUpdate(wiring.Component):
         The pair's weight word and the group's desires, in cycle ``T + 1``.
     wdata : Out(weight_word(cfg))
         The new weight word, from cycle ``T + 2`` on (until the next pair rounds).
+    lfsr : Out(P * lfsr.WIDTH)
+        Stochastic rounding only: the lane LFSRs, lane ``p`` in bits ``[p*W, (p+1)*W)``
+        (for testbenches and probes).
 
     Notes
     -----
@@ -52,14 +65,15 @@ class WeightUpdate(wiring.Component):
     ``T + 2`` writes ``wdata`` (computed from flip-flops). Pairs may follow back to back.
 
     Number formats: trace unsigned ``0 .. trace_max`` (``ONE = 2**trace_frac_bits``);
-    eligibilities unsigned ``0 .. acc_max``, held as ``half + acc`` (the accumulators start at
-    ``half``, so no adder is in front of the rounding shift); stored weights signed
-    ``weight_bits + F``, saturated to ``[store_min, store_max]``.
+    eligibilities unsigned ``0 .. acc_max``, held as ``r + acc`` (the accumulators start at
+    ``r``, so no adder is in front of the rounding shift; ``r < 2**(acc_bits + 1)``); stored
+    weights signed ``weight_bits + F``, saturated to ``[store_min, store_max]``.
     """
 
     def __init__(self, cfg):
         self.cfg = cfg
-        super().__init__({
+        self.stochastic = cfg.learning.rounding == "stochastic"
+        ports = {
             "start": In(1),
             "lr_shift": In(range(LR_SHIFT[1] + 1)),
             "issue": In(1),
@@ -70,28 +84,48 @@ class WeightUpdate(wiring.Component):
             "weights": In(weight_word(cfg)),
             "desires": In(desire_word(cfg)),
             "wdata": Out(weight_word(cfg)),
-        })
+        }
+        if self.stochastic:
+            ports["lfsr"] = Out(cfg.lanes * lfsr.WIDTH)
+        super().__init__(ports)
 
     def elaborate(self, platform):
         m = Module()
-        shift, half = self._rounding_shift(m)
-        accs = self._eligibilities(m, half)
+        loading = Signal()      # cycle 1 of a pair: the issue, registered
+        m.d.sync += loading.eq(self.issue)
+        shift, offsets = self._rounding_shift(m, loading)
+        accs = self._eligibilities(m, offsets, loading)
         self._new_word(m, accs, shift)
         return m
 
-    def _rounding_shift(self, m):
-        """``lr_shift`` clamped, sampled on ``start``; the rounding half it gives."""
+    def _rounding_shift(self, m, loading):
+        """``lr_shift`` clamped, sampled on ``start``; the rounding offset ``r`` of each lane
+        it gives (the accumulators' start value). The lane LFSRs step when ``loading``: a
+        flip-flop, no state decode in front of their enables."""
         cfg = self.cfg
-        acc_bits = cfg.acc_max.bit_length()
-        shift = Signal(range(acc_bits + 2))
+        top = cfg.max_rounding_shift          # acc_bits + 1
+        shift = Signal(range(top + 1))
         with m.If(self.start):
-            m.d.sync += shift.eq(Mux(self.lr_shift > acc_bits + 1, acc_bits + 1, self.lr_shift))
-        half = Signal(acc_bits + 1)   # 2**(shift - 1) for round-half-up, else 0
+            m.d.sync += shift.eq(Mux(self.lr_shift > top, top, self.lr_shift))
+        if self.stochastic:
+            # the low `shift` bits of each lane's LFSR; every lane steps in cycle 1 of a pair
+            mask = Signal(top, name="r_mask")
+            m.d.comb += mask.eq((Const(1, top + 1) << shift) - 1)
+            offsets = []
+            for p, seed in enumerate(cfg.lfsr_seeds):
+                m.submodules[f"lfsr{p}"] = gen = GaloisLfsr(seed)
+                m.d.comb += [gen.step.eq(loading),
+                             self.lfsr[p * lfsr.WIDTH:(p + 1) * lfsr.WIDTH].eq(gen.state)]
+                r = Signal(top, name=f"r{p}")
+                m.d.comb += r.eq(gen.state[:top] & mask)
+                offsets.append(r)
+            return shift, offsets
+        half = Signal(top)   # 2**(shift - 1) for round-half-up, else 0
         if cfg.learning.rounding == "nearest":
-            m.d.comb += half.eq((Const(1, acc_bits + 2) << shift) >> 1)
-        return shift, half
+            m.d.comb += half.eq((Const(1, top + 1) << shift) >> 1)
+        return shift, [half] * cfg.lanes
 
-    def _eligibilities(self, m, half):
+    def _eligibilities(self, m, offsets, loading):
         """Cycles 1 .. T: load the shift registers, rebuild the trace, accumulate."""
         cfg = self.cfg
         T, P = cfg.time_steps, cfg.lanes
@@ -101,25 +135,25 @@ class WeightUpdate(wiring.Component):
         m.d.comb += x_next.eq(x - (x >> cfg.leak_shift) + Mux(pre_sh[0], cfg.trace_one, 0))
         # The accumulators, on a flag of their own (the accumulate cycles); each lane's
         # postsynaptic spikes of steps 1 .. T-1 wait in a shift register (loaded in cycle 1);
-        # otherwise they load the rounding half, ready for the next pair (the rounding cycle
-        # has read them by then). One copy of the flag per lane and one for the trace (kept
-        # apart in synthesis: KEEP_COPY; a single flag reaching every accumulator bit was a
-        # critical path).
+        # otherwise they load the lane's rounding offset, ready for the next pair (the
+        # rounding cycle has read them by then; the load of cycle 1 is the one that counts).
+        # One copy of the flag per lane and one for the trace (kept apart in synthesis:
+        # KEEP_COPY; a single flag reaching every accumulator bit was a critical path).
         acc_flags = [Signal(name=f"accumulating{p}", attrs={KEEP_COPY: 1}) for p in range(P + 1)]
         accumulating = acc_flags[P]
         with m.If(self.start_acc | self.stop_acc):
             m.d.sync += [a.eq(self.start_acc) for a in acc_flags]
         post_sh = [Signal(T - 1, name=f"post{p}") for p in range(P)]
-        accs = [Signal(range(cfg.acc_max + (1 << cfg.acc_max.bit_length()) + 1), name=f"acc{p}")
-                for p in range(P)]       # half + the eligibility accumulated
+        offset_max = ((1 << cfg.max_rounding_shift) - 1 if self.stochastic
+                      else 1 << cfg.acc_max.bit_length())
+        accs = [Signal(range(cfg.acc_max + offset_max + 1), name=f"acc{p}")
+                for p in range(P)]       # the offset + the eligibility accumulated
         for p, a in enumerate(accs):
-            m.d.sync += a.eq(Mux(acc_flags[p], a + Mux(post_sh[p][0], x_next, 0), half))
+            m.d.sync += a.eq(Mux(acc_flags[p], a + Mux(post_sh[p][0], x_next, 0), offsets[p]))
         # The shift registers and the trace: `loading` (cycle 1: selecting bit t of a lane in
         # every accumulate cycle, then adding, was the longest path) loads them,
         # `accumulating` shifts them (a state decode in front of their enables was
         # mnist-ecp5's longest path)
-        loading = Signal()
-        m.d.sync += loading.eq(self.issue)
         with m.If(loading):
             m.d.sync += [x.eq(0), pre_sh.eq(self.pre_bits)]
             m.d.sync += [ps.eq(self.post_raster[p][1:]) for p, ps in enumerate(post_sh)]

@@ -37,7 +37,14 @@ from types import SimpleNamespace
 import numpy as np
 from hypothesis import strategies as st
 
-from spikeforge.config import ROUNDINGS, DesireConfig, NetworkConfig, _from_dict
+from spikeforge.config import (
+    LFSR_SEED,
+    ROUNDINGS,
+    ConfigError,
+    DesireConfig,
+    NetworkConfig,
+    _from_dict,
+)
 from spikeforge.sim.amaranth_tb import simulate
 from spikeforge.sim.compare import compare_runs, compare_training
 
@@ -94,11 +101,16 @@ def configs(draw, *, learning: bool | None = None, size: str = "quick") -> Netwo
             trace_frac_bits=draw(st.integers(0, 12)),
             lr_shift=draw(st.integers(0, 10) | st.integers(0, 40)),
             rounding=draw(st.sampled_from(ROUNDINGS)),
+            lfsr_seed=draw(st.integers(0, 3) | st.integers(0, LFSR_SEED[1])),
         )
-    cfg = NetworkConfig(name="rand", layers=layers, time_steps=steps, lanes=lanes,
-                        weight_bits=weight_bits, membrane_bits=membrane_bits,
-                        threshold=threshold, leak_shift=leak_shift, pixel_bits=pixel_bits,
-                        learning=desire)
+    net = dict(name="rand", layers=layers, time_steps=steps, lanes=lanes,
+               weight_bits=weight_bits, membrane_bits=membrane_bits, threshold=threshold,
+               leak_shift=leak_shift, pixel_bits=pixel_bits)
+    try:
+        cfg = NetworkConfig(**net, learning=desire)
+    except ConfigError:
+        # stochastic rounding whose largest rounding shift outgrows the LFSR (long traces)
+        cfg = NetworkConfig(**net, learning=dataclasses.replace(desire, rounding="nearest"))
     return dataclasses.replace(cfg, name=f"rand-{config_digest(cfg)}")
 
 
@@ -249,13 +261,14 @@ def golden(case: Case) -> list:
             cycles=int(run.cycles[b]), weights=case.stored, step=None, before=case.stored)
             for b in range(len(case.pixels))]
     out, weights = [], [np.asarray(w, dtype=np.int64) for w in case.stored]
+    lfsr = None         # the lane LFSRs (stochastic rounding): reset, then carried along
     for b, label in enumerate(case.labels):
         if label >= 0:
-            step = train_step(cfg, weights, case.pixels[b], int(label))
+            step = train_step(cfg, weights, case.pixels[b], int(label), lfsr=lfsr)
             out.append(SimpleNamespace(run=step.run, cycles=step.cycles,
                                        infer_cycles=step.infer_cycles, weights=step.weights,
                                        step=step, before=weights))
-            weights = step.weights
+            weights, lfsr = step.weights, step.lfsr
         else:
             run = run_network(cfg, inference_weights(cfg, weights), case.pixels[b:b + 1])
             out.append(SimpleNamespace(run=run, cycles=int(run.cycles[0]),
@@ -444,7 +457,8 @@ def saturation_hits(cfg, weights, rasters) -> tuple[int, int]:
 def weight_clamps(cfg, before, step) -> tuple[int, int, int]:
     """``(updates, clamped at store_max, clamped at store_min)`` of one training sample:
     the unclamped update ``W + sign * round(acc / 2**lr_shift)`` of every active synapse with
-    a non-zero step, recomputed from the golden traces."""
+    a non-zero step, recomputed from the golden traces (stochastic rounding is counted as
+    floor: a lower bound)."""
     from spikeforge.sw.desire import eligibility, traces
 
     lr = cfg.learning.lr_shift
@@ -533,6 +547,7 @@ class Coverage:
         if cfg.learning is not None:
             self.span("weight_frac_bits", cfg.frac_bits)
             self.span("lr_shift", cfg.learning.lr_shift)
+            c(f"{cfg.learning.rounding} rounding configs")
 
     def as_dict(self) -> dict:
         return {"counts": dict(self.counts), "ranges": self.ranges}
@@ -576,7 +591,8 @@ class Coverage:
                 f"{k['runs with output spikes']}",
                 f"learning: {k['weight updates']} weight updates, clamped "
                 f"{k['weight clamps at store_max']} at store_max, "
-                f"{k['weight clamps at store_min']} at store_min",
+                f"{k['weight clamps at store_min']} at store_min; rounding: "
+                + ", ".join(f"{mode} {k[mode + ' rounding configs']}" for mode in ROUNDINGS),
                 f"readout back-pressure: {k['back-pressured readouts']} configs, "
                 f"{k['readout stall cycles']} stall cycles; resets mid-sample: "
                 f"{k['resets mid-sample (inference)']} in inference, "

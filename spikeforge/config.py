@@ -17,6 +17,8 @@ from fractions import Fraction
 from importlib import resources
 from pathlib import Path
 
+from spikeforge import lfsr
+
 __all__ = ["ConfigError", "DesireConfig", "NetworkConfig", "TTFSConfig", "load_config",
            "profile_names", "CONFIG_DIR"]
 
@@ -39,7 +41,8 @@ PIXEL_BITS = (1, 16)
 WEIGHT_FRAC_BITS = (0, 16)
 TRACE_FRAC_BITS = (0, 12)
 LR_SHIFT = (0, 40)
-ROUNDINGS = ("nearest", "floor")
+ROUNDINGS = ("nearest", "floor", "stochastic")
+LFSR_SEED = (0, lfsr.PERIOD - 1)
 
 
 class ConfigError(ValueError):
@@ -85,7 +88,12 @@ class DesireConfig:
         Host-side schedule: epoch ``e`` trains with ``lr_shift + floor(e * lr_decay / ln 2)``
         (the published ``lr * exp(-lr_decay * e)`` in halvings).
     rounding : str
-        ``"nearest"`` (half up, on the magnitude) or ``"floor"`` (truncate the magnitude).
+        ``"nearest"`` (half up, on the magnitude), ``"floor"`` (truncate the magnitude) or
+        ``"stochastic"`` (``(acc + r) >> shift``, ``r`` the low ``shift`` bits of a per-lane
+        LFSR: unbiased; :mod:`spikeforge.lfsr`, ``docs/learning.md``).
+    lfsr_seed : int
+        Stochastic rounding: where the ``P`` lane LFSRs start (their reset states,
+        :func:`spikeforge.lfsr.lane_seeds`), ``0 .. 2^20 - 2``; unused by the other modes.
     """
 
     error_margin: int = 4
@@ -96,6 +104,7 @@ class DesireConfig:
     lr_shift: int = 8
     lr_decay: float = 0.04
     rounding: str = "nearest"
+    lfsr_seed: int = 0
     rule: str = "desire"
 
     def validate(self, time_steps: int):
@@ -113,6 +122,7 @@ class DesireConfig:
         _check_fraction("learning.lr_decay", self.lr_decay, 0.0, 10.0)
         if self.rounding not in ROUNDINGS:
             raise ConfigError(f"learning.rounding: {self.rounding!r} is not one of {ROUNDINGS}")
+        _check_range("learning.lfsr_seed", self.lfsr_seed, *LFSR_SEED)
 
     def lr_shift_at(self, epoch: int) -> int:
         """Learning-rate shift of epoch ``epoch`` (0-based) under the exponential schedule."""
@@ -220,6 +230,26 @@ class NetworkConfig:
                     f"learning.weight_frac_bits: weight_bits + weight_frac_bits = "
                     f"{self.store_bits} exceeds 24; legal range is "
                     f"[0, {24 - self.weight_bits}]")
+            if self.learning.rounding == "stochastic":
+                self._check_lfsr_width()
+
+    def _check_lfsr_width(self) -> None:
+        """Stochastic rounding draws up to :attr:`max_rounding_shift` bits from each lane's
+        LFSR in one cycle: the LFSR must be at least that wide."""
+        need = self.max_rounding_shift
+        if need <= lfsr.WIDTH:
+            return
+        fits = [f for f in range(TRACE_FRAC_BITS[0], TRACE_FRAC_BITS[1] + 1)
+                if _acc_max(self.time_steps, self.leak_shift, f).bit_length() + 1 <= lfsr.WIDTH]
+        why = (f"stochastic rounding draws up to acc_bits + 1 = {need} random bits per lane "
+               f"(the clamped lr_shift), the {lfsr.WIDTH}-bit LFSR has {lfsr.WIDTH}")
+        if fits:
+            raise ConfigError(f"learning.trace_frac_bits: {self.learning.trace_frac_bits} is "
+                              f"out of range for rounding = 'stochastic' ({why}); legal range "
+                              f"is [{fits[0]}, {fits[-1]}]")
+        raise ConfigError(f"learning.rounding: 'stochastic' is out of range for time_steps "
+                          f"{self.time_steps} and leak_shift {self.leak_shift} ({why}, even "
+                          f"at trace_frac_bits 0); legal values here are 'nearest', 'floor'")
 
     # ---- derived quantities (never stored, always computed from the fields) ----
     @property
@@ -309,15 +339,28 @@ class NetworkConfig:
     @property
     def trace_max(self) -> int:
         """Largest trace value: a presynaptic neuron spiking at every one of ``T`` steps."""
-        x = 0
-        for _ in range(self.time_steps):
-            x = x - (x >> self.leak_shift) + self.trace_one
-        return x
+        return _trace_max(self.time_steps, self.leak_shift, self.learning.trace_frac_bits)
 
     @property
     def acc_max(self) -> int:
         """Largest eligibility ``acc = sum_t s_post[t] * x[t]`` (``T - 1`` steps can fire)."""
         return (self.time_steps - 1) * self.trace_max
+
+    @property
+    def max_rounding_shift(self) -> int:
+        """``acc_bits + 1``: the update clamps ``lr_shift`` to it (with ``acc <= acc_max <
+        2**acc_bits`` nearest and floor rounding give 0 at any larger shift, as at this one;
+        stochastic rounding draws this many bits at most)."""
+        return self.acc_max.bit_length() + 1
+
+    @property
+    def lfsr_seeds(self) -> tuple[int, ...]:
+        """The reset states of the ``P`` lane LFSRs of stochastic rounding (lane ``p``:
+        ``lfsr_seeds[p]``, :func:`spikeforge.lfsr.lane_seeds`); ``()`` for the other
+        rounding modes, which have none."""
+        if self.learning is None or self.learning.rounding != "stochastic":
+            return ()
+        return lfsr.lane_seeds(self.learning.lfsr_seed, self.lanes)
 
     @property
     def coef_max(self) -> int:
@@ -336,7 +379,21 @@ class NetworkConfig:
                      f"E_out>{self.out_desire_threshold}, |S|>={self.hidden_desire_threshold}, "
                      f"w{self.store_bits} stored (F={self.frac_bits}), trace 2^-"
                      f"{lr.trace_frac_bits}, lr 2^-{lr.lr_shift}, {lr.rounding}")
+            if lr.rounding == "stochastic":
+                text += (f" ({lfsr.DESCRIPTION} per lane, {lfsr.WIDTH} bits, seed "
+                         f"{lr.lfsr_seed})")
         return text
+
+
+def _trace_max(time_steps: int, leak_shift: int, trace_frac_bits: int) -> int:
+    x = 0
+    for _ in range(time_steps):
+        x = x - (x >> leak_shift) + (1 << trace_frac_bits)
+    return x
+
+
+def _acc_max(time_steps: int, leak_shift: int, trace_frac_bits: int) -> int:
+    return (time_steps - 1) * _trace_max(time_steps, leak_shift, trace_frac_bits)
 
 
 _SCHEMA = {
@@ -346,7 +403,7 @@ _SCHEMA = {
     "neuron": {"weight_bits", "membrane_bits", "threshold", "leak_shift"},
     "encoding": {"kind", "pixel_bits", "event_input"},
     "learning": {"rule", "error_margin", "desire_out", "desire_hidden", "weight_frac_bits",
-                 "trace_frac_bits", "lr_shift", "lr_decay", "rounding"},
+                 "trace_frac_bits", "lr_shift", "lr_decay", "rounding", "lfsr_seed"},
 }
 
 

@@ -7,6 +7,13 @@ ternary desire pass through every layer; :func:`update_weights`, the potentiatio
 with the desire's sign. Weights are the *stored* weights (``weight_bits + F`` bits);
 inference and the backward pass read ``W_store >> F``.
 
+Stochastic rounding (``rounding = "stochastic"``) has state: the ``P`` lane LFSRs of the
+update unit (:mod:`spikeforge.lfsr`), a tuple of ``P`` ints, exactly the registers the
+hardware holds. :func:`train_step` takes it in (``lfsr``; ``None``: the reset states
+``cfg.lfsr_seeds``) and returns it in :attr:`TrainStep.lfsr`; every lane steps once per
+(presynaptic neuron, active group) pair the hardware processes (:func:`learning_pairs`).
+The other rounding modes have no LFSRs: their state is ``()``.
+
 Fast paths: every matrix product here is an integer sum far below ``2**53`` and is taken
 in float BLAS (:func:`sw.lif.int_matmul`), which is exact for such sums; the forward pass
 runs each layer over all steps at once (:func:`sw.golden.run_layer`); an update only touches
@@ -21,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from spikeforge import lfsr as lfsr_mod
 from spikeforge.sw import cycles
 from spikeforge.sw.golden import NetworkRun, check_pixels, check_raster, encode, predict, run_layer
 from spikeforge.sw.lif import exact_matmul, int_matmul
@@ -44,8 +52,9 @@ class Desire:
 class TrainStep:
     """Everything one training sample did: the forward run, the desire of every LIF
     population (``desires[l]`` for LIF layer ``l``), the backward sums of the hidden
-    populations (``sums[l]``, ``None`` for the output layer), the new stored weights and the
-    cycle counts of the inference and learning parts."""
+    populations (``sums[l]``, ``None`` for the output layer), the new stored weights, the
+    cycle counts of the inference and learning parts, and the lane LFSRs after the sample
+    (``lfsr``: ``P`` ints for stochastic rounding, else ``()``)."""
 
     run: NetworkRun
     desires: list[Desire]
@@ -53,6 +62,7 @@ class TrainStep:
     weights: list[np.ndarray]
     infer_cycles: int
     learn_cycles: int
+    lfsr: tuple[int, ...] = ()
 
     @property
     def cycles(self) -> int:
@@ -134,10 +144,24 @@ def _eligibility(cfg, x: np.ndarray, post_raster: np.ndarray) -> np.ndarray:
     return exact_matmul(x.T, post_raster, len(post_raster) * _desire_constants(cfg)[3])
 
 
-def update(cfg, stored: np.ndarray, desire: Desire, acc: np.ndarray, lr_shift: int):
-    """``W_store <- sat(W_store + sign * active * round(acc / 2**lr_shift))``."""
-    half = (1 << lr_shift) >> 1 if cfg.learning.rounding == "nearest" else 0
-    w = np.asarray(acc, dtype=np.int64) + half
+def update(cfg, stored: np.ndarray, desire: Desire, acc: np.ndarray, lr_shift: int,
+           offsets: np.ndarray | None = None):
+    """``W_store <- sat(W_store + sign * active * round(acc / 2**lr_shift))``.
+
+    ``round(acc / 2**s)`` is ``(acc + h) >> s``: ``h = 2**(s-1)`` (``nearest``), ``0``
+    (``floor``), or ``offsets`` (``stochastic``: ``r``, one per cell, ``0 <= r < 2**s``,
+    :func:`rounding_offsets`) with ``s = min(lr_shift, cfg.max_rounding_shift)`` (the
+    hardware's clamp).
+    """
+    if cfg.learning.rounding == "stochastic":
+        if offsets is None:
+            raise ValueError("offsets: stochastic rounding needs the LFSR draws "
+                             "(rounding_offsets)")
+        lr_shift = min(lr_shift, cfg.max_rounding_shift)
+        w = np.asarray(acc, dtype=np.int64) + offsets
+    else:
+        half = (1 << lr_shift) >> 1 if cfg.learning.rounding == "nearest" else 0
+        w = np.asarray(acc, dtype=np.int64) + half
     w >>= lr_shift
     w *= np.where(desire.active, np.where(desire.sign, 1, -1), 0)     # per column
     w += stored
@@ -145,23 +169,45 @@ def update(cfg, stored: np.ndarray, desire: Desire, acc: np.ndarray, lr_shift: i
 
 
 def train_step(cfg, stored: list[np.ndarray], pixels: np.ndarray, label: int,
-               lr_shift: int | None = None) -> TrainStep:
+               lr_shift: int | None = None, lfsr=None) -> TrainStep:
     """One on-chip training sample on ``pixels`` ``(N_in,)``: the rate encoder's raster
     through :func:`train_step_raster`."""
     _check_learning(cfg, label)
     pixels = check_pixels(cfg, np.asarray(pixels)[None, :])
-    return train_step_raster(cfg, stored, encode(cfg, pixels)[0], label, lr_shift)
+    return train_step_raster(cfg, stored, encode(cfg, pixels)[0], label, lr_shift, lfsr)
 
 
 def train_steps(cfg, stored: list[np.ndarray], pixels: np.ndarray, labels,
-                lr_shift: int | None = None) -> list[TrainStep]:
+                lr_shift: int | None = None, lfsr=None) -> list[TrainStep]:
     """:func:`train_step` on each of ``pixels`` ``(B, N_in)`` in turn, each starting from the
-    weights the one before left: the golden side of an on-chip training run."""
+    weights and lane LFSRs the one before left (the first from ``stored`` and ``lfsr``,
+    ``None``: the reset states): the golden side of an on-chip training run."""
     steps, weights = [], stored
     for x, y in zip(pixels, labels, strict=True):
-        steps.append(train_step(cfg, weights, x, int(y), lr_shift))
-        weights = steps[-1].weights
+        steps.append(train_step(cfg, weights, x, int(y), lr_shift, lfsr))
+        weights, lfsr = steps[-1].weights, steps[-1].lfsr
     return steps
+
+
+def check_lfsr(cfg, lfsr) -> tuple[int, ...]:
+    """The lane LFSR state a training sample starts from: ``lfsr`` checked (``P`` states
+    in ``[1, 2^WIDTH - 1]`` for stochastic rounding, ``()`` otherwise), or the reset states
+    ``cfg.lfsr_seeds`` for ``None``."""
+    if lfsr is None:
+        return cfg.lfsr_seeds
+    state = tuple(int(s) for s in lfsr)
+    if cfg.learning.rounding != "stochastic":
+        if state:
+            raise ValueError(f"lfsr: {cfg.learning.rounding} rounding has no LFSRs, expected "
+                             f"() or None, got {len(state)} states")
+        return state
+    if len(state) != cfg.lanes:
+        raise ValueError(f"lfsr: expected {cfg.lanes} lane states (P), got {len(state)}")
+    bad = [s for s in state if not 1 <= s <= lfsr_mod.MASK]
+    if bad:
+        raise ValueError(f"lfsr: state {bad[0]} is out of range, legal range is "
+                         f"[1, {lfsr_mod.MASK}]")
+    return state
 
 
 def _check_learning(cfg, label: int) -> None:
@@ -173,7 +219,7 @@ def _check_learning(cfg, label: int) -> None:
 
 
 def train_step_raster(cfg, stored: list[np.ndarray], input_raster: np.ndarray, label: int,
-                      lr_shift: int | None = None) -> TrainStep:
+                      lr_shift: int | None = None, lfsr=None) -> TrainStep:
     """One on-chip training sample: forward, desire, backward, update (``docs/learning.md``).
 
     Parameters
@@ -189,22 +235,26 @@ def train_step_raster(cfg, stored: list[np.ndarray], input_raster: np.ndarray, l
         The class, ``0 <= label < N_out``.
     lr_shift : int or None
         The update's right shift; default ``cfg.learning.lr_shift``.
+    lfsr : tuple of int or None
+        Stochastic rounding: the ``P`` lane LFSR states before the sample (``None``: the
+        reset states, ``cfg.lfsr_seeds``); the other modes: ``None`` or ``()``.
 
     Returns
     -------
     TrainStep
         The forward run (a batch of one), the desires and backward sums, the new stored
-        weights and the inference and learning cycle counts.
+        weights, the inference and learning cycle counts and the lane LFSRs after it.
     """
     _check_learning(cfg, label)
+    lfsr = check_lfsr(cfg, lfsr)
     lr_shift = cfg.learning.lr_shift if lr_shift is None else lr_shift
     run = forward(cfg, stored, input_raster)
     rasters = [r[0] for r in run.rasters]
     desires, sums = backward(cfg, stored, [r.sum(axis=0) for r in rasters], label)
-    new = update_weights(cfg, stored, rasters, desires, lr_shift)
+    new, lfsr = update_weights(cfg, stored, rasters, desires, lr_shift, lfsr)
     learn = cycles.learn_cycles(cfg, rasters, [d.active for d in desires])
     return TrainStep(run=run, desires=desires, sums=sums, weights=new,
-                     infer_cycles=int(run.cycles[0]), learn_cycles=int(learn))
+                     infer_cycles=int(run.cycles[0]), learn_cycles=int(learn), lfsr=lfsr)
 
 
 def forward(cfg, stored: list[np.ndarray], input_raster: np.ndarray) -> NetworkRun:
@@ -274,7 +324,8 @@ def backward(cfg, stored: list[np.ndarray], counts: list[np.ndarray],
 
 
 def update_weights(cfg, stored: list[np.ndarray], rasters: list[np.ndarray],
-                   desires: list[Desire], lr_shift: int) -> list[np.ndarray]:
+                   desires: list[Desire], lr_shift: int,
+                   lfsr: tuple[int, ...] = ()) -> tuple[list[np.ndarray], tuple[int, ...]]:
     """Traces, eligibility and the update of every LIF layer (steps 3 to 5 of
     ``docs/learning.md``): :func:`update` where it can change a weight.
 
@@ -289,19 +340,82 @@ def update_weights(cfg, stored: list[np.ndarray], rasters: list[np.ndarray],
         The desire of every LIF layer (:func:`backward`).
     lr_shift : int
         The update's right shift.
+    lfsr : tuple of int
+        Stochastic rounding: the lane LFSRs before the update (``()`` for the other modes).
 
     Returns
     -------
-    list of ndarray
+    weights : list of ndarray
         New stored weights (int64 copies). Only presynaptic rows that spiked before the last
         step (``x = 0`` elsewhere) and active columns that spiked have ``acc != 0``;
-        everywhere else ``round(0) = 0`` leaves a weight as it is, saturated to the stored
-        range like :func:`update` does to a whole active column.
+        everywhere else ``round(0) = 0`` (also ``(0 + r) >> s`` with ``r < 2**s``) leaves a
+        weight as it is, saturated to the stored range like :func:`update` does to a whole
+        active column.
+    lfsr : tuple of int
+        The lane LFSRs after the update: stepped once per pair of :func:`learning_pairs`.
     """
     blocks = _learning_blocks(cfg, rasters, desires)
     xs = _block_traces(cfg, rasters, blocks)
-    return [_update_layer(cfg, stored[layer], desires[layer], blocks[layer], xs.get(layer),
-                          rasters[layer + 1], lr_shift) for layer in range(cfg.n_layers)]
+    offsets: list[np.ndarray | None] = [None] * cfg.n_layers
+    if lfsr:
+        pairs = learning_pairs(cfg, rasters, desires)
+        first = 0
+        for layer in reversed(range(cfg.n_layers)):       # the hardware's layer order
+            live, groups = pairs[layer]
+            offsets[layer] = rounding_offsets(cfg, layer, lfsr, first, live.size, groups,
+                                              lr_shift)
+            first += live.size * groups.size
+        lfsr = tuple(int(s) for s in lfsr_mod.advance(lfsr, first))
+    new = [_update_layer(cfg, stored[layer], desires[layer], blocks[layer], xs.get(layer),
+                         rasters[layer + 1], lr_shift, offsets[layer])
+           for layer in range(cfg.n_layers)]
+    return new, lfsr
+
+
+def learning_pairs(cfg, rasters: list[np.ndarray],
+                   desires: list[Desire]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per LIF layer ``l``, the pairs the hardware's update processes: ``(live, groups)``,
+    the presynaptic neurons that spiked in steps ``0 .. T-2`` and the groups of ``P``
+    postsynaptic neurons holding an active one, both ascending. The hardware takes layers
+    ``L-1 .. 0``, within a layer ``live`` in order and for each of them ``groups`` in order:
+    ``live.size * groups.size`` pairs (:func:`sw.cycles.learn_cycles` counts them too)."""
+    T, P = cfg.time_steps, cfg.lanes
+    out = []
+    for layer in range(cfg.n_layers):
+        active = np.zeros(cfg.groups(layer) * P, dtype=bool)
+        active[:cfg.layers[layer + 1]] = desires[layer].active
+        groups = np.flatnonzero(active.reshape(-1, P).any(axis=1))
+        live = (np.flatnonzero(rasters[layer][:T - 1].any(axis=0)) if groups.size
+                else np.zeros(0, dtype=np.int64))
+        out.append((live, groups))
+    return out
+
+
+def rounding_offsets(cfg, layer: int, lfsr: tuple[int, ...], first: int, rows: int,
+                     groups: np.ndarray, lr_shift: int) -> np.ndarray:
+    """The stochastic rounding offsets of LIF layer ``layer``'s pairs, ``(rows, N_post)``.
+
+    Pair ``n`` of the layer (``n = a * A + b`` for the ``a``-th live presynaptic neuron and
+    the ``b``-th of the ``A`` active ``groups``) is the ``first + n``-th pair since the lane
+    states ``lfsr``; lane ``p`` of it rounds column ``g P + p`` with ``r_p = state_p &
+    (2**s - 1)``, ``state_p`` its LFSR ``first + n`` steps after ``lfsr[p]`` and ``s =
+    min(lr_shift, cfg.max_rounding_shift)``. Columns of the other groups get 0 (their
+    neurons are not active: nothing moves them). One table look-up for the whole layer.
+    """
+    P, A = cfg.lanes, len(groups)
+    G, n_post = cfg.groups(layer), cfg.layers[layer + 1]
+    if not (rows and A):
+        return np.zeros((rows, n_post), dtype=np.int64)
+    shift = min(lr_shift, cfg.max_rounding_shift)
+    where = lfsr_mod.positions()[np.asarray(lfsr, dtype=np.int64)].astype(np.int64)
+    n = first + np.arange(rows * A, dtype=np.int64).reshape(rows, A, 1)
+    states = np.take(lfsr_mod.sequence(), n + where, mode="wrap").astype(np.int64)
+    states &= (1 << shift) - 1
+    if A < G:                   # the inactive groups' columns: 0
+        out = np.zeros((rows, G, P), dtype=np.int64)
+        out[:, groups, :] = states
+        states = out
+    return states.reshape(rows, G * P)[:, :n_post]
 
 
 def _learning_blocks(cfg, rasters: list[np.ndarray],
@@ -334,10 +448,11 @@ def _block_traces(cfg, rasters: list[np.ndarray],
 
 def _update_layer(cfg, stored: np.ndarray, desire: Desire,
                   block: tuple[np.ndarray, np.ndarray] | None, x: np.ndarray | None,
-                  post: np.ndarray, lr_shift: int) -> np.ndarray:
+                  post: np.ndarray, lr_shift: int, offsets: np.ndarray | None) -> np.ndarray:
     """One LIF layer's new stored weights: its active columns saturated to the stored range,
     then :func:`update` on its learning ``block`` (``x``: the block rows' traces, ``post``:
-    the layer's output raster ``(T, N_post)``)."""
+    the layer's output raster ``(T, N_post)``, ``offsets``: the stochastic rounding offsets
+    of every live row, :func:`rounding_offsets`, or ``None``)."""
     old = np.asarray(stored, dtype=np.int64)
     w = old.copy()
     if not desire.active.any():
@@ -353,10 +468,11 @@ def _update_layer(cfg, stored: np.ndarray, desire: Desire,
         # whole rows (cheaper than a 2-d gather); update() leaves the inactive columns as they
         # are, and the silent active ones get acc = 0
         acc = _eligibility(cfg, x, post)
-        w[live] = update(cfg, old[live], desire, acc, lr_shift)
+        w[live] = update(cfg, old[live], desire, acc, lr_shift, offsets)
     else:
         acc = _eligibility(cfg, x, post[:, cols])
         sub = Desire(desire.active[cols], desire.sign[cols], desire.error[cols])
         cells = np.ix_(live, cols)
-        w[cells] = update(cfg, old[cells], sub, acc, lr_shift)
+        w[cells] = update(cfg, old[cells], sub, acc, lr_shift,
+                          None if offsets is None else offsets[:, cols])
     return w

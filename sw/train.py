@@ -19,7 +19,9 @@ bit-exact model). This module is the host loop around it:
   sample (inference + learning, :attr:`sw.desire.TrainStep.cycles`), wall seconds;
 * atomic checkpoints (temporary file + ``os.replace``) every ``checkpoint_every`` samples and
   at every epoch end; resuming from one gives final weights bit-identical to an
-  uninterrupted run.
+  uninterrupted run. A checkpoint holds the stored weights and, for stochastic rounding, the
+  ``P`` lane LFSR states (``lfsr``, :attr:`sw.desire.TrainStep.lfsr`): the run carries them
+  from sample to sample as the chip does, starting from ``cfg.lfsr_seeds``.
 
 Every sample is one call of :func:`sw.desire.train_step` (the bit-exact model of the chip's
 learning step) and every test pass one batched :func:`sw.golden.run_network` on
@@ -49,7 +51,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spikeforge.sw.desire import inference_weights, train_step
+from spikeforge.sw.desire import check_lfsr, inference_weights, train_step
 from spikeforge.sw.golden import run_network
 from spikeforge.sw.weights import to_stored
 
@@ -79,7 +81,8 @@ WEIGHTS_NAME = "weights.npz"
 HISTORY_NAME = "history.json"
 PLOT_NAME = "accuracy.png"
 CHECKPOINT_FORMAT = "spikeforge-train-checkpoint"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2       # 2: the lane LFSR states (``lfsr``); version 1 reads as ()
+READABLE_VERSIONS = (1, 2)
 #: What reading a damaged or foreign checkpoint file can raise (numpy's .npz is a zip).
 CHECKPOINT_READ_ERRORS = (OSError, ValueError, TypeError, KeyError, EOFError,
                           zipfile.BadZipFile, zlib.error)
@@ -114,7 +117,8 @@ class TrainResult:
     """What :func:`train` leaves: the stored weights, the history and where files went.
 
     ``complete`` is False when ``max_samples`` stopped the run early (a checkpoint holds its
-    state); ``samples_done`` counts training samples over all epochs, resumed runs included.
+    state); ``samples_done`` counts training samples over all epochs, resumed runs included;
+    ``lfsr``: the lane LFSR states at the end (stochastic rounding; else ``()``).
     """
 
     cfg: object
@@ -126,6 +130,7 @@ class TrainResult:
     complete: bool
     samples_done: int
     files: dict[str, Path] = field(default_factory=dict)
+    lfsr: tuple[int, ...] = ()
 
     @property
     def weights(self) -> list[np.ndarray]:
@@ -216,10 +221,13 @@ def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
 
 
 def config_hash(cfg) -> str:
-    """A short hash of every config field that affects training (not its file path)."""
+    """A short hash of every config field that affects training (not its file path;
+    ``lfsr_seed`` only with stochastic rounding, so configs without it keep their hash)."""
     data = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.compare}
     if data.get("learning") is not None:
         data["learning"] = dataclasses.asdict(data["learning"])
+        if data["learning"]["rounding"] != "stochastic":
+            del data["learning"]["lfsr_seed"]
     text = json.dumps(data, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -255,9 +263,10 @@ def evaluate(cfg, stored: list[np.ndarray], pixels: np.ndarray, labels: np.ndarr
 
 @dataclass
 class _State:
-    """Everything a run needs to continue: weights and position, plus its identity."""
+    """Everything a run needs to continue: weights, lane LFSRs and position."""
 
     stored: list[np.ndarray]
+    lfsr: tuple[int, ...]      # the lane LFSR states (stochastic rounding), else ()
     epoch: int                 # epoch being trained (0-based); == len(history) always
     position: int              # samples of that epoch already trained
     epoch_correct: int
@@ -300,6 +309,7 @@ def _save_checkpoint(path: Path, ident: dict, state: _State) -> None:
         "epoch_seconds": np.array(state.epoch_seconds),
         "n_layers": np.array(len(state.stored)),
         **{f"stored_w{i}": w for i, w in enumerate(state.stored)},
+        "lfsr": np.array(state.lfsr, dtype=np.int64),
         **{f"history_{name}": np.array([getattr(r, name) for r in state.history],
                                        dtype=np.float64)
            for name in _HISTORY_FIELDS},
@@ -326,13 +336,14 @@ def load_checkpoint(path, cfg, *, dataset: str | None = None, seed: int | None =
     -------
     (dict, _State)
         The checkpoint's identity (config name and hash, dataset, seed, sample counts) and
-        the training state (stored weights as int64, position, history).
+        the training state (stored weights as int64, lane LFSR states, position, history).
 
     Raises
     ------
     CheckpointError
         Naming the problem, if the file is missing, not a readable checkpoint, lacks a
-        field, holds weights that do not fit ``cfg``, or was written for another config
+        field, holds weights or LFSR states that do not fit ``cfg``, or was written for another
+        config
         (name/hash), dataset, seed or sample count.
     """
     path = Path(path)
@@ -374,8 +385,9 @@ def _read_checkpoint(path: Path) -> tuple[dict, _State, dict, int]:
                      # checkpoints from before --init started from the seed's draw
                      "init": str(data["init"]) if "init" in data else "kaiming"}
             stored = [np.array(data[f"stored_w{i}"]) for i in range(n_layers)]
+            lfsr = tuple(int(s) for s in data["lfsr"]) if "lfsr" in data else ()
             hist = {n: np.array(data[f"history_{n}"]) for n in _HISTORY_FIELDS}
-            state = _State(stored=stored, epoch=int(data["epoch"]),
+            state = _State(stored=stored, lfsr=lfsr, epoch=int(data["epoch"]),
                            position=int(data["position"]),
                            epoch_correct=int(data["epoch_correct"]),
                            epoch_cycles=[int(c) for c in data["epoch_cycles"]],
@@ -395,15 +407,16 @@ def _check_fields(path: Path, data) -> int:
         raise CheckpointError(f"{path}: not a spikeforge training checkpoint (no 'format' = "
                               f"{CHECKPOINT_FORMAT!r} entry); {_RESTART_HINT}")
     version = int(data["version"]) if "version" in data else None
-    if version != CHECKPOINT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise CheckpointError(f"{path}: checkpoint format version {version}, this spikeforge "
-                              f"reads version {CHECKPOINT_VERSION}; {_RESTART_HINT}")
+                              f"reads versions {READABLE_VERSIONS}; {_RESTART_HINT}")
     n_layers = int(data["n_layers"]) if "n_layers" in data else None
     needed = (["config_name", "config_hash", "dataset", "seed", "train_samples",
                "test_samples", "epoch", "position", "epoch_correct", "epoch_cycles",
                "epoch_seconds", "n_layers"]
               + [f"history_{n}" for n in _HISTORY_FIELDS]
-              + [f"stored_w{i}" for i in range(n_layers or 0)])
+              + [f"stored_w{i}" for i in range(n_layers or 0)]
+              + (["lfsr"] if version >= 2 else []))
     missing = [key for key in needed if key not in data]
     if missing:
         raise CheckpointError(f"{path}: corrupt checkpoint, missing fields {missing}; "
@@ -446,6 +459,10 @@ def _check_state(path: Path, cfg, n_train: int, state: _State, hist: dict,
         if w.size and (w.min() < cfg.store_min or w.max() > cfg.store_max):
             raise CheckpointError(f"{path}: corrupt checkpoint: stored_w{i} exceeds the "
                                   f"{cfg.store_bits}-bit stored range; {_RESTART_HINT}")
+    try:
+        check_lfsr(cfg, state.lfsr)
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: corrupt checkpoint: {exc}; {_RESTART_HINT}") from None
     if not (0 <= state.position <= n_train and 0 <= state.epoch_correct <= state.position
             and len(state.epoch_cycles) == state.position):
         raise CheckpointError(f"{path}: corrupt checkpoint: position {state.position} of "
@@ -568,8 +585,8 @@ def train(cfg, data, *, epochs: int, seed: int = 0, out_dir=None,
         raise TrainError("resume: needs an output folder holding the checkpoint")
     monitor = monitor or TrainMonitor()
     state = _resumed_state(plan) if resume else _State(
-        stored=start if start is not None else initial_weights(cfg, plan.seed), epoch=0,
-        position=0, epoch_correct=0,
+        stored=start if start is not None else initial_weights(cfg, plan.seed),
+        lfsr=cfg.lfsr_seeds, epoch=0, position=0, epoch_correct=0,
         epoch_cycles=[], epoch_seconds=0.0, history=[])
 
     done_before = state.epoch * plan.n_train + state.position
@@ -592,7 +609,7 @@ def train(cfg, data, *, epochs: int, seed: int = 0, out_dir=None,
     return TrainResult(cfg=cfg, dataset=data.name, seed=plan.seed, epochs=plan.epochs,
                        stored=state.stored, history=list(state.history),
                        complete=not stopped, samples_done=done_before + trained_here,
-                       files=files)
+                       files=files, lfsr=state.lfsr)
 
 
 @dataclass(frozen=True)
@@ -686,8 +703,9 @@ def _train_epoch(plan: _Plan, state: _State, budget: int | None,
             break
         idx = order[state.position]
         label = int(plan.train_labels[idx])
-        step = train_step(cfg, state.stored, plan.train_pixels[idx], label, lr_shift)
-        state.stored = step.weights
+        step = train_step(cfg, state.stored, plan.train_pixels[idx], label, lr_shift,
+                          state.lfsr)
+        state.stored, state.lfsr = step.weights, step.lfsr
         state.position += 1
         state.epoch_correct += int(step.run.predictions[0] == label)
         state.epoch_cycles.append(step.cycles)

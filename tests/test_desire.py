@@ -12,6 +12,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
+from spikeforge import lfsr
 from spikeforge.config import DesireConfig, NetworkConfig, load_config
 from spikeforge.sw import cycles, desire
 from spikeforge.sw.datasets import load_dataset
@@ -122,9 +123,42 @@ def ref_update(cfg, w, active, sign, acc, lr_shift):
     return out
 
 
-def ref_train_step(cfg, stored, pixels, label, lr_shift, input_raster=None):
+def ref_stochastic_updates(cfg, stored, rasters, desires, accs, lr_shift, state):
+    """Stochastic rounding in the hardware's order: LIF layers ``L-1 .. 0``; in each, the
+    presynaptic ``j`` that spiked in steps ``0 .. T-2``, ascending; for each, the groups of
+    ``P`` holding an active neuron, ascending: one pair, whose lane ``p`` rounds column
+    ``gP + p`` with the low ``shift`` bits of LFSR ``p``, then every LFSR steps once.
+    Returns the new weights of every layer and the LFSR states after them."""
+    T, P, L = cfg.time_steps, cfg.lanes, cfg.n_layers
+    shift = min(lr_shift, cfg.acc_max.bit_length() + 1)
+    state = [int(s) for s in state]
+    new = [None] * L
+    for layer in reversed(range(L)):
+        active, sign, _ = desires[layer]
+        n_pre, n_post = len(stored[layer]), len(active)
+        steps = [[0] * n_post for _ in range(n_pre)]
+        groups = [g for g in range(-(-n_post // P))
+                  if any(active[c] for c in range(g * P, min((g + 1) * P, n_post)))]
+        for j in range(n_pre):
+            if not any(rasters[layer][t][j] for t in range(T - 1)):
+                continue
+            for g in groups:
+                for p in range(P):
+                    c = g * P + p
+                    if c < n_post and active[c]:
+                        r = state[p] & ((1 << shift) - 1)
+                        steps[j][c] = (accs[layer][j][c] + r) >> shift
+                state = [lfsr.step(x) for x in state]
+        new[layer] = [[clamp(w + (steps[j][i] if sign[i] else -steps[j][i]), cfg.store_min,
+                             cfg.store_max) if active[i] else w
+                       for i, w in enumerate(row)] for j, row in enumerate(stored[layer])]
+    return new, tuple(state)
+
+
+def ref_train_step(cfg, stored, pixels, label, lr_shift, input_raster=None, lfsr_state=None):
     """One training sample from the spec; returns a dict of plain lists. ``input_raster``
-    (``T`` rows of ``N_in`` 0/1) replaces the encoder's raster of ``pixels``."""
+    (``T`` rows of ``N_in`` 0/1) replaces the encoder's raster of ``pixels``; stochastic
+    rounding starts from ``lfsr_state`` (default: the reset states)."""
     stored = [[[int(v) for v in row] for row in w] for w in stored]
     f = cfg.frac_bits
     w_inf = [[[v >> f for v in row] for row in w] for w in stored]
@@ -141,12 +175,17 @@ def ref_train_step(cfg, stored, pixels, label, lr_shift, input_raster=None):
         coef = [(e if s else -e) if a else 0 for a, s, e in zip(active, sign, error, strict=True)]
         sums[layer - 1] = ref_backward_sums(w_inf[layer], coef)
         desires[layer - 1] = ref_hidden_desire(cfg, sums[layer - 1], counts[layer])
-    new = []
-    for layer in range(L):
-        active, sign, _ = desires[layer]
-        acc = ref_eligibility(ref_traces(cfg, rasters[layer]), rasters[layer + 1])
-        new.append(ref_update(cfg, stored[layer], active, sign, acc, lr_shift))
-    return dict(rasters=rasters, counts=counts, desires=desires, sums=sums, weights=new)
+    accs = [ref_eligibility(ref_traces(cfg, rasters[layer]), rasters[layer + 1])
+            for layer in range(L)]
+    state = ()
+    if cfg.learning.rounding == "stochastic":
+        seeds = cfg.lfsr_seeds if lfsr_state is None else lfsr_state
+        new, state = ref_stochastic_updates(cfg, stored, rasters, desires, accs, lr_shift, seeds)
+    else:
+        new = [ref_update(cfg, stored[layer], desires[layer][0], desires[layer][1], accs[layer],
+                          lr_shift) for layer in range(L)]
+    return dict(rasters=rasters, counts=counts, desires=desires, sums=sums, weights=new,
+                lfsr=state)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -258,6 +297,65 @@ def test_update_rounding_by_hand():
         [0, 0], [cfg.store_max - 1 + 1, cfg.store_min + 1 - 1]]
 
 
+@pytest.mark.parametrize("lr_shift", [0, 1, 4, 12, 13, 40])
+def test_update_stochastic_matches_loop(lr_shift):
+    """``(acc + r) >> s`` with the given offsets, ``s`` the lr_shift clamped to acc_bits + 1
+    (digits-tiny: 12), saturated, inactive columns left alone."""
+    cfg = with_learning(CFG, rounding="stochastic", weight_frac_bits=2)
+    shift = min(lr_shift, cfg.max_rounding_shift)
+    assert cfg.max_rounding_shift == 12
+    rng = np.random.default_rng(lr_shift)
+    acc = rng.integers(0, cfg.acc_max + 1, size=(40, 6))
+    acc[:, 0] = cfg.acc_max
+    r = rng.integers(0, 1 << shift, size=acc.shape)
+    r[0], r[1] = 0, (1 << shift) - 1
+    stored = rng.integers(cfg.store_min, cfg.store_max + 1, size=acc.shape)
+    stored[2], stored[3] = cfg.store_min, cfg.store_max
+    d = desire.Desire(active=np.array([True, True, True, False, True, False]),
+                      sign=np.array([True, False, True, True, False, False]),
+                      error=np.ones(6, dtype=int))
+    new = desire.update(cfg, stored, d, acc, lr_shift, r)
+    want = [[clamp(w + ((a + o) >> shift) * (1 if d.sign[i] else -1), cfg.store_min,
+                   cfg.store_max) if d.active[i] else w
+             for i, (w, a, o) in enumerate(zip(ws, accs, rs, strict=True))]
+            for ws, accs, rs in zip(rows(stored), rows(acc), rows(r), strict=True)]
+    assert rows(new) == want
+    with pytest.raises(ValueError, match=r"offsets: stochastic rounding needs the LFSR draws"):
+        desire.update(cfg, stored, d, acc, lr_shift)
+
+
+@pytest.mark.parametrize("shift", [1, 4, 9, 12])
+def test_stochastic_rounding_is_unbiased_over_the_period(shift):
+    """Over the LFSR's whole period the low ``s`` bits take every value 2^(20-s) times (0 once
+    less): the mean of ``(acc + r) >> s`` is ``acc / 2^s`` to within 2^-19 relative, where
+    nearest and floor rounding are off by up to half a step."""
+    mask = (1 << shift) - 1
+    r = lfsr.sequence().astype(np.int64) & mask
+    for acc in (0, 1, 3, (1 << shift) - 1, (1 << shift) + 1, 5 * (1 << shift) // 3, 1000):
+        mean = ((acc + r) >> shift).mean()
+        assert abs(mean - acc / (1 << shift)) <= (acc / (1 << shift) + 1) * 2.0 ** -19, acc
+
+
+def test_stochastic_updates_are_unbiased():
+    """The golden model's own draws (:func:`sw.desire.rounding_offsets`, consecutive pairs of
+    one layer) moved through :func:`sw.desire.update`: the mean step of each column is
+    ``acc / 2^s`` within 0.03, for fractions where nearest and floor are far off."""
+    cfg = with_learning(CFG, rounding="stochastic", weight_frac_bits=0, lfsr_seed=99)
+    shift, rows_ = 4, 6000
+    fracs = np.array([1, 3, 5, 8, 11, 15, 0, 2, 7, 13])            # sixteenths, per column
+    acc = np.broadcast_to(2 * 16 + fracs, (rows_, 10))
+    offsets = desire.rounding_offsets(cfg, 1, cfg.lfsr_seeds, 0, rows_, np.arange(3), shift)
+    assert offsets.shape == (rows_, 10) and offsets.max() == 15 and offsets.min() == 0
+    d = desire.Desire(active=np.ones(10, dtype=bool), sign=np.ones(10, dtype=bool),
+                      error=np.ones(10, dtype=int))
+    moved = desire.update(cfg, np.zeros((rows_, 10), dtype=np.int64), d, acc, shift, offsets)
+    want = acc[0] / 16
+    np.testing.assert_allclose(moved.mean(axis=0), want, atol=0.03)
+    nearest = desire.update(with_learning(cfg, rounding="nearest"),
+                            np.zeros((1, 10), dtype=np.int64), d, acc[:1], shift)[0]
+    assert np.abs(nearest - want).max() >= 0.4          # what the test would miss otherwise
+
+
 def test_output_desire_boundary():
     # C* = 16, desire_out = 0.30: floor(4.8) = 4, so an error E > 4 is active, E = 4 is not.
     assert CFG.target_count == 16 and CFG.out_desire_threshold == 4
@@ -342,6 +440,7 @@ def assert_step_equal(cfg, step, ref, lr_shift):
     learn = cycles.learn_cycles(cfg, [r[0] for r in ref_rasters],
                                 [np.array(ref["desires"][x][0]) for x in range(cfg.n_layers)])
     assert step.learn_cycles == int(learn)
+    assert step.lfsr == ref["lfsr"], "lane LFSRs after the sample"
 
 
 TRAIN_CASES = {
@@ -354,6 +453,14 @@ TRAIN_CASES = {
                    {"lr_shift": 0, "weight_frac_bits": 2}, 3.0),
     "deep-odd": ({"layers": (64, 13, 9, 10), "time_steps": 11, "leak_shift": 1},
                  {"error_margin": 3, "desire_hidden": 0.2, "trace_frac_bits": 2}, 1.5),
+    # stochastic rounding: few stored fraction bits, a shift at which the rounding matters;
+    # P = 3 with padding lanes in every layer, and no fraction bits at all
+    "stochastic": ({}, {"rounding": "stochastic", "weight_frac_bits": 2, "lr_shift": 5,
+                        "lfsr_seed": 3}, 1.0),
+    "stochastic-deep": ({"layers": (64, 13, 9, 10), "time_steps": 11, "leak_shift": 1,
+                         "lanes": 3},
+                        {"rounding": "stochastic", "error_margin": 3, "desire_hidden": 0.2,
+                         "trace_frac_bits": 2, "weight_frac_bits": 0, "lr_shift": 3}, 1.5),
 }
 
 
@@ -364,17 +471,19 @@ def test_train_step_matches_reference(case):
     ds = load_dataset("digits", cfg.pixel_bits)
     rng = np.random.default_rng(11)
     stored = random_stored(cfg, rng, scale)
+    state = None
     for i in range(6):
         pixels, label = ds.train_pixels[i], int(ds.train_labels[i])
         lr_shift = cfg.learning.lr_shift + (i % 2)
-        step = desire.train_step(cfg, stored, pixels, label, lr_shift=lr_shift)
-        ref = ref_train_step(cfg, stored, pixels.tolist(), label, lr_shift)
+        step = desire.train_step(cfg, stored, pixels, label, lr_shift=lr_shift, lfsr=state)
+        ref = ref_train_step(cfg, stored, pixels.tolist(), label, lr_shift, lfsr_state=state)
         assert_step_equal(cfg, step, ref, lr_shift)
         # the inference part is exactly the golden inference model
         gold = run_network(cfg, desire.inference_weights(cfg, stored), pixels[None])
         for a, b in zip(step.run.rasters, gold.rasters, strict=True):
             assert (a == b).all()
-        stored = step.weights
+        stored, state = step.weights, step.lfsr
+    assert (state != cfg.lfsr_seeds) == (cfg.learning.rounding == "stochastic")
 
 
 @pytest.mark.skipif(not __import__("spikeforge.sw.datasets").sw.datasets.SHARED_MNIST_T10K.exists(),
@@ -411,7 +520,7 @@ def test_train_step_leaves_inputs_alone_and_clips_out_of_range_columns():
     assert rows(got.weights[1]) == ref["weights"][1]
 
 
-@pytest.mark.parametrize("case", ["digits-tiny", "deep-odd"])
+@pytest.mark.parametrize("case", ["digits-tiny", "deep-odd", "stochastic-deep"])
 def test_train_step_raster_matches_reference(case):
     """Training from a given input raster (host-sent events: bursts, silent steps, any
     density) against the spec's loops fed the same raster."""
@@ -419,16 +528,17 @@ def test_train_step_raster_matches_reference(case):
     cfg = with_learning(dataclasses.replace(CFG, name=case, **changes), **learning)
     rng = np.random.default_rng(19)
     stored = random_stored(cfg, rng, scale)
-    moved = 0
+    moved, state = 0, None
     for i, density in enumerate((0.1, 0.3, 0.6)):
         raster = rng.random((cfg.time_steps, cfg.layers[0])) < density
         raster[i] = False                       # a silent step
         label = int(rng.integers(cfg.layers[-1]))
-        step = desire.train_step_raster(cfg, stored, raster, label)
-        ref = ref_train_step(cfg, stored, None, label, cfg.learning.lr_shift, raster.tolist())
+        step = desire.train_step_raster(cfg, stored, raster, label, lfsr=state)
+        ref = ref_train_step(cfg, stored, None, label, cfg.learning.lr_shift, raster.tolist(),
+                             lfsr_state=state)
         assert_step_equal(cfg, step, ref, cfg.learning.lr_shift)
         moved += sum(int((a != b).sum()) for a, b in zip(step.weights, stored, strict=True))
-        stored = step.weights
+        stored, state = step.weights, step.lfsr
     assert moved > 0
 
 

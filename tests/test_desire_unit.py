@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
+from spikeforge import lfsr
 from spikeforge.config import DesireConfig, load_config
 from spikeforge.hw.desire_backward import BackwardPass
 from spikeforge.hw.desire_formats import desire_lane, desire_word
@@ -22,6 +23,7 @@ from spikeforge.sw.desire import (
     traces,
     train_step,
     train_step_raster,
+    train_steps,
     update,
 )
 from spikeforge.sw.golden import encode
@@ -51,6 +53,12 @@ CASES = {
     "one-layer-p4": (dict(layers=(9, 6), lanes=4, time_steps=7), dict(error_margin=2)),
     "saturating": (dict(layers=(8, 6, 3), lanes=2, time_steps=10),
                    dict(weight_frac_bits=1, lr_shift=0, desire_hidden=0.0)),
+    # stochastic rounding (per-lane LFSRs): padding lanes at P = 3, and three layers at P = 2
+    # with no stored fraction bits at all
+    "stochastic-p3": (dict(layers=(7, 5, 4), lanes=3, time_steps=8),
+                      dict(rounding="stochastic", weight_frac_bits=1, lr_shift=4, lfsr_seed=5)),
+    "stochastic-deep": (dict(layers=(6, 5, 4, 3), lanes=2, time_steps=8),
+                        dict(rounding="stochastic", weight_frac_bits=0, lr_shift=3)),
 }
 
 
@@ -70,31 +78,74 @@ def test_training_matches_golden(case):
     assert changed > 0, "no weight moved: the case tests nothing"
 
 
+@pytest.mark.parametrize("rounding", ["nearest", "stochastic"])
 @pytest.mark.parametrize("extra", [0, 1, 2, 40])
-def test_rounding_shift_beyond_the_accumulator(extra):
-    """The unit clamps lr_shift to acc_bits + 1 (any larger shift rounds every acc to 0, as
-    that one does) and starts its accumulators at the rounding half: shifts around and far
-    beyond the accumulator width give the golden model's weights."""
+def test_rounding_shift_beyond_the_accumulator(extra, rounding):
+    """The unit clamps lr_shift to acc_bits + 1 (any larger shift rounds every acc to 0 in
+    nearest rounding, as that one does; stochastic rounding draws acc_bits + 1 bits then)
+    and starts its accumulators at the rounding offset: shifts around and far beyond the
+    accumulator width give the golden model's weights."""
     cfg = case_config("tiny-p1")
+    cfg = dataclasses.replace(cfg, learning=dataclasses.replace(cfg.learning,
+                                                                rounding=rounding))
     acc_bits = cfg.acc_max.bit_length()
     check_training(cfg, min(acc_bits - 1 + extra, 40))
 
 
-def check_training(cfg, lr_shift):
-    """Four training samples through the RTL and the golden model, bit for bit; returns how
-    many weights moved."""
+def test_stochastic_rounding_is_what_the_unit_does():
+    """The stochastic cases above can tell the rounding modes apart: on their samples the
+    golden model's stochastic weights differ from its nearest and floor ones."""
+    for case in ("stochastic-p3", "stochastic-deep"):
+        cfg = case_config(case)
+        _, stored, pixels, labels = training_samples(cfg)
+        final = {}
+        for rounding in ("stochastic", "nearest", "floor"):
+            c = dataclasses.replace(cfg, learning=dataclasses.replace(cfg.learning,
+                                                                      rounding=rounding))
+            final[rounding] = train_steps(c, stored, pixels, labels)[-1].weights
+        for other in ("nearest", "floor"):
+            assert any((a != b).any() for a, b in zip(final["stochastic"], final[other],
+                                                      strict=True)), (case, other)
+
+
+def test_reset_in_learning_restarts_the_lfsrs():
+    """A reset of the clock domain in the middle of the first sample's learning pass (after
+    many pairs stepped the LFSRs): the LFSRs restart from their seeds, so the rerun (weights
+    reloaded) learns exactly what the golden model learns from the reset states."""
+    cfg = case_config("stochastic-p3")
+    _, stored, pixels, labels = training_samples(cfg)
+    steps = train_steps(cfg, stored, pixels[:2], labels[:2])
+    first = steps[0]
+    reset_cycle = first.infer_cycles + (3 * first.learn_cycles) // 4
+    run = simulate(cfg, stored, pixels[:2], labels=labels[:2], reset_cycle=reset_cycle)
+    assert run.resets == 1
+    for b, step in enumerate(steps):
+        for layer, (w_rtl, w_gold) in enumerate(zip(run.weights_after[b], step.weights,
+                                                    strict=True)):
+            np.testing.assert_array_equal(w_rtl, w_gold, err_msg=f"sample {b} layer {layer}")
+        assert run.cycles[b] == step.cycles
+
+
+def training_samples(cfg, n=4):
+    """The seeded start weights, pixels and labels :func:`check_training` uses."""
     rng = np.random.default_rng(11)
     stored = [rng.integers(cfg.store_min // 2, cfg.store_max // 2 + 1, size=cfg.weight_shape(i))
               for i in range(cfg.n_layers)]
-    n = 4
     pixels = rng.integers(0, cfg.pixel_max + 1, size=(n, cfg.layers[0]))
     pixels[0, :] = cfg.pixel_max
     labels = rng.integers(0, cfg.layers[-1], size=n)
+    return rng, stored, pixels, labels
+
+
+def check_training(cfg, lr_shift):
+    """Four training samples through the RTL and the golden model (the lane LFSRs carried
+    from sample to sample), bit for bit; returns how many weights moved."""
+    _, stored, pixels, labels = training_samples(cfg)
     got = simulate_training(cfg, stored, pixels, labels, lr_shift)
-    weights = stored
+    weights, state = stored, None
     changed = 0
     for b, (rasters, cycles, edges, pred, after) in enumerate(got):
-        step = train_step(cfg, weights, pixels[b], int(labels[b]), lr_shift)
+        step = train_step(cfg, weights, pixels[b], int(labels[b]), lr_shift, state)
         for pop, raster in enumerate(rasters):
             np.testing.assert_array_equal(raster, step.run.rasters[pop][0],
                                           err_msg=f"sample {b} pop {pop}")
@@ -103,11 +154,11 @@ def check_training(cfg, lr_shift):
             np.testing.assert_array_equal(w_rtl, w_gold, err_msg=f"sample {b} layer {layer}")
         changed += sum(int((a != w).sum()) for a, w in zip(step.weights, weights, strict=True))
         assert (cycles, edges) == (step.cycles, step.cycles), f"sample {b}"
-        weights = step.weights
+        weights, state = step.weights, step.lfsr
     return changed
 
 
-@pytest.mark.parametrize("case", ["deep-p2", "tiny-p1"])
+@pytest.mark.parametrize("case", ["deep-p2", "tiny-p1", "stochastic-p3"])
 def test_training_on_input_rasters_matches_golden(case):
     """Training samples on the stored input raster (the learning unit records it through the
     same tap): spikes, learned weights and cycles equal :func:`sw.desire.train_step_raster`;
@@ -124,12 +175,12 @@ def test_training_on_input_rasters_matches_golden(case):
     inputs = [encoded, rng.random((cfg.time_steps, cfg.layers[0])) < 0.7, None]
     lr_shift = cfg.learning.lr_shift
     run = simulate(cfg, stored, pixels, labels=labels, lr_shift=lr_shift, input_rasters=inputs)
-    weights, changed = stored, 0
+    weights, changed, state = stored, 0, None
     for b, raster in enumerate(inputs):
         if raster is None:
-            step = train_step(cfg, weights, pixels[b], int(labels[b]), lr_shift)
+            step = train_step(cfg, weights, pixels[b], int(labels[b]), lr_shift, state)
         else:
-            step = train_step_raster(cfg, weights, raster, int(labels[b]), lr_shift)
+            step = train_step_raster(cfg, weights, raster, int(labels[b]), lr_shift, state)
         for pop in range(len(cfg.layers)):
             np.testing.assert_array_equal(run.rasters[pop][b], step.run.rasters[pop][0],
                                           err_msg=f"sample {b} pop {pop}")
@@ -139,7 +190,7 @@ def test_training_on_input_rasters_matches_golden(case):
         assert (run.cycles[b], run.edges[b]) == (step.cycles, step.cycles), f"sample {b}"
         assert run.predictions[b] == step.run.predictions[0]
         changed += sum(int((a != w).sum()) for a, w in zip(step.weights, weights, strict=True))
-        weights = step.weights
+        weights, state = step.weights, step.lfsr
     assert changed > 0, "no weight moved: the case tests nothing"
     from_pixels = simulate(cfg, stored, pixels[:1], labels=labels[:1], lr_shift=lr_shift)
     assert from_pixels.cycles[0] == run.cycles[0]
@@ -294,16 +345,19 @@ def test_backward_pass_part(case, layer):
     assert seen[-1][1] == group_flags(gold.active, P)
 
 
-@pytest.mark.parametrize("case", ["odd-p3", "tiny-p1", "saturating"])
+@pytest.mark.parametrize("case", ["odd-p3", "tiny-p1", "saturating", "stochastic-p3"])
 def test_weight_update_part(case):
     """:class:`WeightUpdate`: pairs back to back as the controller runs them
     (``T + PAIR_OVERHEAD`` cycles each, the write in the last), each new word the golden
     :func:`sw.desire.update` of :func:`sw.desire.eligibility` of :func:`sw.desire.traces`, at
-    lr_shifts from 0 to beyond the accumulator."""
+    lr_shifts from 0 to beyond the accumulator; stochastic rounding: pair ``k`` rounds with
+    the low bits of the lane LFSRs ``k`` steps after their seeds, and after the pairs the
+    LFSRs stepped once per pair."""
     cfg = case_config(case)
     rng = np.random.default_rng(9)
     T, P = cfg.time_steps, cfg.lanes
     acc_bits = cfg.acc_max.bit_length()
+    stochastic = cfg.learning.rounding == "stochastic"
     moved = 0
     for lr_shift in (0, 2, acc_bits, acc_bits + 3):
         dut = WeightUpdate(cfg)
@@ -327,12 +381,21 @@ def test_weight_update_part(case):
                 (dut.weights.as_value(), weight_bits(cfg, stored)),
                 (dut.desires.as_value(), desire_bits(cfg, desire, range(P)))])
             acc = eligibility(traces(cfg, pre[:, None]), post)
+            offsets = None
+            if stochastic:
+                shift = min(lr_shift, cfg.max_rounding_shift)
+                offsets = lfsr.advance(cfg.lfsr_seeds, k).astype(np.int64)[None, :] & (
+                    (1 << shift) - 1)
             want[c + T + PAIR_OVERHEAD - 1] = list(
-                update(cfg, stored[None, :], desire, acc, lr_shift)[0])
+                update(cfg, stored[None, :], desire, acc, lr_shift, offsets)[0])
             moved += int((want[c + T + PAIR_OVERHEAD - 1] != stored).sum())
         strobes = [dut.start, dut.issue, dut.start_acc, dut.stop_acc]
-        seen = run_bench(dut, schedule, max(want) + 1, strobes,
-                         lambda ctx, dut=dut: [int(w) for w in ctx.get(dut.wdata)])
+        seen = run_bench(dut, schedule, max(want) + 1, strobes, lambda ctx, dut=dut: (
+            [int(w) for w in ctx.get(dut.wdata)], ctx.get(dut.lfsr) if stochastic else None))
         for cycle, words in want.items():
-            assert seen[cycle] == words, f"lr_shift {lr_shift}, cycle {cycle}"
+            assert seen[cycle][0] == words, f"lr_shift {lr_shift}, cycle {cycle}"
+        if stochastic:
+            W = lfsr.WIDTH
+            lanes = [(seen[-1][1] >> (p * W)) & lfsr.MASK for p in range(P)]
+            assert lanes == list(lfsr.advance(cfg.lfsr_seeds, len(want)))
     assert moved > 0, "no weight moved: the case tests nothing"

@@ -122,7 +122,7 @@ def test_mnist_ecp5_rtl_on_real_mnist(sim):
 
 
 @pytest.mark.parametrize("profile", ["digits-tiny", "digits-up5k", "mnist-ecp5", "ttfs-tiny",
-                                     "ttfs-mnist"])
+                                     "ttfs-mnist", "digits-stochastic"])
 def test_generated_verilog_lints_clean(profile, tmp_path):
     from spikeforge.hw.generate import generate_verilog
     from spikeforge.sim.toolchain import lint_verilog
@@ -172,6 +172,9 @@ LEARN_CASES = {
                                     error_margin=1),
         layers=(16, 7, 3), lanes=7, time_steps=9, threshold=20, weight_bits=5,
         membrane_bits=8), extreme_stored, "random", 5),
+    # stochastic rounding: the lane LFSRs carried from sample to sample on both sides
+    "learn-digits-stochastic": (lambda: dataclasses.replace(
+        load_config("digits-stochastic"), name="learn-digits-stochastic"), "kaiming", "digits", 4),
 }
 
 

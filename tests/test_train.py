@@ -81,6 +81,13 @@ def test_config_hash_tracks_learning_settings(cfg):
     assert config_hash(cfg) == config_hash(replace(cfg))
     other = replace(cfg, learning=replace(cfg.learning, lr_shift=cfg.learning.lr_shift + 1))
     assert config_hash(cfg) != config_hash(other)
+    # the LFSR seed counts only where there are LFSRs (older checkpoints keep their hash)
+    assert config_hash(cfg) == config_hash(replace(cfg, learning=replace(cfg.learning,
+                                                                         lfsr_seed=9)))
+    sto = replace(cfg, learning=replace(cfg.learning, rounding="stochastic"))
+    assert config_hash(sto) != config_hash(cfg)
+    assert config_hash(sto) != config_hash(replace(sto, learning=replace(sto.learning,
+                                                                         lfsr_seed=9)))
 
 
 # ---- training ----
@@ -158,6 +165,66 @@ def test_resume_is_bit_identical(cfg, digits, tmp_path):
     assert len(longer.history) == 4
     with pytest.raises(TrainError, match=r"already holds 4 trained epochs"):
         train(cfg, digits, out_dir=out, resume=True, **kw)
+
+
+def test_stochastic_resume_carries_the_lfsrs(cfg, digits, tmp_path):
+    """Stochastic rounding: the lane LFSRs go from sample to sample and into the checkpoint;
+    a run stopped inside an epoch and resumed ends bit-identical (weights and LFSRs) to an
+    uninterrupted one, and would not if the resume restarted the LFSRs from their seeds."""
+    sto = replace(cfg, learning=replace(cfg.learning, rounding="stochastic",
+                                        weight_frac_bits=2, lr_shift=5, lfsr_seed=21))
+    kw = dict(epochs=2, seed=5, train_samples=70, test_samples=30, checkpoint_every=20)
+    straight = train(sto, digits, out_dir=tmp_path / "a", **kw)
+    assert len(straight.lfsr) == sto.lanes and straight.lfsr != sto.lfsr_seeds
+    stored, state = initial_weights(sto, 5), None        # = train_step in a loop
+    for epoch in range(2):
+        for i in epoch_order(5, epoch, 70):
+            step = train_step(sto, stored, digits.train_pixels[i], int(digits.train_labels[i]),
+                              sto.learning.lr_shift_at(epoch), state)
+            stored, state = step.weights, step.lfsr
+    assert state == straight.lfsr
+    for a, b in zip(stored, straight.stored, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+    out = tmp_path / "b"
+    train(sto, digits, out_dir=out, max_samples=45, **kw)                # inside epoch 1
+    _, part = load_checkpoint(out / CHECKPOINT_NAME, sto)
+    assert part.position == 45 and len(part.lfsr) == sto.lanes and part.lfsr != sto.lfsr_seeds
+    saved = (out / CHECKPOINT_NAME).read_bytes()
+    resumed = train(sto, digits, out_dir=out, resume=True, **kw)
+    assert resumed.lfsr == straight.lfsr
+    for a, b in zip(straight.stored, resumed.stored, strict=True):
+        np.testing.assert_array_equal(a, b)
+    _same_history(straight.history, resumed.history)
+
+    (out / CHECKPOINT_NAME).write_bytes(saved)        # the same checkpoint, LFSRs at reset
+    with np.load(out / CHECKPOINT_NAME) as f:
+        fields = dict(f)
+    np.savez(out / CHECKPOINT_NAME, **{**fields, "lfsr": np.array(sto.lfsr_seeds)})
+    reset = train(sto, digits, out_dir=out, resume=True, **kw)
+    assert any((a != b).any() for a, b in zip(reset.stored, straight.stored, strict=True))
+
+    for bad, message in ((np.array([0] * sto.lanes), r"lfsr: state 0 is out of range"),
+                         (np.array([1, 2]), r"lfsr: expected 4 lane states \(P\), got 2")):
+        np.savez(out / CHECKPOINT_NAME, **{**fields, "lfsr": bad})
+        with pytest.raises(CheckpointError, match=r"corrupt checkpoint: " + message):
+            load_checkpoint(out / CHECKPOINT_NAME, sto)
+
+
+def test_version_1_checkpoints_still_load(cfg, digits, tmp_path):
+    """Checkpoints from before the LFSR states (version 1, no ``lfsr``) resume the rounding
+    modes that have none."""
+    kw = dict(epochs=1, seed=0, train_samples=30, test_samples=20)
+    train(cfg, digits, out_dir=tmp_path, max_samples=10, **kw)
+    ckpt = tmp_path / CHECKPOINT_NAME
+    with np.load(ckpt) as f:
+        fields = {k: v for k, v in f.items() if k != "lfsr"}
+    np.savez(ckpt, **{**fields, "version": np.array(1)})
+    _, state = load_checkpoint(ckpt, cfg)
+    assert state.lfsr == () and state.position == 10
+    np.savez(ckpt, **{**fields, "version": np.array(2)})         # 2 must have it
+    with pytest.raises(CheckpointError, match=r"missing fields \['lfsr'\]"):
+        load_checkpoint(ckpt, cfg)
 
 
 def test_outputs(cfg, digits, tmp_path):
