@@ -88,6 +88,7 @@ def jump(state: int, n: int) -> int:
     return _mulmod(state, power)
 
 
+@functools.lru_cache(maxsize=64)
 def lane_seeds(seed: int, lanes: int) -> tuple[int, ...]:
     """The reset states of ``lanes`` LFSRs: lane ``p`` at position ``(seed + D // 2 + p * D)
     mod PERIOD`` of the sequence from state 1, ``D = PERIOD // lanes``."""
