@@ -9,7 +9,9 @@ side), and are tested after every epoch on the whole test split:
   (exactly what ``spikeforge train`` runs; bit-exact with the RTL);
 * **float**: :class:`sw.desire_float.FloatDesireNet` as published (``timing="published"``,
   real-valued weights, traces and membranes, ``lr * exp(-lr_decay * epoch)``), with ``lr``
-  the integer rule's effective rate ``trace_one / (2**lr_shift * theta * 2**F)``.
+  the integer rule's effective rate ``trace_one / (2**lr_shift * theta * 2**F)`` and the
+  config's eligibility (``eligibility = "near"``: both pair the traces with the near raster,
+  ``docs/learning.md``; e.g. ``--config digits-near``).
 
 The float net starts from the values the integer start stands for, without the half-LSB read
 offset (``(W_store - 2**(F-1)) / (theta * 2**F)``, i.e. the Kaiming draw rounded to the stored

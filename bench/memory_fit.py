@@ -77,6 +77,9 @@ def memories(cfg) -> list[tuple[str, str, int, int, int | None, bool]]:
         for layer in range(cfg.n_layers):
             groups = max(cfg.groups(layer), 2)
             out.append(("spike rasters", f"layer {layer} raster", P * T, groups, 1, False))
+            if cfg.near_eligibility:
+                out.append(("near rasters", f"layer {layer} near raster", P * T, groups, 1,
+                            False))
             out.append(("desire (active, sign, |E|)", f"layer {layer} desires", P * lane,
                         groups, lane, False))
     return out

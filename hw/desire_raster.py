@@ -12,7 +12,8 @@ from spikeforge.hw.desire_formats import memory_depth, raster_word
 
 
 class RasterRecorder(wiring.Component):
-    """The spike rasters of a sample, recorded while it runs, read back while it learns.
+    """The spike rasters of a sample, recorded while it runs, read back while it learns
+    (and with near eligibility the near rasters of the LIF populations).
 
     One memory per population, written through the taps: the encoder's per-pixel evaluations
     into ``N_in`` words of ``T`` bits (bit ``t`` of word ``j``: pixel ``j`` spiked at step
@@ -20,6 +21,13 @@ class RasterRecorder(wiring.Component):
     :func:`~hw.desire_formats.raster_word` (lane ``p`` of word ``g``: neuron ``gP + p``). A tap
     writes bit ``step`` of its word (of every lane): bit-enable writes, and every bit is
     rewritten in every sample, so nothing needs clearing.
+
+    Near eligibility (``eligibility = "near"``, ``docs/learning.md``): one more memory per LIF
+    layer, the same shape as its spike raster, written the same way from the tap
+    ``eos<l>_near`` (lane ``p`` of word ``g``, bit ``t``: neuron ``gP + p``'s membrane reached
+    ``theta_near`` at step ``t``), read through ``near<l>``: ``sum_l G_l P T`` more bits
+    (``memory_depth``-deep, bit-enable LUT RAM like the spike rasters). Without it neither
+    exists.
 
     Parameters
     ----------
@@ -38,6 +46,11 @@ class RasterRecorder(wiring.Component):
         A read port of the encoder's raster.
     read<l> : Out(ReadPort.Signature(shape=raster_word(cfg)))
         A read port of LIF layer ``l``'s raster (all of them: ``layer_reads``).
+    eos<l>_near : In(P)
+        Near eligibility only: which lanes of the same evaluation were near.
+    near<l> : Out(ReadPort.Signature(shape=raster_word(cfg)))
+        Near eligibility only: a read port of LIF layer ``l``'s near raster (all of them:
+        ``near_reads``, else ``[]``).
 
     Notes
     -----
@@ -72,8 +85,16 @@ class RasterRecorder(wiring.Component):
                 f"read{layer}": Out(ReadPort.Signature(addr_width=ceil_log2(depth),
                                                        shape=raster_word(cfg))),
             })
+            if cfg.near_eligibility:
+                members.update({
+                    f"eos{layer}_near": In(P),
+                    f"near{layer}": Out(ReadPort.Signature(addr_width=ceil_log2(depth),
+                                                           shape=raster_word(cfg))),
+                })
         super().__init__(members)
         self.layer_reads = [getattr(self, f"read{layer}") for layer in range(cfg.n_layers)]
+        self.near_reads = ([getattr(self, f"near{layer}") for layer in range(cfg.n_layers)]
+                           if cfg.near_eligibility else [])
         #: the names of the taps: every input but the read ports'
         self.tap_names = [name for name, member in self.signature.members.items()
                           if member.is_port and member.flow == In]
@@ -102,12 +123,27 @@ class RasterRecorder(wiring.Component):
             m.submodules[f"raster{layer}"] = mem
             wr = mem.write_port(granularity=1)
             fires = tapped(getattr(self, f"eos{layer}_fires"))
+            addr = tapped(getattr(self, f"eos{layer}_group"))
+            en = Mux(tapped(getattr(self, f"eos{layer}_valid")), lane_mask << step, 0)
             m.d.comb += [
-                wr.addr.eq(tapped(getattr(self, f"eos{layer}_group"))),
+                wr.addr.eq(addr),
                 wr.data.eq(Cat(*[Mux(fires[p], (1 << T) - 1, 0) for p in range(P)])),
-                wr.en.eq(Mux(tapped(getattr(self, f"eos{layer}_valid")), lane_mask << step, 0)),
+                wr.en.eq(en),
             ]
             self._connect_read(m, mem, read)
+            if self.near_reads:
+                # the near raster: written like the spike raster, from the same registered
+                # address and enables
+                mem = Memory(shape=P * T, depth=memory_depth(cfg, layer), init=[])
+                m.submodules[f"near_raster{layer}"] = mem
+                wr = mem.write_port(granularity=1)
+                near = tapped(getattr(self, f"eos{layer}_near"))
+                m.d.comb += [
+                    wr.addr.eq(addr),
+                    wr.data.eq(Cat(*[Mux(near[p], (1 << T) - 1, 0) for p in range(P)])),
+                    wr.en.eq(en),
+                ]
+                self._connect_read(m, mem, self.near_reads[layer])
         return m
 
     @staticmethod

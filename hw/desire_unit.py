@@ -48,7 +48,8 @@ class DesireUnit(wiring.Component):
     ----------
     step, enc_*, eos<l>_* : In
         The taps of the encoder and of each LIF layer's end-of-step pass
-        (:class:`~hw.desire_raster.RasterRecorder`).
+        (:class:`~hw.desire_raster.RasterRecorder`); ``eos<l>_near`` with near eligibility
+        only.
     start, label, lr_shift : In(1), In(range(N_out)), In(range(LR_SHIFT[1] + 1))
         A pulse starts the learning pass; ``label`` and ``lr_shift`` are sampled then.
     busy, done : Out(1)
@@ -64,6 +65,12 @@ class DesireUnit(wiring.Component):
     ``l`` (if ``l >= 1``; it needs the old weights) and the update of ``l``: for each
     presynaptic ``j`` whose raster has a spike before the last step, and each group with an
     active neuron, one pair.
+
+    Near eligibility (``eligibility = "near"``): the recorder also keeps each LIF layer's
+    near raster, and an update reads the group's near word as its post raster (at the same
+    address and cycle as the spike word it replaces); the output desire's popcounts, the
+    backward pass's counts and the presynaptic lanes still read the spike rasters. No cycle
+    changes.
 
     Latency: :func:`sw.cycles.learn_cycles`, from the constants of :mod:`spikeforge.timing`:
     ``G_{L-1} + OUT_DESIRE_OVERHEAD`` for the output desire, ``N_l * G_l +
@@ -93,6 +100,8 @@ class DesireUnit(wiring.Component):
         self.mem_groups = [memory_depth(cfg, layer) for layer in range(L)]
         for layer in range(L):
             depth = cfg.layers[layer] * cfg.groups(layer)
+            if cfg.near_eligibility:
+                signature[f"eos{layer}_near"] = In(P)
             signature.update({
                 f"eos{layer}_valid": In(1),
                 f"eos{layer}_group": In(range(self.mem_groups[layer])),
@@ -267,7 +276,9 @@ class DesireUnit(wiring.Component):
         ``g`` (``OUT``, the last layer), then at ``gsel_q`` (``UISSUE`` of ``l``, the only
         update read of it); desire ``l`` and weights ``l`` at ``g`` (``BACK`` of ``l``), then
         at ``cur_g`` (the data of ``ULOAD`` .. ``UWRITE``). Reads in the other cycles are
-        never used. ``updating<l>`` also hands layer ``l``'s words to the update.
+        never used. ``updating<l>`` also hands layer ``l``'s words to the update. Near
+        eligibility: near raster ``l`` is read by the update alone, always at ``gsel_q``
+        (a flip-flop, no multiplexer), and its word is the update's post raster.
         """
         last, update = self.cfg.n_layers - 1, parts.update
         m.d.comb += parts.rasters.enc_read.addr.eq(s.j)
@@ -281,8 +292,12 @@ class DesireUnit(wiring.Component):
                 desire.addr.eq(Mux(updating, s.cur_g, s.g)),
                 getattr(self, f"w{layer}_addr").eq(s.jbase + Mux(updating, s.cur_g, s.g)),
             ]
+            post = raster
+            if parts.rasters.near_reads:
+                post = parts.rasters.near_reads[layer]
+                m.d.comb += post.addr.eq(s.gsel_q)
             with m.If(updating):
-                m.d.comb += [update.post_raster.eq(raster.data),
+                m.d.comb += [update.post_raster.eq(post.data),
                              update.weights.eq(getattr(self, f"w{layer}_rdata")),
                              update.desires.eq(desire.data)]
 

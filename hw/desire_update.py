@@ -48,7 +48,8 @@ class WeightUpdate(wiring.Component):
     pre_bits : In(T)
         ``j``'s spikes of steps ``0 .. T-2`` (bit ``T-1`` clear), from cycle 1 on.
     post_raster : In(raster_word(cfg))
-        The group's raster word, in cycle 1.
+        The group's raster word, in cycle 1: its spikes, or with near eligibility its near
+        bits (``docs/learning.md``); the eligibility's post term either way.
     weights, desires : In(weight_word(cfg)), In(desire_word(cfg))
         The pair's weight word and the group's desires, in cycle ``T + 1``.
     wdata : Out(weight_word(cfg))

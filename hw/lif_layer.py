@@ -72,19 +72,28 @@ class LIFLayer(wiring.Component):
 
     Raster tap (for the learning unit): ``eos_valid`` is high once per group and step, in
     the end-of-step cycle of group ``eos_group``; ``eos_fires`` holds its ``lanes`` spike
-    bits (all zero in a clear pass).
+    bits (all zero in a clear pass). With ``near_threshold`` (near eligibility,
+    ``docs/learning.md``) there is also ``eos_near``, valid with ``eos_valid``: per lane
+    ``v >= near_threshold`` of the same membrane ``v`` the spike test reads (after the step's
+    integration, before the reset), zero in padding lanes and in a clear pass, like
+    ``eos_fires``; a spike implies its near bit (``near_threshold <= threshold``).
     """
 
     def __init__(self, *, n_pre: int, n_post: int, lanes: int, weight_bits: int,
-                 membrane_bits: int, threshold: int, leak_shift: int, frac_bits: int = 0):
+                 membrane_bits: int, threshold: int, leak_shift: int, frac_bits: int = 0,
+                 near_threshold: int | None = None):
         self.n_pre, self.n_post, self.lanes = n_pre, n_post, lanes
         self.weight_bits, self.membrane_bits = weight_bits, membrane_bits
         self.frac_bits, self.store_bits = frac_bits, weight_bits + frac_bits
         self.threshold, self.leak_shift = threshold, leak_shift
+        if near_threshold is not None and not 1 <= near_threshold <= threshold:
+            raise ValueError(f"near_threshold: {near_threshold} is out of range, legal range "
+                             f"is [1, {threshold}]")
+        self.near_threshold = near_threshold
         self.groups = math.ceil(n_post / lanes)
         self.mem_groups = max(self.groups, 2)   # a 1-word memory would get a 0-bit address
         self.depth = n_pre * self.groups
-        super().__init__({
+        ports = {
             "spikes_in": In(event_stream(n_pre)),
             "spikes_out": Out(event_stream(n_post)),
             "clear": In(1),
@@ -96,14 +105,18 @@ class LIFLayer(wiring.Component):
             "eos_valid": Out(1),
             "eos_group": Out(range(self.mem_groups)),
             "eos_fires": Out(lanes),
-        })
+        }
+        if near_threshold is not None:
+            ports["eos_near"] = Out(lanes)
+        super().__init__(ports)
 
     @classmethod
     def from_config(cls, cfg, layer: int) -> LIFLayer:
         n_pre, n_post = cfg.weight_shape(layer)
         return cls(n_pre=n_pre, n_post=n_post, lanes=cfg.lanes, weight_bits=cfg.weight_bits,
                    membrane_bits=cfg.membrane_bits, threshold=cfg.threshold,
-                   leak_shift=cfg.leak_shift, frac_bits=cfg.frac_bits)
+                   leak_shift=cfg.leak_shift, frac_bits=cfg.frac_bits,
+                   near_threshold=cfg.near_threshold if cfg.near_eligibility else None)
 
     def elaborate(self, platform):
         m = Module()
@@ -119,8 +132,11 @@ class LIFLayer(wiring.Component):
         m.d.sync += ctl.evaluating.eq(0)
         w_word = self._weight_port(m, wmem, ctl)
         wb_valid, wb_group, sums = self._integration(m, v_rd, w_word, ctl)
-        fires, leaked = self._evaluation(m, v_rd, ctl)
+        fires, leaked, near = self._evaluation(m, v_rd, ctl)
         self._sequencer(m, ctl, fires)
+        if near is not None:
+            # no state decode in front of it: the tap's reader takes it with eos_valid
+            m.d.comb += self.eos_near.eq(Cat(*near))
 
         # the membrane write: an integration write-back, or the end-of-step evaluation's
         # (EOS_EVAL, flagged by `evaluating`: no state decode in front of the LUT-RAM write)
@@ -196,10 +212,14 @@ class LIFLayer(wiring.Component):
         read port: the pass starts after the last integration write-back), combinational:
         per lane the spike ``v - threshold >= 0`` (never in a padding lane or a clear pass)
         and the new membrane, ``membrane_bits`` signed: reset by subtraction if it fired,
-        then leaked, ``v - (v >> leak_shift)``; zero in a clear pass. Returns ``(fires,
-        leaked)``, one of each per lane."""
+        then leaked, ``v - (v >> leak_shift)``; zero in a clear pass. With a
+        ``near_threshold``, also the near bit ``v - near_threshold >= 0`` per lane (masked like
+        the spike; it only feeds the learning unit's tap register, beside the spike path).
+        Returns ``(fires, leaked, near)``, one of each per lane (``near``: ``None`` without a
+        ``near_threshold``)."""
         P, mb = self.lanes, self.membrane_bits
         fires, leaked = [], []
+        near = None if self.near_threshold is None else []
         for p in range(P):
             v = v_rd.data[p * mb:(p + 1) * mb].as_signed()
             live = (ctl.group * P + p) < self.n_post   # padding lanes never fire
@@ -207,12 +227,18 @@ class LIFLayer(wiring.Component):
             d = Signal(signed(mb + 1), name=f"reset{p}")     # v - threshold
             m.d.comb += [d.eq(v - self.threshold), f.eq(~d[mb] & live & ~ctl.clear)]
             fires.append(f)
+            if near is not None:
+                # a second comparator on the same v, the sign of v - near_threshold
+                n = Signal(name=f"near{p}")
+                dn = Signal(signed(mb + 1), name=f"near_diff{p}")
+                m.d.comb += [dn.eq(v - self.near_threshold), n.eq(~dn[mb] & live & ~ctl.clear)]
+                near.append(n)
             # leak both candidates, then select (the spike decision is not in front of the
             # leak's subtractor)
             leak_fired = d - (d >> self.leak_shift)
             leak_kept = v - (v >> self.leak_shift)
             leaked.append(Mux(ctl.clear, 0, Mux(f, leak_fired, leak_kept))[:mb])
-        return fires, leaked
+        return fires, leaked, near
 
     def _sequencer(self, m, ctl, fires):
         """The layer's state machine: takes events and integrates them, drains, runs the

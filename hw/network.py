@@ -206,10 +206,10 @@ class Network(wiring.Component):
 
     def _learning_unit(self, m, tap, layers, ctl):
         """The learning unit (:class:`~hw.desire_unit.DesireUnit`, configs with ``[learning]``
-        only), fed by the input's raster tap ``tap``, every layer's end-of-step tap and
-        registered weight word, and the phase. Returns it (``None`` without learning) and the
-        statements that run when a sample starts: whether it learns, its ``label`` and
-        ``lr_shift``."""
+        only), fed by the input's raster tap ``tap``, every layer's end-of-step tap (with
+        near eligibility its near bits too) and registered weight word, and the phase.
+        Returns it (``None`` without learning) and the statements that run when a sample
+        starts: whether it learns, its ``label`` and ``lr_shift``."""
         if self.cfg.learning is None:
             return None, []
         m.submodules.learner = learner = DesireUnit(self.cfg)
@@ -220,6 +220,8 @@ class Network(wiring.Component):
                          getattr(learner, f"eos{i}_group").eq(layer.eos_group),
                          getattr(learner, f"eos{i}_fires").eq(layer.eos_fires),
                          getattr(learner, f"w{i}_rdata").eq(layer.w_rdata)]
+            if self.cfg.near_eligibility:       # the near raster's tap (docs/learning.md)
+                m.d.comb += getattr(learner, f"eos{i}_near").eq(layer.eos_near)
         return learner, [ctl.train.eq(self.learn), learner.label.eq(self.label),
                          learner.lr_shift.eq(self.lr_shift)]
 

@@ -38,6 +38,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from spikeforge.config import (
+    ELIGIBILITIES,
     LFSR_SEED,
     ROUNDINGS,
     ConfigError,
@@ -102,6 +103,11 @@ def configs(draw, *, learning: bool | None = None, size: str = "quick") -> Netwo
             lr_shift=draw(st.integers(0, 10) | st.integers(0, 40)),
             rounding=draw(st.sampled_from(ROUNDINGS)),
             lfsr_seed=draw(st.integers(0, 3) | st.integers(0, LFSR_SEED[1])),
+            # near eligibility about one config in three; fractions from theta_near = 1 up
+            # to theta itself
+            eligibility=draw(st.sampled_from(("spike", "spike", "near"))),
+            near_fraction=draw(st.sampled_from([0.5, 1.0, 1e-6])
+                               | st.integers(1, 20).map(lambda k: k / 20)),
         )
     net = dict(name="rand", layers=layers, time_steps=steps, lanes=lanes,
                weight_bits=weight_bits, membrane_bits=membrane_bits, threshold=threshold,
@@ -457,16 +463,17 @@ def saturation_hits(cfg, weights, rasters) -> tuple[int, int]:
 def weight_clamps(cfg, before, step) -> tuple[int, int, int]:
     """``(updates, clamped at store_max, clamped at store_min)`` of one training sample:
     the unclamped update ``W + sign * round(acc / 2**lr_shift)`` of every active synapse with
-    a non-zero step, recomputed from the golden traces (stochastic rounding is counted as
-    floor: a lower bound)."""
+    a non-zero step, recomputed from the golden traces and post terms (spikes or near
+    rasters; stochastic rounding is counted as floor: a lower bound)."""
     from spikeforge.sw.desire import eligibility, traces
 
     lr = cfg.learning.lr_shift
     half = (1 << lr) >> 1 if cfg.learning.rounding == "nearest" else 0
     rasters = [r[0] for r in step.run.rasters]
+    posts = rasters if step.run.near is None else [None, *(n[0] for n in step.run.near[1:])]
     updates = up = down = 0
     for layer, d in enumerate(step.desires):
-        acc = eligibility(traces(cfg, rasters[layer]), rasters[layer + 1])
+        acc = eligibility(traces(cfg, rasters[layer]), posts[layer + 1])
         mag = (acc + half) >> lr
         moving = (mag > 0) & d.active[None, :]
         raw = np.asarray(before[layer], dtype=np.int64) + np.where(d.sign[None, :], mag, -mag)
@@ -548,6 +555,11 @@ class Coverage:
             self.span("weight_frac_bits", cfg.frac_bits)
             self.span("lr_shift", cfg.learning.lr_shift)
             c(f"{cfg.learning.rounding} rounding configs")
+            c(f"{cfg.learning.eligibility} eligibility configs")
+            if cfg.near_eligibility:
+                c("near-only bits (near, no spike)",
+                  sum(int((n & ~r).sum()) for g in outcome.gold if g.step is not None
+                      for n, r in zip(g.run.near[1:], g.run.rasters[1:], strict=True)))
 
     def as_dict(self) -> dict:
         return {"counts": dict(self.counts), "ranges": self.ranges}
@@ -592,7 +604,10 @@ class Coverage:
                 f"learning: {k['weight updates']} weight updates, clamped "
                 f"{k['weight clamps at store_max']} at store_max, "
                 f"{k['weight clamps at store_min']} at store_min; rounding: "
-                + ", ".join(f"{mode} {k[mode + ' rounding configs']}" for mode in ROUNDINGS),
+                + ", ".join(f"{mode} {k[mode + ' rounding configs']}" for mode in ROUNDINGS)
+                + "; eligibility: "
+                + ", ".join(f"{e} {k[e + ' eligibility configs']}" for e in ELIGIBILITIES)
+                + f" ({k['near-only bits (near, no spike)']} near bits without a spike)",
                 f"readout back-pressure: {k['back-pressured readouts']} configs, "
                 f"{k['readout stall cycles']} stall cycles; resets mid-sample: "
                 f"{k['resets mid-sample (inference)']} in inference, "

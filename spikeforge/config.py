@@ -43,6 +43,7 @@ TRACE_FRAC_BITS = (0, 12)
 LR_SHIFT = (0, 40)
 ROUNDINGS = ("nearest", "floor", "stochastic")
 LFSR_SEED = (0, lfsr.PERIOD - 1)
+ELIGIBILITIES = ("spike", "near")
 
 
 class ConfigError(ValueError):
@@ -94,6 +95,13 @@ class DesireConfig:
     lfsr_seed : int
         Stochastic rounding: where the ``P`` lane LFSRs start (their reset states,
         :func:`spikeforge.lfsr.lane_seeds`), ``0 .. 2^20 - 2``; unused by the other modes.
+    eligibility : str
+        What the presynaptic trace pairs with in the eligibility: ``"spike"`` (the
+        postsynaptic spikes, as published) or ``"near"`` (the steps whose membrane, before
+        the threshold test, reached ``ceil(near_fraction * threshold)``; ``docs/learning.md``).
+    near_fraction : float
+        ``"near"`` eligibility: the fraction of the threshold, in ``(0, 1]``, a membrane must
+        reach (default 0.5); unused with ``"spike"``.
     """
 
     error_margin: int = 4
@@ -105,6 +113,8 @@ class DesireConfig:
     lr_decay: float = 0.04
     rounding: str = "nearest"
     lfsr_seed: int = 0
+    eligibility: str = "spike"
+    near_fraction: float = 0.5
     rule: str = "desire"
 
     def validate(self, time_steps: int):
@@ -123,6 +133,16 @@ class DesireConfig:
         if self.rounding not in ROUNDINGS:
             raise ConfigError(f"learning.rounding: {self.rounding!r} is not one of {ROUNDINGS}")
         _check_range("learning.lfsr_seed", self.lfsr_seed, *LFSR_SEED)
+        if self.eligibility not in ELIGIBILITIES:
+            raise ConfigError(f"learning.eligibility: {self.eligibility!r} is not one of "
+                              f"{ELIGIBILITIES}")
+        frac = self.near_fraction
+        if isinstance(frac, bool) or not isinstance(frac, (int, float)):
+            raise ConfigError(f"learning.near_fraction: expected a number in (0, 1], got "
+                              f"{frac!r}")
+        if not 0 < frac <= 1:
+            raise ConfigError(f"learning.near_fraction: {frac} is out of range, legal range "
+                              f"is (0, 1]")
 
     def lr_shift_at(self, epoch: int) -> int:
         """Learning-rate shift of epoch ``epoch`` (0-based) under the exponential schedule."""
@@ -232,6 +252,11 @@ class NetworkConfig:
                     f"[0, {24 - self.weight_bits}]")
             if self.learning.rounding == "stochastic":
                 self._check_lfsr_width()
+            if not 1 <= self.near_threshold <= self.threshold:   # (0, 1] guarantees it
+                raise ConfigError(
+                    f"learning.near_fraction: {self.learning.near_fraction} gives the near "
+                    f"threshold {self.near_threshold}, outside [1, {self.threshold}]; legal "
+                    f"range is (0, 1]")
 
     def _check_lfsr_width(self) -> None:
         """Stochastic rounding draws up to :attr:`max_rounding_shift` bits from each lane's
@@ -333,6 +358,18 @@ class NetworkConfig:
                          * self.threshold)
 
     @property
+    def near_eligibility(self) -> bool:
+        """The eligibility pairs the traces with the near raster (``eligibility = "near"``)."""
+        return self.learning is not None and self.learning.eligibility == "near"
+
+    @property
+    def near_threshold(self) -> int:
+        """``theta_near = ceil(near_fraction * theta)``, in ``[1, theta]``: a neuron is *near*
+        at a step whose membrane, after the integration and before the threshold test,
+        is at least this (``docs/learning.md``). Derived exactly, like the desire thresholds."""
+        return math.ceil(Fraction(str(self.learning.near_fraction)) * self.threshold)
+
+    @property
     def trace_one(self) -> int:
         return 1 << self.learning.trace_frac_bits
 
@@ -382,6 +419,9 @@ class NetworkConfig:
             if lr.rounding == "stochastic":
                 text += (f" ({lfsr.DESCRIPTION} per lane, {lfsr.WIDTH} bits, seed "
                          f"{lr.lfsr_seed})")
+            if lr.eligibility == "near":
+                text += (f", near eligibility V>={self.near_threshold} "
+                         f"({lr.near_fraction} theta)")
         return text
 
 
@@ -403,7 +443,8 @@ _SCHEMA = {
     "neuron": {"weight_bits", "membrane_bits", "threshold", "leak_shift"},
     "encoding": {"kind", "pixel_bits", "event_input"},
     "learning": {"rule", "error_margin", "desire_out", "desire_hidden", "weight_frac_bits",
-                 "trace_frac_bits", "lr_shift", "lr_decay", "rounding", "lfsr_seed"},
+                 "trace_frac_bits", "lr_shift", "lr_decay", "rounding", "lfsr_seed",
+                 "eligibility", "near_fraction"},
 }
 
 

@@ -14,6 +14,11 @@ hardware holds. :func:`train_step` takes it in (``lfsr``; ``None``: the reset st
 (presynaptic neuron, active group) pair the hardware processes (:func:`learning_pairs`).
 The other rounding modes have no LFSRs: their state is ``()``.
 
+Near eligibility (``eligibility = "near"``): the forward pass also records every LIF
+population's near raster (membrane before the threshold test ``>= theta_near``,
+:func:`sw.golden.run_layer`), and the update pairs the traces with it instead of the spikes;
+everything else (counts, desires, traces, live rows, pairs, cycles) reads the spikes.
+
 Fast paths: every matrix product here is an integer sum far below ``2**53`` and is taken
 in float BLAS (:func:`sw.lif.int_matmul`), which is exact for such sums; the forward pass
 runs each layer over all steps at once (:func:`sw.golden.run_layer`); an update only touches
@@ -250,8 +255,9 @@ def train_step_raster(cfg, stored: list[np.ndarray], input_raster: np.ndarray, l
     lr_shift = cfg.learning.lr_shift if lr_shift is None else lr_shift
     run = forward(cfg, stored, input_raster)
     rasters = [r[0] for r in run.rasters]
+    near = None if run.near is None else [None if n is None else n[0] for n in run.near]
     desires, sums = backward(cfg, stored, [r.sum(axis=0) for r in rasters], label)
-    new, lfsr = update_weights(cfg, stored, rasters, desires, lr_shift, lfsr)
+    new, lfsr = update_weights(cfg, stored, rasters, desires, lr_shift, lfsr, near)
     learn = cycles.learn_cycles(cfg, rasters, [d.active for d in desires])
     return TrainStep(run=run, desires=desires, sums=sums, weights=new,
                      infer_cycles=int(run.cycles[0]), learn_cycles=int(learn), lfsr=lfsr)
@@ -272,7 +278,8 @@ def forward(cfg, stored: list[np.ndarray], input_raster: np.ndarray) -> NetworkR
     -------
     NetworkRun
         A batch of one sample: rasters ``(1, T, N_p)`` of every population, the output
-        counts, the prediction and the inference cycles (:func:`sw.cycles.sample_cycles`).
+        counts, the prediction and the inference cycles (:func:`sw.cycles.sample_cycles`);
+        with near eligibility also the near rasters (``near``, :func:`sw.golden.run_layer`).
         The first layer reads only the rows of inputs that spike at all.
     """
     input_raster = np.asarray(input_raster)
@@ -280,11 +287,21 @@ def forward(cfg, stored: list[np.ndarray], input_raster: np.ndarray) -> NetworkR
         raise ValueError(f"input raster: expected shape ({cfg.time_steps}, {cfg.layers[0]}), "
                          f"got {input_raster.shape}")
     batch_rasters = [check_raster(cfg, input_raster[None])]
-    for w in stored:
-        batch_rasters.append(run_layer(cfg, np.asarray(w), batch_rasters[-1], cfg.frac_bits))
+    near = None
+    if cfg.near_eligibility:
+        near = [None]
+        for w in stored:
+            spikes, n = run_layer(cfg, np.asarray(w), batch_rasters[-1], cfg.frac_bits,
+                                  near_threshold=cfg.near_threshold)
+            batch_rasters.append(spikes)
+            near.append(n)
+    else:
+        for w in stored:
+            batch_rasters.append(run_layer(cfg, np.asarray(w), batch_rasters[-1],
+                                           cfg.frac_bits))
     out_counts = batch_rasters[-1].sum(axis=1)
     return NetworkRun(rasters=batch_rasters, counts=out_counts, predictions=predict(out_counts),
-                      cycles=cycles.sample_cycles(cfg, batch_rasters))
+                      cycles=cycles.sample_cycles(cfg, batch_rasters), near=near)
 
 
 def backward(cfg, stored: list[np.ndarray], counts: list[np.ndarray],
@@ -324,8 +341,9 @@ def backward(cfg, stored: list[np.ndarray], counts: list[np.ndarray],
 
 
 def update_weights(cfg, stored: list[np.ndarray], rasters: list[np.ndarray],
-                   desires: list[Desire], lr_shift: int,
-                   lfsr: tuple[int, ...] = ()) -> tuple[list[np.ndarray], tuple[int, ...]]:
+                   desires: list[Desire], lr_shift: int, lfsr: tuple[int, ...] = (),
+                   near: list[np.ndarray | None] | None = None,
+                   ) -> tuple[list[np.ndarray], tuple[int, ...]]:
     """Traces, eligibility and the update of every LIF layer (steps 3 to 5 of
     ``docs/learning.md``): :func:`update` where it can change a weight.
 
@@ -342,19 +360,25 @@ def update_weights(cfg, stored: list[np.ndarray], rasters: list[np.ndarray],
         The update's right shift.
     lfsr : tuple of int
         Stochastic rounding: the lane LFSRs before the update (``()`` for the other modes).
+    near : list of ndarray or None
+        Near eligibility: the ``(T, N_p)`` near rasters of the populations (``near[0]``
+        unused), the eligibility's post term in place of the spikes ``rasters[l + 1]``;
+        ``None``: the spikes (``eligibility = "spike"``).
 
     Returns
     -------
     weights : list of ndarray
         New stored weights (int64 copies). Only presynaptic rows that spiked before the last
-        step (``x = 0`` elsewhere) and active columns that spiked have ``acc != 0``;
+        step (``x = 0`` elsewhere) and active columns whose post term (spikes or near
+        raster) is set at some step have ``acc != 0``;
         everywhere else ``round(0) = 0`` (also ``(0 + r) >> s`` with ``r < 2**s``) leaves a
         weight as it is, saturated to the stored range like :func:`update` does to a whole
         active column.
     lfsr : tuple of int
         The lane LFSRs after the update: stepped once per pair of :func:`learning_pairs`.
     """
-    blocks = _learning_blocks(cfg, rasters, desires)
+    posts = rasters if near is None else [None, *near[1:]]    # the post term, per population
+    blocks = _learning_blocks(cfg, rasters, desires, posts)
     xs = _block_traces(cfg, rasters, blocks)
     offsets: list[np.ndarray | None] = [None] * cfg.n_layers
     if lfsr:
@@ -367,7 +391,7 @@ def update_weights(cfg, stored: list[np.ndarray], rasters: list[np.ndarray],
             first += live.size * groups.size
         lfsr = tuple(int(s) for s in lfsr_mod.advance(lfsr, first))
     new = [_update_layer(cfg, stored[layer], desires[layer], blocks[layer], xs.get(layer),
-                         rasters[layer + 1], lr_shift, offsets[layer])
+                         posts[layer + 1], lr_shift, offsets[layer])
            for layer in range(cfg.n_layers)]
     return new, lfsr
 
@@ -418,15 +442,16 @@ def rounding_offsets(cfg, layer: int, lfsr: tuple[int, ...], first: int, rows: i
     return states.reshape(rows, G * P)[:, :n_post]
 
 
-def _learning_blocks(cfg, rasters: list[np.ndarray],
-                     desires: list[Desire]) -> list[tuple[np.ndarray, np.ndarray] | None]:
+def _learning_blocks(cfg, rasters: list[np.ndarray], desires: list[Desire],
+                     posts: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray] | None]:
     """Per LIF layer, the ``(rows, columns)`` whose eligibility can be non-zero: presynaptic
-    neurons that spiked before the last step, active postsynaptic neurons that spiked at
-    all; ``None`` when either is empty."""
+    neurons that spiked before the last step, active postsynaptic neurons whose post term
+    (``posts[l + 1]``: the spikes, or the near raster) is set at some step; ``None`` when
+    either is empty."""
     T = cfg.time_steps
     blocks: list[tuple[np.ndarray, np.ndarray] | None] = [None] * cfg.n_layers
     for layer in range(cfg.n_layers):
-        cols = np.flatnonzero(desires[layer].active & rasters[layer + 1].any(axis=0))
+        cols = np.flatnonzero(desires[layer].active & posts[layer + 1].any(axis=0))
         if cols.size:
             live = np.flatnonzero(rasters[layer][:T - 1].any(axis=0))
             if live.size:
@@ -451,8 +476,9 @@ def _update_layer(cfg, stored: np.ndarray, desire: Desire,
                   post: np.ndarray, lr_shift: int, offsets: np.ndarray | None) -> np.ndarray:
     """One LIF layer's new stored weights: its active columns saturated to the stored range,
     then :func:`update` on its learning ``block`` (``x``: the block rows' traces, ``post``:
-    the layer's output raster ``(T, N_post)``, ``offsets``: the stochastic rounding offsets
-    of every live row, :func:`rounding_offsets`, or ``None``)."""
+    the eligibility's post term ``(T, N_post)``, the layer's spikes or near raster,
+    ``offsets``: the stochastic rounding offsets of every live row,
+    :func:`rounding_offsets`, or ``None``)."""
     old = np.asarray(stored, dtype=np.int64)
     w = old.copy()
     if not desire.active.any():

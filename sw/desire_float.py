@@ -32,6 +32,11 @@ After the ``T`` steps, with counts ``c`` and ``C* = T - error_margin``:
   ``dW_ji = lr_e * sign_i * active_i * keep_i * sum_t s_i[t] x_j[t]``,
   ``lr_e = lr * exp(-lr_decay * epoch)``.
 
+Near eligibility (``eligibility="near"``, not in the paper; ``docs/learning.md``): the update
+pairs the trace with ``near_i[t] = V_i >= near_fraction`` (the membrane after the step's
+integration, before the threshold test and reset; 0 for a dropped neuron) in place of
+``s_i[t]``; everything else reads the spikes.
+
 Dropout (training only, ``dropout=(p_in, p_hid)``): one Bernoulli keep-mask per neuron and
 sample for the input and every hidden population (never the output); a dropped neuron never
 spikes, kept spikes reach the next layer scaled by ``1 / (1 - p)``; traces see unscaled spikes.
@@ -50,17 +55,21 @@ from spikeforge.sw.golden import predict  # the same rule: unique argmax, ties a
 __all__ = ["TIMINGS", "FloatDesire", "FloatDesireNet", "FloatRun", "FloatStep"]
 
 TIMINGS = ("published", "spikeforge")
+ELIGIBILITIES = ("spike", "near")
 THRESHOLD = 1.0  # membrane and input-neuron threshold of the published algorithm
 
 
 @dataclass
 class FloatRun:
     """One forward pass: ``rasters[0]`` input spikes, ``rasters[l]`` LIF layer ``l``'s, all
-    ``(B, T, N)`` bool; ``counts`` ``(B, N_out)``; ``predictions`` ``(B,)``, ``-1`` on a tie."""
+    ``(B, T, N)`` bool; ``counts`` ``(B, N_out)``; ``predictions`` ``(B,)``, ``-1`` on a tie;
+    ``near`` (near eligibility only, else ``None``): ``near[l]`` the near raster of LIF layer
+    ``l`` like ``rasters[l]``, ``near[0] = None``."""
 
     rasters: list[np.ndarray]
     counts: np.ndarray
     predictions: np.ndarray
+    near: list[np.ndarray | None] | None = None
 
 
 @dataclass
@@ -116,6 +125,11 @@ class FloatDesireNet:
         ``(p_in, p_hid)``, training only; ``(0, 0)`` disables it.
     timing : str
         ``"published"`` or ``"spikeforge"`` (see module doc).
+    eligibility : str
+        ``"spike"`` (published) or ``"near"``: the update's post term is the near raster,
+        membrane ``>= near_fraction`` (of the threshold 1) before the reset (module doc).
+    near_fraction : float
+        In ``(0, 1]``; used by ``eligibility="near"`` only.
     seed : int
         Seeds the Kaiming-normal initialisation (std ``sqrt(2 / N_pre)``) and the dropout masks.
     weights : list of array, optional
@@ -129,7 +143,8 @@ class FloatDesireNet:
     def __init__(self, layers, *, time_steps: int = 20, leak_shift: int = 2,
                  error_margin: int = 4, desire_out: float = 0.30, desire_hidden: float = 0.05,
                  lr: float = 1e-5, lr_decay: float = 0.04, dropout=(0.0, 0.0),
-                 timing: str = "published", seed: int = 0, weights=None):
+                 timing: str = "published", eligibility: str = "spike",
+                 near_fraction: float = 0.5, seed: int = 0, weights=None):
         layers = tuple(int(n) for n in layers)
         if len(layers) < 2 or min(layers) < 1:
             raise ValueError(f"layers: expected at least 2 positive sizes, got {layers}")
@@ -142,6 +157,12 @@ class FloatDesireNet:
                              f"[0, {time_steps - 1}]")
         if timing not in TIMINGS:
             raise ValueError(f"timing: {timing!r} is not one of {TIMINGS}")
+        if eligibility not in ELIGIBILITIES:
+            raise ValueError(f"eligibility: {eligibility!r} is not one of {ELIGIBILITIES}")
+        if (isinstance(near_fraction, bool) or not isinstance(near_fraction, (int, float))
+                or not 0.0 < near_fraction <= 1.0):
+            raise ValueError(f"near_fraction: {near_fraction!r} is out of range, legal range "
+                             f"is (0, 1]")
         if len(dropout) != 2:
             raise ValueError(f"dropout: expected (p_in, p_hid), got {dropout!r}")
         self.layers = layers
@@ -156,6 +177,8 @@ class FloatDesireNet:
         self.dropout = (_check_prob("dropout[0] (input)", dropout[0]),
                         _check_prob("dropout[1] (hidden)", dropout[1]))
         self.timing = timing
+        self.eligibility = eligibility
+        self.near_fraction = float(near_fraction)
         self.rng = np.random.default_rng(seed)
         if weights is None:
             weights = [self.rng.standard_normal((a, b)) * math.sqrt(2.0 / a)
@@ -184,7 +207,9 @@ class FloatDesireNet:
         of these values, see :meth:`to_stored`.) ``lr`` defaults to the integer rule's
         effective rate,
         ``trace_one / (2**lr_shift * theta * 2**F)``: an eligibility of ``acc`` trace units
-        moves ``W_store`` by ``acc / 2**lr_shift``.
+        moves ``W_store`` by ``acc / 2**lr_shift``. The eligibility (``"spike"`` or
+        ``"near"``) and ``near_fraction`` are the config's (the float net compares with the
+        fraction itself, the integer one with ``ceil(near_fraction * theta)``).
         """
         learn = cfg.learning
         if learn is None:
@@ -199,6 +224,7 @@ class FloatDesireNet:
                    error_margin=learn.error_margin, desire_out=float(learn.desire_out),
                    desire_hidden=float(learn.desire_hidden), lr=lr,
                    lr_decay=float(learn.lr_decay), dropout=dropout, timing=timing,
+                   eligibility=learn.eligibility, near_fraction=float(learn.near_fraction),
                    seed=seed, weights=weights)
 
     def to_stored(self, cfg, *, centre: bool = False) -> list[np.ndarray]:
@@ -259,11 +285,13 @@ class FloatDesireNet:
         """Run the LIF layers on an input raster ``(B, T, N_in)``.
 
         ``keeps``: per population (input first) a ``(N,)`` dropout keep-mask or ``None``;
-        ``None`` altogether runs without dropout (evaluation).
+        ``None`` altogether runs without dropout (evaluation). With near eligibility the run
+        also holds the near rasters (:attr:`FloatRun.near`).
         """
         raster = np.asarray(raster, dtype=bool)
         batch, steps, _ = raster.shape
         rasters = [raster]
+        nears = [None] if self.eligibility == "near" else None
         for layer, w in enumerate(self.weights):
             scale = 1.0
             if keeps is not None and keeps[layer] is not None:
@@ -272,17 +300,25 @@ class FloatDesireNet:
             keep = None if keeps is None else keeps[layer + 1]
             v = np.zeros((batch, w.shape[1]))
             out = np.zeros((batch, steps, w.shape[1]), dtype=bool)
+            near = None if nears is None else np.zeros_like(out)
             for t in range(steps):
                 v *= self.decay
                 v += current[:, t]
                 s = v >= THRESHOLD
+                if near is not None:          # the membrane before the reset
+                    near[:, t] = v >= self.near_fraction * THRESHOLD
+                    if keep is not None:
+                        near[:, t] &= keep
                 if keep is not None:
                     s &= keep
                 v -= s
                 out[:, t] = s
             rasters.append(out)
+            if nears is not None:
+                nears.append(near)
         counts = rasters[-1].sum(axis=1)
-        return FloatRun(rasters=rasters, counts=counts, predictions=predict(counts))
+        return FloatRun(rasters=rasters, counts=counts, predictions=predict(counts),
+                        near=nears)
 
     def forward(self, pixels01: np.ndarray) -> FloatRun:
         """Evaluation pass (no dropout) of a batch ``(B, N_in)`` of pixels in [0, 1]."""
@@ -376,7 +412,8 @@ class FloatDesireNet:
             cols = np.flatnonzero(d.active & d.keep)
             if cols.size:
                 x = self.traces(self._drive(layer, rasters[layer][None])[0])
-                elig = x.T @ rasters[layer + 1][:, cols]
+                post = rasters[layer + 1] if run.near is None else run.near[layer + 1][0]
+                elig = x.T @ post[:, cols]
                 delta[:, cols] = lr * np.where(d.sign[cols], elig, -elig)
             deltas.append(delta)
         for w, delta in zip(self.weights, deltas, strict=True):

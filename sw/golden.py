@@ -30,13 +30,16 @@ class NetworkRun:
 
     ``rasters[0]``: encoder spikes ``(B, T, N_in)``; ``rasters[l]``: LIF layer ``l`` spikes
     ``(B, T, N_l)``; ``counts``: output spike counts ``(B, N_out)``; ``predictions``:
-    ``(B,)`` with ``-1`` for no unique winner; ``cycles``: ``(B,)`` RTL cycles per sample.
+    ``(B,)`` with ``-1`` for no unique winner; ``cycles``: ``(B,)`` RTL cycles per sample;
+    ``near``: the near rasters of a training pass with near eligibility (``near[l]`` like
+    ``rasters[l]``; ``near[0] = None``, the encoder has none), else ``None``.
     """
 
     rasters: list[np.ndarray]
     counts: np.ndarray
     predictions: np.ndarray
     cycles: np.ndarray
+    near: list[np.ndarray | None] | None = None
 
 
 def predict(counts: np.ndarray) -> np.ndarray:
@@ -51,7 +54,7 @@ CHUNK_CURRENTS = 1 << 20
 
 
 def run_layer(cfg, weights: np.ndarray, pre_raster: np.ndarray,
-              frac_bits: int = 0, workers: int = 1) -> np.ndarray:
+              frac_bits: int = 0, workers: int = 1, near_threshold: int | None = None):
     """All ``T`` steps of one LIF layer: input raster ``(B, T, N_pre)`` -> ``(B, T, N_post)``.
 
     The layer reads ``weights >> frac_bits`` (``frac_bits = F`` runs it straight from stored
@@ -64,20 +67,27 @@ def run_layer(cfg, weights: np.ndarray, pre_raster: np.ndarray,
 
     ``workers > 1`` runs the chunks of the batch on that many threads (numpy and BLAS release
     the GIL; the chunks write disjoint rows, so the result is the same).
+
+    ``near_threshold`` (``theta_near``, near eligibility, ``docs/learning.md``): also return
+    the near raster ``(B, T, N_post)``, ``near[b, t, i] = V >= theta_near`` with ``V`` the
+    membrane of step ``t`` after its integration and before the threshold test (the value
+    the spike test reads; 0 at ``t = 0``): ``(spikes, near)`` instead of the spikes alone.
     """
     weights = np.asarray(weights)
     pre_raster = np.asarray(pre_raster, dtype=bool)
     batch, steps, _ = pre_raster.shape
     n_post = weights.shape[1]
     out = np.zeros((batch, steps, n_post), dtype=bool)
+    near = None if near_threshold is None else np.zeros_like(out)
     if steps < 2:
-        return out
+        return out if near is None else (out, near)
     chunk = max(1, CHUNK_CURRENTS // ((steps - 1) * max(n_post, pre_raster.shape[2])))
     if workers > 1 and batch > chunk:
         chunk = min(chunk, -(-batch // workers))
 
     def run(b0):
-        _run_chunk(cfg, weights, pre_raster[b0:b0 + chunk, :-1], out[b0:b0 + chunk], frac_bits)
+        _run_chunk(cfg, weights, pre_raster[b0:b0 + chunk, :-1], out[b0:b0 + chunk], frac_bits,
+                   None if near is None else (near[b0:b0 + chunk], near_threshold))
 
     starts = range(0, batch, chunk)
     if workers > 1 and len(starts) > 1:
@@ -86,25 +96,28 @@ def run_layer(cfg, weights: np.ndarray, pre_raster: np.ndarray,
     else:
         for b0 in starts:
             run(b0)
-    return out
+    return out if near is None else (out, near)
 
 
-def _run_chunk(cfg, weights, inp, out, frac_bits):
-    """:func:`run_layer` for a few samples; ``inp[:, t]`` is what step ``t + 1`` integrates."""
+def _run_chunk(cfg, weights, inp, out, frac_bits, near_out=None):
+    """:func:`run_layer` for a few samples; ``inp[:, t]`` is what step ``t + 1`` integrates.
+    ``near_out``: ``(near, theta_near)``, the near raster to fill as well, or ``None``."""
     batch, steps, _ = inp.shape
     live = np.flatnonzero(inp.any(axis=(0, 1)))
     if live.size == 0:
-        return                      # membranes stay 0 < threshold: no spikes
+        return                      # membranes stay 0 < theta_near <= threshold: no spikes
     w = weights[live].astype(np.int64, copy=False)
     if frac_bits:
         w >>= frac_bits
     w_hi, w_lo = int(w.max()), int(w.min())
     spikes = inp[:, :, live]
     n_in = spikes.sum(axis=2, dtype=np.int64)          # input spikes per step
-    if int(n_in.sum(axis=1).max()) * w_hi < cfg.threshold:
-        # No membrane can reach the threshold: even with saturation and the leak (which
-        # never raises a membrane above max(V, 0)), V stays <= the sum of the positive
-        # weights of all input spikes so far <= spikes * max weight.
+    # the lowest level a result bit tests: the near threshold (<= theta), if asked for
+    reach = cfg.threshold if near_out is None else near_out[1]
+    if int(n_in.sum(axis=1).max()) * w_hi < reach:
+        # No membrane can reach it: even with saturation and the leak (which never raises a
+        # membrane above max(V, 0)), V stays <= the sum of the positive weights of all input
+        # spikes so far <= spikes * max weight.
         return
     bound = live.size * max(w_hi, -w_lo)
     # The loop below never saturates: |V| <= steps * bound + |theta|. int32 halves its memory
@@ -118,6 +131,8 @@ def _run_chunk(cfg, weights, inp, out, frac_bits):
     # have no input).
     vs = np.zeros((batch, steps + 1, w.shape[1]), dtype=acc)
     fired = out[:, 1:]
+    # near: tested on the same v, before the reset; it holds every spike (theta_near <= theta)
+    near = None if near_out is None else near_out[0][:, 1:]
     scratch = np.empty((batch, w.shape[1]), dtype=acc)
     with_input = np.flatnonzero(n_in.any(axis=0))
     last_input = int(with_input[-1])
@@ -126,8 +141,10 @@ def _run_chunk(cfg, weights, inp, out, frac_bits):
         np.add(vs[:, t], current[:, t], out=v)
         s = fired[:, t]
         np.greater_equal(v, theta, out=s)
-        if t > last_input and not s.any():
-            break   # no input left, all V < threshold: leak(V) <= max(V, 0) keeps them there
+        if near is not None:
+            np.greater_equal(v, reach, out=near[:, t])
+        if t > last_input and not (s if near is None else near[:, t]).any():
+            break   # no input left, all V < reach: leak(V) <= max(V, 0) keeps them there
         np.multiply(s, theta, out=scratch)
         np.subtract(v, scratch, out=v)
         np.right_shift(v, k, out=scratch)
@@ -157,16 +174,19 @@ def _run_chunk(cfg, weights, inp, out, frac_bits):
         first.setdefault(int(b), int(t))      # np.nonzero is row-major: earliest t first
     for b, t0 in first.items():
         _rerun_saturating(cfg, w, w_pos, w_neg, bound, spikes[b, t0:], current[b, t0:],
-                          v_in[b, t0].copy(), out[b, t0 + 1:])
+                          v_in[b, t0].copy(), out[b, t0 + 1:],
+                          None if near is None else (near_out[0][b, t0 + 1:], reach))
 
 
-def _rerun_saturating(cfg, w, w_pos, w_neg, bound, spikes, current, v, out) -> None:
+def _rerun_saturating(cfg, w, w_pos, w_neg, bound, spikes, current, v, out,
+                      near_out=None) -> None:
     """Steps ``t0..`` of one sample from membrane ``v``, exactly :func:`sw.lif.lif_step`.
 
     A membrane whose sums of the positive and of the negative weights of the step's input
     spikes both keep it in range takes the plain sum ``current``; the others get
     :func:`sw.lif.saturating_sum` of their input weights in ascending presynaptic index (the
-    hardware's order).
+    hardware's order). ``near_out``: ``(near, theta_near)``, the near bits of the same steps
+    to write as well (of the saturated membrane the spike test reads), or ``None``.
     """
     theta, k = cfg.threshold, cfg.leak_shift
     upper = exact_matmul(spikes, w_pos, bound)
@@ -179,6 +199,8 @@ def _rerun_saturating(cfg, w, w_pos, w_neg, bound, spikes, current, v, out) -> N
             v_next[cols] = saturating_sum(v[cols], rows, cfg.v_min, cfg.v_max)
         s = v_next >= theta
         out[t] = s
+        if near_out is not None:
+            near_out[0][t] = v_next >= near_out[1]
         v_next -= theta * s
         v = v_next - (v_next >> k)
 

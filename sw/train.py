@@ -222,12 +222,15 @@ def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
 
 def config_hash(cfg) -> str:
     """A short hash of every config field that affects training (not its file path;
-    ``lfsr_seed`` only with stochastic rounding, so configs without it keep their hash)."""
+    ``lfsr_seed`` only with stochastic rounding, ``eligibility`` and ``near_fraction`` only
+    with near eligibility, so configs without them keep their hash)."""
     data = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.compare}
     if data.get("learning") is not None:
         data["learning"] = dataclasses.asdict(data["learning"])
         if data["learning"]["rounding"] != "stochastic":
             del data["learning"]["lfsr_seed"]
+        if data["learning"]["eligibility"] == "spike":
+            del data["learning"]["eligibility"], data["learning"]["near_fraction"]
     text = json.dumps(data, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -368,3 +368,62 @@ def test_lfsr_must_be_as_wide_as_the_largest_rounding_shift(tmp_path):
                                           r"for time_steps 1024 and leak_shift 16 .*legal "
                                           r"values here are 'nearest', 'floor'"):
         load_config(write(tmp_path, never))
+
+
+# ---- near eligibility --------------------------------------------------------------------
+
+@pytest.mark.parametrize("fraction, theta_near", [
+    ("0.5", 32), ("0.3", 20), ("1", 64), ("1.0", 64), ("0.015625", 1), ("0.015626", 2),
+    ("1e-9", 1), ("0.99", 64), ("0.98", 63)])
+def test_near_threshold_is_exact(tmp_path, fraction, theta_near):
+    """``ceil(near_fraction * theta)`` from the decimal as written (0.3 * 64 = 19.2 -> 20;
+    1/64 of 64 is exactly 1, a hair more is 2), always in [1, theta]."""
+    cfg = load_config(write(tmp_path, learning_text(eligibility='"near"',
+                                                    near_fraction=fraction)))
+    assert cfg.near_eligibility and cfg.near_threshold == theta_near
+    assert f", near eligibility V>={theta_near} (" in cfg.summary()
+
+
+def test_eligibility_defaults_to_spike(tmp_path):
+    cfg = load_config("digits-tiny")
+    assert (cfg.learning.eligibility, cfg.learning.near_fraction) == ("spike", 0.5)
+    assert not cfg.near_eligibility and "near eligibility" not in cfg.summary()
+    near = load_config("digits-near")
+    assert near.near_eligibility and near.near_threshold == 32
+    # the profile is digits-tiny with near eligibility, nothing else
+    import dataclasses
+    assert dataclasses.replace(near, name="digits-tiny", source=cfg.source,
+                               learning=dataclasses.replace(near.learning,
+                                                            eligibility="spike")) == cfg
+    # near_fraction is taken (and checked) with "spike" too, unused
+    assert not load_config(write(tmp_path, learning_text(near_fraction=0.25))).near_eligibility
+
+
+@pytest.mark.parametrize("value, message", [
+    ('"nearby"', r"learning\.eligibility: 'nearby' is not one of \('spike', 'near'\)"),
+    ('"Spike"', r"learning\.eligibility: 'Spike' is not one of \('spike', 'near'\)"),
+    ("1", r"learning\.eligibility: 1 is not one of \('spike', 'near'\)"),
+])
+def test_eligibility_values(tmp_path, value, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, learning_text(eligibility=value)))
+
+
+@pytest.mark.parametrize("value", ["0", "0.0", "-0.5", "1.01", "2", "inf", "nan"])
+def test_near_fraction_range(tmp_path, value):
+    with pytest.raises(ConfigError, match=r"learning\.near_fraction: .* is out of range, "
+                                          r"legal range is \(0, 1\]"):
+        load_config(write(tmp_path, learning_text(eligibility='"near"', near_fraction=value)))
+
+
+@pytest.mark.parametrize("value", ['"0.5"', "true", "[0.5]"])
+def test_near_fraction_type(tmp_path, value):
+    with pytest.raises(ConfigError, match=r"learning\.near_fraction: expected a number in "
+                                          r"\(0, 1\], got"):
+        load_config(write(tmp_path, learning_text(near_fraction=value)))
+
+
+def test_unknown_learning_key_lists_the_new_ones(tmp_path):
+    with pytest.raises(ConfigError, match=r"learning\.near: unknown key; known: \[.*"
+                                          r"'eligibility', .*'near_fraction', .*\]"):
+        load_config(write(tmp_path, learning_text(near="0.5")))

@@ -17,6 +17,7 @@ from spikeforge.config import DesireConfig, NetworkConfig, load_config
 from spikeforge.sw import cycles, desire
 from spikeforge.sw.datasets import load_dataset
 from spikeforge.sw.golden import run_network, run_raster
+from spikeforge.sw.lif import fire, integrate
 
 # ---------------------------------------------------------------------------------------------
 # The spec as plain loops over Python ints
@@ -41,24 +42,44 @@ def ref_encode(cfg, pixels):
     return raster
 
 
-def ref_layer(cfg, w, pre):
+def ref_layer(cfg, w, pre, near_threshold=None):
     """One LIF layer: step t >= 1 adds W[j] for every s_pre[t-1][j], ascending j, saturating
-    after each addition; then fire, subtract-reset, leak (arithmetic shift floors)."""
+    after each addition; then fire, subtract-reset, leak (arithmetic shift floors).
+    ``near_threshold``: also the near raster, ``V >= theta_near`` of the membrane the spike
+    test reads (0 at t = 0); returns ``(spikes, near)`` then."""
     n_post = len(w[0])
-    v, out = [0] * n_post, [[0] * n_post]
+    v, out, near = [0] * n_post, [[0] * n_post], [[0] * n_post]
     for t in range(1, cfg.time_steps):
         for j, s in enumerate(pre[t - 1]):
             if s:
                 for i in range(n_post):
                     v[i] = clamp(v[i] + w[j][i], cfg.v_min, cfg.v_max)
-        row = []
+        row, near_row = [], []
         for i in range(n_post):
+            near_row.append(int(near_threshold is not None and v[i] >= near_threshold))
             s = int(v[i] >= cfg.threshold)
             v[i] -= cfg.threshold * s
             v[i] -= v[i] >> cfg.leak_shift
             row.append(s)
         out.append(row)
-    return out
+        near.append(near_row)
+    return out if near_threshold is None else (out, near)
+
+
+def ref_near_lif_step(cfg, w, pre, near_threshold):
+    """The near raster from a straight loop of :func:`sw.lif.lif_step`'s two halves:
+    ``integrate`` (per-spike saturating adds), the near test on its result, then ``fire``
+    (threshold, reset, leak). Returns ``(spikes, near)`` as lists, ``(T, N_post)``."""
+    w = np.asarray(w, dtype=np.int64)
+    pre = np.asarray(pre, dtype=bool)
+    v = np.zeros((1, w.shape[1]), dtype=np.int64)
+    spikes, near = [[0] * w.shape[1]], [[0] * w.shape[1]]
+    for t in range(1, cfg.time_steps):
+        v = integrate(v, w, pre[None, t - 1], cfg.v_min, cfg.v_max)
+        near.append((v[0] >= near_threshold).astype(int).tolist())
+        v, s = fire(v, cfg.threshold, cfg.leak_shift)
+        spikes.append(s[0].astype(int).tolist())
+    return spikes, near
 
 
 def ref_traces(cfg, pre):
@@ -164,8 +185,14 @@ def ref_train_step(cfg, stored, pixels, label, lr_shift, input_raster=None, lfsr
     w_inf = [[[v >> f for v in row] for row in w] for w in stored]
     rasters = [ref_encode(cfg, pixels) if input_raster is None
                else [[int(s) for s in row] for row in input_raster]]
+    near = [None]        # near eligibility: every LIF population's near raster
     for w in w_inf:
-        rasters.append(ref_layer(cfg, w, rasters[-1]))
+        if cfg.near_eligibility:
+            spikes, n = ref_layer(cfg, w, rasters[-1], cfg.near_threshold)
+            rasters.append(spikes)
+            near.append(n)
+        else:
+            rasters.append(ref_layer(cfg, w, rasters[-1]))
     counts = [[sum(col) for col in zip(*r, strict=True)] for r in rasters]
     L = cfg.n_layers
     desires, sums = [None] * L, [None] * L
@@ -175,7 +202,9 @@ def ref_train_step(cfg, stored, pixels, label, lr_shift, input_raster=None, lfsr
         coef = [(e if s else -e) if a else 0 for a, s, e in zip(active, sign, error, strict=True)]
         sums[layer - 1] = ref_backward_sums(w_inf[layer], coef)
         desires[layer - 1] = ref_hidden_desire(cfg, sums[layer - 1], counts[layer])
-    accs = [ref_eligibility(ref_traces(cfg, rasters[layer]), rasters[layer + 1])
+    # step 4: the trace pairs with the post spikes, or with near eligibility the near raster
+    posts = near if cfg.near_eligibility else rasters
+    accs = [ref_eligibility(ref_traces(cfg, rasters[layer]), posts[layer + 1])
             for layer in range(L)]
     state = ()
     if cfg.learning.rounding == "stochastic":
@@ -185,7 +214,7 @@ def ref_train_step(cfg, stored, pixels, label, lr_shift, input_raster=None, lfsr
         new = [ref_update(cfg, stored[layer], desires[layer][0], desires[layer][1], accs[layer],
                           lr_shift) for layer in range(L)]
     return dict(rasters=rasters, counts=counts, desires=desires, sums=sums, weights=new,
-                lfsr=state)
+                lfsr=state, near=near if cfg.near_eligibility else None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -422,6 +451,13 @@ def assert_step_equal(cfg, step, ref, lr_shift):
     best = max(ref["counts"][-1])
     unique = ref["counts"][-1].count(best) == 1
     assert int(run.predictions[0]) == (ref["counts"][-1].index(best) if unique else -1)
+    if ref["near"] is None:
+        assert run.near is None
+    else:
+        assert run.near[0] is None
+        for pop in range(1, len(cfg.layers)):
+            assert run.near[pop].shape == (1, cfg.time_steps, cfg.layers[pop])
+            assert rows(run.near[pop][0]) == ref["near"][pop], f"population {pop}: near"
     ref_rasters = [np.array(r, dtype=bool)[None] for r in ref["rasters"]]
     assert int(run.cycles[0]) == int(cycles.sample_cycles(cfg, ref_rasters)[0])
     assert step.infer_cycles == int(run.cycles[0])
@@ -461,6 +497,19 @@ TRAIN_CASES = {
                          "lanes": 3},
                         {"rounding": "stochastic", "error_margin": 3, "desire_hidden": 0.2,
                          "trace_frac_bits": 2, "weight_frac_bits": 0, "lr_shift": 3}, 1.5),
+    # near eligibility: digits-tiny's (theta_near 32), a low fraction on saturating
+    # membranes (ceil(0.15 * 20) = 3), and with stochastic rounding on three layers
+    # (ceil(0.7 * 64) = 45)
+    "near": ({}, {"eligibility": "near"}, 1.0),
+    "near-saturating": ({"membrane_bits": 9, "threshold": 20},
+                        {"lr_shift": 0, "weight_frac_bits": 2, "eligibility": "near",
+                         "near_fraction": 0.15}, 3.0),
+    "near-stochastic-deep": ({"layers": (64, 13, 9, 10), "time_steps": 11, "leak_shift": 1,
+                              "lanes": 3},
+                             {"rounding": "stochastic", "error_margin": 3,
+                              "desire_hidden": 0.2, "trace_frac_bits": 2,
+                              "weight_frac_bits": 0, "lr_shift": 3, "eligibility": "near",
+                              "near_fraction": 0.7}, 1.5),
 }
 
 
@@ -520,7 +569,8 @@ def test_train_step_leaves_inputs_alone_and_clips_out_of_range_columns():
     assert rows(got.weights[1]) == ref["weights"][1]
 
 
-@pytest.mark.parametrize("case", ["digits-tiny", "deep-odd", "stochastic-deep"])
+@pytest.mark.parametrize("case", ["digits-tiny", "deep-odd", "stochastic-deep",
+                                  "near-stochastic-deep"])
 def test_train_step_raster_matches_reference(case):
     """Training from a given input raster (host-sent events: bursts, silent steps, any
     density) against the spec's loops fed the same raster."""
@@ -651,3 +701,127 @@ def test_encoder_lookup_matches_rate_encoder(monkeypatch, pixel_bits, steps):
     assert rows(got[1]) == ref_encode(cfg, pixels[1].tolist())
     monkeypatch.setattr(golden, "ENCODER_TABLE_MAX", 1)        # no table: the loop itself
     assert (golden.encode(cfg, pixels) == want).all()
+
+
+# ---------------------------------------------------------------------------------------------
+# Near eligibility: the near raster and the update it feeds
+# ---------------------------------------------------------------------------------------------
+
+def with_near(cfg, fraction=0.5):
+    return with_learning(cfg, eligibility="near", near_fraction=fraction)
+
+
+def test_near_raster_random_layers_match_loops(monkeypatch):
+    """:func:`sw.golden.run_layer` with a near threshold, on random small layers (quiet,
+    saturating and mixed batches, near thresholds from 1 to theta, a few samples per chunk,
+    one and two threads): the spikes are those of the plain run, and the near raster is the
+    plain-int loop's and the ``integrate``/``fire`` loop's; spikes imply near."""
+    import spikeforge.sw.golden as golden
+
+    monkeypatch.setattr(golden, "CHUNK_CURRENTS", 60)
+    rng = np.random.default_rng(31)
+    checked = 0
+    while checked < 60:
+        wb, theta = int(rng.integers(2, 9)), int(rng.integers(1, 200))
+        mb = max(3, (theta - 1 + (1 << (wb - 1)) - 1).bit_length() + 1) + int(rng.integers(0, 4))
+        try:
+            cfg = dataclasses.replace(
+                CFG, layers=(int(rng.integers(2, 24)), int(rng.integers(2, 9)), 10),
+                lanes=2, time_steps=int(rng.integers(2, 12)), weight_bits=wb,
+                membrane_bits=mb, threshold=theta, leak_shift=int(rng.integers(1, 4)))
+        except ValueError:
+            continue
+        checked += 1
+        near_theta = int(rng.choice([1, theta, int(rng.integers(1, theta + 1))]))
+        frac = int(rng.integers(0, 3))
+        n_pre, n_post = cfg.weight_shape(0)
+        w = rng.integers(cfg.w_min, cfg.w_max + 1, size=(n_pre, n_post)) << frac
+        if rng.random() < 0.5:                  # one loud column among quiet ones
+            w[:, 1:] //= 4
+        pre = rng.random((5, cfg.time_steps, n_pre)) < rng.random()
+        pre[1] = False                          # a silent sample
+        spikes, near = golden.run_layer(cfg, w, pre, frac, workers=int(rng.integers(1, 3)),
+                                        near_threshold=near_theta)
+        assert (spikes == golden.run_layer(cfg, w, pre, frac)).all()
+        assert not (spikes & ~near).any(), "a spike without its near bit"
+        assert not near[:, 0].any()
+        for b in range(len(pre)):
+            want_s, want_n = ref_layer(cfg, rows(w >> frac), rows(pre[b]), near_theta)
+            where = f"config {cfg.summary()}, theta_near {near_theta}, sample {b}"
+            assert rows(spikes[b]) == want_s, where
+            assert rows(near[b]) == want_n, where
+            assert ref_near_lif_step(cfg, w >> frac, pre[b], near_theta) == (want_s, want_n)
+
+
+def test_near_raster_early_exits():
+    """The fast path's two early exits look at theta_near with a near raster: a layer whose
+    input can never reach theta but does reach theta_near, and membranes that stay near
+    after the last input (no spike to keep the loop going)."""
+    import spikeforge.sw.golden as golden
+
+    cfg = dataclasses.replace(CFG, layers=(3, 2, 10), time_steps=8)    # theta 64, leak 2
+    w = np.array([[50, 20], [10, 5], [0, 0]])
+    pre = np.zeros((1, 8, 3), dtype=bool)
+    pre[0, 0, 0] = True                     # one input spike (step 1 integrates it): V = 50
+    spikes, near = golden.run_layer(cfg, w, pre, near_threshold=32)
+    assert not spikes.any()
+    # V = 50, 38 (leak 12), 29: near at steps 1 and 2, after the only input
+    assert rows(near[0, :, 0]) == [0, 1, 1, 0, 0, 0, 0, 0]
+    assert not near[0, :, 1].any()
+    assert (rows(spikes[0]), rows(near[0])) == ref_layer(cfg, rows(w), rows(pre[0]), 32)
+    # two input spikes; neuron 0 fires at step 2 (50, 38 + 50 = 88), neuron 1 never
+    # (20, 15 + 20 = 35, then 27, 21, 16 without input) but stays near 20 until step 4,
+    # after the last step with input (2) and with nothing firing
+    pre[0, 1, 0] = True
+    spikes, near = golden.run_layer(cfg, w, pre, near_threshold=20)
+    assert rows(spikes[0, :, 0]) == [0, 0, 1, 0, 0, 0, 0, 0] and not spikes[0, :, 1].any()
+    assert rows(near[0, :, 0]) == [0, 1, 1, 0, 0, 0, 0, 0]
+    assert rows(near[0, :, 1]) == [0, 1, 1, 1, 1, 0, 0, 0]
+    assert (rows(spikes[0]), rows(near[0])) == ref_layer(cfg, rows(w), rows(pre[0]), 20)
+
+
+def test_near_fraction_one_is_the_spike_rule():
+    """``near_fraction = 1``: theta_near = theta, the near raster is the spike raster and a
+    training sample learns exactly what the spike rule learns."""
+    cfg = with_near(CFG, 1.0)
+    assert cfg.near_threshold == cfg.threshold
+    ds = load_dataset("digits", cfg.pixel_bits)
+    stored = random_stored(cfg, np.random.default_rng(4))
+    for i in range(3):
+        near = desire.train_step(cfg, stored, ds.train_pixels[i], int(ds.train_labels[i]))
+        spike = desire.train_step(CFG, stored, ds.train_pixels[i], int(ds.train_labels[i]))
+        for a, b in zip(near.run.near[1:], near.run.rasters[1:], strict=True):
+            assert (a == b).all()
+        for a, b in zip(near.weights, spike.weights, strict=True):
+            assert (a == b).all()
+        assert near.cycles == spike.cycles
+        stored = near.weights
+
+
+def test_near_eligibility_changes_only_the_post_term():
+    """Near vs spike on the same samples: the spikes, counts, desires, backward sums and
+    cycles are the same (they read spikes); the weights differ, only in active columns, and
+    a neuron that never fired but was near potentiates; the update is the spec's
+    eligibility of the near raster."""
+    cfg = with_near(CFG)
+    ds = load_dataset("digits", cfg.pixel_bits)
+    stored = random_stored(cfg, np.random.default_rng(6))
+    differ = silent_moved = 0
+    for i in range(4):
+        x, y = ds.train_pixels[i], int(ds.train_labels[i])
+        near = desire.train_step(cfg, stored, x, y)
+        spike = desire.train_step(CFG, stored, x, y)
+        for a, b in zip(near.run.rasters, spike.run.rasters, strict=True):
+            assert (a == b).all()
+        for dn, ds_ in zip(near.desires, spike.desires, strict=True):
+            assert (dn.active == ds_.active).all() and (dn.sign == ds_.sign).all()
+            assert (dn.error == ds_.error).all()
+        assert (near.infer_cycles, near.learn_cycles) == (spike.infer_cycles, spike.learn_cycles)
+        for layer in range(cfg.n_layers):
+            moved = near.weights[layer] != stored[layer]
+            assert not moved[:, ~near.desires[layer].active].any()
+            differ += int((near.weights[layer] != spike.weights[layer]).sum())
+            never = ~near.run.rasters[layer + 1][0].any(axis=0)
+            silent_moved += int(moved[:, never & near.desires[layer].sign].sum())
+        stored = near.weights
+    assert differ > 0 and silent_moved > 0

@@ -79,6 +79,34 @@ def test_hand_train_step():
     assert step.lr == lr
 
 
+def test_hand_train_step_near():
+    """Near eligibility (membrane before the reset >= 0.5): the same run, desires and traces
+    as :func:`test_hand_train_step`. Near rasters: h0 at every step (it spikes), h1 at
+    t = 1..4 (.9375, .953125, 1.46484375, .5986328125; .25 at t = 0 is not); out0 at
+    t = 1..4 (.75, 1.3125, .984375, 1.48828125), out1 never. Eligibilities: layer 1, out0:
+    x_h0 summed over t = 1..4 = 7.796875, x_h1 = 1; layer 0, h1: x_in0 over t = 1..4 =
+    9.84765625, x_in1 = 4.484375 (h0 as with spikes)."""
+    net = hand_net(lr=0.01, eligibility="near", near_fraction=0.5)
+    spike = hand_net(lr=0.01).train_step(np.array([1.0, 0.5]), label=1)
+    step = net.train_step(np.array([1.0, 0.5]), label=1)
+    for a, b in zip(step.run.rasters, spike.run.rasters, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert step.run.near[0] is None
+    assert step.run.near[1][0].astype(int).T.tolist() == [[1, 1, 1, 1, 1], [0, 1, 1, 1, 1]]
+    assert step.run.near[2][0].astype(int).T.tolist() == [[0, 1, 1, 1, 1], [0, 0, 0, 0, 0]]
+    lr = 0.01
+    np.testing.assert_allclose(step.deltas[1], lr * np.array([[-7.796875, 0.0], [-1.0, 0.0]]),
+                               rtol=1e-15)
+    np.testing.assert_allclose(
+        step.deltas[0], lr * np.array([[-10.84765625, 9.84765625], [-4.484375, 4.484375]]),
+        rtol=1e-15)
+    with pytest.raises(ValueError, match=r"near_fraction: 0 is out of range, legal range is "
+                                         r"\(0, 1\]"):
+        hand_net(eligibility="near", near_fraction=0)
+    with pytest.raises(ValueError, match=r"eligibility: 'nearby' is not one of"):
+        hand_net(eligibility="nearby")
+
+
 def test_hand_desire_thresholds_and_schedule():
     net = hand_net(lr=0.01, desire_hidden=0.7)
     step = net.train_step(np.array([1.0, 0.5]), label=1, epoch=3)
@@ -161,6 +189,9 @@ def test_from_config_mapping():
     back = FloatDesireNet.from_config(CFG, stored)
     np.testing.assert_array_equal(back.to_stored(CFG)[0], stored[0])
     np.testing.assert_allclose(back.weights[0], net.weights[0], atol=0.5 / 4096)
+    assert net.eligibility == "spike"
+    near = FloatDesireNet.from_config(load_config("digits-near"))
+    assert (near.eligibility, near.near_fraction) == ("near", 0.5)
 
 
 def test_to_stored_centre_removes_the_floor_bias_of_the_inference_read():
@@ -195,8 +226,13 @@ def exact_config():
                                      lr_shift=4))
 
 
-def test_spikeforge_timing_equals_integer_model_when_quantisation_is_exact():
+@pytest.mark.parametrize("eligibility", ["spike", "near"])
+def test_spikeforge_timing_equals_integer_model_when_quantisation_is_exact(eligibility):
+    """(With near eligibility, theta_near = 0.375 theta exactly: the near rasters agree bit
+    for bit as well, and the updates within the same bound.)"""
     cfg = exact_config()
+    cfg = dataclasses.replace(cfg, learning=dataclasses.replace(
+        cfg.learning, eligibility=eligibility, near_fraction=0.375))
     unit = 4 ** (cfg.time_steps - 2)
     rng = np.random.default_rng(1)
     stored = [rng.integers(-8, 8, size=cfg.weight_shape(layer)) * unit
@@ -220,6 +256,9 @@ def test_spikeforge_timing_equals_integer_model_when_quantisation_is_exact():
         st = desire.train_step(cfg, stored, px[i], label)
         fs = FloatDesireNet.from_config(cfg, stored, timing="spikeforge").train_step(
             px[i] / 255, label)
+        if eligibility == "near":
+            for pop in (1, 2):
+                np.testing.assert_array_equal(fs.run.near[pop], st.run.near[pop])
         for layer in range(cfg.n_layers):
             a, b = st.desires[layer], fs.desires[layer]
             np.testing.assert_array_equal(a.active, b.active)

@@ -59,6 +59,13 @@ CASES = {
                       dict(rounding="stochastic", weight_frac_bits=1, lr_shift=4, lfsr_seed=5)),
     "stochastic-deep": (dict(layers=(6, 5, 4, 3), lanes=2, time_steps=8),
                         dict(rounding="stochastic", weight_frac_bits=0, lr_shift=3)),
+    # near eligibility (theta_near = ceil(0.4 * 20) = 8): padding lanes at P = 3; and with
+    # stochastic rounding over three layers (theta_near = ceil(0.65 * 20) = 13)
+    "near-p3": (dict(layers=(7, 5, 4), lanes=3, time_steps=8),
+                dict(eligibility="near", near_fraction=0.4)),
+    "near-stochastic-deep": (dict(layers=(6, 5, 4, 3), lanes=2, time_steps=8),
+                             dict(rounding="stochastic", weight_frac_bits=0, lr_shift=3,
+                                  eligibility="near", near_fraction=0.65)),
 }
 
 
@@ -106,6 +113,58 @@ def test_stochastic_rounding_is_what_the_unit_does():
         for other in ("nearest", "floor"):
             assert any((a != b).any() for a, b in zip(final["stochastic"], final[other],
                                                       strict=True)), (case, other)
+
+
+def test_near_eligibility_is_what_the_unit_does():
+    """The near cases above can tell the eligibilities apart: on their samples the golden
+    model's near weights differ from its spike ones, and near neurons that never fire are
+    among those that potentiate."""
+    for case in ("near-p3", "near-stochastic-deep"):
+        cfg = case_config(case)
+        _, stored, pixels, labels = training_samples(cfg)
+        spike = dataclasses.replace(cfg, learning=dataclasses.replace(cfg.learning,
+                                                                      eligibility="spike"))
+        near_steps = train_steps(cfg, stored, pixels, labels)
+        final = {"near": near_steps[-1].weights,
+                 "spike": train_steps(spike, stored, pixels, labels)[-1].weights}
+        assert any((a != b).any() for a, b in zip(final["near"], final["spike"], strict=True))
+        silent_near = sum(int((n[0].any(axis=0) & ~r[0].any(axis=0)).sum())
+                          for step in near_steps
+                          for n, r in zip(step.run.near[1:], step.run.rasters[1:], strict=True))
+        assert silent_near > 0, case
+
+
+@pytest.mark.filterwarnings("ignore:.*LIFLayer object .* created but never used")
+def test_near_hardware_only_with_near_eligibility():
+    """The near comparators, taps and rasters exist only with ``eligibility = "near"``: a
+    spike config's layers, recorder and unit have none of them (its Verilog is unchanged),
+    and the layer refuses a near threshold outside ``[1, theta]``."""
+    from amaranth.hdl import Fragment
+
+    from spikeforge.hw.desire_raster import RasterRecorder
+    from spikeforge.hw.desire_unit import DesireUnit
+    from spikeforge.hw.lif_layer import LIFLayer
+
+    def built(component):
+        Fragment.get(component, None)        # elaborates (and so uses) it
+        return component
+
+    spike, near = case_config("odd-p3"), case_config("near-p3")
+    assert near.near_threshold == 8
+    for cfg, has in ((spike, False), (near, True)):
+        unit = built(DesireUnit(cfg))
+        for layer in range(cfg.n_layers):
+            lif = built(LIFLayer.from_config(cfg, layer))
+            assert ("eos_near" in lif.signature.members) == has
+            assert lif.near_threshold == (8 if has else None)
+            assert (f"eos{layer}_near" in unit.signature.members) == has
+        assert len(built(RasterRecorder(cfg)).near_reads) == (cfg.n_layers if has else 0)
+    kw = dict(n_pre=3, n_post=2, lanes=1, weight_bits=4, membrane_bits=8, threshold=10,
+              leak_shift=2)
+    for bad in (0, 11):
+        with pytest.raises(ValueError, match=r"near_threshold: .* legal range is \[1, 10\]"):
+            LIFLayer(**kw, near_threshold=bad)
+    assert built(LIFLayer(**kw, near_threshold=10)).near_threshold == 10
 
 
 def test_reset_in_learning_restarts_the_lfsrs():
@@ -158,7 +217,7 @@ def check_training(cfg, lr_shift):
     return changed
 
 
-@pytest.mark.parametrize("case", ["deep-p2", "tiny-p1", "stochastic-p3"])
+@pytest.mark.parametrize("case", ["deep-p2", "tiny-p1", "stochastic-p3", "near-p3"])
 def test_training_on_input_rasters_matches_golden(case):
     """Training samples on the stored input raster (the learning unit records it through the
     same tap): spikes, learned weights and cycles equal :func:`sw.desire.train_step_raster`;

@@ -122,7 +122,7 @@ def test_mnist_ecp5_rtl_on_real_mnist(sim):
 
 
 @pytest.mark.parametrize("profile", ["digits-tiny", "digits-up5k", "mnist-ecp5", "ttfs-tiny",
-                                     "ttfs-mnist", "digits-stochastic"])
+                                     "ttfs-mnist", "digits-stochastic", "digits-near"])
 def test_generated_verilog_lints_clean(profile, tmp_path):
     from spikeforge.hw.generate import generate_verilog
     from spikeforge.sim.toolchain import lint_verilog
@@ -175,6 +175,17 @@ LEARN_CASES = {
     # stochastic rounding: the lane LFSRs carried from sample to sample on both sides
     "learn-digits-stochastic": (lambda: dataclasses.replace(
         load_config("digits-stochastic"), name="learn-digits-stochastic"), "kaiming", "digits", 4),
+    # near eligibility: the near rasters recorded beside the spike rasters, read as the
+    # update's post term (digits-near, theta_near = 32); and with stochastic rounding on a
+    # deeper net with padding lanes (theta_near = ceil(0.3 * 30) = 9)
+    "learn-digits-near": (lambda: dataclasses.replace(
+        load_config("digits-near"), name="learn-digits-near"), "kaiming", "digits", 4),
+    "learn-deep-p3-near-stochastic": (lambda: learning_variant(
+        "learn-deep-p3-near-stochastic", dict(rounding="stochastic", lr_shift=2,
+                                              weight_frac_bits=2, eligibility="near",
+                                              near_fraction=0.3, lfsr_seed=77),
+        layers=(12, 8, 7, 4), lanes=3, time_steps=10, threshold=30, weight_bits=6,
+        membrane_bits=9), "kaiming", "random", 5),
 }
 
 

@@ -88,6 +88,16 @@ def test_config_hash_tracks_learning_settings(cfg):
     assert config_hash(sto) != config_hash(cfg)
     assert config_hash(sto) != config_hash(replace(sto, learning=replace(sto.learning,
                                                                          lfsr_seed=9)))
+    # likewise the near fraction counts only with near eligibility; and configs that leave
+    # the eligibility at "spike" keep the hash they had before it existed
+    assert config_hash(cfg) == config_hash(replace(cfg, learning=replace(cfg.learning,
+                                                                         near_fraction=0.25)))
+    near = replace(cfg, learning=replace(cfg.learning, eligibility="near"))
+    assert config_hash(near) != config_hash(cfg)
+    assert config_hash(near) != config_hash(replace(near, learning=replace(near.learning,
+                                                                           near_fraction=0.25)))
+    from spikeforge.config import load_config
+    assert config_hash(load_config("digits-tiny")) == "44c74aff38cd2137"
 
 
 # ---- training ----
