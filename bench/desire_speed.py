@@ -57,9 +57,10 @@ def time_golden(cfg, stored0, pixels, labels):
     stored = [w.copy() for w in stored0]
     spikes = np.zeros(len(cfg.layers))
     wall, cpu = time.perf_counter(), time.process_time()
+    lfsr = masks = None
     for px, label in zip(pixels, labels, strict=True):
-        step = desire.train_step(cfg, stored, px, int(label))
-        stored = step.weights
+        step = desire.train_step(cfg, stored, px, int(label), lfsr=lfsr, mask_lfsr=masks)
+        stored, lfsr, masks = step.weights, step.lfsr, step.mask_lfsr
         spikes += [r.sum() for r in step.run.rasters]
     return time.perf_counter() - wall, time.process_time() - cpu, spikes
 

@@ -24,6 +24,7 @@ from amaranth.back import verilog
 from amaranth.lib.memory import Memory
 
 from spikeforge.config import load_config  # noqa: E402
+from spikeforge.hw.desire_formats import keep_layers  # noqa: E402
 from spikeforge.hw.events import index_width  # noqa: E402
 
 ECP5_85F_EBR = 208
@@ -82,6 +83,9 @@ def memories(cfg) -> list[tuple[str, str, int, int, int | None, bool]]:
                             False))
             out.append(("desire (active, sign, |E|)", f"layer {layer} desires", P * lane,
                         groups, lane, False))
+            if layer in keep_layers(cfg):
+                out.append(("dropout keep bits", f"layer {layer} keep bits", P, groups, None,
+                            False))
     return out
 
 

@@ -14,6 +14,7 @@ from spikeforge.hw.desire_formats import (
     desire_lane,
     desire_word,
     error_bits,
+    keep_layers,
     memory_depth,
     raster_word,
     spike_count,
@@ -66,6 +67,10 @@ class BackwardPass(wiring.Component):
         Raster word ``j // P`` of population ``layer``, a cycle after the issue.
     weights : In(weight_word(cfg))
         Weight word ``j*G + g``, ``timing.WEIGHT_READ_LATENCY`` cycles after the issue.
+    keep : In(P)
+        Dropout, layers of :func:`~hw.desire_formats.keep_layers` only: the keep bits of
+        group ``g`` in the sample, with ``desires``; a dropped neuron's coefficient is 0 (it
+        passes no desire down, as in the float reference).
     desire_wr : Out(WritePort.Signature(shape=desire_word(cfg), granularity=1).flip())
         Drives LIF layer ``layer - 1``'s desire memory: ``j``'s lane.
     active_groups : Out(G_{layer-1})
@@ -98,7 +103,8 @@ class BackwardPass(wiring.Component):
                          .bit_length() + 2)
         write = WritePort.Signature(addr_width=ceil_log2(memory_depth(cfg, layer - 1)),
                                     shape=desire_word(cfg), granularity=1)
-        super().__init__({
+        self.dropout = layer in keep_layers(cfg)
+        ports = {
             "issue": In(1),
             "first": In(1),
             "last": In(1),
@@ -109,7 +115,10 @@ class BackwardPass(wiring.Component):
             "weights": In(weight_word(cfg)),
             "desire_wr": Out(write.flip()),
             "active_groups": Out(cfg.groups(layer - 1)),
-        })
+        }
+        if self.dropout:
+            ports["keep"] = In(P)
+        super().__init__(ports)
 
     def elaborate(self, platform):
         m = Module()
@@ -138,6 +147,8 @@ class BackwardPass(wiring.Component):
             count = _registered(m, count, f"{count.name}_")
         ctrl = [valid, first, last, jg, jp]
         coefs = [coefficient(self.desires[p]) for p in range(P)]
+        if self.dropout:        # a dropped neuron passes no desire down
+            coefs = [Mux(self.keep[p], c, 0) for p, c in enumerate(coefs)]
         for stage in range(WEIGHT_READ_LATENCY - 1):
             coefs = [_registered(m, c, f"coef{p}_{stage}") for p, c in enumerate(coefs)]
             ctrl = _stage(m, ctrl, str(stage))

@@ -18,6 +18,13 @@ def memory_depth(cfg, layer: int) -> int:
     return max(cfg.groups(layer), 2)
 
 
+def keep_layers(cfg) -> tuple[int, ...]:
+    """The LIF layers whose dropout keep bits the learning unit records: the hidden layers
+    (``cfg.dropout_layers``) with a backward pass of their own (``l >= 1``), which masks the
+    coefficients of their dropped neurons. Empty without dropout or with one hidden layer."""
+    return tuple(layer for layer in cfg.dropout_layers if layer >= 1)
+
+
 def error_bits(cfg) -> int:
     """Width of a stored ``|E|``: the largest, ``cfg.coef_max``, fits."""
     return cfg.coef_max.bit_length()

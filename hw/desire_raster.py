@@ -8,7 +8,7 @@ from amaranth.lib.memory import Memory, ReadPort
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from spikeforge.hw.desire_formats import memory_depth, raster_word
+from spikeforge.hw.desire_formats import keep_layers, memory_depth, raster_word
 
 
 class RasterRecorder(wiring.Component):
@@ -28,6 +28,10 @@ class RasterRecorder(wiring.Component):
     ``theta_near`` at step ``t``), read through ``near<l>``: ``sum_l G_l P T`` more bits
     (``memory_depth``-deep, bit-enable LUT RAM like the spike rasters). Without it neither
     exists.
+    Dropout with two or more hidden layers (:func:`~hw.desire_formats.keep_layers`): for
+    those layers also the keep bits of each group (``eos<l>_keep``), into ``G_l`` words of
+    ``P`` bits (rewritten in every pass; a sample's passes all see the same mask), read by
+    the backward pass that masks the dropped neurons' coefficients.
 
     Parameters
     ----------
@@ -51,6 +55,9 @@ class RasterRecorder(wiring.Component):
     near<l> : Out(ReadPort.Signature(shape=raster_word(cfg)))
         Near eligibility only: a read port of LIF layer ``l``'s near raster (all of them:
         ``near_reads``, else ``[]``).
+    eos<l>_keep, keep<l> : In(P), Out(ReadPort.Signature(shape=P))
+        Layers of :func:`~hw.desire_formats.keep_layers` only: the keep bits of the group
+        tapped, and a read port of their record (``keep_reads[l]``).
 
     Notes
     -----
@@ -91,10 +98,17 @@ class RasterRecorder(wiring.Component):
                     f"near{layer}": Out(ReadPort.Signature(addr_width=ceil_log2(depth),
                                                            shape=raster_word(cfg))),
                 })
+        for layer in keep_layers(cfg):
+            depth = memory_depth(cfg, layer)
+            members.update({
+                f"eos{layer}_keep": In(P),
+                f"keep{layer}": Out(ReadPort.Signature(addr_width=ceil_log2(depth), shape=P)),
+            })
         super().__init__(members)
         self.layer_reads = [getattr(self, f"read{layer}") for layer in range(cfg.n_layers)]
         self.near_reads = ([getattr(self, f"near{layer}") for layer in range(cfg.n_layers)]
                            if cfg.near_eligibility else [])
+        self.keep_reads = {layer: getattr(self, f"keep{layer}") for layer in keep_layers(cfg)}
         #: the names of the taps: every input but the read ports'
         self.tap_names = [name for name, member in self.signature.members.items()
                           if member.is_port and member.flow == In]
@@ -124,7 +138,8 @@ class RasterRecorder(wiring.Component):
             wr = mem.write_port(granularity=1)
             fires = tapped(getattr(self, f"eos{layer}_fires"))
             addr = tapped(getattr(self, f"eos{layer}_group"))
-            en = Mux(tapped(getattr(self, f"eos{layer}_valid")), lane_mask << step, 0)
+            valid = tapped(getattr(self, f"eos{layer}_valid"))
+            en = Mux(valid, lane_mask << step, 0)
             m.d.comb += [
                 wr.addr.eq(addr),
                 wr.data.eq(Cat(*[Mux(fires[p], (1 << T) - 1, 0) for p in range(P)])),
@@ -144,6 +159,14 @@ class RasterRecorder(wiring.Component):
                     wr.en.eq(en),
                 ]
                 self._connect_read(m, mem, self.near_reads[layer])
+            if layer in self.keep_reads:
+                # dropout's keep bits: the same registered address, a whole word per pass
+                mem = Memory(shape=P, depth=memory_depth(cfg, layer), init=[])
+                m.submodules[f"keep{layer}"] = mem
+                wr = mem.write_port()
+                keep = tapped(getattr(self, f"eos{layer}_keep"))
+                m.d.comb += [wr.addr.eq(addr), wr.data.eq(keep), wr.en.eq(valid)]
+                self._connect_read(m, mem, self.keep_reads[layer])
         return m
 
     @staticmethod

@@ -11,7 +11,7 @@ from amaranth.lib.wiring import In, Out
 
 from spikeforge.config import LR_SHIFT
 from spikeforge.hw.desire_backward import BackwardPass
-from spikeforge.hw.desire_formats import desire_word, memory_depth
+from spikeforge.hw.desire_formats import desire_word, keep_layers, memory_depth
 from spikeforge.hw.desire_output import OutputDesire
 from spikeforge.hw.desire_raster import RasterRecorder
 from spikeforge.hw.desire_update import WeightUpdate
@@ -49,7 +49,8 @@ class DesireUnit(wiring.Component):
     step, enc_*, eos<l>_* : In
         The taps of the encoder and of each LIF layer's end-of-step pass
         (:class:`~hw.desire_raster.RasterRecorder`); ``eos<l>_near`` with near eligibility
-        only.
+        only, ``eos<l>_keep`` (dropout's keep bits) for the layers of
+        :func:`~hw.desire_formats.keep_layers` only.
     start, label, lr_shift : In(1), In(range(N_out)), In(range(LR_SHIFT[1] + 1))
         A pulse starts the learning pass; ``label`` and ``lr_shift`` are sampled then.
     busy, done : Out(1)
@@ -111,6 +112,8 @@ class DesireUnit(wiring.Component):
                 f"w{layer}_we": Out(1),
                 f"w{layer}_rdata": In(P * cfg.store_bits),
             })
+        for layer in keep_layers(cfg):
+            signature[f"eos{layer}_keep"] = In(P)
         super().__init__(signature)
 
     def elaborate(self, platform):
@@ -145,6 +148,8 @@ class DesireUnit(wiring.Component):
             m.d.comb += [bk.pre_raster.eq(rasters.layer_reads[layer - 1].data),
                          bk.desires.eq(desire_reads[layer].data),
                          bk.weights.eq(getattr(self, f"w{layer}_rdata"))]
+            if bk.dropout:          # the layer's dropout keep record (read at g)
+                m.d.comb += bk.keep.eq(rasters.keep_reads[layer].data)
         m.submodules.update = update = WeightUpdate(cfg)
         m.d.comb += update.lr_shift.eq(self.lr_shift)
         m.d.comb += [getattr(self, f"w{layer}_wdata").eq(update.wdata) for layer in range(L)]
@@ -278,10 +283,14 @@ class DesireUnit(wiring.Component):
         at ``cur_g`` (the data of ``ULOAD`` .. ``UWRITE``). Reads in the other cycles are
         never used. ``updating<l>`` also hands layer ``l``'s words to the update. Near
         eligibility: near raster ``l`` is read by the update alone, always at ``gsel_q``
-        (a flip-flop, no multiplexer), and its word is the update's post raster.
+        (a flip-flop, no multiplexer), and its word is the update's post raster. Dropout's
+        keep records (:func:`~hw.desire_formats.keep_layers`) are read at ``g``: in
+        ``BACK<l>``, with desire ``l``.
         """
         last, update = self.cfg.n_layers - 1, parts.update
         m.d.comb += parts.rasters.enc_read.addr.eq(s.j)
+        for keep in parts.rasters.keep_reads.values():
+            m.d.comb += keep.addr.eq(s.g)       # read in BACK<l> only, like desire l
         for layer, (raster, desire) in enumerate(zip(parts.rasters.layer_reads,
                                                      parts.desire_reads, strict=True)):
             updating = Signal(name=f"updating{layer}")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
+import functools
+import operator
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -42,3 +45,17 @@ class GaloisLfsr(wiring.Component):
                                ^ Mux(top, lfsr.TAPS, 0))
         m.d.comb += self.state.eq(reg)
         return m
+
+
+def advanced(state, steps: int) -> Value:
+    """The state ``steps`` steps after ``state`` (a ``lfsr.WIDTH``-bit value) as XOR gates:
+    the linear map ``s(x) -> s(x) * x^steps mod p(x)`` over GF(2)
+    (:func:`spikeforge.lfsr.jump`), bit ``b`` the XOR of the bits ``i`` of ``state`` whose
+    image ``x^(i + steps) mod p(x)`` has bit ``b``. For the trinomial ``p(x)`` and ``steps``
+    up to 8 every output bit has at most four inputs (one LUT4)."""
+    images = [lfsr.jump(1 << i, steps) for i in range(lfsr.WIDTH)]
+    bits = []
+    for b in range(lfsr.WIDTH):
+        terms = [state[i] for i in range(lfsr.WIDTH) if images[i] >> b & 1]
+        bits.append(functools.reduce(operator.xor, terms) if terms else Const(0, 1))
+    return Cat(*bits)

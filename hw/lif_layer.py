@@ -77,11 +77,19 @@ class LIFLayer(wiring.Component):
     ``v >= near_threshold`` of the same membrane ``v`` the spike test reads (after the step's
     integration, before the reset), zero in padding lanes and in a clear pass, like
     ``eos_fires``; a spike implies its near bit (``near_threshold <= threshold``).
+
+    Dropout (``dropout=True``, the hidden layers of a config with ``dropout_hidden``): the
+    ``keep`` input, ``lanes`` bits for group ``eos_group``, read in the end-of-step cycle
+    (:class:`~hw.dropout_mask.DropoutMask` supplies it with no cycle of its own): a lane
+    whose bit is low does not fire (nor is it reset: its membrane integrates and leaks as
+    usual) and is not near; ``eos_fires``, ``eos_near`` and the output events are the gated
+    ones. Without ``dropout`` the layer has no such input (and is the same gateware as
+    before it existed).
     """
 
     def __init__(self, *, n_pre: int, n_post: int, lanes: int, weight_bits: int,
                  membrane_bits: int, threshold: int, leak_shift: int, frac_bits: int = 0,
-                 near_threshold: int | None = None):
+                 near_threshold: int | None = None, dropout: bool = False):
         self.n_pre, self.n_post, self.lanes = n_pre, n_post, lanes
         self.weight_bits, self.membrane_bits = weight_bits, membrane_bits
         self.frac_bits, self.store_bits = frac_bits, weight_bits + frac_bits
@@ -93,6 +101,7 @@ class LIFLayer(wiring.Component):
         self.groups = math.ceil(n_post / lanes)
         self.mem_groups = max(self.groups, 2)   # a 1-word memory would get a 0-bit address
         self.depth = n_pre * self.groups
+        self.dropout = dropout
         ports = {
             "spikes_in": In(event_stream(n_pre)),
             "spikes_out": Out(event_stream(n_post)),
@@ -108,6 +117,8 @@ class LIFLayer(wiring.Component):
         }
         if near_threshold is not None:
             ports["eos_near"] = Out(lanes)
+        if dropout:
+            ports["keep"] = In(lanes)
         super().__init__(ports)
 
     @classmethod
@@ -116,7 +127,8 @@ class LIFLayer(wiring.Component):
         return cls(n_pre=n_pre, n_post=n_post, lanes=cfg.lanes, weight_bits=cfg.weight_bits,
                    membrane_bits=cfg.membrane_bits, threshold=cfg.threshold,
                    leak_shift=cfg.leak_shift, frac_bits=cfg.frac_bits,
-                   near_threshold=cfg.near_threshold if cfg.near_eligibility else None)
+                   near_threshold=cfg.near_threshold if cfg.near_eligibility else None,
+                   dropout=layer in cfg.dropout_layers)
 
     def elaborate(self, platform):
         m = Module()
@@ -210,13 +222,13 @@ class LIFLayer(wiring.Component):
     def _evaluation(self, m, v_rd, ctl):
         """End-of-step evaluation of the group read in the previous cycle (straight from the
         read port: the pass starts after the last integration write-back), combinational:
-        per lane the spike ``v - threshold >= 0`` (never in a padding lane or a clear pass)
-        and the new membrane, ``membrane_bits`` signed: reset by subtraction if it fired,
-        then leaked, ``v - (v >> leak_shift)``; zero in a clear pass. With a
-        ``near_threshold``, also the near bit ``v - near_threshold >= 0`` per lane (masked like
-        the spike; it only feeds the learning unit's tap register, beside the spike path).
-        Returns ``(fires, leaked, near)``, one of each per lane (``near``: ``None`` without a
-        ``near_threshold``)."""
+        per lane the spike ``v - threshold >= 0`` (never in a padding lane, a clear pass or a
+        lane ``keep`` drops) and the new membrane, ``membrane_bits`` signed: reset by
+        subtraction if it fired, then leaked, ``v - (v >> leak_shift)``; zero in a clear
+        pass. With a ``near_threshold``, also the near bit ``v - near_threshold >= 0`` per
+        lane (masked like the spike, ``keep`` included; it only feeds the learning unit's tap
+        register, beside the spike path). Returns ``(fires, leaked, near)``, one of each per
+        lane (``near``: ``None`` without a ``near_threshold``)."""
         P, mb = self.lanes, self.membrane_bits
         fires, leaked = [], []
         near = None if self.near_threshold is None else []
@@ -225,13 +237,19 @@ class LIFLayer(wiring.Component):
             live = (ctl.group * P + p) < self.n_post   # padding lanes never fire
             f = Signal(name=f"fire{p}")
             d = Signal(signed(mb + 1), name=f"reset{p}")     # v - threshold
-            m.d.comb += [d.eq(v - self.threshold), f.eq(~d[mb] & live & ~ctl.clear)]
+            fire = ~d[mb] & live & ~ctl.clear
+            if self.dropout:
+                fire &= self.keep[p]
+            m.d.comb += [d.eq(v - self.threshold), f.eq(fire)]
             fires.append(f)
             if near is not None:
                 # a second comparator on the same v, the sign of v - near_threshold
                 n = Signal(name=f"near{p}")
                 dn = Signal(signed(mb + 1), name=f"near_diff{p}")
-                m.d.comb += [dn.eq(v - self.near_threshold), n.eq(~dn[mb] & live & ~ctl.clear)]
+                near_bit = ~dn[mb] & live & ~ctl.clear
+                if self.dropout:
+                    near_bit &= self.keep[p]        # a dropped neuron is never near either
+                m.d.comb += [dn.eq(v - self.near_threshold), n.eq(near_bit)]
                 near.append(n)
             # leak both candidates, then select (the spike decision is not in front of the
             # leak's subtractor)

@@ -10,6 +10,7 @@ from amaranth.lib.wiring import In, Out
 
 from spikeforge.config import LR_SHIFT
 from spikeforge.hw.desire_unit import DesireUnit
+from spikeforge.hw.dropout_mask import DropoutMask
 from spikeforge.hw.events import event_layout, index_width, readout_layout
 from spikeforge.hw.lif_layer import LIFLayer
 from spikeforge.hw.raster_source import RasterSource
@@ -52,7 +53,9 @@ class Network(wiring.Component):
     is a training sample: after its last phase the :class:`~hw.desire_unit.DesireUnit` learns
     from it (``label``, ``lr_shift`` sampled at ``start``), then ``done`` pulses; ``cycles``
     counts inference and learning (:func:`sw.cycles.learn_cycles`). The weight port then
-    carries stored weights, ``weight_bits + F`` bits per lane.
+    carries stored weights, ``weight_bits + F`` bits per lane. With ``dropout_hidden`` a
+    :class:`~hw.dropout_mask.DropoutMask` per hidden layer drops neurons of training samples
+    (``docs/learning.md``, Dropout): no cycles of its own, the counts follow the gated spikes.
 
     Readout stream (``readout``, :func:`hw.events.readout_layout`): every output spike as an
     item ``(step, neuron)``, in the order the last layer emits them (ascending step, then
@@ -112,6 +115,7 @@ class Network(wiring.Component):
         ctl = _PhaseControl(self.cfg)
         source, tap, input_start = self._input_source(m, ctl)
         layers, producers = self._layer_chain(m, source, ctl)
+        self._dropout_masks(m, layers, ctl)
         learner, learner_start = self._learning_unit(m, tap, layers, ctl)
         self._weight_port(m, layers, learner, ctl)
         readout_start = self._readout(m, producers[-1], ctl)
@@ -204,6 +208,20 @@ class Network(wiring.Component):
             with m.If(sink.valid & sink.ready & sink.payload.end):
                 m.d.sync += ctl.opened[i].eq(0)
 
+    def _dropout_masks(self, m, layers, ctl):
+        """Dropout (configs with ``dropout_hidden``): a :class:`~hw.dropout_mask.DropoutMask`
+        per hidden layer, stepped by the layer's end-of-step tap, enabled in training samples
+        (``ctl.train``), its keep bits gating the layer's spikes in the evaluation cycle."""
+        cfg = self.cfg
+        for i in cfg.dropout_layers:
+            layer = layers[i]
+            mask = DropoutMask(cfg.dropout_seeds[i], cfg.groups(i), cfg.dropout_threshold)
+            m.submodules[f"dropout{i}"] = mask
+            m.d.comb += [mask.enable.eq(ctl.train), mask.valid.eq(layer.eos_valid),
+                         mask.group.eq(layer.eos_group),
+                         mask.last_step.eq(ctl.phase == cfg.time_steps - 1),
+                         layer.keep.eq(mask.keep)]
+
     def _learning_unit(self, m, tap, layers, ctl):
         """The learning unit (:class:`~hw.desire_unit.DesireUnit`, configs with ``[learning]``
         only), fed by the input's raster tap ``tap``, every layer's end-of-step tap (with
@@ -222,6 +240,8 @@ class Network(wiring.Component):
                          getattr(learner, f"w{i}_rdata").eq(layer.w_rdata)]
             if self.cfg.near_eligibility:       # the near raster's tap (docs/learning.md)
                 m.d.comb += getattr(learner, f"eos{i}_near").eq(layer.eos_near)
+            if hasattr(learner, f"eos{i}_keep"):       # dropout with 2+ hidden layers
+                m.d.comb += getattr(learner, f"eos{i}_keep").eq(layer.keep)
         return learner, [ctl.train.eq(self.learn), learner.label.eq(self.label),
                          learner.lr_shift.eq(self.lr_shift)]
 

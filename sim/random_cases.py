@@ -38,6 +38,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from spikeforge.config import (
+    DROPOUT_STEPS,
     ELIGIBILITIES,
     LFSR_SEED,
     ROUNDINGS,
@@ -108,6 +109,12 @@ def configs(draw, *, learning: bool | None = None, size: str = "quick") -> Netwo
             eligibility=draw(st.sampled_from(("spike", "spike", "near"))),
             near_fraction=draw(st.sampled_from([0.5, 1.0, 1e-6])
                                | st.integers(1, 20).map(lambda k: k / 20)),
+            # hidden dropout now and then (a network without hidden layers has none)
+            dropout_hidden=(draw(st.sampled_from([0, 0, 0.25, 0.5])
+                                 | st.integers(1, DROPOUT_STEPS - 1).map(
+                                     lambda k: k / DROPOUT_STEPS))
+                            if n_pop >= 3 else 0),
+            dropout_seed=draw(st.integers(0, 3) | st.integers(0, LFSR_SEED[1])),
         )
     net = dict(name="rand", layers=layers, time_steps=steps, lanes=lanes,
                weight_bits=weight_bits, membrane_bits=membrane_bits, threshold=threshold,
@@ -267,14 +274,17 @@ def golden(case: Case) -> list:
             cycles=int(run.cycles[b]), weights=case.stored, step=None, before=case.stored)
             for b in range(len(case.pixels))]
     out, weights = [], [np.asarray(w, dtype=np.int64) for w in case.stored]
-    lfsr = None         # the lane LFSRs (stochastic rounding): reset, then carried along
+    # the lane LFSRs (stochastic rounding) and the mask LFSRs (dropout): reset, then carried
+    # along from training sample to training sample
+    lfsr = masks = None
     for b, label in enumerate(case.labels):
         if label >= 0:
-            step = train_step(cfg, weights, case.pixels[b], int(label), lfsr=lfsr)
+            step = train_step(cfg, weights, case.pixels[b], int(label), lfsr=lfsr,
+                              mask_lfsr=masks)
             out.append(SimpleNamespace(run=step.run, cycles=step.cycles,
                                        infer_cycles=step.infer_cycles, weights=step.weights,
                                        step=step, before=weights))
-            weights, lfsr = step.weights, step.lfsr
+            weights, lfsr, masks = step.weights, step.lfsr, step.mask_lfsr
         else:
             run = run_network(cfg, inference_weights(cfg, weights), case.pixels[b:b + 1])
             out.append(SimpleNamespace(run=run, cycles=int(run.cycles[0]),
@@ -549,6 +559,9 @@ class Coverage:
                 c("weight updates", updates)
                 c("weight clamps at store_max", up)
                 c("weight clamps at store_min", down)
+                if g.step.keeps is not None:
+                    c("dropped neurons", sum(int((~k).sum()) for k in g.step.keeps
+                                             if k is not None))
         c("configs saturating at v_max", sat_configs[0])
         c("configs saturating at v_min", sat_configs[1])
         if cfg.learning is not None:
@@ -560,6 +573,8 @@ class Coverage:
                 c("near-only bits (near, no spike)",
                   sum(int((n & ~r).sum()) for g in outcome.gold if g.step is not None
                       for n, r in zip(g.run.near[1:], g.run.rasters[1:], strict=True)))
+            if cfg.dropout_threshold:
+                c("dropout configs")
 
     def as_dict(self) -> dict:
         return {"counts": dict(self.counts), "ranges": self.ranges}
@@ -607,7 +622,9 @@ class Coverage:
                 + ", ".join(f"{mode} {k[mode + ' rounding configs']}" for mode in ROUNDINGS)
                 + "; eligibility: "
                 + ", ".join(f"{e} {k[e + ' eligibility configs']}" for e in ELIGIBILITIES)
-                + f" ({k['near-only bits (near, no spike)']} near bits without a spike)",
+                + f" ({k['near-only bits (near, no spike)']} near bits without a spike)"
+                + f"; dropout {k['dropout configs']} configs, {k['dropped neurons']} "
+                f"neurons dropped",
                 f"readout back-pressure: {k['back-pressured readouts']} configs, "
                 f"{k['readout stall cycles']} stall cycles; resets mid-sample: "
                 f"{k['resets mid-sample (inference)']} in inference, "

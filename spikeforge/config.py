@@ -44,6 +44,10 @@ LR_SHIFT = (0, 40)
 ROUNDINGS = ("nearest", "floor", "stochastic")
 LFSR_SEED = (0, lfsr.PERIOD - 1)
 ELIGIBILITIES = ("spike", "near")
+#: Dropout: a neuron is dropped iff the low DROPOUT_BITS bits of its lane's mask LFSR are
+#: below ``p * DROPOUT_STEPS``; the LFSR moves DROPOUT_BITS steps per group (fresh bits).
+DROPOUT_BITS = 8
+DROPOUT_STEPS = 1 << DROPOUT_BITS
 
 
 class ConfigError(ValueError):
@@ -102,6 +106,14 @@ class DesireConfig:
     near_fraction : float
         ``"near"`` eligibility: the fraction of the threshold, in ``(0, 1]``, a membrane must
         reach (default 0.5); unused with ``"spike"``.
+    dropout_hidden : float
+        ``p``: while training, each neuron of every hidden LIF population is dropped (never
+        fires in that sample) with probability ``p``, from per-lane mask LFSRs; kept spikes
+        are not rescaled. A multiple of 1/256 in ``[0, 1)``, taken exactly
+        (``Fraction(str(p))``); 0 (the default) is off. ``docs/learning.md`` (Dropout).
+    dropout_seed : int
+        Where the mask LFSRs start (:attr:`NetworkConfig.dropout_seeds`), ``0 .. 2^20 - 2``;
+        unused without dropout.
     """
 
     error_margin: int = 4
@@ -115,6 +127,8 @@ class DesireConfig:
     lfsr_seed: int = 0
     eligibility: str = "spike"
     near_fraction: float = 0.5
+    dropout_hidden: float = 0
+    dropout_seed: int = 0
     rule: str = "desire"
 
     def validate(self, time_steps: int):
@@ -143,6 +157,26 @@ class DesireConfig:
         if not 0 < frac <= 1:
             raise ConfigError(f"learning.near_fraction: {frac} is out of range, legal range "
                               f"is (0, 1]")
+        self.dropout_steps()
+        _check_range("learning.dropout_seed", self.dropout_seed, *LFSR_SEED)
+
+    def dropout_steps(self) -> int:
+        """``dropout_hidden * 256``, exactly: the integer a mask LFSR's low 8 bits are
+        compared with (0: no dropout). Raises :class:`ConfigError` unless ``dropout_hidden``
+        is a multiple of 1/256 in ``[0, 1)``."""
+        p, n = self.dropout_hidden, DROPOUT_STEPS
+        legal = f"legal values are k/{n} for k = 0 .. {n - 1} (e.g. 0, 0.125, 0.25, 0.5)"
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not math.isfinite(p):
+            raise ConfigError(f"learning.dropout_hidden: expected a number, got {p!r}; {legal}")
+        steps = Fraction(str(p)) * n
+        if not 0 <= steps < n:
+            raise ConfigError(f"learning.dropout_hidden: {p} is out of range [0, 1); {legal}")
+        if steps.denominator != 1:
+            near = [f"{float(Fraction(k, n))} ({k}/{n})"
+                    for k in (math.floor(steps), math.ceil(steps)) if k < n]
+            raise ConfigError(f"learning.dropout_hidden: {p} is not a multiple of 1/{n}; "
+                              f"{legal}; the nearest: {' and '.join(near)}")
+        return int(steps)
 
     def lr_shift_at(self, epoch: int) -> int:
         """Learning-rate shift of epoch ``epoch`` (0-based) under the exponential schedule."""
@@ -257,6 +291,10 @@ class NetworkConfig:
                     f"learning.near_fraction: {self.learning.near_fraction} gives the near "
                     f"threshold {self.near_threshold}, outside [1, {self.threshold}]; legal "
                     f"range is (0, 1]")
+            if self.dropout_threshold and len(self.layers) < 3:
+                raise ConfigError(f"learning.dropout_hidden: {self.learning.dropout_hidden} "
+                                  f"needs a hidden layer (network.layers {list(self.layers)} "
+                                  f"has none); legal value here is 0")
 
     def _check_lfsr_width(self) -> None:
         """Stochastic rounding draws up to :attr:`max_rounding_shift` bits from each lane's
@@ -400,6 +438,35 @@ class NetworkConfig:
         return lfsr.lane_seeds(self.learning.lfsr_seed, self.lanes)
 
     @property
+    def dropout_threshold(self) -> int:
+        """``k = dropout_hidden * 256``: neuron ``gP + p`` of a hidden population is dropped
+        in a training sample iff the low 8 bits of lane ``p``'s mask LFSR state for group
+        ``g`` are below ``k``; 0 without dropout (``docs/learning.md``, Dropout)."""
+        return self.learning.dropout_steps() if self.learning is not None else 0
+
+    @property
+    def dropout_layers(self) -> tuple[int, ...]:
+        """The LIF layers whose neurons dropout drops: every one but the output layer (their
+        populations are the hidden ones); ``()`` without dropout."""
+        return tuple(range(self.n_layers - 1)) if self.dropout_threshold else ()
+
+    @property
+    def dropout_seeds(self) -> tuple[tuple[int, ...], ...]:
+        """The reset states of the mask LFSRs: for each of :attr:`dropout_layers` ``l``
+        (population ``h = l + 1`` of the ``H = L - 1`` hidden ones) the ``P`` lane states
+        :func:`spikeforge.lfsr.lane_seeds` ``((dropout_seed + floor(h * D / (2H + 2))) mod
+        (2^20 - 1), P)``, ``D = floor((2^20 - 1) / P)``: lane ``p`` of population ``h`` at
+        position ``dropout_seed + D/2 + p*D + floor(h*D / (2H + 2))`` of the sequence from
+        state 1. Between a rounding lane (``D/2 + p*D`` at ``lfsr_seed = dropout_seed``) and
+        the next lane's interval, ``D / (2H + 2)`` apart from each other, from it and from
+        state 1's neighbourhood at seed 0. ``()`` without dropout."""
+        layers = self.dropout_layers
+        spacing = lfsr.PERIOD // self.lanes
+        return tuple(lfsr.lane_seeds((self.learning.dropout_seed
+                                      + (layer + 1) * spacing // (2 * len(layers) + 2))
+                                     % lfsr.PERIOD, self.lanes) for layer in layers)
+
+    @property
     def coef_max(self) -> int:
         """Largest ``|E|`` of a neuron's error (a count or ``C*`` minus a count)."""
         return max(self.time_steps, self.target_count)
@@ -422,6 +489,11 @@ class NetworkConfig:
             if lr.eligibility == "near":
                 text += (f", near eligibility V>={self.near_threshold} "
                          f"({lr.near_fraction} theta)")
+            if self.dropout_threshold:
+                text += (f"; hidden dropout {lr.dropout_hidden} = "
+                         f"{self.dropout_threshold}/{DROPOUT_STEPS}, unscaled (mask "
+                         f"{lfsr.DESCRIPTION} per lane and hidden layer, seed "
+                         f"{lr.dropout_seed})")
         return text
 
 
@@ -444,7 +516,7 @@ _SCHEMA = {
     "encoding": {"kind", "pixel_bits", "event_input"},
     "learning": {"rule", "error_margin", "desire_out", "desire_hidden", "weight_frac_bits",
                  "trace_frac_bits", "lr_shift", "lr_decay", "rounding", "lfsr_seed",
-                 "eligibility", "near_fraction"},
+                 "eligibility", "near_fraction", "dropout_hidden", "dropout_seed"},
 }
 
 

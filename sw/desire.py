@@ -19,6 +19,16 @@ population's near raster (membrane before the threshold test ``>= theta_near``,
 :func:`sw.golden.run_layer`), and the update pairs the traces with it instead of the spikes;
 everything else (counts, desires, traces, live rows, pairs, cycles) reads the spikes.
 
+Dropout (``dropout_hidden``) has state too: the mask LFSRs, ``P`` per hidden LIF layer
+(``mask_lfsr``: a tuple of one tuple of ``P`` ints per layer of ``cfg.dropout_layers``, the
+registers ``base`` of :class:`hw.dropout_mask.DropoutMask`; ``()`` without dropout).
+:func:`dropout_keeps` makes a training sample's keep-masks from it, :func:`forward` zeroes
+the dropped neurons' columns of their layer's raster and near raster (a dropped neuron
+never fires and is never near; it never resets either, but its membrane is seen by nothing:
+the layer run as usual with those columns zeroed afterwards is exactly the gated one),
+:func:`backward` gives them no say in the desires passed down, and :func:`next_mask_lfsr`
+moves the state to the next training sample. Inference never sees dropout.
+
 Fast paths: every matrix product here is an integer sum far below ``2**53`` and is taken
 in float BLAS (:func:`sw.lif.int_matmul`), which is exact for such sums; the forward pass
 runs each layer over all steps at once (:func:`sw.golden.run_layer`); an update only touches
@@ -34,6 +44,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from spikeforge import lfsr as lfsr_mod
+from spikeforge.config import DROPOUT_BITS, DROPOUT_STEPS
 from spikeforge.sw import cycles
 from spikeforge.sw.golden import NetworkRun, check_pixels, check_raster, encode, predict, run_layer
 from spikeforge.sw.lif import exact_matmul, int_matmul
@@ -58,8 +69,11 @@ class TrainStep:
     """Everything one training sample did: the forward run, the desire of every LIF
     population (``desires[l]`` for LIF layer ``l``), the backward sums of the hidden
     populations (``sums[l]``, ``None`` for the output layer), the new stored weights, the
-    cycle counts of the inference and learning parts, and the lane LFSRs after the sample
-    (``lfsr``: ``P`` ints for stochastic rounding, else ``()``)."""
+    cycle counts of the inference and learning parts, the lane LFSRs after the sample
+    (``lfsr``: ``P`` ints for stochastic rounding, else ``()``), dropout's mask LFSRs after
+    it (``mask_lfsr``, :func:`check_mask_lfsr`; ``()`` without dropout) and the sample's
+    keep-masks (``keeps[l]``: LIF layer ``l``'s ``(N_post,)`` bool, ``None`` where nothing is
+    dropped)."""
 
     run: NetworkRun
     desires: list[Desire]
@@ -68,6 +82,8 @@ class TrainStep:
     infer_cycles: int
     learn_cycles: int
     lfsr: tuple[int, ...] = ()
+    mask_lfsr: tuple[tuple[int, ...], ...] = ()
+    keeps: list[np.ndarray | None] | None = None
 
     @property
     def cycles(self) -> int:
@@ -174,23 +190,25 @@ def update(cfg, stored: np.ndarray, desire: Desire, acc: np.ndarray, lr_shift: i
 
 
 def train_step(cfg, stored: list[np.ndarray], pixels: np.ndarray, label: int,
-               lr_shift: int | None = None, lfsr=None) -> TrainStep:
+               lr_shift: int | None = None, lfsr=None, mask_lfsr=None) -> TrainStep:
     """One on-chip training sample on ``pixels`` ``(N_in,)``: the rate encoder's raster
     through :func:`train_step_raster`."""
     _check_learning(cfg, label)
     pixels = check_pixels(cfg, np.asarray(pixels)[None, :])
-    return train_step_raster(cfg, stored, encode(cfg, pixels)[0], label, lr_shift, lfsr)
+    return train_step_raster(cfg, stored, encode(cfg, pixels)[0], label, lr_shift, lfsr,
+                             mask_lfsr)
 
 
 def train_steps(cfg, stored: list[np.ndarray], pixels: np.ndarray, labels,
-                lr_shift: int | None = None, lfsr=None) -> list[TrainStep]:
+                lr_shift: int | None = None, lfsr=None, mask_lfsr=None) -> list[TrainStep]:
     """:func:`train_step` on each of ``pixels`` ``(B, N_in)`` in turn, each starting from the
-    weights and lane LFSRs the one before left (the first from ``stored`` and ``lfsr``,
-    ``None``: the reset states): the golden side of an on-chip training run."""
+    weights, lane LFSRs and dropout mask LFSRs the one before left (the first from
+    ``stored``, ``lfsr`` and ``mask_lfsr``, ``None``: the reset states): the golden side of
+    an on-chip training run."""
     steps, weights = [], stored
     for x, y in zip(pixels, labels, strict=True):
-        steps.append(train_step(cfg, weights, x, int(y), lr_shift, lfsr))
-        weights, lfsr = steps[-1].weights, steps[-1].lfsr
+        steps.append(train_step(cfg, weights, x, int(y), lr_shift, lfsr, mask_lfsr))
+        weights, lfsr, mask_lfsr = steps[-1].weights, steps[-1].lfsr, steps[-1].mask_lfsr
     return steps
 
 
@@ -215,6 +233,56 @@ def check_lfsr(cfg, lfsr) -> tuple[int, ...]:
     return state
 
 
+def check_mask_lfsr(cfg, mask_lfsr) -> tuple[tuple[int, ...], ...]:
+    """Dropout's mask LFSR state a training sample starts from: ``mask_lfsr`` checked (one
+    tuple of ``P`` states in ``[1, 2^WIDTH - 1]`` per layer of ``cfg.dropout_layers``; ``()``
+    without dropout), or the reset states ``cfg.dropout_seeds`` for ``None``."""
+    if mask_lfsr is None:
+        return cfg.dropout_seeds
+    state = tuple(tuple(int(s) for s in lanes) for lanes in mask_lfsr)
+    want = len(cfg.dropout_layers)
+    if len(state) != want:
+        raise ValueError(f"mask_lfsr: expected {want} layers of mask LFSR states (one per "
+                         f"hidden LIF layer with dropout), got {len(state)}")
+    for lanes in state:
+        if len(lanes) != cfg.lanes:
+            raise ValueError(f"mask_lfsr: expected {cfg.lanes} lane states (P) per layer, "
+                             f"got {len(lanes)}")
+        bad = [s for s in lanes if not 1 <= s <= lfsr_mod.MASK]
+        if bad:
+            raise ValueError(f"mask_lfsr: state {bad[0]} is out of range, legal range is "
+                             f"[1, {lfsr_mod.MASK}]")
+    return state
+
+
+def _mask_states(cfg, layer: int, lanes, groups: int) -> np.ndarray:
+    """The mask LFSR states of LIF layer ``layer``'s groups ``0 .. groups - 1`` in the
+    training sample whose lane states (group 0's) are ``lanes``: ``(groups, P)``, group ``g``
+    ``DROPOUT_BITS * g`` steps on."""
+    steps = DROPOUT_BITS * np.arange(groups, dtype=np.int64)[:, None]
+    return lfsr_mod.advance(np.asarray(lanes, dtype=np.int64)[None, :], steps)
+
+
+def dropout_keeps(cfg, mask_lfsr) -> list[np.ndarray | None]:
+    """The keep-masks of a training sample whose mask LFSR state is ``mask_lfsr``
+    (:func:`check_mask_lfsr`), one entry per LIF layer: for each of ``cfg.dropout_layers``
+    ``l``, ``(N_post,)`` bool, neuron ``g*P + p`` kept iff ``(state & 0xFF) >=
+    cfg.dropout_threshold``, ``state`` lane ``p``'s ``8 g`` steps after ``mask_lfsr[l][p]``;
+    ``None`` for the other layers (the output layer: nothing dropped)."""
+    keeps: list[np.ndarray | None] = [None] * cfg.n_layers
+    for layer, lanes in zip(cfg.dropout_layers, mask_lfsr, strict=True):
+        states = _mask_states(cfg, layer, lanes, cfg.groups(layer))
+        keep = (states & (DROPOUT_STEPS - 1)) >= cfg.dropout_threshold
+        keeps[layer] = keep.reshape(-1)[:cfg.layers[layer + 1]]
+    return keeps
+
+
+def next_mask_lfsr(cfg, mask_lfsr) -> tuple[tuple[int, ...], ...]:
+    """The mask LFSR state after a training sample: each layer's lanes ``8 G_l`` steps on."""
+    return tuple(tuple(int(s) for s in lfsr_mod.advance(lanes, DROPOUT_BITS * cfg.groups(layer)))
+                 for layer, lanes in zip(cfg.dropout_layers, mask_lfsr, strict=True))
+
+
 def _check_learning(cfg, label: int) -> None:
     if cfg.learning is None:
         raise ValueError(f"config {cfg.name!r} has no [learning] section")
@@ -224,7 +292,7 @@ def _check_learning(cfg, label: int) -> None:
 
 
 def train_step_raster(cfg, stored: list[np.ndarray], input_raster: np.ndarray, label: int,
-                      lr_shift: int | None = None, lfsr=None) -> TrainStep:
+                      lr_shift: int | None = None, lfsr=None, mask_lfsr=None) -> TrainStep:
     """One on-chip training sample: forward, desire, backward, update (``docs/learning.md``).
 
     Parameters
@@ -243,27 +311,35 @@ def train_step_raster(cfg, stored: list[np.ndarray], input_raster: np.ndarray, l
     lfsr : tuple of int or None
         Stochastic rounding: the ``P`` lane LFSR states before the sample (``None``: the
         reset states, ``cfg.lfsr_seeds``); the other modes: ``None`` or ``()``.
+    mask_lfsr : tuple of tuple of int or None
+        Dropout: the mask LFSR states before the sample (:func:`check_mask_lfsr`; ``None``:
+        the reset states, ``cfg.dropout_seeds``); without dropout ``None`` or ``()``.
 
     Returns
     -------
     TrainStep
         The forward run (a batch of one), the desires and backward sums, the new stored
-        weights, the inference and learning cycle counts and the lane LFSRs after it.
+        weights, the inference and learning cycle counts, the lane LFSRs and mask LFSRs after
+        it and the sample's keep-masks.
     """
     _check_learning(cfg, label)
     lfsr = check_lfsr(cfg, lfsr)
+    mask_lfsr = check_mask_lfsr(cfg, mask_lfsr)
+    keeps = dropout_keeps(cfg, mask_lfsr) if mask_lfsr else None
     lr_shift = cfg.learning.lr_shift if lr_shift is None else lr_shift
-    run = forward(cfg, stored, input_raster)
+    run = forward(cfg, stored, input_raster, keeps)
     rasters = [r[0] for r in run.rasters]
     near = None if run.near is None else [None if n is None else n[0] for n in run.near]
-    desires, sums = backward(cfg, stored, [r.sum(axis=0) for r in rasters], label)
+    desires, sums = backward(cfg, stored, [r.sum(axis=0) for r in rasters], label, keeps)
     new, lfsr = update_weights(cfg, stored, rasters, desires, lr_shift, lfsr, near)
     learn = cycles.learn_cycles(cfg, rasters, [d.active for d in desires])
     return TrainStep(run=run, desires=desires, sums=sums, weights=new,
-                     infer_cycles=int(run.cycles[0]), learn_cycles=int(learn), lfsr=lfsr)
+                     infer_cycles=int(run.cycles[0]), learn_cycles=int(learn), lfsr=lfsr,
+                     mask_lfsr=next_mask_lfsr(cfg, mask_lfsr), keeps=keeps)
 
 
-def forward(cfg, stored: list[np.ndarray], input_raster: np.ndarray) -> NetworkRun:
+def forward(cfg, stored: list[np.ndarray], input_raster: np.ndarray,
+            keeps: list[np.ndarray | None] | None = None) -> NetworkRun:
     """The inference pass of one sample on the weights the memory holds (``W_store >> F``).
 
     Parameters
@@ -273,6 +349,10 @@ def forward(cfg, stored: list[np.ndarray], input_raster: np.ndarray) -> NetworkR
         Stored weights of every LIF layer.
     input_raster : ndarray
         ``(T, N_in)`` input spikes.
+    keeps : list of (ndarray or None) or None
+        Dropout (a training sample): per LIF layer the keep-mask of its neurons
+        (:func:`dropout_keeps`); a dropped neuron's column of the layer's raster (and near
+        raster) is zeroed before the next layer reads it.
 
     Returns
     -------
@@ -287,25 +367,27 @@ def forward(cfg, stored: list[np.ndarray], input_raster: np.ndarray) -> NetworkR
         raise ValueError(f"input raster: expected shape ({cfg.time_steps}, {cfg.layers[0]}), "
                          f"got {input_raster.shape}")
     batch_rasters = [check_raster(cfg, input_raster[None])]
-    near = None
-    if cfg.near_eligibility:
-        near = [None]
-        for w in stored:
-            spikes, n = run_layer(cfg, np.asarray(w), batch_rasters[-1], cfg.frac_bits,
+    near = [None] if cfg.near_eligibility else None
+    for layer, w in enumerate(stored):
+        if near is None:
+            raster = run_layer(cfg, np.asarray(w), batch_rasters[-1], cfg.frac_bits)
+        else:
+            raster, n = run_layer(cfg, np.asarray(w), batch_rasters[-1], cfg.frac_bits,
                                   near_threshold=cfg.near_threshold)
-            batch_rasters.append(spikes)
             near.append(n)
-    else:
-        for w in stored:
-            batch_rasters.append(run_layer(cfg, np.asarray(w), batch_rasters[-1],
-                                           cfg.frac_bits))
+        if keeps is not None and keeps[layer] is not None:
+            raster[:, :, ~keeps[layer]] = False         # dropped: never fires ...
+            if near is not None:
+                near[-1][:, :, ~keeps[layer]] = False   # ... nor is near
+        batch_rasters.append(raster)
     out_counts = batch_rasters[-1].sum(axis=1)
     return NetworkRun(rasters=batch_rasters, counts=out_counts, predictions=predict(out_counts),
                       cycles=cycles.sample_cycles(cfg, batch_rasters), near=near)
 
 
-def backward(cfg, stored: list[np.ndarray], counts: list[np.ndarray],
-             label: int) -> tuple[list[Desire], list[np.ndarray | None]]:
+def backward(cfg, stored: list[np.ndarray], counts: list[np.ndarray], label: int,
+             keeps: list[np.ndarray | None] | None = None
+             ) -> tuple[list[Desire], list[np.ndarray | None]]:
     """The output desire from the label, then the ternary desire pass down to the first
     hidden population, on the pre-update weights (steps 1 and 2 of ``docs/learning.md``).
 
@@ -318,6 +400,9 @@ def backward(cfg, stored: list[np.ndarray], counts: list[np.ndarray],
         Spike counts ``(N_p,)`` of every population (``counts[0]``: the inputs).
     label : int
         The class.
+    keeps : list of (ndarray or None) or None
+        Dropout: per LIF layer the keep-mask of its neurons; a dropped neuron's coefficient
+        is 0 in the sums passed further down (its own desire is computed as usual).
 
     Returns
     -------
@@ -333,6 +418,8 @@ def backward(cfg, stored: list[np.ndarray], counts: list[np.ndarray],
     desires[L - 1] = output_desire(cfg, counts[L], label)
     for layer in range(L - 1, 0, -1):
         coef = desires[layer].coef
+        if keeps is not None and keeps[layer] is not None:
+            coef = np.where(keeps[layer], coef, 0)      # a dropped neuron passes nothing down
         nz = np.flatnonzero(coef)        # inactive neurons add nothing to any sum
         w_inf = np.asarray(stored[layer])[:, nz].astype(np.int64, copy=False) >> cfg.frac_bits
         sums[layer - 1] = backward_sums(w_inf, coef[nz])

@@ -39,7 +39,9 @@ integration, before the threshold test and reset; 0 for a dropped neuron) in pla
 
 Dropout (training only, ``dropout=(p_in, p_hid)``): one Bernoulli keep-mask per neuron and
 sample for the input and every hidden population (never the output); a dropped neuron never
-spikes, kept spikes reach the next layer scaled by ``1 / (1 - p)``; traces see unscaled spikes.
+spikes (nor resets), kept spikes reach the next layer scaled by ``1 / (1 - p)``
+(``dropout_scale=True``, as published) or unscaled (``dropout_scale=False``, what the chip
+does: ``from_config`` of a config with ``dropout_hidden``); traces see unscaled spikes.
 Prediction: the unique argmax of the output spike counts, ``-1`` (wrong) on a tie.
 """
 
@@ -47,6 +49,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 
@@ -123,6 +126,9 @@ class FloatDesireNet:
         Learning rate of epoch ``e`` is ``lr * exp(-lr_decay * e)`` (published 1e-5, 0.04).
     dropout : (float, float)
         ``(p_in, p_hid)``, training only; ``(0, 0)`` disables it.
+    dropout_scale : bool
+        Kept spikes reach the next layer scaled by ``1 / (1 - p)`` (True, as published) or as
+        they are (False).
     timing : str
         ``"published"`` or ``"spikeforge"`` (see module doc).
     eligibility : str
@@ -143,8 +149,9 @@ class FloatDesireNet:
     def __init__(self, layers, *, time_steps: int = 20, leak_shift: int = 2,
                  error_margin: int = 4, desire_out: float = 0.30, desire_hidden: float = 0.05,
                  lr: float = 1e-5, lr_decay: float = 0.04, dropout=(0.0, 0.0),
-                 timing: str = "published", eligibility: str = "spike",
-                 near_fraction: float = 0.5, seed: int = 0, weights=None):
+                 dropout_scale: bool = True, timing: str = "published",
+                 eligibility: str = "spike", near_fraction: float = 0.5, seed: int = 0,
+                 weights=None):
         layers = tuple(int(n) for n in layers)
         if len(layers) < 2 or min(layers) < 1:
             raise ValueError(f"layers: expected at least 2 positive sizes, got {layers}")
@@ -176,6 +183,7 @@ class FloatDesireNet:
         self.lr_decay = float(lr_decay)
         self.dropout = (_check_prob("dropout[0] (input)", dropout[0]),
                         _check_prob("dropout[1] (hidden)", dropout[1]))
+        self.dropout_scale = bool(dropout_scale)
         self.timing = timing
         self.eligibility = eligibility
         self.near_fraction = float(near_fraction)
@@ -196,7 +204,8 @@ class FloatDesireNet:
     # ---- construction from a spikeforge config ----
     @classmethod
     def from_config(cls, cfg, stored=None, *, timing: str = "published", seed: int = 0,
-                    dropout=(0.0, 0.0), lr: float | None = None) -> FloatDesireNet:
+                    dropout=None, dropout_scale: bool | None = None,
+                    lr: float | None = None) -> FloatDesireNet:
         """The float twin of ``cfg`` (a :class:`~spikeforge.config.NetworkConfig` with a
         ``[learning]`` section).
 
@@ -209,7 +218,9 @@ class FloatDesireNet:
         ``trace_one / (2**lr_shift * theta * 2**F)``: an eligibility of ``acc`` trace units
         moves ``W_store`` by ``acc / 2**lr_shift``. The eligibility (``"spike"`` or
         ``"near"``) and ``near_fraction`` are the config's (the float net compares with the
-        fraction itself, the integer one with ``ceil(near_fraction * theta)``).
+        fraction itself, the integer one with ``ceil(near_fraction * theta)``). ``dropout``
+        defaults to the config's, ``(0, dropout_hidden)``, and ``dropout_scale`` to False
+        (unscaled, as on the chip).
         """
         learn = cfg.learning
         if learn is None:
@@ -223,8 +234,12 @@ class FloatDesireNet:
         return cls(cfg.layers, time_steps=cfg.time_steps, leak_shift=cfg.leak_shift,
                    error_margin=learn.error_margin, desire_out=float(learn.desire_out),
                    desire_hidden=float(learn.desire_hidden), lr=lr,
-                   lr_decay=float(learn.lr_decay), dropout=dropout, timing=timing,
-                   eligibility=learn.eligibility, near_fraction=float(learn.near_fraction),
+                   lr_decay=float(learn.lr_decay),
+                   dropout=(0.0, float(Fraction(str(learn.dropout_hidden))))
+                   if dropout is None else dropout,
+                   dropout_scale=False if dropout_scale is None else dropout_scale,
+                   timing=timing, eligibility=learn.eligibility,
+                   near_fraction=float(learn.near_fraction),
                    seed=seed, weights=weights)
 
     def to_stored(self, cfg, *, centre: bool = False) -> list[np.ndarray]:
@@ -294,7 +309,7 @@ class FloatDesireNet:
         nears = [None] if self.eligibility == "near" else None
         for layer, w in enumerate(self.weights):
             scale = 1.0
-            if keeps is not None and keeps[layer] is not None:
+            if self.dropout_scale and keeps is not None and keeps[layer] is not None:
                 scale = 1.0 / (1.0 - self.dropout[0 if layer == 0 else 1])
             current = self._drive(layer, rasters[layer]) @ (w * scale if scale != 1.0 else w)
             keep = None if keeps is None else keeps[layer + 1]

@@ -38,11 +38,11 @@ def measure(cfg, stored: list[np.ndarray], pixels: np.ndarray, labels: np.ndarra
            "sops_per_cycle": float(ops.sum() / run.cycles.sum()),
            "ideal_sops_per_cycle": cfg.n_layers * cfg.lanes}
     if train_samples and cfg.learning is not None:
-        cycles, w, lfsr = [], stored, None
+        cycles, w, lfsr, masks = [], stored, None, None
         for x, y in zip(pixels[:train_samples], labels[:train_samples], strict=True):
-            step = train_step(cfg, w, x, int(y), lfsr=lfsr)
+            step = train_step(cfg, w, x, int(y), lfsr=lfsr, mask_lfsr=masks)
             cycles.append(step.cycles)
-            w, lfsr = step.weights, step.lfsr
+            w, lfsr, masks = step.weights, step.lfsr, step.mask_lfsr
         out["train_samples"] = len(cycles)
         out["train_cycles_median"] = float(np.median(cycles))
         out["train_cycles_mean"] = float(np.mean(cycles))

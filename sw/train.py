@@ -20,8 +20,10 @@ bit-exact model). This module is the host loop around it:
 * atomic checkpoints (temporary file + ``os.replace``) every ``checkpoint_every`` samples and
   at every epoch end; resuming from one gives final weights bit-identical to an
   uninterrupted run. A checkpoint holds the stored weights and, for stochastic rounding, the
-  ``P`` lane LFSR states (``lfsr``, :attr:`sw.desire.TrainStep.lfsr`): the run carries them
-  from sample to sample as the chip does, starting from ``cfg.lfsr_seeds``.
+  ``P`` lane LFSR states (``lfsr``, :attr:`sw.desire.TrainStep.lfsr`) and, for dropout, the
+  mask LFSR states (``mask_lfsr``, :attr:`sw.desire.TrainStep.mask_lfsr`): the run carries
+  them from sample to sample as the chip does, starting from ``cfg.lfsr_seeds`` and
+  ``cfg.dropout_seeds``.
 
 Every sample is one call of :func:`sw.desire.train_step` (the bit-exact model of the chip's
 learning step) and every test pass one batched :func:`sw.golden.run_network` on
@@ -51,7 +53,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spikeforge.sw.desire import check_lfsr, inference_weights, train_step
+from spikeforge.sw.desire import check_lfsr, check_mask_lfsr, inference_weights, train_step
 from spikeforge.sw.golden import run_network
 from spikeforge.sw.weights import to_stored
 
@@ -81,8 +83,10 @@ WEIGHTS_NAME = "weights.npz"
 HISTORY_NAME = "history.json"
 PLOT_NAME = "accuracy.png"
 CHECKPOINT_FORMAT = "spikeforge-train-checkpoint"
-CHECKPOINT_VERSION = 2       # 2: the lane LFSR states (``lfsr``); version 1 reads as ()
-READABLE_VERSIONS = (1, 2)
+# 2: the lane LFSR states (``lfsr``; version 1 reads as ()); 3: dropout's mask LFSR states
+# (``mask_lfsr``, one row of P per hidden layer; versions 1 and 2 read as ())
+CHECKPOINT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 #: What reading a damaged or foreign checkpoint file can raise (numpy's .npz is a zip).
 CHECKPOINT_READ_ERRORS = (OSError, ValueError, TypeError, KeyError, EOFError,
                           zipfile.BadZipFile, zlib.error)
@@ -118,7 +122,8 @@ class TrainResult:
 
     ``complete`` is False when ``max_samples`` stopped the run early (a checkpoint holds its
     state); ``samples_done`` counts training samples over all epochs, resumed runs included;
-    ``lfsr``: the lane LFSR states at the end (stochastic rounding; else ``()``).
+    ``lfsr``: the lane LFSR states at the end (stochastic rounding; else ``()``);
+    ``mask_lfsr``: dropout's mask LFSR states at the end (else ``()``).
     """
 
     cfg: object
@@ -131,6 +136,7 @@ class TrainResult:
     samples_done: int
     files: dict[str, Path] = field(default_factory=dict)
     lfsr: tuple[int, ...] = ()
+    mask_lfsr: tuple[tuple[int, ...], ...] = ()
 
     @property
     def weights(self) -> list[np.ndarray]:
@@ -223,7 +229,8 @@ def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
 def config_hash(cfg) -> str:
     """A short hash of every config field that affects training (not its file path;
     ``lfsr_seed`` only with stochastic rounding, ``eligibility`` and ``near_fraction`` only
-    with near eligibility, so configs without them keep their hash)."""
+    with near eligibility, ``dropout_hidden`` and ``dropout_seed`` only with dropout, so
+    configs without them keep their hash)."""
     data = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.compare}
     if data.get("learning") is not None:
         data["learning"] = dataclasses.asdict(data["learning"])
@@ -231,6 +238,8 @@ def config_hash(cfg) -> str:
             del data["learning"]["lfsr_seed"]
         if data["learning"]["eligibility"] == "spike":
             del data["learning"]["eligibility"], data["learning"]["near_fraction"]
+        if not cfg.dropout_threshold:
+            del data["learning"]["dropout_hidden"], data["learning"]["dropout_seed"]
     text = json.dumps(data, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -270,6 +279,7 @@ class _State:
 
     stored: list[np.ndarray]
     lfsr: tuple[int, ...]      # the lane LFSR states (stochastic rounding), else ()
+    mask_lfsr: tuple[tuple[int, ...], ...]    # dropout's mask LFSR states, else ()
     epoch: int                 # epoch being trained (0-based); == len(history) always
     position: int              # samples of that epoch already trained
     epoch_correct: int
@@ -313,6 +323,7 @@ def _save_checkpoint(path: Path, ident: dict, state: _State) -> None:
         "n_layers": np.array(len(state.stored)),
         **{f"stored_w{i}": w for i, w in enumerate(state.stored)},
         "lfsr": np.array(state.lfsr, dtype=np.int64),
+        "mask_lfsr": np.array(state.mask_lfsr, dtype=np.int64),
         **{f"history_{name}": np.array([getattr(r, name) for r in state.history],
                                        dtype=np.float64)
            for name in _HISTORY_FIELDS},
@@ -389,8 +400,10 @@ def _read_checkpoint(path: Path) -> tuple[dict, _State, dict, int]:
                      "init": str(data["init"]) if "init" in data else "kaiming"}
             stored = [np.array(data[f"stored_w{i}"]) for i in range(n_layers)]
             lfsr = tuple(int(s) for s in data["lfsr"]) if "lfsr" in data else ()
+            masks = (tuple(tuple(int(s) for s in row) for row in data["mask_lfsr"])
+                     if "mask_lfsr" in data else ())
             hist = {n: np.array(data[f"history_{n}"]) for n in _HISTORY_FIELDS}
-            state = _State(stored=stored, lfsr=lfsr, epoch=int(data["epoch"]),
+            state = _State(stored=stored, lfsr=lfsr, mask_lfsr=masks, epoch=int(data["epoch"]),
                            position=int(data["position"]),
                            epoch_correct=int(data["epoch_correct"]),
                            epoch_cycles=[int(c) for c in data["epoch_cycles"]],
@@ -419,7 +432,8 @@ def _check_fields(path: Path, data) -> int:
                "epoch_seconds", "n_layers"]
               + [f"history_{n}" for n in _HISTORY_FIELDS]
               + [f"stored_w{i}" for i in range(n_layers or 0)]
-              + (["lfsr"] if version >= 2 else []))
+              + (["lfsr"] if version >= 2 else [])
+              + (["mask_lfsr"] if version >= 3 else []))
     missing = [key for key in needed if key not in data]
     if missing:
         raise CheckpointError(f"{path}: corrupt checkpoint, missing fields {missing}; "
@@ -464,6 +478,7 @@ def _check_state(path: Path, cfg, n_train: int, state: _State, hist: dict,
                                   f"{cfg.store_bits}-bit stored range; {_RESTART_HINT}")
     try:
         check_lfsr(cfg, state.lfsr)
+        check_mask_lfsr(cfg, state.mask_lfsr)
     except ValueError as exc:
         raise CheckpointError(f"{path}: corrupt checkpoint: {exc}; {_RESTART_HINT}") from None
     if not (0 <= state.position <= n_train and 0 <= state.epoch_correct <= state.position
@@ -589,7 +604,8 @@ def train(cfg, data, *, epochs: int, seed: int = 0, out_dir=None,
     monitor = monitor or TrainMonitor()
     state = _resumed_state(plan) if resume else _State(
         stored=start if start is not None else initial_weights(cfg, plan.seed),
-        lfsr=cfg.lfsr_seeds, epoch=0, position=0, epoch_correct=0,
+        lfsr=cfg.lfsr_seeds, mask_lfsr=cfg.dropout_seeds, epoch=0, position=0,
+        epoch_correct=0,
         epoch_cycles=[], epoch_seconds=0.0, history=[])
 
     done_before = state.epoch * plan.n_train + state.position
@@ -612,7 +628,7 @@ def train(cfg, data, *, epochs: int, seed: int = 0, out_dir=None,
     return TrainResult(cfg=cfg, dataset=data.name, seed=plan.seed, epochs=plan.epochs,
                        stored=state.stored, history=list(state.history),
                        complete=not stopped, samples_done=done_before + trained_here,
-                       files=files, lfsr=state.lfsr)
+                       files=files, lfsr=state.lfsr, mask_lfsr=state.mask_lfsr)
 
 
 @dataclass(frozen=True)
@@ -707,8 +723,8 @@ def _train_epoch(plan: _Plan, state: _State, budget: int | None,
         idx = order[state.position]
         label = int(plan.train_labels[idx])
         step = train_step(cfg, state.stored, plan.train_pixels[idx], label, lr_shift,
-                          state.lfsr)
-        state.stored, state.lfsr = step.weights, step.lfsr
+                          state.lfsr, state.mask_lfsr)
+        state.stored, state.lfsr, state.mask_lfsr = step.weights, step.lfsr, step.mask_lfsr
         state.position += 1
         state.epoch_correct += int(step.run.predictions[0] == label)
         state.epoch_cycles.append(step.cycles)

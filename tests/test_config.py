@@ -1,7 +1,9 @@
 """Config loading: shipped profiles load; every invalid TOML fails at load time with a message
 naming the field and its legal range."""
 
+import dataclasses
 import re
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -427,3 +429,71 @@ def test_unknown_learning_key_lists_the_new_ones(tmp_path):
     with pytest.raises(ConfigError, match=r"learning\.near: unknown key; known: \[.*"
                                           r"'eligibility', .*'near_fraction', .*\]"):
         load_config(write(tmp_path, learning_text(near="0.5")))
+# ---- dropout of the hidden neurons: the mask LFSRs ------------------------------------------
+
+def test_dropout_config(tmp_path):
+    from spikeforge import lfsr
+
+    cfg = load_config(write(tmp_path, learning_text(dropout_hidden="0.25", dropout_seed=99)))
+    assert cfg.dropout_threshold == 64 and cfg.dropout_layers == (0,)
+    D = lfsr.PERIOD // cfg.lanes
+    # one hidden population (H = 1): lane p at dropout_seed + D/2 + p*D + D/4
+    assert cfg.dropout_seeds == (lfsr.lane_seeds(99 + D // 4, cfg.lanes),)
+    assert cfg.dropout_seeds[0] == tuple(lfsr.jump(1, 99 + D // 2 + p * D + D // 4)
+                                         for p in range(cfg.lanes))
+    assert cfg.summary().endswith("nearest; hidden dropout 0.25 = 64/256, unscaled (mask "
+                                  "Galois LFSR x^20+x^17+1 per lane and hidden layer, seed 99)")
+    # three hidden populations: D/8 apart, all between a rounding lane and the next lane's
+    deep = dataclasses.replace(cfg, layers=(64, 9, 8, 7, 10))
+    assert deep.dropout_layers == (0, 1, 2)
+    assert deep.dropout_seeds == tuple(lfsr.lane_seeds(99 + h * D // 8, 4) for h in (1, 2, 3))
+    flat = {s for lanes in deep.dropout_seeds for s in lanes} | set(lfsr.lane_seeds(99, 4))
+    assert len(flat) == 16                   # distinct from each other and the rounding lanes
+    # off: no masks, no text, and the seed is unused
+    off = load_config(write(tmp_path, learning_text(dropout_seed=5)))
+    assert (off.dropout_threshold, off.dropout_layers, off.dropout_seeds) == (0, (), ())
+    assert "dropout" not in off.summary()
+    assert load_config("digits-dropout").dropout_threshold == 64
+    assert load_config("digits-tiny").learning.dropout_hidden == 0
+
+
+@pytest.mark.parametrize("value, k", [("0", 0), ("0.5", 128), ("0.00390625", 1),
+                                      ("0.99609375", 255), ("0.19921875", 51), ("0.125", 32)])
+def test_dropout_hidden_exact_multiples_of_1_256(tmp_path, value, k):
+    cfg = load_config(write(tmp_path, learning_text(dropout_hidden=value)))
+    assert cfg.dropout_threshold == k
+    assert Fraction(value) == Fraction(k, 256)
+
+
+@pytest.mark.parametrize("value, message", [
+    ("0.2", r"0\.2 is not a multiple of 1/256; legal values are k/256 for k = 0 \.\. 255 "
+            r"\(e\.g\. 0, 0\.125, 0\.25, 0\.5\); the nearest: 0\.19921875 \(51/256\) and "
+            r"0\.203125 \(52/256\)"),
+    ("0.999", r"0\.999 is not a multiple of 1/256; .*the nearest: 0\.99609375 \(255/256\)$"),
+    ("1", r"1 is out of range \[0, 1\); legal values are k/256"),
+    ("1.0", r"1\.0 is out of range \[0, 1\)"),
+    ("-0.25", r"-0\.25 is out of range \[0, 1\)"),
+    ('"0.25"', r"expected a number, got '0\.25'; legal values are k/256"),
+    ("true", r"expected a number, got True"),
+    ("nan", r"expected a number, got nan"),
+])
+def test_dropout_hidden_refused(tmp_path, value, message):
+    with pytest.raises(ConfigError, match=r"learning\.dropout_hidden: " + message):
+        load_config(write(tmp_path, learning_text(dropout_hidden=value)))
+
+
+@pytest.mark.parametrize("seed", ["-1", "1048575", '"3"', "true"])
+def test_dropout_seed_range(tmp_path, seed):
+    with pytest.raises(ConfigError, match=r"learning\.dropout_seed: (.* is out of range, legal "
+                                          r"range is|expected an integer in) \[0, 1048574\]"):
+        load_config(write(tmp_path, learning_text(dropout_hidden="0.25", dropout_seed=seed)))
+
+
+def test_dropout_needs_a_hidden_layer(tmp_path):
+    text = learning_text(dropout_hidden="0.25").replace("layers = [64, 32, 10]",
+                                                        "layers = [64, 10]")
+    assert "layers = [64, 10]" in text
+    with pytest.raises(ConfigError, match=r"learning\.dropout_hidden: 0\.25 needs a hidden "
+                                          r"layer \(network\.layers \[64, 10\] has none\); "
+                                          r"legal value here is 0"):
+        load_config(write(tmp_path, text))

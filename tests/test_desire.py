@@ -42,12 +42,15 @@ def ref_encode(cfg, pixels):
     return raster
 
 
-def ref_layer(cfg, w, pre, near_threshold=None):
+def ref_layer(cfg, w, pre, near_threshold=None, keep=None):
     """One LIF layer: step t >= 1 adds W[j] for every s_pre[t-1][j], ascending j, saturating
     after each addition; then fire, subtract-reset, leak (arithmetic shift floors).
     ``near_threshold``: also the near raster, ``V >= theta_near`` of the membrane the spike
-    test reads (0 at t = 0); returns ``(spikes, near)`` then."""
+    test reads (0 at t = 0); returns ``(spikes, near)`` then. Dropout (``keep``, one 0/1 per
+    neuron): a dropped neuron's spike (and near bit) is forced to 0 at every step, so it is
+    never reset either (the float reference's ``s &= keep; v -= s``)."""
     n_post = len(w[0])
+    keep = [1] * n_post if keep is None else keep
     v, out, near = [0] * n_post, [[0] * n_post], [[0] * n_post]
     for t in range(1, cfg.time_steps):
         for j, s in enumerate(pre[t - 1]):
@@ -56,8 +59,9 @@ def ref_layer(cfg, w, pre, near_threshold=None):
                     v[i] = clamp(v[i] + w[j][i], cfg.v_min, cfg.v_max)
         row, near_row = [], []
         for i in range(n_post):
-            near_row.append(int(near_threshold is not None and v[i] >= near_threshold))
-            s = int(v[i] >= cfg.threshold)
+            near_row.append(int(near_threshold is not None and v[i] >= near_threshold)
+                            & keep[i])
+            s = int(v[i] >= cfg.threshold) & keep[i]
             v[i] -= cfg.threshold * s
             v[i] -= v[i] >> cfg.leak_shift
             row.append(s)
@@ -176,30 +180,57 @@ def ref_stochastic_updates(cfg, stored, rasters, desires, accs, lr_shift, state)
     return new, tuple(state)
 
 
-def ref_train_step(cfg, stored, pixels, label, lr_shift, input_raster=None, lfsr_state=None):
+def ref_keep_masks(cfg, sample):
+    """Dropout's keep-masks of training sample ``sample`` (0-based, since reset), one list of
+    0/1 per LIF layer (``None`` where nothing is dropped): neuron ``g*P + p`` of a hidden
+    layer ``l`` is kept iff the low 8 bits of lane ``p``'s mask LFSR, stepped one step at a
+    time ``8 * (sample * G_l + g)`` times from its seed ``cfg.dropout_seeds[l][p]``, are at
+    least ``dropout_hidden * 256``."""
+    P, k = cfg.lanes, cfg.dropout_threshold
+    keeps = [None] * cfg.n_layers
+    for layer, seeds in zip(cfg.dropout_layers, cfg.dropout_seeds, strict=True):
+        G, n = cfg.groups(layer), cfg.layers[layer + 1]
+        keep = []
+        for g in range(G):
+            for p in range(P):
+                state = seeds[p]
+                for _ in range(8 * (sample * G + g)):
+                    state = lfsr.step(state)
+                keep.append(int((state & 0xFF) >= k))
+        keeps[layer] = keep[:n]
+    return keeps
+
+
+def ref_train_step(cfg, stored, pixels, label, lr_shift, input_raster=None, lfsr_state=None,
+                   keeps=None):
     """One training sample from the spec; returns a dict of plain lists. ``input_raster``
     (``T`` rows of ``N_in`` 0/1) replaces the encoder's raster of ``pixels``; stochastic
-    rounding starts from ``lfsr_state`` (default: the reset states)."""
+    rounding starts from ``lfsr_state`` (default: the reset states); ``keeps`` (per LIF layer
+    0/1 per neuron or ``None``, :func:`ref_keep_masks`): dropout, dropped neurons never fire
+    and pass no desire down."""
     stored = [[[int(v) for v in row] for row in w] for w in stored]
     f = cfg.frac_bits
     w_inf = [[[v >> f for v in row] for row in w] for w in stored]
+    keeps = keeps or [None] * cfg.n_layers
     rasters = [ref_encode(cfg, pixels) if input_raster is None
                else [[int(s) for s in row] for row in input_raster]]
     near = [None]        # near eligibility: every LIF population's near raster
-    for w in w_inf:
+    for w, keep in zip(w_inf, keeps, strict=True):
         if cfg.near_eligibility:
-            spikes, n = ref_layer(cfg, w, rasters[-1], cfg.near_threshold)
+            spikes, n = ref_layer(cfg, w, rasters[-1], cfg.near_threshold, keep)
             rasters.append(spikes)
             near.append(n)
         else:
-            rasters.append(ref_layer(cfg, w, rasters[-1]))
+            rasters.append(ref_layer(cfg, w, rasters[-1], keep=keep))
     counts = [[sum(col) for col in zip(*r, strict=True)] for r in rasters]
     L = cfg.n_layers
     desires, sums = [None] * L, [None] * L
     desires[L - 1] = ref_output_desire(cfg, counts[L], label)
     for layer in range(L - 1, 0, -1):
         active, sign, error = desires[layer]
-        coef = [(e if s else -e) if a else 0 for a, s, e in zip(active, sign, error, strict=True)]
+        keep = keeps[layer] or [1] * len(active)
+        coef = [(e if s else -e) if a and kp else 0
+                for a, s, e, kp in zip(active, sign, error, keep, strict=True)]
         sums[layer - 1] = ref_backward_sums(w_inf[layer], coef)
         desires[layer - 1] = ref_hidden_desire(cfg, sums[layer - 1], counts[layer])
     # step 4: the trace pairs with the post spikes, or with near eligibility the near raster
@@ -590,6 +621,119 @@ def test_train_step_raster_matches_reference(case):
         moved += sum(int((a != b).sum()) for a, b in zip(step.weights, stored, strict=True))
         stored, state = step.weights, step.lfsr
     assert moved > 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Dropout of the hidden neurons (mask LFSRs)
+# ---------------------------------------------------------------------------------------------
+
+DROPOUT_CASES = {
+    # name: (config changes, learning changes, weight scale)
+    "dropout": ({}, {"dropout_hidden": 0.25}, 1.0),
+    # two hidden layers (a dropped neuron of the second passes no desire down), P = 3 with
+    # padding lanes, half the neurons dropped
+    "dropout-deep": ({"layers": (64, 13, 9, 10), "time_steps": 11, "leak_shift": 1,
+                      "lanes": 3},
+                     {"error_margin": 3, "desire_hidden": 0.2, "trace_frac_bits": 2,
+                      "dropout_hidden": 0.5, "dropout_seed": 7}, 1.5),
+    # with stochastic rounding: two sets of LFSRs carried side by side
+    "dropout-stochastic-deep": ({"layers": (64, 13, 9, 10), "time_steps": 11,
+                                 "leak_shift": 1, "lanes": 2},
+                                {"rounding": "stochastic", "error_margin": 3,
+                                 "desire_hidden": 0.2, "trace_frac_bits": 2,
+                                 "weight_frac_bits": 0, "lr_shift": 3,
+                                 "dropout_hidden": 0.375}, 1.5),
+    # with near eligibility: a dropped neuron is never near either
+    "dropout-near-deep": ({"layers": (64, 13, 9, 10), "time_steps": 11, "leak_shift": 1,
+                           "lanes": 3},
+                          {"error_margin": 3, "desire_hidden": 0.2, "trace_frac_bits": 2,
+                           "eligibility": "near", "near_fraction": 0.4,
+                           "dropout_hidden": 0.25, "dropout_seed": 1}, 1.5),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DROPOUT_CASES))
+def test_dropout_train_steps_match_reference(case):
+    """Training samples one after another, the mask LFSRs carried along, against the spec's
+    loops: keep-masks from LFSRs stepped one step at a time from their seeds, LIF layers
+    whose dropped neurons never fire (nor reset), backward sums without the dropped neurons'
+    coefficients. The masks matter (spiking neurons are dropped; with two hidden layers the
+    masked coefficients change a backward sum), and inference never drops."""
+    changes, learning, scale = DROPOUT_CASES[case]
+    cfg = with_learning(dataclasses.replace(CFG, name=case, **changes), **learning)
+    assert cfg.dropout_threshold
+    ds = load_dataset("digits", cfg.pixel_bits)
+    stored = random_stored(cfg, np.random.default_rng(11), scale)
+    state = masks = None
+    silenced = changed_sums = dropped = unnear = 0
+    for i in range(5):
+        pixels, label = ds.train_pixels[i], int(ds.train_labels[i])
+        lr_shift = cfg.learning.lr_shift
+        step = desire.train_step(cfg, stored, pixels, label, lr_shift=lr_shift, lfsr=state,
+                                 mask_lfsr=masks)
+        keeps = ref_keep_masks(cfg, i)
+        assert [None if k is None else k.astype(int).tolist() for k in step.keeps] == keeps
+        ref = ref_train_step(cfg, stored, pixels.tolist(), label, lr_shift, lfsr_state=state,
+                             keeps=keeps)
+        assert_step_equal(cfg, step, ref, lr_shift)
+        plain = ref_train_step(cfg, stored, pixels.tolist(), label, lr_shift,
+                               lfsr_state=state)
+        for layer in cfg.dropout_layers:
+            gone = np.array(keeps[layer]) == 0
+            dropped += int(gone.sum())
+            silenced += int(np.array(plain["rasters"][layer + 1])[:, gone].sum())
+            if cfg.near_eligibility:
+                unnear += int(np.array(plain["near"][layer + 1])[:, gone].sum())
+        changed_sums += sum(a != b for layer in range(cfg.n_layers - 1)
+                            for a, b in zip(ref["sums"][layer], plain["sums"][layer],
+                                            strict=True))
+        # inference: the same weights, no dropout
+        gold = run_network(cfg, desire.inference_weights(cfg, stored), pixels[None])
+        assert [rows(r[0]) for r in gold.rasters] == plain["rasters"]
+        stored, state, masks = step.weights, step.lfsr, step.mask_lfsr
+    assert masks == tuple(tuple(int(x) for x in lfsr.advance(seeds, 8 * 5 * cfg.groups(layer)))
+                          for layer, seeds in zip(cfg.dropout_layers, cfg.dropout_seeds,
+                                                  strict=True))
+    p = Fraction(str(cfg.learning.dropout_hidden))
+    n = 5 * sum(cfg.layers[layer + 1] for layer in cfg.dropout_layers)
+    assert abs(dropped - p * n) < 4 * (n * p * (1 - p)) ** 0.5 + 1, (dropped, n)
+    assert silenced > 0, "no dropped neuron would have fired: the case tests little"
+    assert unnear > 0 or not cfg.near_eligibility, "no dropped neuron would have been near"
+    if cfg.n_layers > 2:
+        assert changed_sums > 0, "no backward sum saw a dropped neuron's coefficient"
+
+
+def test_dropout_mask_rate_and_independence():
+    """Over the LFSR's whole period a neuron is dropped with probability ``k / 256`` to within
+    ``2^-20`` (the low byte takes every value ``2^12`` times, 0 once less), and a lane's
+    neighbouring groups (8 steps apart: disjoint state bits) are dropped independently (the
+    two bytes take every pair of values ``2^4`` times, (0, 0) once less); one step apart they
+    would share 7 of the 8 bits."""
+    seq = lfsr.sequence().astype(np.int64)
+    for k in (1, 51, 64, 128, 255):
+        drop = (seq & 0xFF) < k
+        assert int(drop.sum()) == k * 4096 - 1
+        after = np.roll(drop, -8)                   # the lane's next group
+        assert int((drop & after).sum()) == k * k * 16 - 1      # (k/256)^2 of the period
+    drop = (seq & 0xFF) < 64
+    assert (drop & np.roll(drop, -1)).sum() / drop.sum() > 0.49     # one step: correlated
+
+
+def test_dropout_state_errors():
+    cfg = with_learning(CFG, dropout_hidden=0.25)
+    assert desire.check_mask_lfsr(cfg, None) == cfg.dropout_seeds
+    assert desire.check_mask_lfsr(CFG, None) == desire.check_mask_lfsr(CFG, ()) == ()
+    stored = random_stored(cfg, np.random.default_rng(0))
+    pixels = load_dataset("digits", 8).train_pixels[0]
+    for bad, message in ((((1, 2, 3),), r"mask_lfsr: expected 4 lane states \(P\) per "
+                                        r"layer, got 3"),
+                         ((), r"mask_lfsr: expected 1 layers of mask LFSR states"),
+                         (((0, 1, 1, 1),), r"mask_lfsr: state 0 is out of range, legal range "
+                                           r"is \[1, 1048575\]")):
+        with pytest.raises(ValueError, match=message):
+            desire.train_step(cfg, stored, pixels, 1, mask_lfsr=bad)
+    with pytest.raises(ValueError, match=r"mask_lfsr: expected 0 layers"):
+        desire.train_step(CFG, stored, pixels, 1, mask_lfsr=cfg.dropout_seeds)
 
 
 def test_train_step_errors():

@@ -154,6 +154,27 @@ def test_dropout():
         FloatDesireNet((64, 40, 10), weights=net.weights).predict(ds.test_pixels[:50] / 255))
 
 
+def test_unscaled_dropout_and_from_config():
+    """``dropout_scale=False``: kept spikes reach the next layer as they are (with every
+    neuron kept, the run is the one without dropout); ``from_config`` maps a config's
+    ``dropout_hidden`` to ``dropout=(0, p)``, unscaled, as the chip does."""
+    net = FloatDesireNet((64, 40, 10), dropout=(0.0, 0.5), dropout_scale=False, seed=4)
+    ds = load_dataset("digits", 8)
+    raster = net.encode(ds.train_pixels[:3] / 255)
+    kept = net.run_raster(raster, [None, np.ones(40, dtype=bool), None])
+    for x, y in zip(kept.rasters, net.run_raster(raster).rasters, strict=True):
+        np.testing.assert_array_equal(x, y)
+    step = net.train_step(ds.train_pixels[0] / 255, int(ds.train_labels[0]))
+    assert not step.run.rasters[1][0][:, ~step.desires[0].keep].any()
+    drop = FloatDesireNet.from_config(load_config("digits-dropout"))
+    assert (drop.dropout, drop.dropout_scale) == ((0.0, 0.25), False)
+    plain = FloatDesireNet.from_config(load_config("digits-tiny"))
+    assert plain.dropout == (0.0, 0.0)
+    scaled = FloatDesireNet.from_config(load_config("digits-dropout"), dropout=(0.0, 0.5),
+                                        dropout_scale=True)
+    assert (scaled.dropout, scaled.dropout_scale) == ((0.0, 0.5), True)
+
+
 def test_predict_ties_are_wrong():
     assert predict(np.array([[3, 1, 3], [0, 2, 1], [0, 0, 0]])).tolist() == [-1, 1, -1]
 

@@ -2,6 +2,7 @@
 every spike, every stored weight after every training sample, every cycle count."""
 
 import dataclasses
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from spikeforge.hw.desire_formats import desire_lane, desire_word
 from spikeforge.hw.desire_output import OutputDesire
 from spikeforge.hw.desire_update import WeightUpdate
 from spikeforge.sim.amaranth_tb import simulate
+from spikeforge.sw import desire
 from spikeforge.sw.desire import (
     Desire,
     backward_sums,
@@ -66,6 +68,20 @@ CASES = {
     "near-stochastic-deep": (dict(layers=(6, 5, 4, 3), lanes=2, time_steps=8),
                              dict(rounding="stochastic", weight_frac_bits=0, lr_shift=3,
                                   eligibility="near", near_fraction=0.65)),
+    # dropout of the hidden neurons (mask LFSRs): padding lanes at P = 3; two hidden layers
+    # (the second's keep bits recorded and masking the backward pass); and together with
+    # stochastic rounding, both LFSR sets carried from sample to sample
+    "dropout-p3": (dict(layers=(7, 5, 4), lanes=3, time_steps=8),
+                   dict(rounding="floor", dropout_hidden=0.5, dropout_seed=3)),
+    "dropout-deep": (dict(layers=(6, 5, 4, 3), lanes=2, time_steps=8),
+                     dict(lr_shift=2, dropout_hidden=0.375)),
+    "dropout-stochastic": (dict(layers=(6, 5, 4, 3), lanes=2, time_steps=8),
+                           dict(rounding="stochastic", weight_frac_bits=0, lr_shift=3,
+                                lfsr_seed=11, dropout_hidden=0.25, dropout_seed=11)),
+    # with near eligibility: a dropped neuron's near bits are 0 too
+    "dropout-near": (dict(layers=(6, 5, 4, 3), lanes=2, time_steps=8),
+                     dict(lr_shift=2, eligibility="near", near_fraction=0.4,
+                          dropout_hidden=0.375, dropout_seed=2)),
 }
 
 
@@ -197,14 +213,15 @@ def training_samples(cfg, n=4):
 
 
 def check_training(cfg, lr_shift):
-    """Four training samples through the RTL and the golden model (the lane LFSRs carried
-    from sample to sample), bit for bit; returns how many weights moved."""
+    """Four training samples through the RTL and the golden model (the lane LFSRs and the
+    dropout mask LFSRs carried from sample to sample), bit for bit; returns how many weights
+    moved."""
     _, stored, pixels, labels = training_samples(cfg)
     got = simulate_training(cfg, stored, pixels, labels, lr_shift)
-    weights, state = stored, None
+    weights, state, masks = stored, None, None
     changed = 0
     for b, (rasters, cycles, edges, pred, after) in enumerate(got):
-        step = train_step(cfg, weights, pixels[b], int(labels[b]), lr_shift, state)
+        step = train_step(cfg, weights, pixels[b], int(labels[b]), lr_shift, state, masks)
         for pop, raster in enumerate(rasters):
             np.testing.assert_array_equal(raster, step.run.rasters[pop][0],
                                           err_msg=f"sample {b} pop {pop}")
@@ -213,7 +230,7 @@ def check_training(cfg, lr_shift):
             np.testing.assert_array_equal(w_rtl, w_gold, err_msg=f"sample {b} layer {layer}")
         changed += sum(int((a != w).sum()) for a, w in zip(step.weights, weights, strict=True))
         assert (cycles, edges) == (step.cycles, step.cycles), f"sample {b}"
-        weights, state = step.weights, step.lfsr
+        weights, state, masks = step.weights, step.lfsr, step.mask_lfsr
     return changed
 
 
@@ -458,3 +475,124 @@ def test_weight_update_part(case):
             lanes = [(seen[-1][1] >> (p * W)) & lfsr.MASK for p in range(P)]
             assert lanes == list(lfsr.advance(cfg.lfsr_seeds, len(want)))
     assert moved > 0, "no weight moved: the case tests nothing"
+
+
+# ---- dropout of the hidden neurons ----
+
+DROPOUT = ("dropout-p3", "dropout-deep", "dropout-stochastic", "dropout-near")
+
+
+def test_dropout_is_what_the_chip_does():
+    """The dropout cases can tell dropout from none: on their samples the golden model drops
+    neurons that would have fired, and (two hidden layers) its backward sums see the
+    masked coefficients."""
+    for case in DROPOUT:
+        cfg = case_config(case)
+        _, stored, pixels, labels = training_samples(cfg)
+        off = dataclasses.replace(cfg, learning=dataclasses.replace(cfg.learning,
+                                                                    dropout_hidden=0))
+        on, plain = (train_steps(c, stored, pixels, labels) for c in (cfg, off))
+        silenced = sum(int(b.run.rasters[layer + 1][0][:, ~a.keeps[layer]].sum())
+                       for a, b in zip(on, plain, strict=True) for layer in cfg.dropout_layers)
+        assert silenced > 0, case
+        assert any((a.weights[x] != b.weights[x]).any() for a, b in zip(on, plain, strict=True)
+                   for x in range(cfg.n_layers)), case
+    deep = case_config("dropout-deep")
+    _, stored, pixels, labels = training_samples(deep)
+    steps = train_steps(deep, stored, pixels, labels)
+    befores = [stored] + [step.weights for step in steps[:-1]]
+    # the sums into the first hidden population as they would be without the masking
+    unmasked = [backward_sums(np.asarray(before[1]) >> deep.frac_bits, step.desires[1].coef)
+                for before, step in zip(befores, steps, strict=True)]
+    assert any((u != step.sums[0]).any() for u, step in zip(unmasked, steps, strict=True)), \
+        "no backward sum saw a dropped neuron's coefficient"
+
+
+@pytest.mark.parametrize("labels", [[1, -1, 0, -1, 2], [-1, 0, -1, 1]])
+def test_dropout_skips_inference_samples(labels):
+    """Inference samples between training samples: no neuron dropped, the mask LFSRs do not
+    move (the golden model carries them over the inference samples untouched). Busy
+    weights: every inference sample fires neurons that the current masks would drop."""
+    from spikeforge.sim.random_cases import Case, golden
+
+    cfg = case_config("dropout-deep")
+    rng = np.random.default_rng(31)
+    stored = [rng.integers(cfg.store_min // 4, cfg.store_max + 1, size=cfg.weight_shape(i))
+              for i in range(cfg.n_layers)]
+    labels = np.array(labels)
+    pixels = rng.integers(0, cfg.pixel_max + 1, size=(len(labels), cfg.layers[0]))
+    run = simulate(cfg, stored, pixels, labels=labels)
+    gold = golden(Case(cfg=cfg, stored=stored, pixels=pixels, labels=labels, ready=None,
+                       reset=None, seed=0, kinds={}))
+    masks = cfg.dropout_seeds
+    for b, g in enumerate(gold):
+        for pop in range(len(cfg.layers)):
+            np.testing.assert_array_equal(run.rasters[pop][b], g.run.rasters[pop][0],
+                                          err_msg=f"sample {b} pop {pop}")
+        for layer, (w_rtl, w_gold) in enumerate(zip(run.weights_after[b], g.weights,
+                                                    strict=True)):
+            np.testing.assert_array_equal(w_rtl, w_gold, err_msg=f"sample {b} layer {layer}")
+        assert run.cycles[b] == g.cycles, f"sample {b}"
+        keeps = desire.dropout_keeps(cfg, masks)
+        if g.step is None:      # not vacuous: the masks would silence some of its spikes
+            assert any(g.run.rasters[layer + 1][0][:, ~keeps[layer]].any()
+                       for layer in cfg.dropout_layers), f"sample {b}"
+        else:
+            assert [k.tolist() for k in g.step.keeps[:-1]] == [k.tolist() for k in keeps[:-1]]
+            masks = g.step.mask_lfsr
+
+
+@pytest.mark.parametrize("where", ["inference", "learning"])
+def test_reset_restarts_the_mask_lfsrs(where):
+    """A reset of the clock domain in the first training sample, after its last step's
+    passes moved the masks on to the next sample (at the end of its inference, or in its
+    learning pass): the mask LFSRs restart from their seeds, so the rerun (weights reloaded)
+    drops exactly what the golden model drops from the reset states."""
+    cfg = case_config("dropout-stochastic")
+    _, stored, pixels, labels = training_samples(cfg)
+    steps = train_steps(cfg, stored, pixels[:2], labels[:2])
+    first = steps[0]
+    reset_cycle = (first.infer_cycles - 2 if where == "inference"
+                   else first.infer_cycles + first.learn_cycles // 2)
+    run = simulate(cfg, stored, pixels[:2], labels=labels[:2], reset_cycle=reset_cycle)
+    assert run.resets == 1
+    for b, step in enumerate(steps):
+        for pop in range(len(cfg.layers)):
+            np.testing.assert_array_equal(run.rasters[pop][b], step.run.rasters[pop][0],
+                                          err_msg=f"sample {b} pop {pop}")
+        for layer, (w_rtl, w_gold) in enumerate(zip(run.weights_after[b], step.weights,
+                                                    strict=True)):
+            np.testing.assert_array_equal(w_rtl, w_gold, err_msg=f"sample {b} layer {layer}")
+        assert run.cycles[b] == step.cycles
+
+
+@pytest.mark.parametrize("groups, lanes, k", [(3, 2, 96), (1, 4, 200), (4, 3, 1)])
+def test_dropout_mask_part(groups, lanes, k):
+    """:class:`DropoutMask` as a LIF layer's end-of-step passes drive it: in every pass of a
+    training sample (the clear pass included) group ``g``'s keep bits, in the cycle of its
+    evaluation, are :func:`sw.desire.dropout_keeps`' of the sample; inference samples (enable
+    low) keep all and move nothing; the last step's pass moves on to the next sample."""
+    from spikeforge.hw.dropout_mask import DropoutMask
+
+    seeds = lfsr.lane_seeds(1000 + groups, lanes)
+    cfg = SimpleNamespace(lanes=lanes, dropout_layers=(0,), dropout_threshold=k, n_layers=2,
+                          layers=(1, groups * lanes), groups=lambda layer: groups)
+    dut = DropoutMask(seeds, groups, k)
+    steps, samples = 3, [True, False, True, True]
+    schedule, want, cycle = {}, {}, 0
+    state = (seeds,)
+    for train in samples:
+        keep = desire.dropout_keeps(cfg, state)[0] if train else np.ones(groups * lanes, bool)
+        for t in range(steps):
+            for g in range(groups):
+                schedule[cycle] = [(dut.enable, int(train)), (dut.valid, 1), (dut.group, g),
+                                   (dut.last_step, int(t == steps - 1))]
+                want[cycle] = sum(int(keep[g * lanes + p]) << p for p in range(lanes))
+                cycle += 2 + (g + t) % 2            # gaps between the groups, as in a pass
+            cycle += 3
+        if train:
+            state = desire.next_mask_lfsr(cfg, state)
+    seen = run_bench(dut, schedule, cycle, [dut.valid], lambda ctx: ctx.get(dut.keep))
+    for c, bits in want.items():
+        assert seen[c] == bits, f"cycle {c}"
+    assert any(bits != (1 << lanes) - 1 for bits in want.values()) or k == 1

@@ -30,6 +30,7 @@ from spikeforge.hw.lif_layer import LIFLayer
 from spikeforge.sim import random_cases
 from spikeforge.sim.amaranth_tb import simulate_lif
 from spikeforge.sim.random_cases import COVERAGE, Case, cases, check_case, load_case, run_case
+from spikeforge.sw import desire as desire_model
 from spikeforge.sw import golden as golden_model
 from spikeforge.sw import lif as lif_model
 from spikeforge.sw.lif import lif_step
@@ -172,6 +173,34 @@ def test_quick_property_catches_golden_mutation(name, monkeypatch, tmp_path, cap
     assert "first divergence: " in capsys.readouterr().out
     monkeypatch.undo()
     assert main([str(repro)]) == 0
+
+
+LEARNING_MUTATIONS = {
+    # name: (module, line as written, broken line, desire.<function> to replace)
+    # the keep-masks of a sample's groups in reverse order
+    "dropout-group-order": (desire_model,
+                            "steps = DROPOUT_BITS * np.arange(groups, dtype=np.int64)[:, None]",
+                            "steps = DROPOUT_BITS * np.arange(groups, dtype=np.int64)[::-1, "
+                            "None]", "_mask_states"),
+    # the mask LFSRs one step per group instead of a byte
+    "dropout-one-step": (desire_model,
+                         "steps = DROPOUT_BITS * np.arange(groups, dtype=np.int64)[:, None]",
+                         "steps = np.arange(groups, dtype=np.int64)[:, None]", "_mask_states"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LEARNING_MUTATIONS))
+def test_learning_property_catches_dropout_mutation(name, monkeypatch, tmp_path):
+    """Break the golden model's dropout masks: the quick tier's learning property (same
+    examples, no shrinking) must fail with a first divergence."""
+    module, old, new, function = LEARNING_MUTATIONS[name]
+    monkeypatch.setattr(desire_model, function, mutant(module, old, new)[function])
+    monkeypatch.setenv("SPIKEFORGE_REPRO_DIR", str(tmp_path))
+    monkeypatch.setattr(random_cases, "RECORD", False)
+    prop = settings(QUICK, phases=[Phase.explicit, Phase.generate])(
+        given(case=LEARNING_CASES)(learning_property))
+    with pytest.raises(AssertionError, match="first divergence"):
+        prop()
 
 
 # ---------------------------------------------------------------- 2. adversarial streams

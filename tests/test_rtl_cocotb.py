@@ -122,7 +122,8 @@ def test_mnist_ecp5_rtl_on_real_mnist(sim):
 
 
 @pytest.mark.parametrize("profile", ["digits-tiny", "digits-up5k", "mnist-ecp5", "ttfs-tiny",
-                                     "ttfs-mnist", "digits-stochastic", "digits-near"])
+                                     "ttfs-mnist", "digits-stochastic", "digits-near",
+                                     "digits-dropout"])
 def test_generated_verilog_lints_clean(profile, tmp_path):
     from spikeforge.hw.generate import generate_verilog
     from spikeforge.sim.toolchain import lint_verilog
@@ -185,6 +186,17 @@ LEARN_CASES = {
                                               weight_frac_bits=2, eligibility="near",
                                               near_fraction=0.3, lfsr_seed=77),
         layers=(12, 8, 7, 4), lanes=3, time_steps=10, threshold=30, weight_bits=6,
+        membrane_bits=9), "kaiming", "random", 5),
+    # dropout: the mask LFSRs carried from sample to sample on both sides; and two hidden
+    # layers (the recorded keep bits mask the backward pass) with stochastic rounding and
+    # near eligibility (dropped neurons are never near)
+    "learn-digits-dropout": (lambda: dataclasses.replace(
+        load_config("digits-dropout"), name="learn-digits-dropout"), "kaiming", "digits", 4),
+    "learn-deep-dropout-near-stochastic": (lambda: learning_variant(
+        "learn-deep-dropout-near-stochastic",
+        dict(rounding="stochastic", lr_shift=4, weight_frac_bits=2, dropout_hidden=0.375,
+             dropout_seed=77, lfsr_seed=5, eligibility="near", near_fraction=0.5),
+        layers=(12, 8, 6, 4), lanes=2, time_steps=10, threshold=30, weight_bits=6,
         membrane_bits=9), "kaiming", "random", 5),
 }
 

@@ -1,5 +1,7 @@
 """On-chip training loop (sw/train.py) and the ``spikeforge train`` command."""
 
+import dataclasses
+import hashlib
 import json
 import re
 from dataclasses import replace
@@ -98,6 +100,25 @@ def test_config_hash_tracks_learning_settings(cfg):
                                                                            near_fraction=0.25)))
     from spikeforge.config import load_config
     assert config_hash(load_config("digits-tiny")) == "44c74aff38cd2137"
+    # dropout: its settings count only when it is on (profiles without it keep their hash)
+    assert config_hash(cfg) == config_hash(replace(cfg, learning=replace(cfg.learning,
+                                                                         dropout_seed=9)))
+    drop = replace(cfg, learning=replace(cfg.learning, dropout_hidden=0.25))
+    assert config_hash(drop) != config_hash(cfg)
+    assert config_hash(drop) != config_hash(replace(drop, learning=replace(drop.learning,
+                                                                           dropout_seed=9)))
+    # configs without dropout (and near eligibility) hash as before those keys existed
+    for profile in (cfg, sto, load_config("digits-tiny"), load_config("fmnist-ecp5")):
+        learning = dataclasses.asdict(profile.learning)
+        del learning["dropout_hidden"], learning["dropout_seed"]
+        if learning["eligibility"] == "spike":
+            del learning["eligibility"], learning["near_fraction"]
+        if learning["rounding"] != "stochastic":
+            del learning["lfsr_seed"]
+        data = {f.name: getattr(profile, f.name) for f in dataclasses.fields(profile)
+                if f.compare}
+        text = json.dumps({**data, "learning": learning}, sort_keys=True, default=str)
+        assert config_hash(profile) == hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 # ---- training ----
@@ -221,9 +242,56 @@ def test_stochastic_resume_carries_the_lfsrs(cfg, digits, tmp_path):
             load_checkpoint(out / CHECKPOINT_NAME, sto)
 
 
+def test_dropout_resume_carries_the_mask_lfsrs(cfg, digits, tmp_path):
+    """Dropout (with stochastic rounding: both LFSR sets): the mask LFSRs go from sample to
+    sample and into the checkpoint; a run killed inside an epoch and resumed ends
+    bit-identical (weights, lane and mask LFSRs, history) to an uninterrupted one, and would
+    not if the resume restarted the mask LFSRs from their seeds."""
+    drop = replace(cfg, learning=replace(cfg.learning, rounding="stochastic",
+                                         weight_frac_bits=2, lr_shift=5, lfsr_seed=21,
+                                         dropout_hidden=0.25, dropout_seed=4))
+    kw = dict(epochs=2, seed=5, train_samples=70, test_samples=30, checkpoint_every=20)
+    straight = train(drop, digits, out_dir=tmp_path / "a", **kw)
+    assert straight.mask_lfsr != drop.dropout_seeds and len(straight.mask_lfsr) == 1
+    stored, state, masks = initial_weights(drop, 5), None, None      # = train_step in a loop
+    for epoch in range(2):
+        for i in epoch_order(5, epoch, 70):
+            step = train_step(drop, stored, digits.train_pixels[i], int(digits.train_labels[i]),
+                              drop.learning.lr_shift_at(epoch), state, masks)
+            stored, state, masks = step.weights, step.lfsr, step.mask_lfsr
+    assert (state, masks) == (straight.lfsr, straight.mask_lfsr)
+    for a, b in zip(stored, straight.stored, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+    out = tmp_path / "b"
+    train(drop, digits, out_dir=out, max_samples=45, **kw)               # killed in epoch 1
+    _, part = load_checkpoint(out / CHECKPOINT_NAME, drop)
+    assert part.position == 45 and part.mask_lfsr not in ((), drop.dropout_seeds)
+    saved = (out / CHECKPOINT_NAME).read_bytes()
+    resumed = train(drop, digits, out_dir=out, resume=True, **kw)
+    assert (resumed.lfsr, resumed.mask_lfsr) == (straight.lfsr, straight.mask_lfsr)
+    for a, b in zip(straight.stored, resumed.stored, strict=True):
+        np.testing.assert_array_equal(a, b)
+    _same_history(straight.history, resumed.history)
+
+    (out / CHECKPOINT_NAME).write_bytes(saved)     # the same checkpoint, masks at their reset
+    with np.load(out / CHECKPOINT_NAME) as f:
+        fields = dict(f)
+    np.savez(out / CHECKPOINT_NAME, **{**fields, "mask_lfsr": np.array(drop.dropout_seeds)})
+    reset = train(drop, digits, out_dir=out, resume=True, **kw)
+    assert any((a != b).any() for a, b in zip(reset.stored, straight.stored, strict=True))
+
+    for bad, message in ((np.array([[0] * drop.lanes]), r"mask_lfsr: state 0 is out of range"),
+                         (np.array([[1, 2]]), r"mask_lfsr: expected 4 lane states \(P\)"),
+                         (np.zeros(0, dtype=np.int64), r"mask_lfsr: expected 1 layers")):
+        np.savez(out / CHECKPOINT_NAME, **{**fields, "mask_lfsr": bad})
+        with pytest.raises(CheckpointError, match=r"corrupt checkpoint: " + message):
+            load_checkpoint(out / CHECKPOINT_NAME, drop)
+
+
 def test_version_1_checkpoints_still_load(cfg, digits, tmp_path):
     """Checkpoints from before the LFSR states (version 1, no ``lfsr``) resume the rounding
-    modes that have none."""
+    modes that have none; version 2 (no ``mask_lfsr``) the configs without dropout."""
     kw = dict(epochs=1, seed=0, train_samples=30, test_samples=20)
     train(cfg, digits, out_dir=tmp_path, max_samples=10, **kw)
     ckpt = tmp_path / CHECKPOINT_NAME
@@ -234,6 +302,14 @@ def test_version_1_checkpoints_still_load(cfg, digits, tmp_path):
     assert state.lfsr == () and state.position == 10
     np.savez(ckpt, **{**fields, "version": np.array(2)})         # 2 must have it
     with pytest.raises(CheckpointError, match=r"missing fields \['lfsr'\]"):
+        load_checkpoint(ckpt, cfg)
+    with np.load(ckpt) as f:
+        fields = {k: v for k, v in f.items() if k != "mask_lfsr"}
+    np.savez(ckpt, **{**fields, "lfsr": np.zeros(0, dtype=np.int64), "version": np.array(2)})
+    _, state = load_checkpoint(ckpt, cfg)
+    assert state.mask_lfsr == () and state.position == 10
+    np.savez(ckpt, **{**fields, "lfsr": np.zeros(0, dtype=np.int64), "version": np.array(3)})
+    with pytest.raises(CheckpointError, match=r"missing fields \['mask_lfsr'\]"):
         load_checkpoint(ckpt, cfg)
 
 

@@ -236,6 +236,12 @@ def _compare_learning(cfg, args) -> int:
     print(f"compare --learn: {moved} of {cfg.n_synapses} stored weights moved over the run; "
           f"cycles per training sample median {int(np.median(infer + learn))} (inference "
           f"{int(np.median(infer))} + learning {int(np.median(learn))})")
+    if cfg.dropout_threshold:
+        dropped = sum(int((~k).sum()) for s in steps for k in s.keeps if k is not None)
+        hidden = n * sum(cfg.layers[layer + 1] for layer in cfg.dropout_layers)
+        print(f"compare --learn: dropout dropped {dropped} of {hidden} hidden neurons over the "
+              f"samples ({100 * dropped / hidden:.1f}%, dropout_hidden "
+              f"{cfg.learning.dropout_hidden})")
     return _report(result)
 
 
