@@ -27,7 +27,7 @@ for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
 
 import numpy as np  # noqa: E402
 
-from spikeforge.config import DesireConfig, NetworkConfig  # noqa: E402
+from spikeforge.config import DesireConfig, NetworkConfig, load_config  # noqa: E402
 from spikeforge.sw import desire  # noqa: E402
 from spikeforge.sw.datasets import load_dataset  # noqa: E402
 from spikeforge.sw.desire_float import FloatDesireNet  # noqa: E402
@@ -92,26 +92,43 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3, help="repeats (>= 3)")
     parser.add_argument("--hidden", type=int, nargs="+", default=[200, 1000],
                         help="first hidden layer sizes of 784-H-100-10")
+    parser.add_argument("--config", "-c", default=None,
+                        help="time this profile (its options and formats) instead")
+    parser.add_argument("--weights", default=None,
+                        help="with --config: start from these stored weights (a checkpoint or "
+                             "weights .npz, arrays stored_w<l> or w<l>), e.g. a trained net "
+                             "whose membranes saturate")
+    parser.add_argument("--dataset", default="mnist-t10k", help="samples to train on")
     args = parser.parse_args(argv)
     if args.repeats < 3 or args.samples < 1:
         parser.error("--repeats must be >= 3 and --samples >= 1")
     return args
 
 
-def print_header(samples: int, repeats: int) -> None:
+def print_header(samples: int, repeats: int, dataset: str, start: str) -> None:
     """The machine, the workload and the table's header."""
     print(f"# desire backpropagation learning throughput ({platform.machine()}, "
           f"{os.cpu_count()} CPUs, 1 thread, numpy {np.__version__}"
           + (f", torch {torch.__version__}" if torch else "") + ")")
-    print(f"\n{samples} mnist-t10k training samples per repeat, {repeats} repeats "
-          f"from the same Kaiming-normal start; T=20, P=16, w8/v16, theta=64, k=2 "
-          f"(golden: F=6, trace 2^-4, lr 2^-8). Load average at start: {load_average()}.\n")
+    print(f"\n{samples} {dataset} training samples per repeat, {repeats} repeats "
+          f"from the same start ({start}). Load average at start: {load_average()}.\n")
     print("| topology | model | samples/s (median) | samples/s (best) | ms/sample (median) "
           "| ms/sample (best) | CPU ms/sample (median) | golden/float | vs published |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
 
 
-def time_topology(cfg, pixels, pixels01, labels, repeats: int) -> dict[str, list]:
+def load_start(cfg, path):
+    """``(stored, float weights)`` from a weights or checkpoint ``.npz``."""
+    with np.load(path) as data:
+        keys = [f"stored_w{i}" if f"stored_w{i}" in data else f"w{i}"
+                for i in range(cfg.n_layers)]
+        stored = [np.asarray(data[k], dtype=np.int64) for k in keys]
+    scale = cfg.threshold * 2 ** cfg.frac_bits
+    return stored, [w / scale for w in stored]
+
+
+def time_topology(cfg, pixels, pixels01, labels, repeats: int,
+                  start=None) -> dict[str, list]:
     """Both models trained ``repeats`` times from the same start, interleaved.
 
     Returns
@@ -119,9 +136,12 @@ def time_topology(cfg, pixels, pixels01, labels, repeats: int) -> dict[str, list
     dict
         ``{"golden": [...], "float": [...]}``: per repeat, (wall s, CPU s, spikes).
     """
-    net0 = FloatDesireNet.from_config(cfg, seed=0)
-    weights0 = [w.copy() for w in net0.weights]
-    stored0 = net0.to_stored(cfg, centre=True)   # unbiased read, see to_stored
+    if start is None:
+        net0 = FloatDesireNet.from_config(cfg, seed=0)
+        weights0 = [w.copy() for w in net0.weights]
+        stored0 = net0.to_stored(cfg, centre=True)   # unbiased read, see to_stored
+    else:
+        stored0, weights0 = start
     # warm-up (imports, first-touch allocations)
     time_golden(cfg, stored0, pixels[:2], labels[:2])
     time_float(cfg, weights0, pixels01[:2], labels[:2])
@@ -168,11 +188,13 @@ def print_published(topo: str, published: float, golden_median: float,
 def print_footer(verdicts: list[str], ok_median: bool, ok_best: bool,
                  notes: list[str]) -> None:
     """The verdict on the target speedup, and the spike notes."""
+    verdict = (f"Golden vs published: {'; '.join(verdicts)}. Target >= {TARGET_SPEEDUP:.0f}x: "
+               f"{'met' if ok_median else 'NOT met'} on the median, "
+               f"{'met' if ok_best else 'NOT met'} on the best repeat. " if verdicts else
+               "No published figure for this topology. ")
     print(f"\nLoad average at end: {load_average()}. golden/float = float ms/sample / golden "
-          f"ms/sample (> 1: golden faster). Golden vs published: {'; '.join(verdicts)}. "
-          f"Target >= {TARGET_SPEEDUP:.0f}x: {'met' if ok_median else 'NOT met'} on the "
-          f"median, {'met' if ok_best else 'NOT met'} on the best repeat. (On a shared "
-          f"machine the same run varies by up to 2x; the best repeat is the least disturbed.)\n")
+          f"ms/sample (> 1: golden faster). {verdict}(On a shared machine the same run "
+          f"varies by up to 2x; the best repeat is the least disturbed.)\n")
     for note in notes:
         print(f"- {note}")
 
@@ -180,17 +202,21 @@ def print_footer(verdicts: list[str], ok_median: bool, ok_best: bool,
 def main(argv=None) -> int:
     """Time both models on every topology; 0 if the golden model meets the target."""
     args = parse_args(argv)
-    ds = load_dataset("mnist-t10k", 8)
+    ds = load_dataset(args.dataset, 8)
     pixels = ds.train_pixels[:args.samples]
     labels = ds.train_labels[:args.samples]
     pixels01 = pixels / ds.pixel_max
 
-    print_header(args.samples, args.repeats)
+    print_header(args.samples, args.repeats, args.dataset,
+                 args.weights or "Kaiming-normal; T=20, P=16, w8/v16, theta=64, k=2")
     ok_median = ok_best = True
     notes, verdicts = [], []
-    for hidden in args.hidden:
-        layers = (784, hidden, 100, 10)
-        runs = time_topology(make_config(layers), pixels, pixels01, labels, args.repeats)
+    cfgs = ([load_config(args.config)] if args.config else
+            [make_config((784, hidden, 100, 10)) for hidden in args.hidden])
+    for cfg in cfgs:
+        layers = cfg.layers
+        start = load_start(cfg, args.weights) if args.weights else None
+        runs = time_topology(cfg, pixels, pixels01, labels, args.repeats, start)
         med = {k: statistics.median(r[0] for r in v) / args.samples for k, v in runs.items()}
         published = PUBLISHED_S_PER_SAMPLE.get(layers)
         topo = "-".join(map(str, layers))
