@@ -7,7 +7,11 @@ and tests it on the whole test split after every epoch. Options:
 
 * ``--out-per-class K``: ``K`` output neurons per class; the label's ``K`` neurons all get the
   label's desire, the prediction is the unique argmax of the per-class count sums;
-* ``--dropout P_IN,P_HID``: the float reference's dropout (training only);
+* ``--dropout P_IN,P_HID`` (``--no-dropout-scale``: kept spikes unscaled, as on the chip);
+* ``--ltp near --near-margin M``: the reference's near-threshold eligibility at
+  ``near_fraction = 1 - M``; ``--ltp pre|silent`` and ``--error-scaled``: rule variants
+  tried and not built (the trace pairs with every step of a neuron to be potentiated, or
+  only of a silent one; the update scaled by the neuron's error);
 * ``--lr-shift S``: the integer rule's rate ``2**-S`` of ``acc`` with the profile formats
   (``theta = 64``, ``F = 10``, traces in 1/16 spike), i.e. float ``lr = 16 / (2**S * 64 * 2**10)``.
 
@@ -53,28 +57,11 @@ class PopulationNet(FloatDesireNet):
 
     ltp = "spike"
     error_scaled = False
-    dropout_scale = True
-
-    near_margin = 0.5
-
-    def run_raster(self, raster, keeps=None):
-        """``dropout_scale = False``: kept spikes reach the next layer unscaled.
-        ``ltp = "near"``: also records ``near[l]``, where LIF layer ``l``'s membrane (before
-        the reset) was at least ``1 - near_margin``."""
-        if self.ltp == "near":
-            return self._run_near(raster, keeps)
-        if self.dropout_scale or keeps is None:
-            return super().run_raster(raster, keeps)
-        saved, self.dropout = self.dropout, (0.0, 0.0)
-        try:
-            return super().run_raster(raster, keeps)
-        finally:
-            self.dropout = saved
 
     def train_step(self, pixels01, label, epoch=0, *, raster=None):
         """The published step, with the rule options ``ltp`` (which post activity a
         potentiated neuron's eligibility pairs with) and ``error_scaled``."""
-        if self.ltp == "spike" and not self.error_scaled:
+        if self.ltp in ("spike", "near") and not self.error_scaled:
             return super().train_step(pixels01, label, epoch)
         keeps = self.draw_keeps()
         raster = self.encode(np.asarray(pixels01, dtype=np.float64)[None, :], keeps[0])
@@ -97,9 +84,9 @@ class PopulationNet(FloatDesireNet):
                 x = self.traces(self._drive(layer, rasters[layer][None])[0])
                 post = rasters[layer + 1][:, cols].astype(np.float64)
                 up = d.sign[cols]
-                if self.ltp == "near":         # pairs with near-threshold steps too
-                    post = self.near[layer + 1][0][:, cols].astype(np.float64)
-                elif self.ltp == "pre":          # potentiation pairs with every step
+                if run.near is not None:       # the library's near eligibility
+                    post = run.near[layer + 1][0][:, cols].astype(np.float64)
+                if self.ltp == "pre":          # potentiation pairs with every step
                     post[:, up] = 1.0
                 elif self.ltp == "silent":     # only where the neuron never fired
                     post[:, up & (counts[layer + 1][cols] == 0)] = 1.0
@@ -112,35 +99,6 @@ class PopulationNet(FloatDesireNet):
             w += delta
         from spikeforge.sw.desire_float import FloatStep
         return FloatStep(run=run, desires=desires, sums=None, deltas=deltas, lr=lr)
-
-    def _run_near(self, raster, keeps):
-        from spikeforge.sw.desire_float import FloatRun
-        raster = np.asarray(raster, dtype=bool)
-        batch, steps, _ = raster.shape
-        rasters, self.near = [raster], [None]
-        for layer, w in enumerate(self.weights):
-            scale = 1.0
-            if keeps is not None and keeps[layer] is not None and self.dropout_scale:
-                scale = 1.0 / (1.0 - self.dropout[0 if layer == 0 else 1])
-            current = self._drive(layer, rasters[layer]) @ (w * scale)
-            keep = None if keeps is None else keeps[layer + 1]
-            v = np.zeros((batch, w.shape[1]))
-            out = np.zeros((batch, steps, w.shape[1]), dtype=bool)
-            near = np.zeros((batch, steps, w.shape[1]), dtype=bool)
-            for t in range(steps):
-                v *= self.decay
-                v += current[:, t]
-                s = v >= 1.0
-                near[:, t] = v >= 1.0 - self.near_margin
-                if keep is not None:
-                    s &= keep
-                    near[:, t] &= keep
-                v -= s
-                out[:, t] = s
-            rasters.append(out)
-            self.near.append(near)
-        counts = rasters[-1].sum(axis=1)
-        return FloatRun(rasters=rasters, counts=counts, predictions=predict(counts))
 
     def class_predictions(self, counts):
         return predict(counts.reshape(len(counts), -1, self.per_class).sum(axis=2))
@@ -173,19 +131,20 @@ def main(argv=None) -> int:
     layers = sizes[:-1] + [classes * args.out_per_class]
     dropout = tuple(float(x) for x in args.dropout.split(","))
     lr = 16 / (2 ** args.lr_shift * 64 * 2 ** 10)
+    near = args.ltp == "near"
     net = PopulationNet(layers, args.out_per_class, lr=lr, lr_decay=args.lr_decay,
-                        dropout=dropout, timing=args.timing, seed=args.seed,
+                        dropout=dropout, dropout_scale=not args.no_dropout_scale,
+                        eligibility="near" if near else "spike",
+                        near_fraction=1.0 - args.near_margin, timing=args.timing, seed=args.seed,
                         desire_out=args.desire_out, desire_hidden=args.desire_hidden,
                         error_margin=args.error_margin)
 
     net.ltp, net.error_scaled = args.ltp, args.error_scaled
-    net.dropout_scale = not args.no_dropout_scale
-    net.near_margin = args.near_margin
     data = load_dataset(args.dataset, 8)
     n_train = args.train_samples or len(data.train_labels)
     train_px = data.train_pixels[:n_train] / data.pixel_max
     test_px = data.test_pixels / data.pixel_max
-    near = args.near_margin if args.ltp == "near" else ""
+    near = args.near_margin if near else ""
     name = (f"{'-'.join(map(str, layers))} k{args.out_per_class} do{args.dropout} "
             f"lr{args.lr_shift} {args.timing} dout{args.desire_out} dhid{args.desire_hidden} "
             f"m{args.error_margin} ltp-{args.ltp}{near}"
