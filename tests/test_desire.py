@@ -799,6 +799,20 @@ def test_threaded_layers_equal_one_thread(monkeypatch):
     assert one[-1].any()
 
 
+def random_layer_config(rng):
+    """A random small layer config (membranes up to 3 bits wider than the least legal
+    width), or ``None`` where the draw is not a legal config."""
+    wb, theta = int(rng.integers(2, 9)), int(rng.integers(1, 200))
+    mb = max(3, (theta - 1 + (1 << (wb - 1)) - 1).bit_length() + 1) + int(rng.integers(0, 4))
+    try:
+        return dataclasses.replace(
+            CFG, layers=(int(rng.integers(2, 24)), int(rng.integers(2, 9)), 10),
+            lanes=2, time_steps=int(rng.integers(2, 12)), weight_bits=wb,
+            membrane_bits=mb, threshold=theta, leak_shift=int(rng.integers(1, 4)))
+    except ValueError:
+        return None
+
+
 def test_run_layer_random_configs_match_loop():
     """Random small layers, membranes up to 3 bits wider than the least legal width: quiet,
     saturating and mixed batches
@@ -808,14 +822,8 @@ def test_run_layer_random_configs_match_loop():
     rng = np.random.default_rng(12)
     checked = 0
     while checked < 60:
-        wb, theta = int(rng.integers(2, 9)), int(rng.integers(1, 200))
-        mb = max(3, (theta - 1 + (1 << (wb - 1)) - 1).bit_length() + 1) + int(rng.integers(0, 4))
-        try:
-            cfg = dataclasses.replace(
-                CFG, layers=(int(rng.integers(2, 24)), int(rng.integers(2, 9)), 10),
-                lanes=2, time_steps=int(rng.integers(2, 12)), weight_bits=wb,
-                membrane_bits=mb, threshold=theta, leak_shift=int(rng.integers(1, 4)))
-        except ValueError:
+        cfg = random_layer_config(rng)
+        if cfg is None:
             continue
         checked += 1
         frac = int(rng.integers(0, 3))
@@ -866,16 +874,11 @@ def test_near_raster_random_layers_match_loops(monkeypatch):
     rng = np.random.default_rng(31)
     checked = 0
     while checked < 60:
-        wb, theta = int(rng.integers(2, 9)), int(rng.integers(1, 200))
-        mb = max(3, (theta - 1 + (1 << (wb - 1)) - 1).bit_length() + 1) + int(rng.integers(0, 4))
-        try:
-            cfg = dataclasses.replace(
-                CFG, layers=(int(rng.integers(2, 24)), int(rng.integers(2, 9)), 10),
-                lanes=2, time_steps=int(rng.integers(2, 12)), weight_bits=wb,
-                membrane_bits=mb, threshold=theta, leak_shift=int(rng.integers(1, 4)))
-        except ValueError:
+        cfg = random_layer_config(rng)
+        if cfg is None:
             continue
         checked += 1
+        theta = cfg.threshold
         near_theta = int(rng.choice([1, theta, int(rng.integers(1, theta + 1))]))
         frac = int(rng.integers(0, 3))
         n_pre, n_post = cfg.weight_shape(0)

@@ -234,6 +234,16 @@ def check_training(cfg, lr_shift):
     return changed
 
 
+def assert_sample_matches(run, b, rasters, weights):
+    """Sample ``b`` of a :func:`simulate` run against the golden model's: every
+    population's raster (``rasters[pop]``, a batch of one) and the weights after it."""
+    for pop, raster in enumerate(rasters):
+        np.testing.assert_array_equal(run.rasters[pop][b], raster[0],
+                                      err_msg=f"sample {b} pop {pop}")
+    for layer, (w_rtl, w_gold) in enumerate(zip(run.weights_after[b], weights, strict=True)):
+        np.testing.assert_array_equal(w_rtl, w_gold, err_msg=f"sample {b} layer {layer}")
+
+
 @pytest.mark.parametrize("case", ["deep-p2", "tiny-p1", "stochastic-p3", "near-p3"])
 def test_training_on_input_rasters_matches_golden(case):
     """Training samples on the stored input raster (the learning unit records it through the
@@ -257,12 +267,7 @@ def test_training_on_input_rasters_matches_golden(case):
             step = train_step(cfg, weights, pixels[b], int(labels[b]), lr_shift, state)
         else:
             step = train_step_raster(cfg, weights, raster, int(labels[b]), lr_shift, state)
-        for pop in range(len(cfg.layers)):
-            np.testing.assert_array_equal(run.rasters[pop][b], step.run.rasters[pop][0],
-                                          err_msg=f"sample {b} pop {pop}")
-        for layer, (w_rtl, w_gold) in enumerate(zip(run.weights_after[b], step.weights,
-                                                    strict=True)):
-            np.testing.assert_array_equal(w_rtl, w_gold, err_msg=f"sample {b} layer {layer}")
+        assert_sample_matches(run, b, step.run.rasters, step.weights)
         assert (run.cycles[b], run.edges[b]) == (step.cycles, step.cycles), f"sample {b}"
         assert run.predictions[b] == step.run.predictions[0]
         changed += sum(int((a != w).sum()) for a, w in zip(step.weights, weights, strict=True))
@@ -526,12 +531,7 @@ def test_dropout_skips_inference_samples(labels):
                        reset=None, seed=0, kinds={}))
     masks = cfg.dropout_seeds
     for b, g in enumerate(gold):
-        for pop in range(len(cfg.layers)):
-            np.testing.assert_array_equal(run.rasters[pop][b], g.run.rasters[pop][0],
-                                          err_msg=f"sample {b} pop {pop}")
-        for layer, (w_rtl, w_gold) in enumerate(zip(run.weights_after[b], g.weights,
-                                                    strict=True)):
-            np.testing.assert_array_equal(w_rtl, w_gold, err_msg=f"sample {b} layer {layer}")
+        assert_sample_matches(run, b, g.run.rasters, g.weights)
         assert run.cycles[b] == g.cycles, f"sample {b}"
         keeps = desire.dropout_keeps(cfg, masks)
         if g.step is None:      # not vacuous: the masks would silence some of its spikes
@@ -557,12 +557,7 @@ def test_reset_restarts_the_mask_lfsrs(where):
     run = simulate(cfg, stored, pixels[:2], labels=labels[:2], reset_cycle=reset_cycle)
     assert run.resets == 1
     for b, step in enumerate(steps):
-        for pop in range(len(cfg.layers)):
-            np.testing.assert_array_equal(run.rasters[pop][b], step.run.rasters[pop][0],
-                                          err_msg=f"sample {b} pop {pop}")
-        for layer, (w_rtl, w_gold) in enumerate(zip(run.weights_after[b], step.weights,
-                                                    strict=True)):
-            np.testing.assert_array_equal(w_rtl, w_gold, err_msg=f"sample {b} layer {layer}")
+        assert_sample_matches(run, b, step.run.rasters, step.weights)
         assert run.cycles[b] == step.cycles
 
 
