@@ -224,13 +224,18 @@ def check_lfsr(cfg, lfsr) -> tuple[int, ...]:
             raise ValueError(f"lfsr: {cfg.learning.rounding} rounding has no LFSRs, expected "
                              f"() or None, got {len(state)} states")
         return state
-    if len(state) != cfg.lanes:
-        raise ValueError(f"lfsr: expected {cfg.lanes} lane states (P), got {len(state)}")
-    bad = [s for s in state if not 1 <= s <= lfsr_mod.MASK]
-    if bad:
-        raise ValueError(f"lfsr: state {bad[0]} is out of range, legal range is "
-                         f"[1, {lfsr_mod.MASK}]")
+    _check_lane_states("lfsr", state, cfg.lanes)
     return state
+
+
+def _check_lane_states(name: str, lanes: tuple[int, ...], n_lanes: int, per: str = "") -> None:
+    """``n_lanes`` LFSR states, each in ``[1, 2^WIDTH - 1]``, or ValueError naming ``name``."""
+    if len(lanes) != n_lanes:
+        raise ValueError(f"{name}: expected {n_lanes} lane states (P){per}, got {len(lanes)}")
+    bad = [s for s in lanes if not 1 <= s <= lfsr_mod.MASK]
+    if bad:
+        raise ValueError(f"{name}: state {bad[0]} is out of range, legal range is "
+                         f"[1, {lfsr_mod.MASK}]")
 
 
 def check_mask_lfsr(cfg, mask_lfsr) -> tuple[tuple[int, ...], ...]:
@@ -245,13 +250,7 @@ def check_mask_lfsr(cfg, mask_lfsr) -> tuple[tuple[int, ...], ...]:
         raise ValueError(f"mask_lfsr: expected {want} layers of mask LFSR states (one per "
                          f"hidden LIF layer with dropout), got {len(state)}")
     for lanes in state:
-        if len(lanes) != cfg.lanes:
-            raise ValueError(f"mask_lfsr: expected {cfg.lanes} lane states (P) per layer, "
-                             f"got {len(lanes)}")
-        bad = [s for s in lanes if not 1 <= s <= lfsr_mod.MASK]
-        if bad:
-            raise ValueError(f"mask_lfsr: state {bad[0]} is out of range, legal range is "
-                             f"[1, {lfsr_mod.MASK}]")
+        _check_lane_states("mask_lfsr", lanes, cfg.lanes, " per layer")
     return state
 
 
