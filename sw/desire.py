@@ -31,9 +31,11 @@ moves the state to the next training sample. Inference never sees dropout.
 
 Fast paths: every matrix product here is an integer sum far below ``2**53`` and is taken
 in float BLAS (:func:`sw.lif.int_matmul`), which is exact for such sums; the forward pass
-runs each layer over all steps at once (:func:`sw.golden.run_layer`); an update only touches
-the presynaptic rows that spiked. ``tests/test_desire.py`` checks all of it against plain
-integer loops of the spec.
+is the spec's per-spike loop compiled with numba (:func:`sw.golden.run_layer`); an update
+only touches the presynaptic rows that spiked and the active columns that fired (or were
+near), in one compiled pass that also draws the stochastic rounding offsets
+(:func:`_apply_update`, the same numbers as :func:`update` with :func:`rounding_offsets`).
+``tests/test_desire.py`` checks all of it against plain integer loops of the spec.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from spikeforge import lfsr as lfsr_mod
@@ -466,18 +469,20 @@ def update_weights(cfg, stored: list[np.ndarray], rasters: list[np.ndarray],
     posts = rasters if near is None else [None, *near[1:]]    # the post term, per population
     blocks = _learning_blocks(cfg, rasters, desires, posts)
     xs = _block_traces(cfg, rasters, blocks)
-    offsets: list[np.ndarray | None] = [None] * cfg.n_layers
+    draws: list[tuple | None] = [None] * cfg.n_layers
     if lfsr:
         pairs = learning_pairs(cfg, rasters, desires)
+        where = lfsr_mod.positions()[np.asarray(lfsr, dtype=np.int64)].astype(np.int64)
         first = 0
         for layer in reversed(range(cfg.n_layers)):       # the hardware's layer order
             live, groups = pairs[layer]
-            offsets[layer] = rounding_offsets(cfg, layer, lfsr, first, live.size, groups,
-                                              lr_shift)
+            group_index = np.full(cfg.groups(layer), -1, dtype=np.int64)
+            group_index[groups] = np.arange(groups.size)
+            draws[layer] = (where, first, group_index, groups.size)
             first += live.size * groups.size
         lfsr = tuple(int(s) for s in lfsr_mod.advance(lfsr, first))
     new = [_update_layer(cfg, stored[layer], desires[layer], blocks[layer], xs.get(layer),
-                         posts[layer + 1], lr_shift, offsets[layer])
+                         posts[layer + 1], lr_shift, draws[layer])
            for layer in range(cfg.n_layers)]
     return new, lfsr
 
@@ -559,32 +564,69 @@ def _block_traces(cfg, rasters: list[np.ndarray],
 
 def _update_layer(cfg, stored: np.ndarray, desire: Desire,
                   block: tuple[np.ndarray, np.ndarray] | None, x: np.ndarray | None,
-                  post: np.ndarray, lr_shift: int, offsets: np.ndarray | None) -> np.ndarray:
+                  post: np.ndarray, lr_shift: int, draws: tuple | None) -> np.ndarray:
     """One LIF layer's new stored weights: its active columns saturated to the stored range,
     then :func:`update` on its learning ``block`` (``x``: the block rows' traces, ``post``:
     the eligibility's post term ``(T, N_post)``, the layer's spikes or near raster,
-    ``offsets``: the stochastic rounding offsets of every live row,
-    :func:`rounding_offsets`, or ``None``)."""
+    ``draws``: stochastic rounding's ``(lane positions, first pair, group index, active
+    groups)`` from :func:`update_weights`, the offsets of :func:`rounding_offsets`, or
+    ``None``), applied in place by :func:`_apply_update`."""
     old = np.asarray(stored, dtype=np.int64)
-    w = old.copy()
     if not desire.active.any():
-        return w
-    in_range = old.min() >= cfg.store_min and old.max() <= cfg.store_max
-    if not in_range:
-        cols = np.flatnonzero(desire.active)
-        w[:, cols] = np.clip(old[:, cols], cfg.store_min, cfg.store_max)
+        return old.copy()
+    w = np.empty_like(old)
+    _copy_clipping(old, w, desire.active, cfg.store_min, cfg.store_max)
     if block is None:
         return w
     live, cols = block
-    if in_range and 2 * cols.size > post.shape[1]:
-        # whole rows (cheaper than a 2-d gather); update() leaves the inactive columns as they
-        # are, and the silent active ones get acc = 0
-        acc = _eligibility(cfg, x, post)
-        w[live] = update(cfg, old[live], desire, acc, lr_shift, offsets)
+    acc = _eligibility(cfg, x, post[:, cols])
+    sign = np.where(desire.sign[cols], 1, -1).astype(np.int64)
+    if draws is None:
+        shift = lr_shift
+        half = (1 << lr_shift) >> 1 if cfg.learning.rounding == "nearest" else 0
+        where = group_index = _NO_DRAWS
+        first = groups = 0
+        stochastic = False
     else:
-        acc = _eligibility(cfg, x, post[:, cols])
-        sub = Desire(desire.active[cols], desire.sign[cols], desire.error[cols])
-        cells = np.ix_(live, cols)
-        w[cells] = update(cfg, old[cells], sub, acc, lr_shift,
-                          None if offsets is None else offsets[:, cols])
+        shift = min(lr_shift, cfg.max_rounding_shift)
+        half, stochastic = 0, True
+        where, first, group_index, groups = draws
+    _apply_update(old, w, live.astype(np.int64), cols.astype(np.int64), acc, sign, shift, half,
+                  stochastic, lfsr_mod.sequence(), where, first, group_index, groups,
+                  cfg.lanes, cfg.store_min, cfg.store_max)
     return w
+
+
+@numba.njit(cache=True, nogil=True)
+def _copy_clipping(old, w, active, lo, hi):  # pragma: no cover - compiled
+    """``w = old`` with the ``active`` columns clipped to ``[lo, hi]``, in one pass."""
+    for j in range(old.shape[0]):
+        for i in range(old.shape[1]):
+            x = old[j, i]
+            w[j, i] = min(max(x, lo), hi) if active[i] else x
+
+
+#: The draws argument of :func:`_apply_update` without stochastic rounding.
+_NO_DRAWS = np.zeros(0, dtype=np.int64)
+
+
+@numba.njit(cache=True, nogil=True)
+def _apply_update(old, w, live, cols, acc, sign, shift, half, stochastic, sequence, where, first,
+                  group_index, groups, lanes, lo, hi):  # pragma: no cover - compiled
+    """:func:`update` of the cells ``(live[a], cols[c])``, written into ``w``:
+    ``w <- clip(old + sign[c] * ((acc[a, c] + r) >> shift), lo, hi)``, ``r = half``, or
+    (``stochastic``) lane ``p = col % P``'s LFSR state ``first + a * groups + g`` steps on
+    from its position ``where[p]`` (``g``: the column's group among the active ones,
+    ``group_index[col // P]``), masked to ``shift`` bits: :func:`rounding_offsets`."""
+    period = sequence.size
+    mask = (1 << shift) - 1
+    for a in range(live.size):
+        row = live[a]
+        for c in range(cols.size):
+            col = cols[c]
+            r = half
+            if stochastic:
+                n = first + a * groups + group_index[col // lanes]
+                r = sequence[(where[col % lanes] + n) % period] & mask
+            moved = old[row, col] + sign[c] * ((acc[a, c] + r) >> shift)
+            w[row, col] = min(max(moved, lo), hi)

@@ -17,11 +17,11 @@ import functools
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from spikeforge.sw import cycles
 from spikeforge.sw.encode import rate_encode
-from spikeforge.sw.lif import exact_matmul, saturating_sum
 
 
 @dataclass
@@ -49,160 +49,75 @@ def predict(counts: np.ndarray) -> np.ndarray:
     return np.where(unique, counts.argmax(axis=1), -1)
 
 
-#: Rows of a batch simulated together: about this many (step, neuron) currents at a time.
-CHUNK_CURRENTS = 1 << 20
-
-
 def run_layer(cfg, weights: np.ndarray, pre_raster: np.ndarray,
               frac_bits: int = 0, workers: int = 1, near_threshold: int | None = None):
     """All ``T`` steps of one LIF layer: input raster ``(B, T, N_pre)`` -> ``(B, T, N_post)``.
 
     The layer reads ``weights >> frac_bits`` (``frac_bits = F`` runs it straight from stored
     weights). Exactly :func:`sw.lif.lif_step` at every step ``t >= 1`` on the previous
-    population's step ``t - 1``; computed in bulk: the input raster is known up front, so the
-    currents of all steps are one exact matrix product over the presynaptic neurons that spike
-    at all, the steps run without saturation, and a bound check afterwards finds the first step
-    (if any) where some partial sum could have left ``[V_min, V_max]``; from there that sample
-    is re-run one step at a time with the per-spike saturating sums (:func:`_rerun_saturating`).
+    population's step ``t - 1``: the spec's loop (one saturating add per input spike, in
+    ascending presynaptic index, then threshold, subtract-reset and leak), compiled
+    (:func:`_lif_layer_kernel`). Step 0 clears the membranes and cannot fire.
 
-    ``workers > 1`` runs the chunks of the batch on that many threads (numpy and BLAS release
-    the GIL; the chunks write disjoint rows, so the result is the same).
+    ``workers > 1`` runs slices of the batch on that many threads (the compiled loop
+    releases the GIL; the slices write disjoint rows, so the result is the same).
 
     ``near_threshold`` (``theta_near``, near eligibility, ``docs/learning.md``): also return
     the near raster ``(B, T, N_post)``, ``near[b, t, i] = V >= theta_near`` with ``V`` the
     membrane of step ``t`` after its integration and before the threshold test (the value
     the spike test reads; 0 at ``t = 0``): ``(spikes, near)`` instead of the spikes alone.
     """
-    weights = np.asarray(weights)
-    pre_raster = np.asarray(pre_raster, dtype=bool)
-    batch, steps, _ = pre_raster.shape
-    n_post = weights.shape[1]
+    pre_raster = np.ascontiguousarray(pre_raster, dtype=bool)
+    batch, steps, n_pre = pre_raster.shape
+    w = np.asarray(weights)
+    if w.ndim != 2 or w.shape[0] != n_pre:
+        raise ValueError(f"weights: expected shape ({n_pre}, N_post), got {w.shape}")
+    # any signed integers the stored formats allow (<= 32 bits) are read as they are
+    w = np.ascontiguousarray(w, dtype=w.dtype if w.dtype.kind == "i" else np.int64)
+    n_post = w.shape[1]
     out = np.zeros((batch, steps, n_post), dtype=bool)
-    near = None if near_threshold is None else np.zeros_like(out)
-    if steps < 2:
-        return out if near is None else (out, near)
-    chunk = max(1, CHUNK_CURRENTS // ((steps - 1) * max(n_post, pre_raster.shape[2])))
-    if workers > 1 and batch > chunk:
-        chunk = min(chunk, -(-batch // workers))
-
-    def run(b0):
-        _run_chunk(cfg, weights, pre_raster[b0:b0 + chunk, :-1], out[b0:b0 + chunk], frac_bits,
-                   None if near is None else (near[b0:b0 + chunk], near_threshold))
-
-    starts = range(0, batch, chunk)
-    if workers > 1 and len(starts) > 1:
+    want_near = near_threshold is not None
+    near = np.zeros_like(out) if want_near else np.zeros((1, 1, 1), dtype=bool)
+    args = (w, frac_bits, cfg.threshold, cfg.leak_shift, cfg.v_min, cfg.v_max,
+            near_threshold if want_near else cfg.threshold, want_near)
+    slices = [slice(b, min(batch, b + -(-batch // max(1, workers))))
+              for b in range(0, batch, -(-batch // max(1, workers)))] if batch else []
+    if workers > 1 and len(slices) > 1:
         with ThreadPoolExecutor(workers) as pool:
-            list(pool.map(run, starts))
-    else:
-        for b0 in starts:
-            run(b0)
-    return out if near is None else (out, near)
+            list(pool.map(lambda s: _lif_layer_kernel(
+                pre_raster[s], *args, out[s], near[s] if want_near else near), slices))
+    elif batch:
+        _lif_layer_kernel(pre_raster, *args, out, near)
+    return (out, near) if want_near else out
 
 
-def _run_chunk(cfg, weights, inp, out, frac_bits, near_out=None):
-    """:func:`run_layer` for a few samples; ``inp[:, t]`` is what step ``t + 1`` integrates.
-    ``near_out``: ``(near, theta_near)``, the near raster to fill as well, or ``None``."""
-    batch, steps, _ = inp.shape
-    live = np.flatnonzero(inp.any(axis=(0, 1)))
-    if live.size == 0:
-        return                      # membranes stay 0 < theta_near <= threshold: no spikes
-    w = weights[live].astype(np.int64, copy=False)
-    if frac_bits:
-        w >>= frac_bits
-    w_hi, w_lo = int(w.max()), int(w.min())
-    spikes = inp[:, :, live]
-    n_in = spikes.sum(axis=2, dtype=np.int64)          # input spikes per step
-    # the lowest level a result bit tests: the near threshold (<= theta), if asked for
-    reach = cfg.threshold if near_out is None else near_out[1]
-    if int(n_in.sum(axis=1).max()) * w_hi < reach:
-        # No membrane can reach it: even with saturation and the leak (which never raises a
-        # membrane above max(V, 0)), V stays <= the sum of the positive weights of all input
-        # spikes so far <= spikes * max weight.
-        return
-    bound = live.size * max(w_hi, -w_lo)
-    # The loop below never saturates: |V| <= steps * bound + |theta|. int32 halves its memory
-    # traffic wherever that fits.
-    acc = np.int32 if steps * bound + abs(cfg.threshold) < 1 << 30 else np.int64
-    current = exact_matmul(spikes.reshape(batch * steps, live.size), w, bound, out=acc)
-    current = current.reshape(batch, steps, -1)
-    theta, k = cfg.threshold, cfg.leak_shift
-    # vs[:, t]: the membrane step t + 1 starts from (after the previous step's leak); steps
-    # the loop skips keep V = 0 there, which the bound check below reads as "in range" (they
-    # have no input).
-    vs = np.zeros((batch, steps + 1, w.shape[1]), dtype=acc)
-    fired = out[:, 1:]
-    # near: tested on the same v, before the reset; it holds every spike (theta_near <= theta)
-    near = None if near_out is None else near_out[0][:, 1:]
-    scratch = np.empty((batch, w.shape[1]), dtype=acc)
-    with_input = np.flatnonzero(n_in.any(axis=0))
-    last_input = int(with_input[-1])
-    for t in range(int(with_input[0]), steps):    # before the first input spike: V = 0
-        v = vs[:, t + 1]
-        np.add(vs[:, t], current[:, t], out=v)
-        s = fired[:, t]
-        np.greater_equal(v, theta, out=s)
-        if near is not None:
-            np.greater_equal(v, reach, out=near[:, t])
-        if t > last_input and not (s if near is None else near[:, t]).any():
-            break   # no input left, all V < reach: leak(V) <= max(V, 0) keeps them there
-        np.multiply(s, theta, out=scratch)
-        np.subtract(v, scratch, out=v)
-        np.right_shift(v, k, out=scratch)
-        np.subtract(v, scratch, out=v)
-    # Bound check: every partial sum of step t stays in range if v + (sum of the positive
-    # weights of its input spikes) <= V_max and v + (sum of the negative ones) >= V_min.
-    # A whole-chunk bound first, then per neuron, then exact sums where those fail.
-    v_in = vs[:, :steps]
-    n_max = int(n_in.max())
-    if (int(v_in.max()) + n_max * max(w_hi, 0) <= cfg.v_max
-            and int(v_in.min()) + n_max * min(w_lo, 0) >= cfg.v_min):
-        return
-    n_in = n_in[..., None]
-    col_hi, col_lo = np.maximum(w.max(axis=0), 0), np.minimum(w.min(axis=0), 0)
-    risky = ((v_in + n_in * col_hi > cfg.v_max) | (v_in + n_in * col_lo < cfg.v_min)).any(axis=2)
-    if not risky.any():
-        return
-    bs, ts = np.nonzero(risky)
-    s_risky = spikes[bs, ts]
-    w_pos, w_neg = np.maximum(w, 0), np.minimum(w, 0)
-    bound = live.size * max(w_hi, -w_lo, 1)
-    upper = v_in[bs, ts] + exact_matmul(s_risky, w_pos, bound)
-    lower = v_in[bs, ts] + exact_matmul(s_risky, w_neg, bound)
-    unsafe = ((upper > cfg.v_max) | (lower < cfg.v_min)).any(axis=1)
-    first: dict[int, int] = {}
-    for b, t in zip(bs[unsafe], ts[unsafe], strict=True):
-        first.setdefault(int(b), int(t))      # np.nonzero is row-major: earliest t first
-    for b, t0 in first.items():
-        _rerun_saturating(cfg, w, w_pos, w_neg, bound, spikes[b, t0:], current[b, t0:],
-                          v_in[b, t0].copy(), out[b, t0 + 1:],
-                          None if near is None else (near_out[0][b, t0 + 1:], reach))
-
-
-def _rerun_saturating(cfg, w, w_pos, w_neg, bound, spikes, current, v, out,
-                      near_out=None) -> None:
-    """Steps ``t0..`` of one sample from membrane ``v``, exactly :func:`sw.lif.lif_step`.
-
-    A membrane whose sums of the positive and of the negative weights of the step's input
-    spikes both keep it in range takes the plain sum ``current``; the others get
-    :func:`sw.lif.saturating_sum` of their input weights in ascending presynaptic index (the
-    hardware's order). ``near_out``: ``(near, theta_near)``, the near bits of the same steps
-    to write as well (of the saturated membrane the spike test reads), or ``None``.
-    """
-    theta, k = cfg.threshold, cfg.leak_shift
-    upper = exact_matmul(spikes, w_pos, bound)
-    lower = exact_matmul(spikes, w_neg, bound)
-    for t in range(len(spikes)):
-        v_next = v + current[t]
-        cols = np.flatnonzero((v + upper[t] > cfg.v_max) | (v + lower[t] < cfg.v_min))
-        if cols.size:
-            rows = w[np.flatnonzero(spikes[t])][:, cols]
-            v_next[cols] = saturating_sum(v[cols], rows, cfg.v_min, cfg.v_max)
-        s = v_next >= theta
-        out[t] = s
-        if near_out is not None:
-            near_out[0][t] = v_next >= near_out[1]
-        v_next -= theta * s
-        v = v_next - (v_next >> k)
+@numba.njit(cache=True, nogil=True)
+def _lif_layer_kernel(pre, w, frac_bits, theta, leak_shift, v_min, v_max, theta_near,
+                      want_near, out, near):  # pragma: no cover - compiled; its twin: lif_step
+    """The spec's loop over a batch (``docs/number_formats.md`` §LIF): for each sample and
+    step ``t >= 1``, ``V <- sat(V + (W[j] >> frac_bits))`` for every ``j`` with
+    ``pre[b, t - 1, j]`` in ascending ``j`` (``int64`` membranes); then
+    ``near = V >= theta_near``, ``s = V >= theta``, ``V -= theta s``, ``V -= V >> leak_shift``.
+    Writes ``out`` (and ``near`` when ``want_near``)."""
+    batch, steps, n_pre = pre.shape
+    n_post = w.shape[1]
+    v = np.zeros(n_post, dtype=np.int64)
+    for b in range(batch):
+        v[:] = 0
+        for t in range(1, steps):
+            for j in range(n_pre):
+                if pre[b, t - 1, j]:
+                    row = w[j]
+                    for i in range(n_post):
+                        v[i] = min(max(v[i] + (row[i] >> frac_bits), v_min), v_max)
+            for i in range(n_post):
+                x = v[i]
+                if want_near:
+                    near[b, t, i] = x >= theta_near
+                if x >= theta:
+                    out[b, t, i] = True
+                    x -= theta
+                v[i] = x - (x >> leak_shift)
 
 
 def run_layers(cfg, weights: list[np.ndarray], input_raster: np.ndarray,

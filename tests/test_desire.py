@@ -357,13 +357,14 @@ def test_update_rounding_by_hand():
         [0, 0], [cfg.store_max - 1 + 1, cfg.store_min + 1 - 1]]
 
 
-@pytest.mark.parametrize("lr_shift", [0, 1, 4, 12, 13, 40])
+@pytest.mark.parametrize("lr_shift", [0, 1, 4, 12, 13, 20, 21, 40])
 def test_update_stochastic_matches_loop(lr_shift):
-    """``(acc + r) >> s`` with the given offsets, ``s`` the lr_shift clamped to acc_bits + 1
-    (digits-tiny: 12), saturated, inactive columns left alone."""
+    """``(acc + r) >> s`` with the given offsets, ``s`` the lr_shift clamped to the LFSR's
+    20 bits (not to acc_bits + 1, digits-tiny's 12), saturated, inactive columns left
+    alone."""
     cfg = with_learning(CFG, rounding="stochastic", weight_frac_bits=2)
     shift = min(lr_shift, cfg.max_rounding_shift)
-    assert cfg.max_rounding_shift == 12
+    assert cfg.max_rounding_shift == 20 and cfg.acc_max.bit_length() + 1 == 12
     rng = np.random.default_rng(lr_shift)
     acc = rng.integers(0, cfg.acc_max + 1, size=(40, 6))
     acc[:, 0] = cfg.acc_max
@@ -756,12 +757,9 @@ def test_train_step_errors():
         run_raster(CFG, desire.inference_weights(CFG, stored), raster)
 
 
-def test_batched_inference_matches_loop(monkeypatch):
-    """The bulk forward pass (one product for all steps, bound check, per-spike re-run from
-    the first risky step) on a batch mixing saturating and quiet samples, in small chunks."""
-    import spikeforge.sw.golden as golden
-
-    monkeypatch.setattr(golden, "CHUNK_CURRENTS", 40)      # a few samples per chunk
+def test_batched_inference_matches_loop():
+    """The compiled forward pass on a batch mixing saturating and quiet samples equals the
+    plain-int loop of the spec, sample by sample."""
     cfg = dataclasses.replace(CFG, membrane_bits=9, threshold=20, time_steps=9)
     ds = load_dataset("digits", cfg.pixel_bits)
     stored = random_stored(cfg, np.random.default_rng(8), 2.5)
@@ -778,12 +776,11 @@ def test_batched_inference_matches_loop(monkeypatch):
             assert rows(run.rasters[pop][b]) == r, f"sample {b}, population {pop}"
 
 
-def test_threaded_layers_equal_one_thread(monkeypatch):
+def test_threaded_layers_equal_one_thread():
     """``workers`` splits the batch over threads: every spike is the same as on one thread,
     for a batch with saturating, quiet and ordinary samples."""
     import spikeforge.sw.golden as golden
 
-    monkeypatch.setattr(golden, "CHUNK_CURRENTS", 40)
     cfg = dataclasses.replace(CFG, membrane_bits=9, threshold=20, time_steps=9)
     ds = load_dataset("digits", cfg.pixel_bits)
     w_inf = desire.inference_weights(cfg, random_stored(cfg, np.random.default_rng(9), 2.5))
@@ -815,8 +812,7 @@ def random_layer_config(rng):
 
 def test_run_layer_random_configs_match_loop():
     """Random small layers, membranes up to 3 bits wider than the least legal width: quiet,
-    saturating and mixed batches
-    reach every branch of the bound check (whole chunk, per neuron, exact sums, re-run)."""
+    saturating and mixed batches, weights read with 0 to 2 fraction bits."""
     import spikeforge.sw.golden as golden
 
     rng = np.random.default_rng(12)
@@ -863,14 +859,13 @@ def with_near(cfg, fraction=0.5):
     return with_learning(cfg, eligibility="near", near_fraction=fraction)
 
 
-def test_near_raster_random_layers_match_loops(monkeypatch):
+def test_near_raster_random_layers_match_loops():
     """:func:`sw.golden.run_layer` with a near threshold, on random small layers (quiet,
-    saturating and mixed batches, near thresholds from 1 to theta, a few samples per chunk,
-    one and two threads): the spikes are those of the plain run, and the near raster is the
-    plain-int loop's and the ``integrate``/``fire`` loop's; spikes imply near."""
+    saturating and mixed batches, near thresholds from 1 to theta, one and two threads):
+    the spikes are those of the plain run, and the near raster is the plain-int loop's and
+    the ``integrate``/``fire`` loop's; spikes imply near."""
     import spikeforge.sw.golden as golden
 
-    monkeypatch.setattr(golden, "CHUNK_CURRENTS", 60)
     rng = np.random.default_rng(31)
     checked = 0
     while checked < 60:

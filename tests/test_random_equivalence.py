@@ -32,7 +32,6 @@ from spikeforge.sim.amaranth_tb import simulate_lif
 from spikeforge.sim.random_cases import COVERAGE, Case, cases, check_case, load_case, run_case
 from spikeforge.sw import desire as desire_model
 from spikeforge.sw import golden as golden_model
-from spikeforge.sw import lif as lif_model
 from spikeforge.sw.lif import lif_step
 
 QUICK_EXAMPLES = int(os.environ.get("SPIKEFORGE_QUICK_EXAMPLES", "100"))
@@ -133,8 +132,10 @@ def mutant(module, old: str, new: str) -> dict:
     name = f"{module.__name__}_mutant"
     copy = types.ModuleType(name)
     sys.modules[name] = copy            # dataclasses look their module up while defined
+    # a compiled function is recompiled, not loaded from the unchanged file's cache
+    source = source.replace(old, new).replace("cache=True", "cache=False")
     try:
-        exec(compile(source.replace(old, new), module.__file__, "exec"), copy.__dict__)
+        exec(compile(source, module.__file__, "exec"), copy.__dict__)
     finally:
         del sys.modules[name]
     return copy.__dict__
@@ -142,12 +143,11 @@ def mutant(module, old: str, new: str) -> dict:
 
 MUTATIONS = {
     # name: (module, line as written, broken line, golden.<function> to replace)
-    "leak-shift": (golden_model, "np.right_shift(v, k, out=scratch)",
-                   "np.right_shift(v, k + 1, out=scratch)", "_run_chunk"),
-    "reset-to-zero": (golden_model, "np.multiply(s, theta, out=scratch)",
-                      "np.multiply(s, v, out=scratch)", "_run_chunk"),
-    "saturation-bound": (lif_model, "hi = np.full_like(a, v_max)",
-                         "hi = np.full_like(a, 2 * v_max)", "saturating_sum"),
+    "leak-shift": (golden_model, "v[i] = x - (x >> leak_shift)",
+                   "v[i] = x - (x >> (leak_shift + 1))", "_lif_layer_kernel"),
+    "reset-to-zero": (golden_model, "x -= theta", "x -= x", "_lif_layer_kernel"),
+    "saturation-bound": (golden_model, "(row[i] >> frac_bits), v_min), v_max)",
+                         "(row[i] >> frac_bits), v_min), 2 * v_max)", "_lif_layer_kernel"),
 }
 
 
