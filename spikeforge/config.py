@@ -10,6 +10,7 @@ This module imports nothing from ``hw``, ``sw`` or ``sim``.
 
 from __future__ import annotations
 
+import functools
 import math
 import tomllib
 from dataclasses import dataclass, field
@@ -284,8 +285,6 @@ class NetworkConfig:
                     f"learning.weight_frac_bits: weight_bits + weight_frac_bits = "
                     f"{self.store_bits} exceeds 24; legal range is "
                     f"[0, {24 - self.weight_bits}]")
-            if self.learning.rounding == "stochastic":
-                self._check_lfsr_width()
             if not 1 <= self.near_threshold <= self.threshold:   # (0, 1] guarantees it
                 raise ConfigError(
                     f"learning.near_fraction: {self.learning.near_fraction} gives the near "
@@ -295,24 +294,6 @@ class NetworkConfig:
                 raise ConfigError(f"learning.dropout_hidden: {self.learning.dropout_hidden} "
                                   f"needs a hidden layer (network.layers {list(self.layers)} "
                                   f"has none); legal value here is 0")
-
-    def _check_lfsr_width(self) -> None:
-        """Stochastic rounding draws up to :attr:`max_rounding_shift` bits from each lane's
-        LFSR in one cycle: the LFSR must be at least that wide."""
-        need = self.max_rounding_shift
-        if need <= lfsr.WIDTH:
-            return
-        fits = [f for f in range(TRACE_FRAC_BITS[0], TRACE_FRAC_BITS[1] + 1)
-                if _acc_max(self.time_steps, self.leak_shift, f).bit_length() + 1 <= lfsr.WIDTH]
-        why = (f"stochastic rounding draws up to acc_bits + 1 = {need} random bits per lane "
-               f"(the clamped lr_shift), the {lfsr.WIDTH}-bit LFSR has {lfsr.WIDTH}")
-        if fits:
-            raise ConfigError(f"learning.trace_frac_bits: {self.learning.trace_frac_bits} is "
-                              f"out of range for rounding = 'stochastic' ({why}); legal range "
-                              f"is [{fits[0]}, {fits[-1]}]")
-        raise ConfigError(f"learning.rounding: 'stochastic' is out of range for time_steps "
-                          f"{self.time_steps} and leak_shift {self.leak_shift} ({why}, even "
-                          f"at trace_frac_bits 0); legal values here are 'nearest', 'floor'")
 
     # ---- derived quantities (never stored, always computed from the fields) ----
     @property
@@ -400,7 +381,7 @@ class NetworkConfig:
         """The eligibility pairs the traces with the near raster (``eligibility = "near"``)."""
         return self.learning is not None and self.learning.eligibility == "near"
 
-    @property
+    @functools.cached_property
     def near_threshold(self) -> int:
         """``theta_near = ceil(near_fraction * theta)``, in ``[1, theta]``: a neuron is *near*
         at a step whose membrane, after the integration and before the threshold test,
@@ -423,9 +404,13 @@ class NetworkConfig:
 
     @property
     def max_rounding_shift(self) -> int:
-        """``acc_bits + 1``: the update clamps ``lr_shift`` to it (with ``acc <= acc_max <
-        2**acc_bits`` nearest and floor rounding give 0 at any larger shift, as at this one;
-        stochastic rounding draws this many bits at most)."""
+        """The update clamps ``lr_shift`` to this. ``nearest`` and ``floor``: ``acc_bits +
+        1`` (with ``acc <= acc_max < 2**acc_bits`` they give 0 at any larger shift, as at
+        this one). ``stochastic``: the LFSR's width, 20, whatever ``acc_bits`` is: a draw
+        has that many bits, and at shifts beyond ``acc_bits + 1`` the update still moves a
+        weight by 1 with probability ``acc / 2**s``, so a falling rate keeps falling."""
+        if self.learning is not None and self.learning.rounding == "stochastic":
+            return lfsr.WIDTH
         return self.acc_max.bit_length() + 1
 
     @property
@@ -437,20 +422,20 @@ class NetworkConfig:
             return ()
         return lfsr.lane_seeds(self.learning.lfsr_seed, self.lanes)
 
-    @property
+    @functools.cached_property
     def dropout_threshold(self) -> int:
         """``k = dropout_hidden * 256``: neuron ``gP + p`` of a hidden population is dropped
         in a training sample iff the low 8 bits of lane ``p``'s mask LFSR state for group
         ``g`` are below ``k``; 0 without dropout (``docs/learning.md``, Dropout)."""
         return self.learning.dropout_steps() if self.learning is not None else 0
 
-    @property
+    @functools.cached_property
     def dropout_layers(self) -> tuple[int, ...]:
         """The LIF layers whose neurons dropout drops: every one but the output layer (their
         populations are the hidden ones); ``()`` without dropout."""
         return tuple(range(self.n_layers - 1)) if self.dropout_threshold else ()
 
-    @property
+    @functools.cached_property
     def dropout_seeds(self) -> tuple[tuple[int, ...], ...]:
         """The reset states of the mask LFSRs: for each of :attr:`dropout_layers` ``l``
         (population ``h = l + 1`` of the ``H = L - 1`` hidden ones) the ``P`` lane states

@@ -102,12 +102,13 @@ def test_training_matches_golden(case):
 
 
 @pytest.mark.parametrize("rounding", ["nearest", "stochastic"])
-@pytest.mark.parametrize("extra", [0, 1, 2, 40])
+@pytest.mark.parametrize("extra", [0, 1, 2, 6, 40])
 def test_rounding_shift_beyond_the_accumulator(extra, rounding):
-    """The unit clamps lr_shift to acc_bits + 1 (any larger shift rounds every acc to 0 in
-    nearest rounding, as that one does; stochastic rounding draws acc_bits + 1 bits then)
-    and starts its accumulators at the rounding offset: shifts around and far beyond the
-    accumulator width give the golden model's weights."""
+    """The unit clamps lr_shift to acc_bits + 1 in nearest rounding (any larger shift
+    rounds every acc to 0, as that one does) and to the LFSR's 20 bits in stochastic
+    rounding (which draws that many bits then), and starts its accumulators at the
+    rounding offset: shifts around and far beyond the accumulator width give the golden
+    model's weights."""
     cfg = case_config("tiny-p1")
     cfg = dataclasses.replace(cfg, learning=dataclasses.replace(cfg.learning,
                                                                 rounding=rounding))
