@@ -11,10 +11,12 @@ weights into a config + integer weights (``docs/nir.md`` is the spec of the mapp
   neuron and quantised by :func:`quantise_float`.
 * :func:`quantise_float`: float weight matrices ``(n_pre, n_post)`` in threshold units (or
   with per-layer float thresholds) -> integer weights and a config.
-* :func:`read_float`: a float weight file -> config + integer weights (:func:`load_float_weights`,
+* :func:`read_float`: a float weight file -> config + integer weights (:func:`load_float_layers`,
   then :func:`quantise_float`).
-* :func:`load_float_weights`: ``.npz`` with ``w0, w1, ...`` of shape ``(n_pre, n_post)``, or a
-  torch state dict of ``nn.Linear`` layers (``weight`` of shape ``(out, in)``).
+* :func:`load_float_layers`: ``.npz`` with ``w0, w1, ...`` of shape ``(n_pre, n_post)``, or a
+  torch state dict's 2-D float tensors (any names; ``keys`` to choose), oriented to chain.
+
+``sw.import_fidelity`` checks an import against the float network and searches its formats.
 
 This module imports ``nir`` (and ``torch`` for ``.pt`` files) lazily.
 """
@@ -181,6 +183,7 @@ class LayerMap:
     v_threshold: float
     gain: float               # membrane units added per unit of NIR weight and input spike
     leak_shift: int | None    # None: no leak (IF)
+    decay: float = 1.0        # the source's membrane factor per step (1 - dt/tau; IF: 1)
     scale: float = 0.0        # integer weight per float weight unit
     clipped: int = 0
     notes: list[str] = field(default_factory=list)
@@ -193,6 +196,8 @@ class Imported:
     exact: bool               # True: read back from our own exporter's metadata
     layers: list[LayerMap]
     lines: list[str]          # the report
+    units: list[np.ndarray] | None = None   # the source in threshold units (foreign only)
+    decays: list[float] | None = None       # the source's membrane decay per step and layer
 
 
 def _text(v):
@@ -294,7 +299,7 @@ def _neuron(name: str, node, dt: float) -> LayerMap:
     k = min(16, max(1, round(-math.log2(decay))))
     notes.append(f"tau/dt = {tau / dt:g}: decay dt/tau = {decay:.4g} per step -> leak_shift "
                  f"{k} (decay 2^-{k} = {2.0 ** -k:.4g})")
-    return LayerMap(name, kind, 0, 0, vth, r * decay, k, notes=notes)
+    return LayerMap(name, kind, 0, 0, vth, r * decay, k, 1.0 - decay, notes=notes)
 
 
 def _own_metadata(graph) -> dict | None:
@@ -378,9 +383,9 @@ def _exact(own: dict, mats) -> tuple[NetworkConfig, list[np.ndarray]] | None:
     return cfg, weights
 
 
-def _from_float(mats, maps, *, quantise="max", weight_bits=8, membrane_bits=16,
+def _from_float(mats, maps, *, quantise="max", weight_bits=8, membrane_bits: int | None = 16,
                 time_steps=20, lanes=1, pixel_bits=8, threshold=None, leak_shift=None,
-                name="imported", dataset="digits") -> Imported:
+                name="imported", dataset="digits", percentile=None) -> Imported:
     shifts = {m.leak_shift for m in maps if m.leak_shift is not None}
     lines = []
     if leak_shift is None:
@@ -398,7 +403,7 @@ def _from_float(mats, maps, *, quantise="max", weight_bits=8, membrane_bits=16,
     q = quantise_float(units, quantise=quantise, weight_bits=weight_bits,
                        membrane_bits=membrane_bits, time_steps=time_steps, lanes=lanes,
                        pixel_bits=pixel_bits, threshold=threshold, leak_shift=leak_shift,
-                       name=name, dataset=dataset)
+                       name=name, dataset=dataset, percentile=percentile)
     for layer, m, clipped in zip(maps, q.layers, [x.clipped for x in q.layers], strict=True):
         layer.scale = m.scale * layer.gain / layer.v_threshold
         layer.clipped = clipped
@@ -408,13 +413,14 @@ def _from_float(mats, maps, *, quantise="max", weight_bits=8, membrane_bits=16,
                      f"integer per NIR weight unit; {clipped} weights clipped")
         lines += [f"import:   {note}" for note in layer.notes]
     lines += q.lines
-    return Imported(q.cfg, q.weights, False, maps, lines)
+    return Imported(q.cfg, q.weights, False, maps, lines, units, [m.decay for m in maps])
 
 
 def quantise_float(units, *, quantise: str = "max", weight_bits: int = 8,
-                   membrane_bits: int = 16, time_steps: int = 20, lanes: int = 1,
+                   membrane_bits: int | None = 16, time_steps: int = 20, lanes: int = 1,
                    pixel_bits: int = 8, threshold: int | None = None, leak_shift: int = 2,
-                   name: str = "imported", dataset: str = "digits") -> Imported:
+                   name: str = "imported", dataset: str = "digits",
+                   percentile: float | None = None, decay: float | None = None) -> Imported:
     """Float weights in *threshold units* (a weight of 1.0 alone lifts a membrane from 0 to
     the firing threshold), one ``(n_pre, n_post)`` array per layer -> integer weights.
 
@@ -441,14 +447,18 @@ def quantise_float(units, *, quantise: str = "max", weight_bits: int = 8,
     w_max = (1 << (weight_bits - 1)) - 1
     w_min = -(1 << (weight_bits - 1))
     if threshold is None:
-        if quantise == "max":
+        if percentile is None and quantise == "percentile":
+            percentile = PERCENTILE
+        if percentile is None:
             a = max(float(np.abs(u).max(initial=0)) for u in units)
         else:
-            a = max(float(np.percentile(np.abs(u), PERCENTILE)) if u.size else 0.0
+            a = max(float(np.percentile(np.abs(u), percentile)) if u.size else 0.0
                     for u in units)
         threshold = max(1, math.floor(w_max / a)) if a > 0 else 1
     threshold = int(threshold)
     need = max(3, (threshold - 1 + w_max).bit_length() + 1)
+    if membrane_bits is None:
+        membrane_bits = min(32, need + 8)
     cfg = NetworkConfig(name=name, layers=(units[0].shape[0], *(u.shape[1] for u in units)),
                         time_steps=time_steps, lanes=min(lanes, max(u.shape[1] for u in units)),
                         weight_bits=weight_bits, membrane_bits=max(membrane_bits, need),
@@ -464,8 +474,10 @@ def quantise_float(units, *, quantise: str = "max", weight_bits: int = 8,
         lines.append(f"quantise: w{i} {u.shape[0]}x{u.shape[1]}: scale {threshold} per "
                      f"threshold unit, |u| max {np.abs(u).max(initial=0):.4g}, {clipped} "
                      f"clipped to [{w_min}, {w_max}], {int((weights[-1] == 0).sum())} zero")
-    lines.append(f"quantise ({quantise}): threshold 1.0 -> {threshold}, {cfg.summary()}")
-    return Imported(cfg, weights, False, maps, lines)
+    lines.append(f"quantise ({quantise if percentile is None else f'{percentile:g}th percentile'})"
+                 f": threshold 1.0 -> {threshold}, {cfg.summary()}")
+    decay = 1.0 - 2.0 ** -leak_shift if decay is None else float(decay)
+    return Imported(cfg, weights, False, maps, lines, units, [decay] * len(units))
 
 
 def read_nir(path, **kwargs) -> Imported:
@@ -482,42 +494,115 @@ def read_nir(path, **kwargs) -> Imported:
 
 
 # ---------------------------------------------------------------- float weight files
-def read_float(path, *, name: str | None = None, **kwargs) -> Imported:
-    """Float weights from ``path`` (see :func:`load_float_weights`) -> config + integer
+def read_float(path, *, name: str | None = None, keys=None, n_inputs: int | None = None,
+               **kwargs) -> Imported:
+    """Float weights from ``path`` (see :func:`load_float_layers`) -> config + integer
     weights by :func:`quantise_float`; the config is named after the file unless ``name``."""
-    return quantise_float(load_float_weights(path), name=name or Path(path).stem, **kwargs)
+    mats, lines = load_float_layers(path, keys=keys, n_inputs=n_inputs)
+    imp = quantise_float(mats, name=name or Path(path).stem, **kwargs)
+    imp.lines[:0] = lines
+    return imp
 
 
 def load_float_weights(path) -> list[np.ndarray]:
-    """Float weights ``(n_pre, n_post)`` per layer from ``.npz`` (keys ``w0, w1, ...``) or a
-    torch state dict (``.pt``/``.pth``: the 2-D ``*.weight`` tensors of ``nn.Linear`` layers,
-    ``(out, in)``, in the dict's order; nonzero biases are refused)."""
+    """:func:`load_float_layers` without the report."""
+    return load_float_layers(path)[0]
+
+
+def load_float_layers(path, keys=None, n_inputs: int | None = None
+                      ) -> tuple[list[np.ndarray], list[str]]:
+    """Float weights ``(n_pre, n_post)`` per layer and a report of what was taken.
+
+    ``.npz``: arrays ``w0, w1, ...`` of shape ``(n_pre, n_post)``. A torch state dict
+    (``.pt``/``.pth``, or a saved module): its 2-D floating-point tensors in the dict's order
+    (``keys``: these names, in this order, instead), each oriented so that consecutive
+    layers chain and the first reads ``n_inputs`` (when given); where both orientations
+    chain, ``*.weight`` (``nn.Linear``, ``(out, in)``) is transposed and any other name is
+    taken as ``(n_pre, n_post)``. A nonzero 1-D ``*bias*`` is refused; other tensors are
+    listed and skipped."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"--float {str(path)!r}: no such file")
-    if path.suffix in (".pt", ".pth"):
-        import torch
+    if path.suffix not in (".pt", ".pth"):
+        if keys:
+            raise ConfigError("--keys: only for torch state dicts (.pt/.pth); an .npz file "
+                              "gives its layers as w0, w1, ...")
+        return _load_npz(path), [f"import: {path}: arrays w0, w1, ... (n_pre, n_post)"]
+    import torch
 
+    try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-        if hasattr(state, "state_dict"):
-            state = state.state_dict()
-        mats = []
-        for key, t in state.items():
-            arr = t.detach().cpu().double().numpy()
-            if key.split(".")[-1] == "bias" and np.any(arr != 0):
-                raise ConfigError(f"--float {path}: {key} is a nonzero bias; spikeforge "
-                                  f"neurons have no bias input (train with bias=False)")
-            if key.split(".")[-1] == "weight" and arr.ndim == 2:
-                mats.append(arr.T)
-        if not mats:
-            raise ConfigError(f"--float {path}: no 2-D '*.weight' tensors (nn.Linear layers)")
-        return mats
+    except Exception as exc:          # pickle, zip and torch raise many types on a bad file
+        raise ConfigError(f"--float {path}: not a readable torch file: {exc}") from exc
+    if hasattr(state, "state_dict"):
+        state = state.state_dict()
+    if not isinstance(state, dict):
+        raise ConfigError(f"--float {path}: holds a {type(state).__name__}, not a state dict")
+    found = {k: t for k, t in state.items() if hasattr(t, "detach")}
+    listing = ", ".join(f"{k} {tuple(t.shape)}" for k, t in found.items())
+    if keys:
+        missing = [k for k in keys if k not in found]
+        if missing:
+            raise ConfigError(f"--keys: {missing} not in {path}; it holds: {listing}")
+        chosen = list(keys)
+    else:
+        chosen = [k for k, t in found.items() if t.ndim == 2 and t.is_floating_point()]
+        for k, t in found.items():
+            if t.ndim == 1 and "bias" in k and bool((t != 0).any()):
+                raise ConfigError(f"--float {path}: {k} is a nonzero bias; spikeforge neurons "
+                                  f"have no bias input (train with bias=False)")
+    if not chosen:
+        raise ConfigError(f"--float {path}: no 2-D floating-point tensors (one weight matrix "
+                          f"per layer); it holds: {listing or 'nothing'}")
+    raw = [found[k].detach().cpu().double().numpy() for k in chosen]
+    for k, a in zip(chosen, raw, strict=True):
+        if a.ndim != 2:
+            raise ConfigError(f"--keys: {k} has shape {a.shape}, not a 2-D weight matrix")
+    mats, how = _orient(chosen, raw, n_inputs, path)
+    lines = [f"import: {path}: tensors {listing}",
+             f"import: took {len(mats)} layers: " + ", ".join(
+                 f"{k} as {m.shape[0]}x{m.shape[1]} ({h})"
+                 for k, m, h in zip(chosen, mats, how, strict=True))]
+    skipped = [k for k in found if k not in chosen]
+    if skipped:
+        lines.append(f"import: skipped {', '.join(skipped)} (--keys to choose)")
+    return mats, lines
+
+
+def _orient(names, raw, n_inputs, path):
+    """Each matrix as stored or transposed so that the chain holds (see
+    :func:`load_float_layers`); ConfigError when no orientation does."""
+    import itertools
+
+    def chains(flips):
+        mats = [a.T if f else a for a, f in zip(raw, flips, strict=True)]
+        ok = all(a.shape[1] == b.shape[0] for a, b in itertools.pairwise(mats))
+        return ok and (n_inputs is None or mats[0].shape[0] == n_inputs)
+
+    if len(raw) > 12:
+        raise ConfigError(f"--float {path}: {len(raw)} weight matrices; choose the layers "
+                          f"with --keys")
+    options = [f for f in itertools.product((False, True), repeat=len(raw)) if chains(f)]
+    if not options:
+        shapes = ", ".join(f"{k} {a.shape}" for k, a in zip(names, raw, strict=True))
+        raise ConfigError(f"--float {path}: the matrices {shapes} do not chain into layers "
+                          f"in either orientation" + (f" from {n_inputs} inputs" if n_inputs
+                                                      else "") + "; choose them with --keys")
+    convention = tuple(k.endswith(".weight") for k in names)
+    flips = convention if convention in options else options[0]
+    how = ["(out, in) transposed" if f else "(in, out) as stored" for f in flips]
+    if len(options) > 1 and convention not in options:
+        how = [h + ", ambiguous" for h in how]
+    return [np.ascontiguousarray(a.T if f else a) for a, f in zip(raw, flips, strict=True)], how
+
+
+def _load_npz(path) -> list[np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as data:
             keys = [f"w{i}" for i in range(len(data.files)) if f"w{i}" in data]
             if not keys:
                 raise ConfigError(f"--float {path}: no arrays w0, w1, ... of shape "
-                                  f"(n_pre, n_post)")
+                                  f"(n_pre, n_post); it holds {sorted(data.files)}")
             return [np.asarray(data[k], dtype=np.float64) for k in keys]
     except (OSError, ValueError) as exc:
         if isinstance(exc, ConfigError):
@@ -525,8 +610,10 @@ def load_float_weights(path) -> list[np.ndarray]:
         raise ConfigError(f"--float {path}: not a readable .npz file: {exc}") from exc
 
 
-def evaluate(cfg: NetworkConfig, weights, samples: int | None = None) -> tuple[float, int]:
-    """Golden-model accuracy on the first ``samples`` test samples of the config's dataset."""
+def evaluate(cfg: NetworkConfig, weights, samples: int | None = None,
+             progress=None) -> tuple[float, int]:
+    """Golden-model accuracy on the first ``samples`` test samples of the config's dataset,
+    in batches of 500 (``progress(n)`` after each: a progress bar's update)."""
     from spikeforge.sw.datasets import load_dataset
     from spikeforge.sw.golden import run_network
 
@@ -535,5 +622,11 @@ def evaluate(cfg: NetworkConfig, weights, samples: int | None = None) -> tuple[f
         raise ConfigError(f"evaluate: dataset {data.name} has {data.n_inputs} inputs, the "
                           f"network {cfg.layers[0]}")
     n = len(data.test_labels) if samples is None else min(samples, len(data.test_labels))
-    run = run_network(cfg, weights, data.test_pixels[:n])
-    return float((run.predictions == data.test_labels[:n]).mean()), n
+    right = 0
+    for b0 in range(0, n, 500):
+        b1 = min(n, b0 + 500)
+        run = run_network(cfg, weights, data.test_pixels[b0:b1])
+        right += int((run.predictions == data.test_labels[b0:b1]).sum())
+        if progress is not None:
+            progress(b1 - b0)
+    return right / max(n, 1), n

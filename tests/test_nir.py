@@ -232,7 +232,8 @@ def test_float_npz_and_torch_state_dict(tmp_path, capsys):
     assert main(["import", "--float", str(tmp_path / "f.pt"), "--config-out", str(toml),
                  "--weights-out", str(w), "--threshold", "40", "--weight-bits", "7",
                  "--membrane-bits", "12", "--time-steps", "12", "--lanes", "3",
-                 "--leak-shift", "3", "--evaluate", "50"]) == 0
+                 "--leak-shift", "3", "--evaluate", "50", "--min-agreement", "80",
+                 "--input-delay", "1"]) == 0      # the float twin of our own network
     out = capsys.readouterr().out
     assert "golden model accuracy" in out
     got = load_config(toml)
