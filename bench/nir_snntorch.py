@@ -111,6 +111,7 @@ def main(argv=None) -> int:
     net = make_net(args.hidden)
     train_s = train(net, enc["train"], data.train_labels, args.epochs)
     imp, gold = forward(net, enc["test"], data, args, train_s)
+    cli_import(net, enc["test"], data)
     if not args.no_rtl:
         rtl_check(imp.cfg, imp.weights, data, gold, args.jobs)
     default_threads = DEFAULT_THREADS
@@ -213,6 +214,35 @@ def forward(net, test_enc: np.ndarray, data, args, train_s: float):
     print(f"nir_snntorch: inference on {n} samples: snnTorch {float_s * 1e3:.1f} ms, golden "
           f"model {gold_s * 1e3:.1f} ms (1 torch thread)")
     return imp, gold
+
+
+def cli_import(net, test_enc: np.ndarray, data) -> None:
+    """The same snnTorch export through ``spikeforge import --nir`` with every option at its
+    default (issue 21): formats searched, snnTorch's same-step layers compensated."""
+    import nir
+    import torch
+    from snntorch.export_nir import export_to_nir
+
+    from spikeforge.cli import main as cli
+    from spikeforge.config import load_config
+    from spikeforge.sw.weights import load_weights
+
+    counts, _ = float_inference(net, test_enc)
+    with tempfile.TemporaryDirectory() as tmp:
+        path, toml, npz = Path(tmp) / "net.nir", Path(tmp) / "c.toml", Path(tmp) / "w.npz"
+        nir.write(str(path), export_to_nir(net, torch.zeros(1, 64), ignore_dims=[0]))
+        if cli(["import", "--nir", str(path), "--config-out", str(toml), "--weights-out",
+                str(npz)]):
+            print("nir_snntorch: spikeforge import with the defaults refused the graph")
+            return
+        cfg = load_config(toml)
+        gold = run_network(cfg, load_weights(npz, cfg), data.test_pixels)
+    acc = float((gold.predictions == data.test_labels).mean())
+    f_acc = float((predict(counts) == data.test_labels).mean())
+    agree = float((gold.predictions == predict(counts)).mean())
+    print(f"nir_snntorch: spikeforge import --nir with the defaults ({cfg.summary()}): "
+          f"accuracy {100 * acc:.2f}% against snnTorch's {100 * f_acc:.2f}%; predictions "
+          f"agree on {100 * agree:.1f}% of {len(gold.predictions)}")
 
 
 def rtl_check(cfg, weights, data, gold, jobs: int) -> None:
