@@ -25,7 +25,7 @@ for the smallest formats whose prediction agreement reaches a target: ``--weight
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -126,17 +126,13 @@ class LayerStats:
         return text
 
 
-def weight_stats(units: list[np.ndarray], weights: list[np.ndarray], threshold: int,
-                 w_min: int, w_max: int) -> list[LayerStats]:
-    """Per layer: how many of ``round(u * threshold)`` left ``[w_min, w_max]`` and how many
-    nonzero ``u`` became integer 0."""
-    out = []
-    for i, (u, w) in enumerate(zip(units, weights, strict=True)):
-        raw = np.rint(np.asarray(u, dtype=np.float64) * threshold)
-        out.append(LayerStats(f"w{i}", tuple(u.shape), int(((raw < w_min) | (raw > w_max)).sum()),
-                              int(((u != 0) & (np.asarray(w) == 0)).sum()),
-                              int((u != 0).sum())))
-    return out
+def weight_stats(imp) -> list[LayerStats]:
+    """Per layer of an :class:`sw.nir_io.Imported`: the weights its quantisation clipped
+    (counted there) and the nonzero source weights that became integer 0."""
+    return [LayerStats(f"w{i}", tuple(u.shape), layer.clipped,
+                       int(((u != 0) & (np.asarray(w) == 0)).sum()), int((u != 0).sum()))
+            for i, (u, w, layer) in enumerate(zip(imp.units, imp.weights, imp.layers,
+                                                  strict=True))]
 
 
 @dataclass
@@ -152,7 +148,6 @@ class Fidelity:
     output_fires: float
     int_accuracy: float | None = None
     float_accuracy: float | None = None
-    notes: list[str] = field(default_factory=list)
 
     def score(self) -> tuple[float, float]:
         """What the format search maximises: prediction agreement, then identical counts."""
@@ -169,7 +164,7 @@ class Fidelity:
                    f"{100 * self.predictions_agree:.1f}%, output counts identical on "
                    f"{100 * self.counts_identical:.1f}%, output layer fires on "
                    f"{100 * self.output_fires:.1f}% of samples{acc}")
-        return out + [f"fidelity: {n}" for n in self.notes]
+        return out
 
 
 def _agreement(ours: np.ndarray, theirs: np.ndarray) -> float:
@@ -177,19 +172,27 @@ def _agreement(ours: np.ndarray, theirs: np.ndarray) -> float:
     return float(both / either) if either else 1.0
 
 
-def measure(cfg, weights: list[np.ndarray], units: list[np.ndarray], decays: list[float],
-            timing: SourceTiming, pixels: np.ndarray, labels: np.ndarray | None,
-            source: str, float_run: list[np.ndarray] | None = None) -> Fidelity:
-    """:class:`Fidelity` of integer ``weights`` under ``cfg`` (whose ``time_steps`` include
-    ``timing``'s extra steps) against the float source ``units`` on ``pixels``. Pass
-    ``float_run`` (:func:`float_forward` of the same inputs) to reuse it across formats."""
-    extra = timing.extra_steps(cfg.n_layers)
-    steps = cfg.time_steps - extra
+def source_run(imp, timing: SourceTiming, pixels: np.ndarray) -> list[np.ndarray]:
+    """The float source of an import on ``pixels``: :func:`float_forward` of our encoder's
+    raster over the source's own ``T`` steps (the config's, less the compensating ones)."""
+    cfg = imp.cfg
+    steps = cfg.time_steps - timing.extra_steps(cfg.n_layers)
     raster = golden.encode(cfg, golden.check_pixels(cfg, pixels))
-    run = golden.run_raster(cfg, weights, raster)
+    return float_forward(imp.units, imp.decays, raster[:, :steps], timing)
+
+
+def measure(imp, timing: SourceTiming, pixels: np.ndarray, labels: np.ndarray | None,
+            source: str, float_run: list[np.ndarray] | None = None) -> Fidelity:
+    """:class:`Fidelity` of an import (:class:`sw.nir_io.Imported`: its config, whose
+    ``time_steps`` include ``timing``'s extra steps, integer weights and float source) on
+    ``pixels``. Pass ``float_run`` (:func:`float_forward` of the same inputs) to reuse it
+    across formats."""
+    cfg = imp.cfg
+    steps = cfg.time_steps - timing.extra_steps(cfg.n_layers)
+    run = golden.run_network(cfg, imp.weights, pixels)
     if float_run is None:
-        float_run = float_forward(units, decays, raster[:, :steps], timing)
-    stats = weight_stats(units, weights, cfg.threshold, cfg.w_min, cfg.w_max)
+        float_run = source_run(imp, timing, pixels)
+    stats = weight_stats(imp)
     for layer, st in enumerate(stats):
         lag = timing.lag(layer)
         ours = run.rasters[layer + 1][:, lag:lag + steps]
@@ -229,9 +232,8 @@ def problems(fid: Fidelity, target: float) -> list[str]:
     return out
 
 
-def choose_formats(quantise, units: list[np.ndarray], decays: list[float], timing: SourceTiming,
-                   pixels: np.ndarray, labels: np.ndarray | None, source: str,
-                   target: float, progress=None):
+def choose_formats(quantise, timing: SourceTiming, pixels: np.ndarray,
+                   labels: np.ndarray | None, source: str, target: float, progress=None):
     """The smallest weight width (of :data:`AUTO_WEIGHT_BITS`), the scale (of
     :data:`AUTO_PERCENTILES`) whose prediction agreement reaches ``target`` (the best of
     all tried where none does), then the smallest membrane width that keeps it at the target
@@ -246,12 +248,9 @@ def choose_formats(quantise, units: list[np.ndarray], decays: list[float], timin
 
     def check(imp):
         nonlocal float_run
-        steps = imp.cfg.time_steps - timing.extra_steps(imp.cfg.n_layers)
         if float_run is None:
-            raster = golden.encode(imp.cfg, golden.check_pixels(imp.cfg, pixels))
-            float_run = float_forward(units, decays, raster[:, :steps], timing)
-        fid = measure(imp.cfg, imp.weights, units, decays, timing, pixels, labels, source,
-                      float_run)
+            float_run = source_run(imp, timing, pixels)
+        fid = measure(imp, timing, pixels, labels, source, float_run)
         if progress is not None:
             progress()
         return fid

@@ -327,7 +327,7 @@ def import_graph(graph, *, quantise: str = "max", dt: float | None = None,
     own = _own_metadata(graph)
     if dt is None:
         dt = float(own["dt"]) if own else DT
-    n_in = int(np.prod(np.asarray(nodes[order[0]].input_type["input"])))
+    n_in = _n_inputs(graph, order)
     mats, maps = [], []
     body = order[1:-1]
     if len(body) % 2 or not body:
@@ -480,17 +480,31 @@ def quantise_float(units, *, quantise: str = "max", weight_bits: int = 8,
     return Imported(cfg, weights, False, maps, lines, units, [decay] * len(units))
 
 
-def read_nir(path, **kwargs) -> Imported:
+def _n_inputs(graph, order: list[str]) -> int:
+    return int(np.prod(np.asarray(graph.nodes[order[0]].input_type["input"])))
+
+
+def chain_shape(graph) -> tuple[int, int]:
+    """``(LIF layers, inputs)`` of a NIR chain (:func:`import_graph` refuses other graphs)."""
+    order = _chain(graph)
+    return max(1, (len(order) - 2) // 2), _n_inputs(graph, order)
+
+
+def load_nir(path):
+    """The NIR graph in file ``path``, or a ConfigError naming the file and the problem."""
     import nir
 
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"--nir {str(path)!r}: no such file")
     try:
-        graph = nir.read(str(path))
+        return nir.read(str(path))
     except Exception as exc:      # h5py/nir raise many types on a bad file
         raise ConfigError(f"--nir {str(path)!r}: not a readable NIR file: {exc}") from exc
-    return import_graph(graph, **kwargs)
+
+
+def read_nir(path, **kwargs) -> Imported:
+    return import_graph(load_nir(path), **kwargs)
 
 
 # ---------------------------------------------------------------- float weight files

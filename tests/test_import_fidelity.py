@@ -129,8 +129,7 @@ def test_zero_delay_source_is_compensated(trained):
         # the float source is always the zero-delay one; ours assumes `assumed`
         src = float_forward(net.weights, q.decays, golden.encode(q.cfg, pixels)[:, :20],
                             SourceTiming(0, 1))
-        fid = measure(q.cfg, q.weights, net.weights, q.decays, timing, pixels, labels, "t",
-                      float_run=src if assumed == 0 else None)
+        fid = measure(q, timing, pixels, labels, "t", float_run=src if assumed == 0 else None)
         if assumed == 1:   # measured against the true (zero-delay) source's counts
             ours = golden.run_network(q.cfg, q.weights, pixels).counts
             fid.counts_identical = float((ours == src[-1].sum(axis=1)).all(axis=1).mean())

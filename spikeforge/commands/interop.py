@@ -5,6 +5,7 @@ graph, and NIR graphs or float weights back into a config and integer weights
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import sys
 from pathlib import Path
@@ -129,7 +130,7 @@ def run_import(args) -> int:
     from spikeforge.sw import import_fidelity as fidelity
     from spikeforge.sw.nir_io import config_to_toml
 
-    source, quantise, lines, timing = _read_source(args)
+    source, quantise, lines, timing, data = _read_source(args)
     imp = quantise(None if args.weight_bits == "auto" else args.weight_bits, None, None)
     if imp.exact:
         for line in imp.lines:
@@ -137,13 +138,12 @@ def run_import(args) -> int:
     else:
         for line in lines:
             print(line)
-        pixels, labels, where = _check_inputs(imp.cfg, args)
+        pixels, labels, where = _check_inputs(imp.cfg, data, args.check_samples)
         target = args.min_agreement / 100
         if args.weight_bits == "auto":
-            fid, imp = _auto(quantise, imp, timing, pixels, labels, where, target)
+            fid, imp = _auto(quantise, timing, pixels, labels, where, target)
         else:
-            fid = fidelity.measure(imp.cfg, imp.weights, imp.units, imp.decays, timing, pixels,
-                                   labels, where)
+            fid = fidelity.measure(imp, timing, pixels, labels, where)
         for line in imp.lines + fid.lines():
             print(line)
         bad = fidelity.problems(fid, target)
@@ -170,111 +170,98 @@ def run_import(args) -> int:
 
 def _read_source(args):
     """The source read and checked: ``(description, quantise(bits, percentile, membrane),
-    report lines, SourceTiming)``; nothing is quantised yet."""
+    report lines, SourceTiming, check data)``; nothing is quantised yet. ``check data``:
+    ``(Dataset, "")``, or ``(None, why)`` when the dataset's files are not here."""
     from spikeforge.sw.import_fidelity import SourceTiming
-    from spikeforge.sw.nir_io import import_graph, load_float_layers, quantise_float, read_nir
+    from spikeforge.sw.nir_io import (
+        chain_shape,
+        import_graph,
+        load_float_layers,
+        load_nir,
+        quantise_float,
+    )
 
     options = {k: getattr(args, k) for k in CONFIG_OPTIONS if getattr(args, k) is not None}
     steps = 20 if args.time_steps is None else args.time_steps
+    defaults = (0, 0) if args.nir else (0, 1)        # NIR: snnTorch's; float: desire's
+    timing = SourceTiming(*(d if a is None else a for a, d in
+                            zip((args.input_delay, args.layer_delay), defaults, strict=True)))
+    data = _load_data(args.dataset, args) if args.dataset else None
     if args.nir:
         if args.keys or args.decay is not None:
             raise UsageError("--keys and --decay are for --float; a NIR graph names its "
                              "layers and time constants")
-        timing = SourceTiming(0 if args.input_delay is None else args.input_delay,
-                              0 if args.layer_delay is None else args.layer_delay)
-        import nir
-
-        try:
-            graph = nir.read(args.nir) if Path(args.nir).is_file() else None
-        except Exception as exc:      # h5py/nir raise many types on a bad file
-            raise ConfigError(f"--nir {args.nir!r}: not a readable NIR file: {exc}") from exc
-        if graph is None:
-            read_nir(args.nir)        # its error: no such file
-        n_layers, n_in = _nir_shape(graph)
-        dataset = _dataset(args, n_in)
+        graph = load_nir(args.nir)
+        n_layers, n_in = chain_shape(graph)
         if args.leak_shift is not None:
             options["leak_shift"] = args.leak_shift
-
-        def quantise(bits, percentile, membrane):
-            opts = dict(options, dataset=dataset, percentile=percentile,
-                        time_steps=steps + timing.extra_steps(n_layers))
-            if bits is not None:
-                opts["weight_bits"] = bits
-            if membrane is not None or bits is None:
-                opts["membrane_bits"] = membrane
-            return import_graph(graph, quantise=args.quantise, dt=args.dt, **opts)
-
-        description = f"NIR graph {args.nir}"
-        lines = []
+        convert = functools.partial(import_graph, graph, quantise=args.quantise, dt=args.dt)
+        description, lines = f"NIR graph {args.nir}", []
     else:
-        if args.input_delay is None and args.layer_delay is None:
-            timing = SourceTiming(0, 1)
-        else:
-            timing = SourceTiming(0 if args.input_delay is None else args.input_delay,
-                                  1 if args.layer_delay is None else args.layer_delay)
-        dataset_inputs = None
-        if args.dataset is not None:
-            dataset_inputs = _dataset_inputs(args.dataset)
-        mats, lines = load_float_layers(args.float, keys=args.keys, n_inputs=dataset_inputs)
+        mats, lines = load_float_layers(args.float, keys=args.keys,
+                                        n_inputs=_inputs(args.dataset, data))
         n_layers, n_in = len(mats), mats[0].shape[0]
-        dataset = _dataset(args, n_in)
         decay, leak_shift, note = _leak(args)
         lines.append(note)
-
-        def quantise(bits, percentile, membrane):
-            opts = dict(options, dataset=dataset, percentile=percentile, decay=decay,
-                        leak_shift=leak_shift, name=args.name or Path(args.float).stem,
-                        time_steps=steps + timing.extra_steps(n_layers))
-            if bits is not None:
-                opts["weight_bits"] = bits
-            if membrane is not None or bits is None:
-                opts["membrane_bits"] = membrane
-            return quantise_float(mats, quantise=args.quantise, **opts)
-
+        options.update(decay=decay, leak_shift=leak_shift,
+                       name=args.name or Path(args.float).stem)
+        convert = functools.partial(quantise_float, mats, quantise=args.quantise)
         description = f"float weights {args.float} (threshold units)"
+    dataset, data = _dataset(args, n_in, data)
+    options.update(dataset=dataset, time_steps=steps + timing.extra_steps(n_layers))
+
+    def quantise(bits, percentile, membrane):
+        opts = dict(options, percentile=percentile)
+        if bits is not None:
+            opts["weight_bits"] = bits
+        if membrane is not None or bits is None:
+            opts["membrane_bits"] = membrane
+        return convert(**opts)
+
     extra = timing.extra_steps(n_layers)
     lines.append(f"timing: the source's {timing.describe()}: "
                  + (f"ours lags it by {extra} step(s) at the output, so the config runs "
                     f"{steps} + {extra} = {steps + extra} time steps (the output counts over "
                     f"them are the source's over {steps})" if extra else
                     f"the same as ours, {steps} time steps"))
-    return description, quantise, lines, timing
+    return description, quantise, lines, timing, data
 
 
-def _nir_shape(graph) -> tuple[int, int]:
-    """(LIF layers, inputs) of a NIR chain, for the checks before quantising."""
-    import numpy as np
-
-    from spikeforge.sw.nir_io import _chain
-
-    order = _chain(graph)
-    n_in = int(np.prod(np.asarray(graph.nodes[order[0]].input_type["input"])))
-    return max(1, (len(order) - 2) // 2), n_in
-
-
-def _dataset_inputs(name: str) -> int:
+def _load_data(name: str, args):
+    """``(Dataset, "")`` of ``name`` at the import's pixel width, or ``(None, why)`` when its
+    files are not on this machine."""
     from spikeforge.sw.datasets import DatasetError, load_dataset
 
     try:
-        return load_dataset(name).n_inputs
-    except DatasetError:
-        return 64 if name == "digits" else 784
+        return load_dataset(name, args.pixel_bits or 8), ""
+    except DatasetError as exc:
+        return None, str(exc)
 
 
-def _dataset(args, n_in: int) -> str:
-    """``--dataset``, checked against the network's inputs; digits for 64 inputs without it."""
+def _inputs(name: str | None, data) -> int | None:
+    """Inputs per sample of dataset ``name`` (its files, or its known size without them)."""
+    if name is None:
+        return None
+    if data[0] is not None:
+        return data[0].n_inputs
+    return 64 if name == "digits" else 784
+
+
+def _dataset(args, n_in: int, data):
+    """``(name, check data)`` of ``--dataset``, checked against the network's inputs;
+    digits for 64 inputs without it."""
     if args.dataset is None:
         if n_in == 64:
-            return "digits"
+            return "digits", _load_data("digits", args)
         raise UsageError(f"--dataset: the network reads {n_in} inputs; name its data "
                          f"({', '.join(d for d in DATASETS if d != 'digits')} for 28x28 = "
                          f"784): the config records it and the check runs on it; nothing "
                          f"written")
-    want = _dataset_inputs(args.dataset)
+    want = _inputs(args.dataset, data)
     if want != n_in:
         raise UsageError(f"--dataset {args.dataset}: {want} inputs per sample, the network "
                          f"reads {n_in}; nothing written")
-    return args.dataset
+    return args.dataset, data
 
 
 def _leak(args) -> tuple[float, int, str]:
@@ -293,26 +280,22 @@ def _leak(args) -> tuple[float, int, str]:
                       f"{'exact' if ours == decay else 'off'}; floored shifts)")
 
 
-def _check_inputs(cfg, args):
-    """``(pixels, labels, description)`` of the fidelity check: the first test images of
-    the dataset, or random images when its files are not on this machine."""
+def _check_inputs(cfg, data, n: int):
+    """``(pixels, labels, description)`` of the fidelity check: the first ``n`` test images
+    of the dataset, or random images when its files are not on this machine."""
     import numpy as np
 
-    from spikeforge.sw.datasets import DatasetError, load_dataset
-
-    n = args.check_samples
-    try:
-        data = load_dataset(cfg.dataset, cfg.pixel_bits)
-        return (data.test_pixels[:n], data.test_labels[:n],
+    dataset, why = data
+    if dataset is not None:
+        return (dataset.test_pixels[:n], dataset.test_labels[:n],
                 f"{cfg.dataset} test samples (the first)")
-    except DatasetError as exc:
-        rng = np.random.default_rng(0)
-        pixels = rng.integers(0, cfg.pixel_max + 1, size=(n, cfg.layers[0]))
-        pixels[rng.random(pixels.shape) < 0.7] = 0
-        return pixels, None, f"random images ({cfg.dataset} not here: {exc})"
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, cfg.pixel_max + 1, size=(n, cfg.layers[0]))
+    pixels[rng.random(pixels.shape) < 0.7] = 0
+    return pixels, None, f"random images ({cfg.dataset} not here: {why})"
 
 
-def _auto(quantise, first, timing, pixels, labels, where, target):
+def _auto(quantise, timing, pixels, labels, where, target):
     """--weight-bits auto, with a progress bar over the formats tried."""
     from tqdm import tqdm
 
@@ -320,8 +303,8 @@ def _auto(quantise, first, timing, pixels, labels, where, target):
 
     with tqdm(desc="import: formats", unit="format", dynamic_ncols=True,
               disable=not sys.stderr.isatty()) as bar:
-        imp, fid, lines = choose_formats(quantise, first.units, first.decays, timing, pixels,
-                                         labels, where, target, progress=bar.update)
+        imp, fid, lines = choose_formats(quantise, timing, pixels, labels, where, target,
+                                         progress=bar.update)
     imp.lines.extend(lines)
     return fid, imp
 
