@@ -22,17 +22,14 @@ DRAIN_STATES = tuple("EOS_DRAIN" if i == 0 else f"EOS_DRAIN{i + 1}"
                      for i in range(INTEGRATE_DRAIN))
 
 
-
 def times_constant(value, k: int):
     """``value * k`` for a constant ``k >= 1`` as a sum of shifted copies of ``value``, one per
     set bit of ``k``: adders in the fabric. Yosys maps a constant product that is not a power
     of two to a MULT18X18D on the ECP5, whose 3.9 ns (after the input FIFO's block RAM
     output) was fmnist-320-64-ecp5's longest path (G = 20)."""
     terms = [value << b for b in range(k.bit_length()) if k >> b & 1]
-    total = terms[0]
-    for term in terms[1:]:
-        total = total + term
-    return total
+    return sum(terms[1:], terms[0])
+
 
 class LIFLayer(wiring.Component):
     """``n_post`` LIF neurons fed by ``n_pre`` presynaptic neurons, ``lanes`` at a time.

@@ -489,10 +489,6 @@ def _trace_max(time_steps: int, leak_shift: int, trace_frac_bits: int) -> int:
     return x
 
 
-def _acc_max(time_steps: int, leak_shift: int, trace_frac_bits: int) -> int:
-    return (time_steps - 1) * _trace_max(time_steps, leak_shift, trace_frac_bits)
-
-
 _SCHEMA = {
     "name": None,
     "dataset": None,

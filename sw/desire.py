@@ -591,9 +591,9 @@ def _update_layer(cfg, stored: np.ndarray, desire: Desire,
         shift = min(lr_shift, cfg.max_rounding_shift)
         half, stochastic = 0, True
         where, first, group_index, groups = draws
-    _apply_update(old, w, live.astype(np.int64), cols.astype(np.int64), acc, sign, shift, half,
-                  stochastic, lfsr_mod.sequence(), where, first, group_index, groups,
-                  cfg.lanes, cfg.store_min, cfg.store_max)
+    _apply_update(old, w, live.astype(np.int64, copy=False), cols.astype(np.int64, copy=False),
+                  acc, sign, shift, half, stochastic, lfsr_mod.sequence(), where, first,
+                  group_index, groups, cfg.lanes, cfg.store_min, cfg.store_max)
     return w
 
 

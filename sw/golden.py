@@ -80,8 +80,8 @@ def run_layer(cfg, weights: np.ndarray, pre_raster: np.ndarray,
     near = np.zeros_like(out) if want_near else np.zeros((1, 1, 1), dtype=bool)
     args = (w, frac_bits, cfg.threshold, cfg.leak_shift, cfg.v_min, cfg.v_max,
             near_threshold if want_near else cfg.threshold, want_near)
-    slices = [slice(b, min(batch, b + -(-batch // max(1, workers))))
-              for b in range(0, batch, -(-batch // max(1, workers)))] if batch else []
+    size = max(1, -(-batch // max(1, workers)))       # samples per thread
+    slices = [slice(b, b + size) for b in range(0, batch, size)]
     if workers > 1 and len(slices) > 1:
         with ThreadPoolExecutor(workers) as pool:
             list(pool.map(lambda s: _lif_layer_kernel(
