@@ -54,7 +54,7 @@ def make_config(layers) -> NetworkConfig:
 
 def time_golden(cfg, stored0, pixels, labels):
     """(wall s, CPU s, spikes per population) of training on the samples in order."""
-    stored = [w.copy() for w in stored0]
+    stored = [np.array(w, dtype=cfg.store_dtype) for w in stored0]   # as the trainer holds them
     spikes = np.zeros(len(cfg.layers))
     wall, cpu = time.perf_counter(), time.process_time()
     lfsr = masks = None

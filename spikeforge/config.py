@@ -353,6 +353,13 @@ class NetworkConfig:
         return self.weight_bits + self.frac_bits
 
     @property
+    def store_dtype(self) -> str:
+        """The narrowest numpy integer type of a stored weight: ``"int16"`` up to 16 bits
+        (the golden model then integrates in ``int32``, :func:`sw.golden.membrane_type`),
+        ``"int32"`` up to 32, else ``"int64"``."""
+        return next(f"int{bits}" for bits in (16, 32, 64) if self.store_bits <= bits)
+
+    @property
     def store_min(self) -> int:
         return -(1 << (self.store_bits - 1))
 

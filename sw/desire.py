@@ -33,8 +33,9 @@ Fast paths: every matrix product here is an integer sum far below ``2**53`` and 
 in float BLAS (:func:`sw.lif.int_matmul`), which is exact for such sums; the forward pass
 is the spec's per-spike loop compiled with numba (:func:`sw.golden.run_layer`); an update
 only touches the presynaptic rows that spiked and the active columns that fired (or were
-near), in one compiled pass that also draws the stochastic rounding offsets
-(:func:`_apply_update`, the same numbers as :func:`update` with :func:`rounding_offsets`).
+near), in one compiled pass per layer that also makes the traces and the eligibility and
+draws the stochastic rounding offsets (:func:`_update_kernel`, the same numbers as
+:func:`traces`, :func:`eligibility`, :func:`update` and :func:`rounding_offsets`).
 ``tests/test_desire.py`` checks all of it against plain integer loops of the spec.
 """
 
@@ -50,7 +51,7 @@ from spikeforge import lfsr as lfsr_mod
 from spikeforge.config import DROPOUT_BITS, DROPOUT_STEPS
 from spikeforge.sw import cycles
 from spikeforge.sw.golden import NetworkRun, check_pixels, check_raster, encode, predict, run_layer
-from spikeforge.sw.lif import exact_matmul, int_matmul
+from spikeforge.sw.lif import int_matmul
 
 
 @dataclass
@@ -161,11 +162,6 @@ def traces(cfg, pre_raster: np.ndarray) -> np.ndarray:
 def eligibility(x: np.ndarray, post_raster: np.ndarray) -> np.ndarray:
     """``acc[j, i] = sum_t s_post[t, i] * x[t, j]`` (exact integers), ``(N_pre, N_post)``."""
     return int_matmul(np.asarray(x).T, post_raster)
-
-
-def _eligibility(cfg, x: np.ndarray, post_raster: np.ndarray) -> np.ndarray:
-    """:func:`eligibility` of traces made by :func:`traces` (``0 <= x <= trace_max``)."""
-    return exact_matmul(x.T, post_raster, len(post_raster) * _desire_constants(cfg)[3])
 
 
 def update(cfg, stored: np.ndarray, desire: Desire, acc: np.ndarray, lr_shift: int,
@@ -457,7 +453,8 @@ def update_weights(cfg, stored: list[np.ndarray], rasters: list[np.ndarray],
     Returns
     -------
     weights : list of ndarray
-        New stored weights (int64 copies). Only presynaptic rows that spiked before the last
+        New stored weights (copies, of the type of ``stored``: int64 for non-integer
+        input). Only presynaptic rows that spiked before the last
         step (``x = 0`` elsewhere) and active columns whose post term (spikes or near
         raster) is set at some step have ``acc != 0``;
         everywhere else ``round(0) = 0`` (also ``(0 + r) >> s`` with ``r < 2**s``) leaves a
@@ -467,8 +464,6 @@ def update_weights(cfg, stored: list[np.ndarray], rasters: list[np.ndarray],
         The lane LFSRs after the update: stepped once per pair of :func:`learning_pairs`.
     """
     posts = rasters if near is None else [None, *near[1:]]    # the post term, per population
-    blocks = _learning_blocks(cfg, rasters, desires, posts)
-    xs = _block_traces(cfg, rasters, blocks)
     draws: list[tuple | None] = [None] * cfg.n_layers
     if lfsr:
         pairs = learning_pairs(cfg, rasters, desires)
@@ -481,8 +476,8 @@ def update_weights(cfg, stored: list[np.ndarray], rasters: list[np.ndarray],
             draws[layer] = (where, first, group_index, groups.size)
             first += live.size * groups.size
         lfsr = tuple(int(s) for s in lfsr_mod.advance(lfsr, first))
-    new = [_update_layer(cfg, stored[layer], desires[layer], blocks[layer], xs.get(layer),
-                         posts[layer + 1], lr_shift, draws[layer])
+    new = [_update_layer(cfg, stored[layer], desires[layer], rasters[layer], posts[layer + 1],
+                         lr_shift, draws[layer])
            for layer in range(cfg.n_layers)]
     return new, lfsr
 
@@ -533,100 +528,109 @@ def rounding_offsets(cfg, layer: int, lfsr: tuple[int, ...], first: int, rows: i
     return states.reshape(rows, G * P)[:, :n_post]
 
 
-def _learning_blocks(cfg, rasters: list[np.ndarray], desires: list[Desire],
-                     posts: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray] | None]:
-    """Per LIF layer, the ``(rows, columns)`` whose eligibility can be non-zero: presynaptic
-    neurons that spiked before the last step, active postsynaptic neurons whose post term
-    (``posts[l + 1]``: the spikes, or the near raster) is set at some step; ``None`` when
-    either is empty."""
-    T = cfg.time_steps
-    blocks: list[tuple[np.ndarray, np.ndarray] | None] = [None] * cfg.n_layers
-    for layer in range(cfg.n_layers):
-        cols = np.flatnonzero(desires[layer].active & posts[layer + 1].any(axis=0))
-        if cols.size:
-            live = np.flatnonzero(rasters[layer][:T - 1].any(axis=0))
-            if live.size:
-                blocks[layer] = (live, cols)
-    return blocks
-
-
-def _block_traces(cfg, rasters: list[np.ndarray],
-                  blocks: list[tuple[np.ndarray, np.ndarray] | None]) -> dict[int, np.ndarray]:
-    """The traces ``(T, rows)`` of every learning layer's live rows (:func:`traces`), in one
-    pass of the recursion over all of them; keyed by layer."""
-    learning = [layer for layer, block in enumerate(blocks) if block is not None]
-    if not learning:
-        return {}
-    x_all = traces(cfg, np.concatenate([rasters[i][:, blocks[i][0]] for i in learning], axis=1))
-    splits = np.cumsum([blocks[i][0].size for i in learning])[:-1]
-    return dict(zip(learning, np.split(x_all, splits, axis=1), strict=True))
-
-
-def _update_layer(cfg, stored: np.ndarray, desire: Desire,
-                  block: tuple[np.ndarray, np.ndarray] | None, x: np.ndarray | None,
-                  post: np.ndarray, lr_shift: int, draws: tuple | None) -> np.ndarray:
-    """One LIF layer's new stored weights: its active columns saturated to the stored range,
-    then :func:`update` on its learning ``block`` (``x``: the block rows' traces, ``post``:
-    the eligibility's post term ``(T, N_post)``, the layer's spikes or near raster,
-    ``draws``: stochastic rounding's ``(lane positions, first pair, group index, active
-    groups)`` from :func:`update_weights`, the offsets of :func:`rounding_offsets`, or
-    ``None``), applied in place by :func:`_apply_update`."""
-    old = np.asarray(stored, dtype=np.int64)
+def _update_layer(cfg, stored: np.ndarray, desire: Desire, pre: np.ndarray, post: np.ndarray,
+                  lr_shift: int, draws: tuple | None) -> np.ndarray:
+    """One LIF layer's new stored weights (:func:`_update_kernel`): its active columns
+    saturated to the stored range, and :func:`update` with the eligibility of the traces of
+    ``pre`` (the presynaptic spikes ``(T, N_pre)``) and ``post`` (the eligibility's post term
+    ``(T, N_post)``, the layer's spikes or near raster); ``draws``: stochastic rounding's
+    ``(lane positions, first pair, group index, active groups)`` from
+    :func:`update_weights`, the offsets of :func:`rounding_offsets`, or ``None``."""
+    old = np.asarray(stored)
+    if old.dtype.kind != "i":
+        old = old.astype(np.int64)
     if not desire.active.any():
         return old.copy()
-    w = np.empty_like(old)
-    _copy_clipping(old, w, desire.active, cfg.store_min, cfg.store_max)
-    if block is None:
-        return w
-    live, cols = block
-    acc = _eligibility(cfg, x, post[:, cols])
-    sign = np.where(desire.sign[cols], 1, -1).astype(np.int64)
     if draws is None:
         shift = lr_shift
         half = (1 << lr_shift) >> 1 if cfg.learning.rounding == "nearest" else 0
         where = group_index = _NO_DRAWS
         first = groups = 0
-        stochastic = False
     else:
         shift = min(lr_shift, cfg.max_rounding_shift)
-        half, stochastic = 0, True
+        half = 0
         where, first, group_index, groups = draws
-    _apply_update(old, w, live.astype(np.int64, copy=False), cols.astype(np.int64, copy=False),
-                  acc, sign, shift, half, stochastic, lfsr_mod.sequence(), where, first,
-                  group_index, groups, cfg.lanes, cfg.store_min, cfg.store_max)
+    w = np.empty_like(old)
+    _update_kernel(old, w, np.ascontiguousarray(pre, dtype=np.bool_),
+                   np.ascontiguousarray(post, dtype=np.bool_), desire.active, desire.sign,
+                   cfg.leak_shift, cfg.trace_one, shift, half, draws is not None,
+                   lfsr_mod.sequence(), where, first, group_index, groups, cfg.lanes,
+                   cfg.store_min, cfg.store_max)
     return w
 
 
-@numba.njit(cache=True, nogil=True)
-def _copy_clipping(old, w, active, lo, hi):  # pragma: no cover - compiled
-    """``w = old`` with the ``active`` columns clipped to ``[lo, hi]``, in one pass."""
-    for j in range(old.shape[0]):
-        for i in range(old.shape[1]):
-            x = old[j, i]
-            w[j, i] = min(max(x, lo), hi) if active[i] else x
-
-
-#: The draws argument of :func:`_apply_update` without stochastic rounding.
+#: The draws argument of :func:`_update_kernel` without stochastic rounding.
 _NO_DRAWS = np.zeros(0, dtype=np.int64)
 
 
 @numba.njit(cache=True, nogil=True)
-def _apply_update(old, w, live, cols, acc, sign, shift, half, stochastic, sequence, where, first,
-                  group_index, groups, lanes, lo, hi):  # pragma: no cover - compiled
-    """:func:`update` of the cells ``(live[a], cols[c])``, written into ``w``:
-    ``w <- clip(old + sign[c] * ((acc[a, c] + r) >> shift), lo, hi)``, ``r = half``, or
-    (``stochastic``) lane ``p = col % P``'s LFSR state ``first + a * groups + g`` steps on
-    from its position ``where[p]`` (``g``: the column's group among the active ones,
-    ``group_index[col // P]``), masked to ``shift`` bits: :func:`rounding_offsets`."""
+def _update_kernel(old, w, pre, post, active, sign, leak_shift, trace_one, shift, half,
+                   stochastic, sequence, where, first, group_index, groups, lanes, lo,
+                   hi):  # pragma: no cover - compiled; its twins: traces, eligibility, update
+    """One layer's update in one pass, written into ``w``: ``w = old`` with the ``active``
+    columns clipped to ``[lo, hi]``; then for every presynaptic row ``j`` that spiked in
+    steps ``0 .. T-2`` (the ``a``-th such row) its trace ``x[t]`` (:func:`traces`) and, for
+    every active column ``i`` whose post term is set at some step,
+    ``w[j, i] = clip(old[j, i] + s_i * ((acc + r) >> shift), lo, hi)`` with
+    ``acc = sum_t post[t, i] x[t]`` (:func:`eligibility`), ``s_i = +-1`` the desire's sign
+    and ``r = half``, or (``stochastic``) lane ``p = i % P``'s LFSR state
+    ``first + a * groups + group_index[i // P]`` steps on from its position ``where[p]``,
+    masked to ``shift`` bits (:func:`rounding_offsets`)."""
+    steps, n_pre = pre.shape
+    n_post = old.shape[1]
+    for j in range(n_pre):
+        for i in range(n_post):
+            x = old[j, i]
+            w[j, i] = min(max(x, lo), hi) if active[i] else x
+    cols = np.empty(n_post, dtype=np.int64)
+    n_cols = 0
+    for i in range(n_post):
+        if active[i]:
+            for t in range(steps):
+                if post[t, i]:
+                    cols[n_cols] = i
+                    n_cols += 1
+                    break
+    if n_cols == 0:
+        return
+    post_t = np.zeros((steps, n_cols), dtype=np.int64)       # the active columns' post term
+    for c in range(n_cols):
+        for t in range(steps):
+            post_t[t, c] = post[t, cols[c]]
     period = sequence.size
     mask = (1 << shift) - 1
-    for a in range(live.size):
-        row = live[a]
-        for c in range(cols.size):
+    draw = np.zeros(n_cols, dtype=np.int64)      # column c's sequence position at pair 0
+    if stochastic:
+        for c in range(n_cols):
+            draw[c] = (where[cols[c] % lanes] + group_index[cols[c] // lanes]) % period
+    x = np.zeros(steps, dtype=np.int64)
+    acc = np.zeros(n_cols, dtype=np.int64)
+    a = 0
+    for j in range(n_pre):
+        live = False
+        for t in range(steps - 1):
+            if pre[t, j]:
+                live = True
+                break
+        if not live:
+            continue
+        acc[:] = 0
+        for t in range(1, steps):
+            x[t] = x[t - 1] - (x[t - 1] >> leak_shift) + (trace_one if pre[t - 1, j] else 0)
+            xt = x[t]
+            if xt:
+                for c in range(n_cols):
+                    acc[c] += post_t[t, c] * xt
+        pair = first + a * groups
+        for c in range(n_cols):
             col = cols[c]
             r = half
             if stochastic:
-                n = first + a * groups + group_index[col // lanes]
-                r = sequence[(where[col % lanes] + n) % period] & mask
-            moved = old[row, col] + sign[c] * ((acc[a, c] + r) >> shift)
-            w[row, col] = min(max(moved, lo), hi)
+                k = draw[c] + pair
+                while k >= period:
+                    k -= period
+                r = sequence[k] & mask
+            step = (acc[c] + r) >> shift
+            moved = old[j, col] + (step if sign[col] else -step)
+            w[j, col] = min(max(moved, lo), hi)
+        a += 1

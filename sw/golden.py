@@ -80,28 +80,32 @@ def run_layer(cfg, weights: np.ndarray, pre_raster: np.ndarray,
     near = np.zeros_like(out) if want_near else np.zeros((1, 1, 1), dtype=bool)
     args = (w, frac_bits, cfg.threshold, cfg.leak_shift, cfg.v_min, cfg.v_max,
             near_threshold if want_near else cfg.threshold, want_near)
+    like = np.zeros(0, dtype=membrane_type(cfg, w))
     size = max(1, -(-batch // max(1, workers)))       # samples per thread
     slices = [slice(b, b + size) for b in range(0, batch, size)]
     if workers > 1 and len(slices) > 1:
         with ThreadPoolExecutor(workers) as pool:
             list(pool.map(lambda s: _lif_layer_kernel(
-                pre_raster[s], *args, out[s], near[s] if want_near else near), slices))
+                pre_raster[s], *args, out[s], near[s] if want_near else near, like), slices))
     elif batch:
-        _lif_layer_kernel(pre_raster, *args, out, near)
+        _lif_layer_kernel(pre_raster, *args, out, near, like)
     return (out, near) if want_near else out
 
 
 @numba.njit(cache=True, nogil=True)
 def _lif_layer_kernel(pre, w, frac_bits, theta, leak_shift, v_min, v_max, theta_near,
-                      want_near, out, near):  # pragma: no cover - compiled; its twin: lif_step
+                      want_near, out, near, like):  # pragma: no cover - compiled; twin: lif_step
     """The spec's loop over a batch (``docs/number_formats.md`` §LIF): for each sample and
     step ``t >= 1``, ``V <- sat(V + (W[j] >> frac_bits))`` for every ``j`` with
-    ``pre[b, t - 1, j]`` in ascending ``j`` (``int64`` membranes); then
-    ``near = V >= theta_near``, ``s = V >= theta``, ``V -= theta s``, ``V -= V >> leak_shift``.
-    Writes ``out`` (and ``near`` when ``want_near``)."""
+    ``pre[b, t - 1, j]`` in ascending ``j``; then ``near = V >= theta_near``, ``s = V >=
+    theta``, ``V -= theta s``, ``V -= V >> leak_shift``. Writes ``out`` (and ``near`` when
+    ``want_near``). Membranes and the sum are of ``like``'s integer type: ``int32`` where
+    :func:`membrane_type` finds it exact (twice the SIMD width of ``int64``), else ``int64``."""
     batch, steps, n_pre = pre.shape
     n_post = w.shape[1]
-    v = np.zeros(n_post, dtype=np.int64)
+    vt = like.dtype.type
+    lo, hi, shift = vt(v_min), vt(v_max), vt(frac_bits)
+    v = np.zeros(n_post, dtype=like.dtype)
     for b in range(batch):
         v[:] = 0
         for t in range(1, steps):
@@ -109,7 +113,7 @@ def _lif_layer_kernel(pre, w, frac_bits, theta, leak_shift, v_min, v_max, theta_
                 if pre[b, t - 1, j]:
                     row = w[j]
                     for i in range(n_post):
-                        v[i] = min(max(v[i] + (row[i] >> frac_bits), v_min), v_max)
+                        v[i] = min(max(vt(v[i] + vt(row[i] >> shift)), lo), hi)
             for i in range(n_post):
                 x = v[i]
                 if want_near:
@@ -118,6 +122,15 @@ def _lif_layer_kernel(pre, w, frac_bits, theta, leak_shift, v_min, v_max, theta_
                     out[b, t, i] = True
                     x -= theta
                 v[i] = x - (x >> leak_shift)
+
+
+def membrane_type(cfg, weights: np.ndarray) -> type:
+    """``np.int32`` if every membrane, weight and their sum fit it (``membrane_bits <= 30``
+    and weights of at most 16 bits), else ``np.int64``: the type :func:`_lif_layer_kernel`
+    adds in. Trained weights held as ``int16`` (:attr:`NetworkConfig.store_dtype`) take the
+    ``int32`` path."""
+    small = cfg.membrane_bits <= 30 and weights.dtype.itemsize <= 2
+    return np.int32 if small else np.int64
 
 
 def run_layers(cfg, weights: list[np.ndarray], input_raster: np.ndarray,

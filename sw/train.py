@@ -714,6 +714,8 @@ def _train_epoch(plan: _Plan, state: _State, budget: int | None,
     cfg, n_train = plan.cfg, plan.n_train
     lr_shift = cfg.learning.lr_shift_at(state.epoch)
     order = epoch_order(plan.seed, state.epoch, n_train)
+    # the narrowest type the stored format fits: the same values, faster to integrate
+    state.stored = [np.asarray(w, dtype=cfg.store_dtype) for w in state.stored]
     trained, stopped = 0, False
     t0 = time.perf_counter()
     while state.position < n_train:

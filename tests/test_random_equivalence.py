@@ -146,8 +146,9 @@ MUTATIONS = {
     "leak-shift": (golden_model, "v[i] = x - (x >> leak_shift)",
                    "v[i] = x - (x >> (leak_shift + 1))", "_lif_layer_kernel"),
     "reset-to-zero": (golden_model, "x -= theta", "x -= x", "_lif_layer_kernel"),
-    "saturation-bound": (golden_model, "(row[i] >> frac_bits), v_min), v_max)",
-                         "(row[i] >> frac_bits), v_min), 2 * v_max)", "_lif_layer_kernel"),
+    "saturation-bound": (golden_model, "min(max(vt(v[i] + vt(row[i] >> shift)), lo), hi)",
+                         "min(max(vt(v[i] + vt(row[i] >> shift)), lo), 2 * hi)",
+                         "_lif_layer_kernel"),
 }
 
 
