@@ -301,10 +301,13 @@ class ResponseEnframer(wiring.Component):
         states = header_states()
         with m.FSM():
             with m.State("IDLE"):
+                # loaded in every idle cycle, kept from the one with ``valid``: the wide
+                # registers' enable is the enframer's own state, not the command unit's
+                # ``valid`` (a long, high-fanout path on the ECP5 otherwise)
+                m.d.sync += [header.code.eq(response.code),
+                             header.length.eq(response.length), fixed.eq(response.fixed),
+                             fixed_len.eq(response.fixed_len), has_tail.eq(response.tail)]
                 with m.If(self.responses.valid):
-                    m.d.sync += [header.code.eq(response.code),
-                                 header.length.eq(response.length), fixed.eq(response.fixed),
-                                 fixed_len.eq(response.fixed_len), has_tail.eq(response.tail)]
                     m.next = "START"
             with m.State("START"):
                 send(RESPONSE_START, states[0][0], with_crc=False)
