@@ -57,11 +57,12 @@ class PopulationNet(FloatDesireNet):
 
     ltp = "spike"
     error_scaled = False
+    hidden_graded = 0
 
     def train_step(self, pixels01, label, epoch=0, *, raster=None):
         """The published step, with the rule options ``ltp`` (which post activity a
         potentiated neuron's eligibility pairs with) and ``error_scaled``."""
-        if self.ltp in ("spike", "near") and not self.error_scaled:
+        if self.ltp in ("spike", "near") and not self.error_scaled and not self.hidden_graded:
             return super().train_step(pixels01, label, epoch)
         keeps = self.draw_keeps()
         raster = self.encode(np.asarray(pixels01, dtype=np.float64)[None, :], keeps[0])
@@ -69,11 +70,12 @@ class PopulationNet(FloatDesireNet):
         rasters = [r[0] for r in run.rasters]
         counts = [r.sum(axis=0) for r in rasters]
         L = self.n_layers
-        desires = [None] * L
+        desires, sums = [None] * L, [None] * L
         desires[L - 1] = self.output_desire(counts[L], label)
         for layer in range(L - 1, 0, -1):
-            desires[layer - 1] = self.hidden_desire(self.weights[layer] @ desires[layer].coef,
-                                                    counts[layer], keeps[layer])
+            sums[layer - 1] = self.weights[layer] @ desires[layer].coef
+            desires[layer - 1] = self.hidden_desire(sums[layer - 1], counts[layer],
+                                                    keeps[layer])
         lr = self.lr_at(epoch)
         deltas = []
         for layer in range(L):
@@ -93,7 +95,12 @@ class PopulationNet(FloatDesireNet):
                 elig = x.T @ post
                 if self.error_scaled:
                     elig *= d.error[cols]
-                delta[:, cols] = lr * np.where(up, elig, -elig)
+                if self.hidden_graded and layer < L - 1:   # 2^(k - K + 1), k = log2 |S|/thr
+                    ratio = np.abs(sums[layer][cols]) / self.desire_hidden
+                    k = np.clip(np.floor(np.log2(ratio)), 0, self.hidden_graded - 1)
+                    elig *= 2.0 ** (k - self.hidden_graded + 1)
+                rate = lr * 2.0 ** -self.hidden_lr_shift if layer < L - 1 else lr
+                delta[:, cols] = rate * np.where(up, elig, -elig)
             deltas.append(delta)
         for w, delta in zip(self.weights, deltas, strict=True):
             w += delta
@@ -118,6 +125,12 @@ def main(argv=None) -> int:
     p.add_argument("--near-margin", type=float, default=0.5)
     p.add_argument("--error-scaled", action="store_true")
     p.add_argument("--no-dropout-scale", action="store_true")
+    p.add_argument("--hidden-graded", type=int, default=0, metavar="K",
+                   help="scale a hidden update by 2^(k-K+1), k = floor(log2(|S|/desire_hidden)) "
+                        "clipped to [0, K-1] (0: off)")
+    p.add_argument("--hidden-lr-shift", type=int, default=0,
+                   help="hidden layers learn at 2^-N of the output layer's rate")
+    p.add_argument("--time-steps", type=int, default=20)
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--train-samples", type=int, default=None)
     p.add_argument("--dataset", default="fashion-mnist")
@@ -137,9 +150,11 @@ def main(argv=None) -> int:
                         eligibility="near" if near else "spike",
                         near_fraction=1.0 - args.near_margin, timing=args.timing, seed=args.seed,
                         desire_out=args.desire_out, desire_hidden=args.desire_hidden,
-                        error_margin=args.error_margin)
+                        error_margin=args.error_margin, time_steps=args.time_steps,
+                        hidden_lr_shift=args.hidden_lr_shift)
 
     net.ltp, net.error_scaled = args.ltp, args.error_scaled
+    net.hidden_graded = args.hidden_graded
     data = load_dataset(args.dataset, 8)
     n_train = args.train_samples or len(data.train_labels)
     train_px = data.train_pixels[:n_train] / data.pixel_max
@@ -148,8 +163,11 @@ def main(argv=None) -> int:
     name = (f"{'-'.join(map(str, layers))} k{args.out_per_class} do{args.dropout} "
             f"lr{args.lr_shift} {args.timing} dout{args.desire_out} dhid{args.desire_hidden} "
             f"m{args.error_margin} ltp-{args.ltp}{near}"
+            f"{f' T{args.time_steps}' if args.time_steps != 20 else ''}"
             f"{' escaled' if args.error_scaled else ''}"
-            f"{' unscaled' if args.no_dropout_scale else ''}")
+            f"{' unscaled' if args.no_dropout_scale else ''}"
+            f"{f' hgraded{args.hidden_graded}' if args.hidden_graded else ''}"
+            f"{f' hlr-{args.hidden_lr_shift}' if args.hidden_lr_shift else ''}")
     history = []
     for epoch in range(args.epochs):
         t0, correct = time.perf_counter(), 0

@@ -442,7 +442,8 @@ def update_weights(cfg, stored: list[np.ndarray], rasters: list[np.ndarray],
     desires : list of Desire
         The desire of every LIF layer (:func:`backward`).
     lr_shift : int
-        The update's right shift.
+        The update's right shift (the output layer's; a hidden layer's adds
+        ``hidden_lr_shift``, :meth:`DesireConfig.layer_lr_shift`).
     lfsr : tuple of int
         Stochastic rounding: the lane LFSRs before the update (``()`` for the other modes).
     near : list of ndarray or None
@@ -476,9 +477,10 @@ def update_weights(cfg, stored: list[np.ndarray], rasters: list[np.ndarray],
             draws[layer] = (where, first, group_index, groups.size)
             first += live.size * groups.size
         lfsr = tuple(int(s) for s in lfsr_mod.advance(lfsr, first))
+    L = cfg.n_layers
     new = [_update_layer(cfg, stored[layer], desires[layer], rasters[layer], posts[layer + 1],
-                         lr_shift, draws[layer])
-           for layer in range(cfg.n_layers)]
+                         cfg.learning.layer_lr_shift(lr_shift, layer, L), draws[layer])
+           for layer in range(L)]
     return new, lfsr
 
 

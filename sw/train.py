@@ -229,8 +229,8 @@ def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
 def config_hash(cfg) -> str:
     """A short hash of every config field that affects training (not its file path;
     ``lfsr_seed`` only with stochastic rounding, ``eligibility`` and ``near_fraction`` only
-    with near eligibility, ``dropout_hidden`` and ``dropout_seed`` only with dropout, so
-    configs without them keep their hash)."""
+    with near eligibility, ``dropout_hidden`` and ``dropout_seed`` only with dropout,
+    ``hidden_lr_shift`` only when it is not 0, so configs without them keep their hash)."""
     data = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.compare}
     if data.get("learning") is not None:
         data["learning"] = dataclasses.asdict(data["learning"])
@@ -240,6 +240,8 @@ def config_hash(cfg) -> str:
             del data["learning"]["eligibility"], data["learning"]["near_fraction"]
         if not cfg.dropout_threshold:
             del data["learning"]["dropout_hidden"], data["learning"]["dropout_seed"]
+        if not data["learning"]["hidden_lr_shift"]:
+            del data["learning"]["hidden_lr_shift"]
     text = json.dumps(data, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -261,7 +263,8 @@ def evaluate(cfg, stored: list[np.ndarray], pixels: np.ndarray, labels: np.ndarr
     labels = np.asarray(labels)
     if len(labels) == 0:
         return float("nan")
-    w_inf = inference_weights(cfg, stored)
+    # in the narrow type: the golden model then integrates in int32 (sw.golden.membrane_type)
+    w_inf = [w.astype(cfg.store_dtype) for w in inference_weights(cfg, stored)]
     correct = 0
     for lo in range(0, len(labels), batch):
         pred = run_network(cfg, w_inf, pixels[lo:lo + batch]).predictions
