@@ -3,7 +3,7 @@ running a sample autonomously."""
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Module, Mux, ResetInserter, Signal
+from amaranth.hdl import Array, Const, Module, Mux, ResetInserter, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
@@ -23,7 +23,8 @@ class Network(wiring.Component):
 
     Load pixels (``px_*``) and weights (``w_*``) while idle, pulse ``start``; ``busy`` is high
     until ``done`` pulses; then ``prediction``/``prediction_valid`` (unique argmax of the
-    output spike counts), ``count`` (output spike count of neuron ``count_sel``) and
+    output spike counts; with ``tie_break = "first_spike"`` of (count, earliest first
+    spike), :func:`sw.golden.decide`), ``count`` (output spike count of neuron ``count_sel``) and
     ``cycles`` (busy cycles of the sample) hold until the next ``start``.
 
     Schedule: one *phase* per time step ``t``. In phase ``t`` all stages run concurrently:
@@ -120,7 +121,7 @@ class Network(wiring.Component):
         self._weight_port(m, layers, learner, ctl)
         readout_start = self._readout(m, producers[-1], ctl)
         self._probes(m, producers, ctl)
-        prediction, counts_start = self._output_counts(m, producers[-1])
+        prediction, counts_start = self._output_counts(m, producers[-1], ctl)
         # what each part does when a sample starts, in the cycle `start` is seen
         on_start = input_start + learner_start + readout_start + counts_start
         self._phase_controller(m, ctl, on_start, prediction, learner)
@@ -299,11 +300,13 @@ class Network(wiring.Component):
             with m.If(fire & src.payload.end):
                 m.d.sync += ctl.stage_done[pop].eq(1)
 
-    def _output_counts(self, m, out):
+    def _output_counts(self, m, out, ctl):
         """The output spike counters (``count`` of neuron ``count_sel``, ``range(T + 1)``) and
-        their running unique argmax, both updated a cycle after each spike of ``out``.
-        Returns the prediction ``(best_index, tie)`` and the statements that zero them when
-        a sample starts."""
+        their running unique argmax, both updated a cycle after each spike of ``out``; with
+        ``tie_break = "first_spike"`` also each output neuron's first spike step (the phase
+        of its first spike, ``T`` before it) and the argmax of ``(count, -first step)``
+        (:func:`sw.golden.decide`). Returns the prediction ``(best_index, tie)`` and the
+        statements that zero them when a sample starts."""
         T, n_out = self.cfg.time_steps, self.cfg.layers[-1]
         # counted from a register a cycle after the spike (the output layer's lane priority
         # encoder in front of the count multiplexer and the comparisons was a critical path);
@@ -312,7 +315,9 @@ class Network(wiring.Component):
         counts = [Signal(range(T + 1), name=f"count{j}") for j in range(n_out)]
         out_spike = Signal()
         out_index = Signal.like(out.payload.index)
-        m.d.sync += [out_spike.eq(out.valid & ~out.payload.end), out_index.eq(out.payload.index)]
+        out_step = Signal.like(ctl.phase)               # the step the spike belongs to
+        m.d.sync += [out_spike.eq(out.valid & ~out.payload.end), out_index.eq(out.payload.index),
+                     out_step.eq(ctl.phase)]
         for j, c in enumerate(counts):
             with m.If(out_spike & (out_index == j)):
                 m.d.sync += c.eq(c + 1)
@@ -327,14 +332,28 @@ class Network(wiring.Component):
         spike_j = out_index
         new_count = Signal(range(T + 2))
         m.d.comb += new_count.eq(Array(counts)[spike_j] + 1)
+        clear = [best.eq(0), best_index.eq(0), tie.eq(n_out > 1)] + [c.eq(0) for c in counts]
+        later = Const(0)            # the spiking neuron's key is below the best one's
+        earlier = Const(0)          # ... above it (same count, earlier first spike)
+        take = []
+        if self.cfg.tie_break == "first_spike":
+            firsts = [Signal(range(T + 1), name=f"first{j}", init=T) for j in range(n_out)]
+            best_first = Signal(range(T + 1), init=T)
+            spike_first = Signal(range(T + 1))      # the spiking neuron's first step
+            m.d.comb += spike_first.eq(Mux(new_count == 1, out_step, Array(firsts)[spike_j]))
+            for j, f in enumerate(firsts):
+                with m.If(out_spike & (out_index == j) & (counts[j] == 0)):
+                    m.d.sync += f.eq(out_step)
+            later, earlier = spike_first > best_first, spike_first < best_first
+            take = [best_first.eq(spike_first)]
+            clear += [best_first.eq(T)] + [f.eq(T) for f in firsts]
         with m.If(out_spike):
-            with m.If(new_count > best):
-                m.d.sync += [best.eq(new_count), best_index.eq(spike_j), tie.eq(0)]
-            with m.Elif(new_count == best):
+            with m.If((new_count > best) | ((new_count == best) & earlier)):
+                m.d.sync += [best.eq(new_count), best_index.eq(spike_j), tie.eq(0)] + take
+            with m.Elif((new_count == best) & ~later):
                 m.d.sync += [tie.eq(1), best_index.eq(Mux(spike_j < best_index, spike_j,
                                                           best_index))]
-        return ((best_index, tie),
-                [best.eq(0), best_index.eq(0), tie.eq(n_out > 1)] + [c.eq(0) for c in counts])
+        return (best_index, tie), clear
 
     def _phase_controller(self, m, ctl, on_start, prediction, learner):
         """The sample's state machine: ``IDLE`` -> ``RUN`` (one phase per step; a phase ends

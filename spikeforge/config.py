@@ -27,6 +27,7 @@ __all__ = ["ConfigError", "DesireConfig", "NetworkConfig", "TTFSConfig", "load_c
 CONFIG_DIR = Path(str(resources.files("spikeforge.configs")))
 
 ENCODINGS = ("rate",)        # "ttfs" configs load as TTFSConfig
+TIE_BREAKS = ("none", "first_spike")
 #: Every dataset name, defined here once: what a config's ``dataset`` may be, what
 #: :func:`spikeforge.sw.datasets.load_dataset` loads (its ``DATASET_NAMES``) and what the
 #: CLI's ``--dataset`` takes.
@@ -226,6 +227,11 @@ class NetworkConfig:
     pixel_bits : int
         Unsigned pixel width fed to the rate encoder; its threshold is ``2**pixel_bits - 1``,
         so a full-scale pixel spikes at every step.
+    tie_break : str
+        How the output decides between neurons with the same largest spike count:
+        ``"none"`` (no decision, the prediction is ``-1``; the default) or ``"first_spike"``
+        (the one whose first spike came at the earliest step; still tied: no decision).
+        :func:`sw.golden.decide`, ``docs/number_formats.md``.
     event_input : bool
         Build the stored-raster input (``hw/raster_source.py``) next to the rate encoder, so
         the host can send input spike events instead of pixels (the host link's EVENTS
@@ -250,6 +256,7 @@ class NetworkConfig:
     event_input: bool = True
     dataset: str = "digits"
     learning: DesireConfig | None = None
+    tie_break: str = "none"
     source: str = field(default="<memory>", compare=False)
 
     def __post_init__(self):
@@ -287,6 +294,9 @@ class NetworkConfig:
                 f"neuron.membrane_bits: {self.membrane_bits} bits (max {vmax}) cannot hold "
                 f"threshold - 1 + max weight = {self.threshold - 1 + self.w_max}; legal range "
                 f"is [{self.min_membrane_bits}, {MEMBRANE_BITS[1]}]")
+        if self.tie_break not in TIE_BREAKS:
+            raise ConfigError(f"network.tie_break: {self.tie_break!r} is not one of "
+                              f"{TIE_BREAKS}")
         if self.encoding not in ENCODINGS:
             raise ConfigError(f"encoding.kind: {self.encoding!r} is not one of "
                               f"{(*ENCODINGS, 'ttfs')}")
@@ -483,6 +493,8 @@ class NetworkConfig:
                 f"w{self.weight_bits}/v{self.membrane_bits}, theta={self.threshold}, "
                 f"k={self.leak_shift}, {self.encoding}/{self.pixel_bits}b, "
                 f"{self.n_synapses} synapses")
+        if self.tie_break != "none":
+            text += f", ties to the {self.tie_break.replace('_', ' ')}"
         if self.learning:
             lr = self.learning
             text += (f"; desire backprop: C*={self.target_count}, "
@@ -515,7 +527,7 @@ def _trace_max(time_steps: int, leak_shift: int, trace_frac_bits: int) -> int:
 _SCHEMA = {
     "name": None,
     "dataset": None,
-    "network": {"layers", "time_steps", "lanes"},
+    "network": {"layers", "time_steps", "lanes", "tie_break"},
     "neuron": {"weight_bits", "membrane_bits", "threshold", "leak_shift"},
     "encoding": {"kind", "pixel_bits", "event_input"},
     "learning": {"rule", "error_margin", "desire_out", "desire_hidden", "weight_frac_bits",
@@ -523,6 +535,10 @@ _SCHEMA = {
                  "lfsr_seed",
                  "eligibility", "near_fraction", "dropout_hidden", "dropout_seed"},
 }
+
+
+#: Keys of the sections above a config may leave out (their defaults apply).
+_OPTIONAL = {("encoding", "pixel_bits"), ("encoding", "event_input"), ("network", "tie_break")}
 
 
 def _from_dict(data: dict, source: str) -> NetworkConfig | TTFSConfig:
@@ -542,8 +558,7 @@ def _from_dict(data: dict, source: str) -> NetworkConfig | TTFSConfig:
                 raise ConfigError(
                     f"{section}.{key}: unknown key; known: {sorted(_SCHEMA[section])}")
         for key in sorted(_SCHEMA[section]):
-            if key not in table and not (section == "encoding"
-                                         and key in ("pixel_bits", "event_input")):
+            if key not in table and (section, key) not in _OPTIONAL:
                 raise ConfigError(f"{section}.{key}: missing")
         flat.update({("encoding" if key == "kind" else key): v for key, v in table.items()})
     learning = data.get("learning")

@@ -50,7 +50,7 @@ import numpy as np
 from spikeforge import lfsr as lfsr_mod
 from spikeforge.config import DROPOUT_BITS, DROPOUT_STEPS
 from spikeforge.sw import cycles
-from spikeforge.sw.golden import NetworkRun, check_pixels, check_raster, encode, predict, run_layer
+from spikeforge.sw.golden import NetworkRun, check_pixels, check_raster, decide, encode, run_layer
 from spikeforge.sw.lif import int_matmul
 
 
@@ -379,7 +379,8 @@ def forward(cfg, stored: list[np.ndarray], input_raster: np.ndarray,
                 near[-1][:, :, ~keeps[layer]] = False   # ... nor is near
         batch_rasters.append(raster)
     out_counts = batch_rasters[-1].sum(axis=1)
-    return NetworkRun(rasters=batch_rasters, counts=out_counts, predictions=predict(out_counts),
+    return NetworkRun(rasters=batch_rasters, counts=out_counts,
+                      predictions=decide(cfg, batch_rasters[-1]),
                       cycles=cycles.sample_cycles(cfg, batch_rasters), near=near)
 
 

@@ -53,7 +53,8 @@ from fractions import Fraction
 
 import numpy as np
 
-from spikeforge.sw.golden import predict  # the same rule: unique argmax, ties are wrong
+from spikeforge.config import TIE_BREAKS
+from spikeforge.sw.golden import decide  # the same decision rule as the integer model
 
 __all__ = ["TIMINGS", "FloatDesire", "FloatDesireNet", "FloatRun", "FloatStep"]
 
@@ -126,6 +127,9 @@ class FloatDesireNet:
         Learning rate of epoch ``e`` is ``lr * exp(-lr_decay * e)`` (published 1e-5, 0.04).
     hidden_lr_shift : int
         The hidden layers learn at ``2**-hidden_lr_shift`` of that rate (0: published).
+    tie_break : str
+        How the prediction breaks a tie of the largest count: ``"none"`` (no prediction,
+        ``-1``) or ``"first_spike"`` (:func:`sw.golden.decide`).
     dropout : (float, float)
         ``(p_in, p_hid)``, training only; ``(0, 0)`` disables it.
     dropout_scale : bool
@@ -154,7 +158,7 @@ class FloatDesireNet:
                  dropout=(0.0, 0.0),
                  dropout_scale: bool = True, timing: str = "published",
                  eligibility: str = "spike", near_fraction: float = 0.5, seed: int = 0,
-                 weights=None):
+                 weights=None, tie_break: str = "none"):
         layers = tuple(int(n) for n in layers)
         if len(layers) < 2 or min(layers) < 1:
             raise ValueError(f"layers: expected at least 2 positive sizes, got {layers}")
@@ -185,6 +189,9 @@ class FloatDesireNet:
         self.lr = float(lr)
         self.lr_decay = float(lr_decay)
         self.hidden_lr_shift = int(hidden_lr_shift)
+        if tie_break not in TIE_BREAKS:
+            raise ValueError(f"tie_break: {tie_break!r} is not one of {TIE_BREAKS}")
+        self.tie_break = tie_break
         self.dropout = (_check_prob("dropout[0] (input)", dropout[0]),
                         _check_prob("dropout[1] (hidden)", dropout[1]))
         self.dropout_scale = bool(dropout_scale)
@@ -244,7 +251,7 @@ class FloatDesireNet:
                    dropout_scale=False if dropout_scale is None else dropout_scale,
                    timing=timing, eligibility=learn.eligibility,
                    near_fraction=float(learn.near_fraction),
-                   seed=seed, weights=weights)
+                   seed=seed, weights=weights, tie_break=cfg.tie_break)
 
     def to_stored(self, cfg, *, centre: bool = False) -> list[np.ndarray]:
         """The weights as ``cfg``'s stored integers: ``round(W * theta * 2**F)``, saturated.
@@ -336,7 +343,7 @@ class FloatDesireNet:
             if nears is not None:
                 nears.append(near)
         counts = rasters[-1].sum(axis=1)
-        return FloatRun(rasters=rasters, counts=counts, predictions=predict(counts),
+        return FloatRun(rasters=rasters, counts=counts, predictions=decide(self, rasters[-1]),
                         near=nears)
 
     def forward(self, pixels01: np.ndarray) -> FloatRun:

@@ -8,7 +8,8 @@ RTL takes; ``run_raster`` does the same from a given input raster. Semantics
 * ``s_0[t]`` = rate encoder output at step ``t``, ``t = 0 .. T-1`` (or the given raster);
 * LIF layer ``l`` at step ``t`` integrates ``s_{l-1}[t-1]`` (one-step delay per layer); at
   ``t = 0`` its membranes are cleared and it cannot fire;
-* prediction = the unique argmax of the output spike counts, ``-1`` on a tie.
+* prediction = the unique argmax of the output spike counts, ``-1`` on a tie; with
+  ``tie_break = "first_spike"`` a tie goes to the neuron that fired first (:func:`decide`).
 """
 
 from __future__ import annotations
@@ -47,6 +48,26 @@ def predict(counts: np.ndarray) -> np.ndarray:
     best = counts.max(axis=1, keepdims=True)
     unique = (counts == best).sum(axis=1) == 1
     return np.where(unique, counts.argmax(axis=1), -1)
+
+
+def first_spike_steps(raster: np.ndarray) -> np.ndarray:
+    """The step of each neuron's first spike in a raster ``(B, T, N)``: ``(B, N)``, ``T``
+    for a neuron that never fires."""
+    raster = np.asarray(raster, dtype=bool)
+    return np.where(raster.any(axis=1), raster.argmax(axis=1), raster.shape[1])
+
+
+def decide(cfg, out_raster: np.ndarray) -> np.ndarray:
+    """The network's predictions from the output raster ``(B, T, N_out)``: the unique
+    argmax of the spike counts, ``-1`` where the largest count is shared; with
+    ``cfg.tie_break == "first_spike"`` the unique argmax of ``(count, -first step)``
+    (lexicographic: among the largest counts, the earliest first spike; ``-1`` where that
+    is shared too, e.g. when no output neuron fires)."""
+    counts = np.asarray(out_raster).sum(axis=1)
+    if getattr(cfg, "tie_break", "none") == "none":
+        return predict(counts)
+    steps = out_raster.shape[1]
+    return predict(counts * (steps + 1) + steps - first_spike_steps(out_raster))
 
 
 def run_layer(cfg, weights: np.ndarray, pre_raster: np.ndarray,
@@ -197,7 +218,7 @@ def run_raster(cfg, weights: list[np.ndarray], input_raster: np.ndarray) -> Netw
     stored-raster input replays; the cycle count is the same as with the rate encoder)."""
     rasters = run_layers(cfg, weights, check_raster(cfg, input_raster))
     counts = rasters[-1].sum(axis=1)
-    return NetworkRun(rasters=rasters, counts=counts, predictions=predict(counts),
+    return NetworkRun(rasters=rasters, counts=counts, predictions=decide(cfg, rasters[-1]),
                       cycles=cycles.sample_cycles(cfg, rasters))
 
 

@@ -77,7 +77,8 @@ def config_to_toml(cfg: NetworkConfig, header: str = "") -> str:
     lines = [f"# {line}" for line in header.splitlines()]
     lines += [f"name = {_toml_value(cfg.name)}", f"dataset = {_toml_value(cfg.dataset)}", "",
               "[network]", f"layers = {_toml_value(list(cfg.layers))}",
-              f"time_steps = {cfg.time_steps}", f"lanes = {cfg.lanes}", "",
+              f"time_steps = {cfg.time_steps}", f"lanes = {cfg.lanes}",
+              f"tie_break = {_toml_value(cfg.tie_break)}", "",
               "[neuron]", f"weight_bits = {cfg.weight_bits}",
               f"membrane_bits = {cfg.membrane_bits}", f"threshold = {cfg.threshold}",
               f"leak_shift = {cfg.leak_shift}", "",

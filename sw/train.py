@@ -230,8 +230,11 @@ def config_hash(cfg) -> str:
     """A short hash of every config field that affects training (not its file path;
     ``lfsr_seed`` only with stochastic rounding, ``eligibility`` and ``near_fraction`` only
     with near eligibility, ``dropout_hidden`` and ``dropout_seed`` only with dropout,
-    ``hidden_lr_shift`` only when it is not 0, so configs without them keep their hash)."""
+    ``hidden_lr_shift`` only when it is not 0, ``tie_break`` only when it is not
+    ``"none"``, so configs without them keep their hash)."""
     data = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.compare}
+    if data.get("tie_break") == "none":
+        del data["tie_break"]
     if data.get("learning") is not None:
         data["learning"] = dataclasses.asdict(data["learning"])
         if data["learning"]["rounding"] != "stochastic":

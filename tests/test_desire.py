@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from spikeforge import lfsr
-from spikeforge.config import DesireConfig, NetworkConfig, load_config
+from spikeforge.config import ConfigError, DesireConfig, NetworkConfig, load_config
 from spikeforge.sw import cycles, desire
 from spikeforge.sw.datasets import load_dataset
 from spikeforge.sw.golden import run_network, run_raster
@@ -988,3 +988,20 @@ def test_near_eligibility_changes_only_the_post_term():
             silent_moved += int(moved[:, never & near.desires[layer].sign].sum())
         stored = near.weights
     assert differ > 0 and silent_moved > 0
+
+
+def test_decide_breaks_ties_by_the_first_spike():
+    """Counts (2, 2, 1) with first spikes at steps (3, 1, 0): neuron 1 wins; (2, 2) both
+    first at step 1: no decision; nothing fires: no decision; "none" never breaks a tie."""
+    import spikeforge.sw.golden as golden
+
+    raster = np.zeros((3, 5, 3), dtype=bool)
+    raster[0, [3, 4], 0] = raster[0, [1, 4], 1] = raster[0, 0, 2] = True
+    raster[1, [1, 2], 0] = raster[1, [1, 3], 1] = True
+    cfg = dataclasses.replace(CFG, tie_break="first_spike")
+    assert golden.first_spike_steps(raster)[0].tolist() == [3, 1, 0]
+    assert golden.first_spike_steps(raster)[2].tolist() == [5, 5, 5]
+    assert golden.decide(cfg, raster).tolist() == [1, -1, -1]
+    assert golden.decide(CFG, raster).tolist() == [-1, -1, -1]
+    with pytest.raises(ConfigError, match=r"network\.tie_break: 'last' is not one of"):
+        dataclasses.replace(CFG, tie_break="last")

@@ -107,3 +107,27 @@ def test_network_without_event_input_has_no_raster():
     stored = to_stored(cfg, random_weights(cfg, np.random.default_rng(0)))
     with pytest.raises(ValueError, match=r"config 'no-events' is built without input events"):
         simulate(cfg, stored, np.zeros((1, 5)), input_rasters=[np.ones((6, 5), bool)])
+
+
+def test_tie_break_first_spike_matches_golden():
+    """``tie_break = "first_spike"``: few steps and four outputs make ties of the largest
+    count common; the RTL's decision equals the golden model's on every sample, and the
+    samples include ties it breaks, ties it cannot break (same count and first step) and a
+    clear winner."""
+    from spikeforge.sw.golden import decide
+
+    base = load_config("digits-tiny")
+    cfg = dataclasses.replace(base, name="ties", threshold=20, membrane_bits=9, weight_bits=6,
+                              layers=(6, 5, 4), lanes=2, time_steps=5, tie_break="first_spike")
+    rng = np.random.default_rng(8)      # 7 ties broken, 7 left, 26 clear of 40
+    weights = random_weights(cfg, rng, scale=1.0)
+    pixels = rng.integers(0, cfg.pixel_max + 1, size=(40, cfg.layers[0]))
+    gold = run_network(cfg, weights, pixels)
+    plain = decide(dataclasses.replace(cfg, tie_break="none"), gold.rasters[-1])
+    broken = (plain == -1) & (gold.predictions >= 0)
+    assert broken.any() and (gold.predictions == -1).any() and (plain >= 0).any()
+    got = simulate_network(cfg, weights, pixels)
+    assert [pred for *_, pred in got] == gold.predictions.tolist()
+    for b, (rasters, _, cycles, _) in enumerate(got):
+        np.testing.assert_array_equal(rasters[-1], gold.rasters[-1][b])
+        assert cycles == gold.cycles[b]
