@@ -58,11 +58,13 @@ class PopulationNet(FloatDesireNet):
     ltp = "spike"
     error_scaled = False
     hidden_graded = 0
+    hidden_lr_shift = 0
 
     def train_step(self, pixels01, label, epoch=0, *, raster=None):
         """The published step, with the rule options ``ltp`` (which post activity a
         potentiated neuron's eligibility pairs with) and ``error_scaled``."""
-        if self.ltp in ("spike", "near") and not self.error_scaled and not self.hidden_graded:
+        if (self.ltp in ("spike", "near") and not self.error_scaled and not self.hidden_graded
+                and not self.hidden_lr_shift):
             return super().train_step(pixels01, label, epoch)
         keeps = self.draw_keeps()
         raster = self.encode(np.asarray(pixels01, dtype=np.float64)[None, :], keeps[0])
@@ -150,11 +152,10 @@ def main(argv=None) -> int:
                         eligibility="near" if near else "spike",
                         near_fraction=1.0 - args.near_margin, timing=args.timing, seed=args.seed,
                         desire_out=args.desire_out, desire_hidden=args.desire_hidden,
-                        error_margin=args.error_margin, time_steps=args.time_steps,
-                        hidden_lr_shift=args.hidden_lr_shift)
+                        error_margin=args.error_margin, time_steps=args.time_steps)
 
     net.ltp, net.error_scaled = args.ltp, args.error_scaled
-    net.hidden_graded = args.hidden_graded
+    net.hidden_graded, net.hidden_lr_shift = args.hidden_graded, args.hidden_lr_shift
     data = load_dataset(args.dataset, 8)
     n_train = args.train_samples or len(data.train_labels)
     train_px = data.train_pixels[:n_train] / data.pixel_max

@@ -299,8 +299,6 @@ class DesireUnit(wiring.Component):
             updating = Signal(name=f"updating{layer}")
             m.d.sync += updating.eq(Cat(*[fsm.ongoing(f"{state}{layer}")
                                           for state in PRE_CHECK_STATES + PAIR_STATES]).any())
-            if layer == last and update.hidden_offset:    # a hidden layer's rounding shift
-                m.d.comb += update.hidden.eq(~updating)
             m.d.comb += [
                 raster.addr.eq(Mux(updating, s.gsel_q, s.g if layer == last else s.jg)),
                 desire.addr.eq(Mux(updating, s.cur_g, s.g)),

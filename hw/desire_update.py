@@ -41,12 +41,6 @@ class WeightUpdate(wiring.Component):
     start, lr_shift : In(1), In(range(LR_SHIFT[1] + 1))
         The learning pass starts: ``lr_shift`` is sampled, clamped to ``acc_bits + 1`` (with
         ``acc < 2**acc_bits`` any larger shift rounds every ``acc`` to 0, as that one does).
-    hidden : In(1)
-        Only with ``hidden_lr_shift > 0`` in a config with a hidden layer: the pairs are a
-        hidden layer's, which round with ``lr_shift + hidden_lr_shift`` (clamped the same
-        way). The shift in use is a register that follows ``hidden`` a cycle later; the
-        controller holds ``hidden`` from a layer's first pre-check cycle on, three cycles
-        before its first pair loads its rounding offsets.
     issue : In(1)
         Cycle 0 of a pair: its raster word is being read.
     start_acc, stop_acc : In(1)
@@ -80,7 +74,6 @@ class WeightUpdate(wiring.Component):
     def __init__(self, cfg):
         self.cfg = cfg
         self.stochastic = cfg.learning.rounding == "stochastic"
-        self.hidden_offset = cfg.learning.hidden_lr_shift if cfg.n_layers > 1 else 0
         ports = {
             "start": In(1),
             "lr_shift": In(range(LR_SHIFT[1] + 1)),
@@ -95,8 +88,6 @@ class WeightUpdate(wiring.Component):
         }
         if self.stochastic:
             ports["lfsr"] = Out(cfg.lanes * lfsr.WIDTH)
-        if self.hidden_offset:
-            ports["hidden"] = In(1)
         super().__init__(ports)
 
     def elaborate(self, platform):
@@ -115,19 +106,8 @@ class WeightUpdate(wiring.Component):
         cfg = self.cfg
         top = cfg.max_rounding_shift          # acc_bits + 1
         shift = Signal(range(top + 1))
-
-        def clamped(value):
-            return Mux(value > top, top, value)
-
-        if self.hidden_offset:      # the output layer's shift and the hidden layers'
-            out_shift, hidden_shift = Signal.like(shift), Signal.like(shift)
-            with m.If(self.start):
-                m.d.sync += [out_shift.eq(clamped(self.lr_shift)),
-                             hidden_shift.eq(clamped(self.lr_shift + self.hidden_offset))]
-            m.d.sync += shift.eq(Mux(self.hidden, hidden_shift, out_shift))
-        else:
-            with m.If(self.start):
-                m.d.sync += shift.eq(clamped(self.lr_shift))
+        with m.If(self.start):
+            m.d.sync += shift.eq(Mux(self.lr_shift > top, top, self.lr_shift))
         if self.stochastic:
             # the low `shift` bits of each lane's LFSR; every lane steps in cycle 1 of a pair
             mask = Signal(top, name="r_mask")

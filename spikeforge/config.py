@@ -43,8 +43,6 @@ PIXEL_BITS = (1, 16)
 WEIGHT_FRAC_BITS = (0, 16)
 TRACE_FRAC_BITS = (0, 12)
 LR_SHIFT = (0, 40)
-#: Largest ``[learning] hidden_lr_shift``: a hidden layer's rate down to 2^-8 of the output's.
-HIDDEN_LR_SHIFT_MAX = 8
 ROUNDINGS = ("nearest", "floor", "stochastic")
 LFSR_SEED = (0, lfsr.PERIOD - 1)
 ELIGIBILITIES = ("spike", "near")
@@ -96,10 +94,6 @@ class DesireConfig:
     lr_decay : float
         Host-side schedule: epoch ``e`` trains with ``lr_shift + floor(e * lr_decay / ln 2)``
         (the published ``lr * exp(-lr_decay * e)`` in halvings).
-    hidden_lr_shift : int
-        The hidden LIF layers (all but the output layer) update with ``lr_shift +
-        hidden_lr_shift``: ``2**-hidden_lr_shift`` of the output layer's rate, in
-        ``[0, HIDDEN_LR_SHIFT_MAX]``; 0 (the default) is the published single rate.
     rounding : str
         ``"nearest"`` (half up, on the magnitude), ``"floor"`` (truncate the magnitude) or
         ``"stochastic"`` (``(acc + r) >> shift``, ``r`` the low ``shift`` bits of a per-lane
@@ -131,7 +125,6 @@ class DesireConfig:
     trace_frac_bits: int = 4
     lr_shift: int = 8
     lr_decay: float = 0.04
-    hidden_lr_shift: int = 0
     rounding: str = "nearest"
     lfsr_seed: int = 0
     eligibility: str = "spike"
@@ -153,7 +146,6 @@ class DesireConfig:
         _check_range("learning.trace_frac_bits", self.trace_frac_bits, *TRACE_FRAC_BITS)
         _check_range("learning.lr_shift", self.lr_shift, *LR_SHIFT)
         _check_fraction("learning.lr_decay", self.lr_decay, 0.0, 10.0)
-        _check_range("learning.hidden_lr_shift", self.hidden_lr_shift, 0, HIDDEN_LR_SHIFT_MAX)
         if self.rounding not in ROUNDINGS:
             raise ConfigError(f"learning.rounding: {self.rounding!r} is not one of {ROUNDINGS}")
         _check_range("learning.lfsr_seed", self.lfsr_seed, *LFSR_SEED)
@@ -191,12 +183,6 @@ class DesireConfig:
     def lr_shift_at(self, epoch: int) -> int:
         """Learning-rate shift of epoch ``epoch`` (0-based) under the exponential schedule."""
         return min(LR_SHIFT[1], self.lr_shift + math.floor(epoch * self.lr_decay / math.log(2)))
-
-    def layer_lr_shift(self, lr_shift: int, layer: int, n_layers: int) -> int:
-        """The shift LIF layer ``layer`` of ``n_layers`` updates with when a sample trains
-        at ``lr_shift``: ``lr_shift + hidden_lr_shift`` for a hidden layer, else
-        ``lr_shift`` (the update then clamps it, :attr:`NetworkConfig.max_rounding_shift`)."""
-        return lr_shift + (self.hidden_lr_shift if layer < n_layers - 1 else 0)
 
 
 @dataclass(frozen=True)
@@ -500,9 +486,7 @@ class NetworkConfig:
             text += (f"; desire backprop: C*={self.target_count}, "
                      f"E_out>{self.out_desire_threshold}, |S|>={self.hidden_desire_threshold}, "
                      f"w{self.store_bits} stored (F={self.frac_bits}), trace 2^-"
-                     f"{lr.trace_frac_bits}, lr 2^-{lr.lr_shift}"
-                     + (f" (hidden 2^-{lr.lr_shift + lr.hidden_lr_shift})"
-                        if lr.hidden_lr_shift else "") + f", {lr.rounding}")
+                     f"{lr.trace_frac_bits}, lr 2^-{lr.lr_shift}, {lr.rounding}")
             if lr.rounding == "stochastic":
                 text += (f" ({lfsr.DESCRIPTION} per lane, {lfsr.WIDTH} bits, seed "
                          f"{lr.lfsr_seed})")
@@ -531,8 +515,7 @@ _SCHEMA = {
     "neuron": {"weight_bits", "membrane_bits", "threshold", "leak_shift"},
     "encoding": {"kind", "pixel_bits", "event_input"},
     "learning": {"rule", "error_margin", "desire_out", "desire_hidden", "weight_frac_bits",
-                 "trace_frac_bits", "lr_shift", "lr_decay", "hidden_lr_shift", "rounding",
-                 "lfsr_seed",
+                 "trace_frac_bits", "lr_shift", "lr_decay", "rounding", "lfsr_seed",
                  "eligibility", "near_fraction", "dropout_hidden", "dropout_seed"},
 }
 

@@ -443,8 +443,7 @@ def update_weights(cfg, stored: list[np.ndarray], rasters: list[np.ndarray],
     desires : list of Desire
         The desire of every LIF layer (:func:`backward`).
     lr_shift : int
-        The update's right shift (the output layer's; a hidden layer's adds
-        ``hidden_lr_shift``, :meth:`DesireConfig.layer_lr_shift`).
+        The update's right shift.
     lfsr : tuple of int
         Stochastic rounding: the lane LFSRs before the update (``()`` for the other modes).
     near : list of ndarray or None
@@ -478,10 +477,9 @@ def update_weights(cfg, stored: list[np.ndarray], rasters: list[np.ndarray],
             draws[layer] = (where, first, group_index, groups.size)
             first += live.size * groups.size
         lfsr = tuple(int(s) for s in lfsr_mod.advance(lfsr, first))
-    L = cfg.n_layers
     new = [_update_layer(cfg, stored[layer], desires[layer], rasters[layer], posts[layer + 1],
-                         cfg.learning.layer_lr_shift(lr_shift, layer, L), draws[layer])
-           for layer in range(L)]
+                         lr_shift, draws[layer])
+           for layer in range(cfg.n_layers)]
     return new, lfsr
 
 

@@ -125,8 +125,6 @@ class FloatDesireNet:
         Ternarisation thresholds (published 0.30 and 0.05).
     lr, lr_decay : float
         Learning rate of epoch ``e`` is ``lr * exp(-lr_decay * e)`` (published 1e-5, 0.04).
-    hidden_lr_shift : int
-        The hidden layers learn at ``2**-hidden_lr_shift`` of that rate (0: published).
     tie_break : str
         How the prediction breaks a tie of the largest count: ``"none"`` (no prediction,
         ``-1``) or ``"first_spike"`` (:func:`sw.golden.decide`).
@@ -154,8 +152,7 @@ class FloatDesireNet:
 
     def __init__(self, layers, *, time_steps: int = 20, leak_shift: int = 2,
                  error_margin: int = 4, desire_out: float = 0.30, desire_hidden: float = 0.05,
-                 lr: float = 1e-5, lr_decay: float = 0.04, hidden_lr_shift: int = 0,
-                 dropout=(0.0, 0.0),
+                 lr: float = 1e-5, lr_decay: float = 0.04, dropout=(0.0, 0.0),
                  dropout_scale: bool = True, timing: str = "published",
                  eligibility: str = "spike", near_fraction: float = 0.5, seed: int = 0,
                  weights=None, tie_break: str = "none"):
@@ -188,7 +185,6 @@ class FloatDesireNet:
         self.desire_hidden = float(desire_hidden)
         self.lr = float(lr)
         self.lr_decay = float(lr_decay)
-        self.hidden_lr_shift = int(hidden_lr_shift)
         if tie_break not in TIE_BREAKS:
             raise ValueError(f"tie_break: {tie_break!r} is not one of {TIE_BREAKS}")
         self.tie_break = tie_break
@@ -245,7 +241,7 @@ class FloatDesireNet:
         return cls(cfg.layers, time_steps=cfg.time_steps, leak_shift=cfg.leak_shift,
                    error_margin=learn.error_margin, desire_out=float(learn.desire_out),
                    desire_hidden=float(learn.desire_hidden), lr=lr,
-                   lr_decay=float(learn.lr_decay), hidden_lr_shift=learn.hidden_lr_shift,
+                   lr_decay=float(learn.lr_decay),
                    dropout=(0.0, float(Fraction(str(learn.dropout_hidden))))
                    if dropout is None else dropout,
                    dropout_scale=False if dropout_scale is None else dropout_scale,
@@ -440,8 +436,7 @@ class FloatDesireNet:
                 x = self.traces(self._drive(layer, rasters[layer][None])[0])
                 post = rasters[layer + 1] if run.near is None else run.near[layer + 1][0]
                 elig = x.T @ post[:, cols]
-                rate = lr * 2.0 ** -self.hidden_lr_shift if layer < L - 1 else lr
-                delta[:, cols] = rate * np.where(d.sign[cols], elig, -elig)
+                delta[:, cols] = lr * np.where(d.sign[cols], elig, -elig)
             deltas.append(delta)
         for w, delta in zip(self.weights, deltas, strict=True):
             w += delta

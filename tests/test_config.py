@@ -336,18 +336,6 @@ def test_stochastic_rounding_config(tmp_path):
     assert load_config("digits-tiny").learning.lfsr_seed == 0
 
 
-def test_hidden_lr_shift_config(tmp_path):
-    cfg = load_config(write(tmp_path, learning_text(lr_shift=5, hidden_lr_shift=2)))
-    assert [cfg.learning.layer_lr_shift(5, layer, 2) for layer in (0, 1)] == [7, 5]
-    assert "lr 2^-5 (hidden 2^-7)," in cfg.summary()
-    assert "hidden" not in load_config("digits-tiny").summary()
-    for bad in ("-1", "9", "1.5"):
-        with pytest.raises(ConfigError, match=r"learning\.hidden_lr_shift: (.* is out of "
-                                              r"range, legal range is|expected an integer "
-                                              r"in) \[0, 8\]"):
-            load_config(write(tmp_path, learning_text(hidden_lr_shift=bad)))
-
-
 @pytest.mark.parametrize("seed", ["-1", "1048575", '"3"', "true"])
 def test_lfsr_seed_range(tmp_path, seed):
     with pytest.raises(ConfigError, match=r"learning\.lfsr_seed: (.* is out of range, legal "

@@ -152,14 +152,13 @@ def ref_stochastic_updates(cfg, stored, rasters, desires, accs, lr_shift, state)
     """Stochastic rounding in the hardware's order: LIF layers ``L-1 .. 0``; in each, the
     presynaptic ``j`` that spiked in steps ``0 .. T-2``, ascending; for each, the groups of
     ``P`` holding an active neuron, ascending: one pair, whose lane ``p`` rounds column
-    ``gP + p`` with the low ``shift`` bits of LFSR ``p`` (``shift``: ``lr_shift``, plus
-    ``hidden_lr_shift`` in a hidden layer), then every LFSR steps once.
+    ``gP + p`` with the low ``shift`` bits of LFSR ``p``, then every LFSR steps once.
     Returns the new weights of every layer and the LFSR states after them."""
     T, P, L = cfg.time_steps, cfg.lanes, cfg.n_layers
+    shift = min(lr_shift, cfg.acc_max.bit_length() + 1)
     state = [int(s) for s in state]
     new = [None] * L
     for layer in reversed(range(L)):
-        shift = min(ref_layer_shift(cfg, lr_shift, layer), 20)
         active, sign, _ = desires[layer]
         n_pre, n_post = len(stored[layer]), len(active)
         steps = [[0] * n_post for _ in range(n_pre)]
@@ -179,11 +178,6 @@ def ref_stochastic_updates(cfg, stored, rasters, desires, accs, lr_shift, state)
                              cfg.store_max) if active[i] else w
                        for i, w in enumerate(row)] for j, row in enumerate(stored[layer])]
     return new, tuple(state)
-
-
-def ref_layer_shift(cfg, lr_shift, layer):
-    """LIF layer ``layer``'s update shift: a hidden layer's is ``hidden_lr_shift`` more."""
-    return lr_shift + (cfg.learning.hidden_lr_shift if layer < cfg.n_layers - 1 else 0)
 
 
 def ref_keep_masks(cfg, sample):
@@ -249,7 +243,7 @@ def ref_train_step(cfg, stored, pixels, label, lr_shift, input_raster=None, lfsr
         new, state = ref_stochastic_updates(cfg, stored, rasters, desires, accs, lr_shift, seeds)
     else:
         new = [ref_update(cfg, stored[layer], desires[layer][0], desires[layer][1], accs[layer],
-                          ref_layer_shift(cfg, lr_shift, layer)) for layer in range(L)]
+                          lr_shift) for layer in range(L)]
     return dict(rasters=rasters, counts=counts, desires=desires, sums=sums, weights=new,
                 lfsr=state, near=near if cfg.near_eligibility else None)
 
@@ -548,15 +542,6 @@ TRAIN_CASES = {
                               "desire_hidden": 0.2, "trace_frac_bits": 2,
                               "weight_frac_bits": 0, "lr_shift": 3, "eligibility": "near",
                               "near_fraction": 0.7}, 1.5),
-    # the hidden layers at a lower rate than the output layer: nearest rounding (one
-    # hidden layer), stochastic rounding over three layers
-    "hidden-lr": ({}, {"lr_shift": 0, "weight_frac_bits": 2, "hidden_lr_shift": 2}, 1.0),
-    "hidden-lr-stochastic-deep": ({"layers": (64, 13, 9, 10), "time_steps": 11,
-                                   "leak_shift": 1, "lanes": 3},
-                                  {"rounding": "stochastic", "error_margin": 3,
-                                   "desire_hidden": 0.2, "trace_frac_bits": 2,
-                                   "weight_frac_bits": 0, "lr_shift": 3,
-                                   "hidden_lr_shift": 3}, 1.5),
 }
 
 

@@ -77,12 +77,6 @@ def test_hand_train_step():
     for w, b, d in zip(net.weights, w_before, step.deltas, strict=True):
         np.testing.assert_array_equal(w, b + d)
     assert step.lr == lr
-    # hidden_lr_shift 2: the hidden layer's update a quarter of it, the output layer's as is
-    slow = hand_net(lr=0.01)
-    slow.hidden_lr_shift = 2
-    slow_step = slow.train_step(np.array([1.0, 0.5]), label=1)
-    np.testing.assert_array_equal(slow_step.deltas[1], step.deltas[1])
-    np.testing.assert_allclose(slow_step.deltas[0], step.deltas[0] / 4, rtol=1e-15)
 
 
 def test_hand_train_step_near():
@@ -219,9 +213,6 @@ def test_from_config_mapping():
     assert net.eligibility == "spike"
     near = FloatDesireNet.from_config(load_config("digits-near"))
     assert (near.eligibility, near.near_fraction) == ("near", 0.5)
-    slow = dataclasses.replace(CFG, learning=dataclasses.replace(CFG.learning,
-                                                                 hidden_lr_shift=3))
-    assert FloatDesireNet.from_config(slow).hidden_lr_shift == 3 and net.hidden_lr_shift == 0
 
 
 def test_to_stored_centre_removes_the_floor_bias_of_the_inference_read():

@@ -82,13 +82,6 @@ CASES = {
     "dropout-near": (dict(layers=(6, 5, 4, 3), lanes=2, time_steps=8),
                      dict(lr_shift=2, eligibility="near", near_fraction=0.4,
                           dropout_hidden=0.375, dropout_seed=2)),
-    # the hidden layers at a lower rate: the unit switches the rounding shift (and the
-    # stochastic draws' width) between the output layer and the hidden ones
-    "hidden-lr-deep": (dict(layers=(6, 5, 4, 3), lanes=2, time_steps=8),
-                       dict(lr_shift=1, hidden_lr_shift=2)),
-    "hidden-lr-stochastic-p3": (dict(layers=(7, 5, 4), lanes=3, time_steps=8),
-                                dict(rounding="stochastic", weight_frac_bits=1, lr_shift=2,
-                                     hidden_lr_shift=3, lfsr_seed=7)),
 }
 
 

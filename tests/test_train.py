@@ -105,18 +105,15 @@ def test_config_hash_tracks_learning_settings(cfg):
                                                                          dropout_seed=9)))
     # the tie break counts only when there is one
     assert config_hash(replace(cfg, tie_break="first_spike")) != config_hash(cfg)
-    # a hidden layer's own rate counts only when it is not 0
-    slow = replace(cfg, learning=replace(cfg.learning, hidden_lr_shift=1))
-    assert config_hash(slow) != config_hash(cfg)
     drop = replace(cfg, learning=replace(cfg.learning, dropout_hidden=0.25))
     assert config_hash(drop) != config_hash(cfg)
     assert config_hash(drop) != config_hash(replace(drop, learning=replace(drop.learning,
                                                                            dropout_seed=9)))
-    # configs without dropout, near eligibility, a hidden rate and a tie break hash as
-    # before those keys existed
+    # configs without dropout, near eligibility and a tie break hash as before
+    # those keys existed
     for profile in (cfg, sto, load_config("digits-tiny"), load_config("fmnist-ecp5")):
         learning = dataclasses.asdict(profile.learning)
-        del learning["dropout_hidden"], learning["dropout_seed"], learning["hidden_lr_shift"]
+        del learning["dropout_hidden"], learning["dropout_seed"]
         if learning["eligibility"] == "spike":
             del learning["eligibility"], learning["near_fraction"]
         if learning["rounding"] != "stochastic":
