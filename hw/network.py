@@ -3,7 +3,7 @@ running a sample autonomously."""
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Const, Module, Mux, ResetInserter, Signal
+from amaranth.hdl import Array, Module, Mux, ResetInserter, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
@@ -324,35 +324,37 @@ class Network(wiring.Component):
             with m.If(self.count_sel == j):
                 m.d.comb += self.count.eq(c)
         # running unique argmax, updated with each output spike (one per cycle at most):
-        # the lowest index among the largest counts, and whether another count equals it.
-        # Same answer as comparing all counts at the end, without a comparison chain.
-        best = Signal(range(T + 1))
+        # the lowest index among the largest keys, and whether another key equals it. Same
+        # answer as comparing all keys at the end, without a comparison chain. The key is
+        # the count, or with the first-spike tie break ``count * (T + 1) + T - first step``
+        # (0 before the first spike), kept per neuron: one multiplexer and one comparison
+        # after the spike's register, as without it.
+        first_spike = self.cfg.tie_break == "first_spike"
+        top = T * (T + 1) + T if first_spike else T
+        keys = ([Signal(range(top + 1), name=f"key{j}") for j in range(n_out)] if first_spike
+                else counts)
+        best = Signal(range(top + 1))
         best_index = Signal(range(n_out))
-        tie = Signal(init=n_out > 1)                 # all counts start equal at zero
+        tie = Signal(init=n_out > 1)                 # all keys start equal at zero
         spike_j = out_index
-        new_count = Signal(range(T + 2))
-        m.d.comb += new_count.eq(Array(counts)[spike_j] + 1)
-        clear = [best.eq(0), best_index.eq(0), tie.eq(n_out > 1)] + [c.eq(0) for c in counts]
-        later = Const(0)            # the spiking neuron's key is below the best one's
-        earlier = Const(0)          # ... above it (same count, earlier first spike)
-        take = []
-        if self.cfg.tie_break == "first_spike":
-            firsts = [Signal(range(T + 1), name=f"first{j}", init=T) for j in range(n_out)]
-            best_first = Signal(range(T + 1), init=T)
-            spike_first = Signal(range(T + 1))      # the spiking neuron's first step
-            m.d.comb += spike_first.eq(Mux(new_count == 1, out_step, Array(firsts)[spike_j]))
-            for j, f in enumerate(firsts):
-                with m.If(out_spike & (out_index == j) & (counts[j] == 0)):
-                    m.d.sync += f.eq(out_step)
-            later, earlier = spike_first > best_first, spike_first < best_first
-            take = [best_first.eq(spike_first)]
-            clear += [best_first.eq(T)] + [f.eq(T) for f in firsts]
+        new_key = Signal(range(top + T + 2))
+        old_key = Array(keys)[spike_j]
+        if first_spike:      # the first spike: count 1 at step `out_step`; later: count + 1
+            m.d.comb += new_key.eq(Mux(old_key == 0, 2 * T + 1 - out_step, old_key + T + 1))
+            for j, k in enumerate(keys):
+                with m.If(out_spike & (out_index == j)):
+                    m.d.sync += k.eq(new_key)
+        else:
+            m.d.comb += new_key.eq(old_key + 1)
         with m.If(out_spike):
-            with m.If((new_count > best) | ((new_count == best) & earlier)):
-                m.d.sync += [best.eq(new_count), best_index.eq(spike_j), tie.eq(0)] + take
-            with m.Elif((new_count == best) & ~later):
+            with m.If(new_key > best):
+                m.d.sync += [best.eq(new_key), best_index.eq(spike_j), tie.eq(0)]
+            with m.Elif(new_key == best):
                 m.d.sync += [tie.eq(1), best_index.eq(Mux(spike_j < best_index, spike_j,
                                                           best_index))]
+        clear = [best.eq(0), best_index.eq(0), tie.eq(n_out > 1)] + [c.eq(0) for c in counts]
+        if first_spike:
+            clear += [k.eq(0) for k in keys]
         return (best_index, tie), clear
 
     def _phase_controller(self, m, ctl, on_start, prediction, learner):
