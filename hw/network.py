@@ -303,10 +303,10 @@ class Network(wiring.Component):
     def _output_counts(self, m, out, ctl):
         """The output spike counters (``count`` of neuron ``count_sel``, ``range(T + 1)``) and
         their running unique argmax, both updated a cycle after each spike of ``out``; with
-        ``tie_break = "first_spike"`` also each output neuron's first spike step (the phase
-        of its first spike, ``T`` before it) and the argmax of ``(count, -first step)``
-        (:func:`sw.golden.decide`). Returns the prediction ``(best_index, tie)`` and the
-        statements that zero them when a sample starts."""
+        ``tie_break = "first_spike"`` the argmax of the key ``count * (T + 1) + T - first
+        step`` (the first step: the phase of the neuron's first spike), the lexicographic
+        ``(count, -first step)`` of :func:`sw.golden.decide`. Returns the prediction
+        ``(best_index, tie)`` and the statements that zero them when a sample starts."""
         T, n_out = self.cfg.time_steps, self.cfg.layers[-1]
         # counted from a register a cycle after the spike (the output layer's lane priority
         # encoder in front of the count multiplexer and the comparisons was a critical path);
@@ -315,9 +315,7 @@ class Network(wiring.Component):
         counts = [Signal(range(T + 1), name=f"count{j}") for j in range(n_out)]
         out_spike = Signal()
         out_index = Signal.like(out.payload.index)
-        out_step = Signal.like(ctl.phase)               # the step the spike belongs to
-        m.d.sync += [out_spike.eq(out.valid & ~out.payload.end), out_index.eq(out.payload.index),
-                     out_step.eq(ctl.phase)]
+        m.d.sync += [out_spike.eq(out.valid & ~out.payload.end), out_index.eq(out.payload.index)]
         for j, c in enumerate(counts):
             with m.If(out_spike & (out_index == j)):
                 m.d.sync += c.eq(c + 1)
@@ -331,30 +329,33 @@ class Network(wiring.Component):
         # after the spike's register, as without it.
         first_spike = self.cfg.tie_break == "first_spike"
         top = T * (T + 1) + T if first_spike else T
-        keys = ([Signal(range(top + 1), name=f"key{j}") for j in range(n_out)] if first_spike
-                else counts)
         best = Signal(range(top + 1))
         best_index = Signal(range(n_out))
         tie = Signal(init=n_out > 1)                 # all keys start equal at zero
         spike_j = out_index
         new_key = Signal(range(top + T + 2))
-        old_key = Array(keys)[spike_j]
-        if first_spike:      # the first spike: count 1 at step `out_step`; later: count + 1
-            m.d.comb += new_key.eq(Mux(old_key == 0, 2 * T + 1 - out_step, old_key + T + 1))
-            for j, k in enumerate(keys):
+        clear = [best.eq(0), best_index.eq(0), tie.eq(n_out > 1)] + [c.eq(0) for c in counts]
+        if first_spike:
+            # a neuron's first spike gets 2T + 1 - step (count 1), each later one the key
+            # before it + T + 1, kept ready beside a fired flag: no adder after the
+            # spike's register, only the multiplexers and the comparison
+            fired = [Signal(name=f"fired{j}") for j in range(n_out)]
+            nexts = [Signal(range(top + T + 2), name=f"next_key{j}") for j in range(n_out)]
+            first_key = Signal(range(2 * T + 2))     # of the spike's step, registered with it
+            m.d.sync += first_key.eq(2 * T + 1 - ctl.phase)
+            m.d.comb += new_key.eq(Mux(Array(fired)[spike_j], Array(nexts)[spike_j], first_key))
+            for j, (f, n) in enumerate(zip(fired, nexts, strict=True)):
                 with m.If(out_spike & (out_index == j)):
-                    m.d.sync += k.eq(new_key)
+                    m.d.sync += [f.eq(1), n.eq(new_key + T + 1)]
+            clear += [f.eq(0) for f in fired]
         else:
-            m.d.comb += new_key.eq(old_key + 1)
+            m.d.comb += new_key.eq(Array(counts)[spike_j] + 1)
         with m.If(out_spike):
             with m.If(new_key > best):
                 m.d.sync += [best.eq(new_key), best_index.eq(spike_j), tie.eq(0)]
             with m.Elif(new_key == best):
                 m.d.sync += [tie.eq(1), best_index.eq(Mux(spike_j < best_index, spike_j,
                                                           best_index))]
-        clear = [best.eq(0), best_index.eq(0), tie.eq(n_out > 1)] + [c.eq(0) for c in counts]
-        if first_spike:
-            clear += [k.eq(0) for k in keys]
         return (best_index, tie), clear
 
     def _phase_controller(self, m, ctl, on_start, prediction, learner):
