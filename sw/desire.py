@@ -99,17 +99,16 @@ def inference_weights(cfg, stored: list[np.ndarray]) -> list[np.ndarray]:
     return [np.asarray(w, dtype=np.int64) >> cfg.frac_bits for w in stored]
 
 
-def _constants(cfg) -> tuple[int, int, int, int]:
-    return (cfg.target_count, cfg.out_desire_threshold, cfg.hidden_desire_threshold,
-            cfg.trace_max)
+def _constants(cfg) -> tuple[int, int, int]:
+    return cfg.target_count, cfg.out_desire_threshold, cfg.hidden_desire_threshold
 
 
 _cached_constants = functools.lru_cache(maxsize=32)(_constants)
 
 
-def _desire_constants(cfg) -> tuple[int, int, int, int]:
-    """``C*``, the output / hidden desire thresholds (derived exactly) and ``trace_max``,
-    computed once per (hashable, frozen) config."""
+def _desire_constants(cfg) -> tuple[int, int, int]:
+    """``C*`` and the output / hidden desire thresholds (derived exactly), computed once
+    per (hashable, frozen) config."""
     try:
         return _cached_constants(cfg)
     except TypeError:           # an unhashable config-like object
@@ -123,7 +122,7 @@ def error_of(cfg, counts: np.ndarray, sign: np.ndarray) -> np.ndarray:
 
 def output_desire(cfg, counts: np.ndarray, label: int) -> Desire:
     """Label neuron: ``E = C* - c``, others ``E = c``; active iff ``E > floor(0.30 C*)``."""
-    target, out_threshold, _, _ = _desire_constants(cfg)
+    target, out_threshold, _ = _desire_constants(cfg)
     sign = np.arange(len(counts)) == label
     signed_error = np.where(sign, target - counts, counts)
     active = signed_error > out_threshold
