@@ -333,7 +333,7 @@ class Network(wiring.Component):
         best_index = Signal(range(n_out))
         tie = Signal(init=n_out > 1)                 # all keys start equal at zero
         spike_j = out_index
-        new_key = Signal(range(top + T + 2))
+        new_key = Signal(range(top + T + 2 if first_spike else T + 2))
         clear = [best.eq(0), best_index.eq(0), tie.eq(n_out > 1)] + [c.eq(0) for c in counts]
         if first_spike:
             # a neuron's first spike gets 2T + 1 - step (count 1), each later one the key
