@@ -38,7 +38,7 @@ from spikeforge.protocol import (
     field_bytes,
     info_bytes,
     nbytes,
-    weight_depths,
+    port_depths,
     word_bytes,
 )
 from spikeforge.timing import WEIGHT_READ_LATENCY
@@ -162,15 +162,16 @@ class RequestChecks(wiring.Component):
         w, run = args.weights, args.run
         end_addr = Signal(ADDRESS_SUM)
         m.d.comb += end_addr.eq(w.address + w.count)
-        depths = Array(Const(d, ADDRESS_SUM) for d in weight_depths(cfg))
+        depths = Array(Const(d, ADDRESS_SUM) for d in port_depths(cfg))
         known = ((RunFlags.RASTER if cfg.event_input else 0)
-                 | (RunFlags.LEARN if cfg.learning is not None else 0))
+                 | (RunFlags.LEARN if cfg.learning is not None else 0)
+                 | (RunFlags.DECODE if cfg.decoder is not None else 0))
         unknown = (1 << RUN_REQUEST["flags"].width) - 1 ^ known
         label_bad = (((run.flags & RunFlags.LEARN).any()
                       & ((run.label >= cfg.layers[-1]) | (run.lr_shift > LR_SHIFT[1])))
                      if cfg.learning is not None else 0)
         m.d.sync += [
-            v.range_bad.eq((w.layer >= cfg.n_layers) | (w.count == 0) |
+            v.range_bad.eq((w.layer >= len(port_depths(cfg))) | (w.count == 0) |
                            (end_addr > depths[w.layer])),
             v.run_arg_bad.eq(((run.flags & unknown) != 0) | label_bad),
         ]
@@ -267,7 +268,7 @@ class CommandUnit(wiring.Component):
     NETWORK_PORTS = ("start", "done", "cycles", "prediction", "prediction_valid",
                      "fifo_overflow", "readout_overflow", "px_addr", "px_data", "px_we",
                      "w_layer", "w_addr", "w_wdata", "w_we", "w_rdata", "from_raster", "learn",
-                     "label", "lr_shift")
+                     "label", "lr_shift", "steps_run", "decode")
 
     def __init__(self, cfg, network: wiring.Signature):
         self.cfg = cfg
@@ -370,6 +371,7 @@ class CommandUnit(wiring.Component):
         """The fixed part of the RUN payload."""
         net, result = self.network, Signal(RUN_RESPONSE)
         m.d.comb += [result.cycles.eq(net.cycles), result.spikes.eq(self.readout.spikes),
+                     result.steps.eq(net.steps_run),
                      result.prediction.eq(Mux(net.prediction_valid, net.prediction,
                                               NO_PREDICTION))]
         return result
@@ -497,6 +499,8 @@ class CommandUnit(wiring.Component):
             m.d.comb += [net.start.eq(1), self.readout.start.eq(1)]
             if cfg.event_input:
                 m.d.comb += net.from_raster.eq((flags & RunFlags.RASTER).any())
+            if cfg.decoder is not None:
+                m.d.comb += net.decode.eq((flags & RunFlags.DECODE).any())
             if cfg.learning is not None:
                 m.d.comb += [net.learn.eq((flags & RunFlags.LEARN).any()),
                              net.label.eq(self.checked.args.run.label),

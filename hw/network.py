@@ -3,7 +3,7 @@ running a sample autonomously."""
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Module, Mux, ResetInserter, Signal
+from amaranth.hdl import Array, Module, Mux, ResetInserter, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
@@ -12,9 +12,11 @@ from spikeforge.config import LR_SHIFT
 from spikeforge.hw.desire_unit import DesireUnit
 from spikeforge.hw.dropout_mask import DropoutMask
 from spikeforge.hw.events import event_layout, index_width, readout_layout
+from spikeforge.hw.exit_decoder import ExitDecoder
 from spikeforge.hw.lif_layer import LIFLayer
 from spikeforge.hw.raster_source import RasterSource
 from spikeforge.hw.rate_encoder import RateEncoder
+from spikeforge.protocol import decoder_depth
 from spikeforge.timing import CYCLE_COUNTER_BITS
 
 
@@ -76,6 +78,8 @@ class Network(wiring.Component):
         L, T = cfg.n_layers, cfg.time_steps
         n_out = cfg.layers[-1]
         self.weight_depth = max(cfg.layers[i] * cfg.groups(i) for i in range(L))
+        if cfg.decoder is not None:         # the decoder's weights: "layer" L of the port
+            self.weight_depth = max(self.weight_depth, decoder_depth(cfg))
         signature = {
             "start": In(1),
             "busy": Out(1),
@@ -91,16 +95,20 @@ class Network(wiring.Component):
             "px_addr": In(range(cfg.layers[0])),
             "px_data": In(cfg.pixel_bits),
             "px_we": In(1),
-            "w_layer": In(range(max(L, 2))),
+            "w_layer": In(range(max(L + (cfg.decoder is not None), 2))),
             "w_addr": In(range(self.weight_depth)),
             "w_wdata": In(cfg.lanes * cfg.store_bits),
             "w_we": In(1),
             "w_rdata": Out(cfg.lanes * cfg.store_bits),
+            "steps_run": Out(range(T + 1)),
             "probe_step": Out(range(max(T, 2))),
         }
         if cfg.learning is not None:
             signature.update({"learn": In(1), "label": In(range(n_out)),
                               "lr_shift": In(range(LR_SHIFT[1] + 1))})
+        if cfg.decoder is not None:
+            signature.update({"decode": In(1), "score_sel": In(range(n_out)),
+                              "score": Out(signed(cfg.decoder.score_bits(n_out)))})
         if cfg.event_input:
             signature.update({"from_raster": In(1), "raster_step": In(range(max(T, 2))),
                               "raster_index": In(range(cfg.layers[0])),
@@ -121,10 +129,12 @@ class Network(wiring.Component):
         self._weight_port(m, layers, learner, ctl)
         readout_start = self._readout(m, producers[-1], ctl)
         self._probes(m, producers, ctl)
-        prediction, counts_start = self._output_counts(m, producers[-1], ctl)
+        spike = self._output_spike(m, producers[-1])
+        prediction, counts_start = self._output_counts(m, spike, ctl)
+        decoder, decoder_start = self._exit_decoder(m, spike, ctl)
         # what each part does when a sample starts, in the cycle `start` is seen
-        on_start = input_start + learner_start + readout_start + counts_start
-        self._phase_controller(m, ctl, on_start, prediction, learner)
+        on_start = input_start + learner_start + readout_start + counts_start + decoder_start
+        self._phase_controller(m, ctl, on_start, prediction, learner, decoder)
         return m
 
     def _input_source(self, m, ctl):
@@ -300,22 +310,53 @@ class Network(wiring.Component):
             with m.If(fire & src.payload.end):
                 m.d.sync += ctl.stage_done[pop].eq(1)
 
-    def _output_counts(self, m, out, ctl):
+    def _output_spike(self, m, out):
+        """The output layer's spikes ``out``, registered: ``(spike, index)`` a cycle after
+        each is handed over (its lane priority encoder in front of the counters and the
+        decoder was a critical path)."""
+        out_spike = Signal()
+        out_index = Signal.like(out.payload.index)
+        m.d.sync += [out_spike.eq(out.valid & ~out.payload.end), out_index.eq(out.payload.index)]
+        return out_spike, out_index
+
+    def _exit_decoder(self, m, spike, ctl):
+        """The decoder on the chip (:class:`~hw.exit_decoder.ExitDecoder`, configs with
+        ``[decoder]`` only): it adds the registered output ``spike`` of the phase's step to
+        the scores of samples that decode (``decode`` high at ``start``, not learning), the
+        bias in phase 0's first cycle, and is weight "layer" ``L`` of the weight port.
+        Returns it (``None`` without a decoder) and the statements that run when a sample
+        starts."""
+        cfg = self.cfg
+        if cfg.decoder is None:
+            return None, []
+        m.submodules.exit_decoder = dec = ExitDecoder(cfg)
+        m.d.comb += [
+            dec.clear.eq(ctl.clear_fifos),
+            dec.add_bias.eq(ctl.decoding & ctl.launch & (ctl.phase == 0)),
+            dec.spike_valid.eq(ctl.decoding & spike[0]), dec.spike_index.eq(spike[1]),
+            dec.step.eq(ctl.phase),
+            dec.w_addr.eq(self.w_addr), dec.w_data.eq(self.w_wdata),
+            dec.w_we.eq(self.w_we & (self.w_layer == cfg.n_layers)),
+            dec.score_sel.eq(self.score_sel), self.score.eq(dec.score),
+        ]
+        with m.If(self.w_layer == cfg.n_layers):
+            m.d.comb += self.w_rdata.eq(dec.r_data)
+        learn = self.learn if cfg.learning is not None else 0
+        return dec, [ctl.decoding.eq(self.decode & ~learn)]
+
+    def _output_counts(self, m, spike, ctl):
         """The output spike counters (``count`` of neuron ``count_sel``, ``range(T + 1)``) and
-        their running unique argmax, both updated a cycle after each spike of ``out``; with
+        their running unique argmax, both updated with each registered output ``spike``; with
         ``tie_break = "first_spike"`` the argmax of the key ``count * (T + 1) + T - first
         step`` (the first step: the phase of the neuron's first spike), the lexicographic
         ``(count, -first step)`` of :func:`sw.golden.decide`. Returns the prediction
         ``(best_index, tie)`` and the statements that zero them when a sample starts."""
         T, n_out = self.cfg.time_steps, self.cfg.layers[-1]
-        # counted from a register a cycle after the spike (the output layer's lane priority
-        # encoder in front of the count multiplexer and the comparisons was a critical path);
-        # the last spike is counted before `close` reads the argmax, since `close` waits for
-        # the end marker, which comes at least a cycle after it, and for its `stage_done`
+        # counted from the registered spike (:meth:`_output_spike`); the last spike is
+        # counted before `close` reads the argmax, since `close` waits for the end marker,
+        # which comes at least a cycle after it, and for its `stage_done`
         counts = [Signal(range(T + 1), name=f"count{j}") for j in range(n_out)]
-        out_spike = Signal()
-        out_index = Signal.like(out.payload.index)
-        m.d.sync += [out_spike.eq(out.valid & ~out.payload.end), out_index.eq(out.payload.index)]
+        out_spike, out_index = spike
         for j, c in enumerate(counts):
             with m.If(out_spike & (out_index == j)):
                 m.d.sync += c.eq(c + 1)
@@ -358,17 +399,25 @@ class Network(wiring.Component):
                                                           best_index))]
         return (best_index, tie), clear
 
-    def _phase_controller(self, m, ctl, on_start, prediction, learner):
+    def _phase_controller(self, m, ctl, on_start, prediction, learner, decoder):
         """The sample's state machine: ``IDLE`` -> ``RUN`` (one phase per step; a phase ends
         ``PHASE_OVERHEAD`` cycle after every stage handed over its end marker) -> ``LEARN``
         (training samples) -> ``IDLE``, counting ``cycles`` from the cycle ``start`` is seen
         to the cycle ``done`` rises. ``on_start``: the other parts' statements for a new
-        sample; ``prediction``: ``(best_index, tie)``, latched when the last phase ends."""
+        sample; ``prediction``: ``(best_index, tie)``, latched when the last phase ends.
+
+        A decoded sample (``decoder``, ``ctl.decoding``) goes ``RUN`` -> ``DECIDE`` at the
+        end of every phase from the decoder's first check on; ``DECIDE`` waits for the
+        decoder's scan and ends the sample (its decision is the prediction) or opens the
+        next phase."""
         T = self.cfg.time_steps
         best_index, tie = prediction
         all_done = ctl.stage_done.all() & ~ctl.launch
         m.d.comb += self.cycles.eq(ctl.cycles)
         m.d.sync += [ctl.launch.eq(0), self.done.eq(0)]
+        next_phase = [ctl.phase.eq(ctl.phase + 1), ctl.launch.eq(1), ctl.opened.eq(-1),
+                      ctl.stage_done.eq(0)]
+        close = [self.steps_run.eq(ctl.phase + 1)]
 
         with m.FSM():
             with m.State("IDLE"):
@@ -380,11 +429,20 @@ class Network(wiring.Component):
             with m.State("RUN"):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += ctl.cycles.eq(ctl.cycles + 1)
-                with m.If(all_done):
+                ends = all_done                    # the phase ends, no decision check
+                if decoder is not None:
+                    d = self.cfg.decoder
+                    check = ctl.decoding & (ctl.phase >= d.first_check - 1)
+                    with m.If(all_done & check):
+                        m.d.comb += [decoder.decide.eq(1),
+                                     decoder.force.eq(ctl.phase == d.steps - 1)]
+                        m.next = "DECIDE"
+                    ends = all_done & ~check
+                with m.If(ends):
                     with m.If(ctl.phase == T - 1):
                         m.d.comb += ctl.close.eq(1)
                         m.d.sync += [self.prediction.eq(best_index),
-                                     self.prediction_valid.eq(~tie)]
+                                     self.prediction_valid.eq(~tie)] + close
                         with m.If(ctl.train):
                             if learner is not None:
                                 m.d.comb += learner.start.eq(1)
@@ -394,8 +452,7 @@ class Network(wiring.Component):
                             m.d.sync += self.done.eq(1)
                             m.next = "IDLE"
                     with m.Else():
-                        m.d.sync += [ctl.phase.eq(ctl.phase + 1), ctl.launch.eq(1),
-                                     ctl.opened.eq(-1), ctl.stage_done.eq(0)]
+                        m.d.sync += next_phase
             if learner is not None:
                 with m.State("LEARN"):
                     m.d.comb += self.busy.eq(1)
@@ -403,6 +460,18 @@ class Network(wiring.Component):
                     with m.If(learner.done):
                         m.d.sync += [self.done.eq(1), ctl.learning.eq(0)]
                         m.next = "IDLE"
+            if decoder is not None:
+                with m.State("DECIDE"):
+                    m.d.comb += self.busy.eq(1)
+                    m.d.sync += ctl.cycles.eq(ctl.cycles + 1)
+                    with m.If(decoder.decided & decoder.exit):
+                        m.d.comb += ctl.close.eq(1)
+                        m.d.sync += [self.prediction.eq(decoder.best),
+                                     self.prediction_valid.eq(1), self.done.eq(1)] + close
+                        m.next = "IDLE"
+                    with m.Elif(decoder.decided):
+                        m.d.sync += next_phase
+                        m.next = "RUN"
 
 
 class _PhaseControl:
@@ -422,3 +491,4 @@ class _PhaseControl:
         # the learning unit owns the weight ports: a flip-flop of its own (not a decode of the
         # state), since it selects every weight port bit of every layer
         self.learning = Signal()
+        self.decoding = Signal()                   # this sample is decoded on the chip

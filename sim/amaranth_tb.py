@@ -54,6 +54,8 @@ class SimRun:
     fifo_overflow: bool
     stall_cycles: int = 0
     resets: int = 0
+    steps: np.ndarray | None = None     # decoded runs: steps each sample ran
+    scores: np.ndarray | None = None    # decoded runs: the decoder's scores at the exit (B, C)
 
 
 class OnPlatform(Elaboratable):
@@ -69,7 +71,7 @@ class OnPlatform(Elaboratable):
 def simulate(cfg, stored, pixels, *, labels=None, lr_shift: int | None = None,
              readback: bool = False, ready: float | None = None, seed: int = 0,
              reset_cycle: int | None = None, input_rasters=None,
-             platform=None) -> SimRun:
+             platform=None, decoder=None) -> SimRun:
     """Run samples through the Network of ``cfg`` in Amaranth's simulator.
 
     Parameters
@@ -98,6 +100,10 @@ def simulate(cfg, stored, pixels, *, labels=None, lr_shift: int | None = None,
     platform : object or None
         Elaborate the network for it (e.g. :class:`hw.block_ram.BlockRamPlatform`, as the
         board builds do).
+    decoder : sw.exit_decoder.DecoderWeights or None
+        Load it into the decoder on the chip (configs with ``[decoder]``) and decode every
+        inference sample there (``decode`` high); the run then records the steps each
+        sample ran and its scores.
 
     Returns
     -------
@@ -110,7 +116,7 @@ def simulate(cfg, stored, pixels, *, labels=None, lr_shift: int | None = None,
     trains = labels is not None and bool((labels >= 0).any())
     bench = _NetworkBench(cfg, stored, pixels, labels=labels, lr_shift=lr_shift,
                           input_rasters=input_rasters, read_weights=readback or trains,
-                          ready=ready, seed=seed, reset_cycle=reset_cycle)
+                          ready=ready, seed=seed, reset_cycle=reset_cycle, decoder=decoder)
     top = Module()
     top.domains.sync = bench.domain
     top.submodules.dut = bench.dut if platform is None else OnPlatform(bench.dut, platform)
@@ -151,6 +157,8 @@ class _Sample:
     prediction: int
     weights_after: list[np.ndarray] | None
     fifo_overflow: bool
+    steps: int
+    scores: list[int] | None
 
 
 class _NetworkBench:
@@ -159,8 +167,9 @@ class _NetworkBench:
     the readout stream when ``ready`` is set (one draw of the seeded generator per edge)."""
 
     def __init__(self, cfg, stored, pixels, *, labels, lr_shift, input_rasters, read_weights,
-                 ready, seed, reset_cycle):
+                 ready, seed, reset_cycle, decoder=None):
         self.cfg, self.stored, self.pixels, self.labels = cfg, stored, pixels, labels
+        self.decoder = decoder
         self.lr_shift, self.input_rasters = lr_shift, input_rasters
         self.read_weights, self.ready, self.reset_cycle = read_weights, ready, reset_cycle
         self.rng = np.random.default_rng(seed)
@@ -208,7 +217,21 @@ class _NetworkBench:
                 ctx.set(dut.w_wdata, word)
                 ctx.set(dut.w_we, 1)
                 await self.tick(ctx)
+        if self.decoder is not None:
+            await self.load_decoder(ctx)
         ctx.set(dut.w_we, 0)
+
+    async def load_decoder(self, ctx):
+        """Write the decoder's weights and biases as weight "layer" ``L``."""
+        from spikeforge.protocol import decoder_words
+
+        dut = self.dut
+        ctx.set(dut.w_layer, self.cfg.n_layers)
+        for addr, value in decoder_words(self.cfg, self.decoder):
+            ctx.set(dut.w_addr, addr)
+            ctx.set(dut.w_wdata, value)
+            ctx.set(dut.w_we, 1)
+            await self.tick(ctx)
 
     async def read_back(self, ctx) -> list[np.ndarray]:
         """Every layer's stored weights, read through the weight port
@@ -272,6 +295,8 @@ class _NetworkBench:
             ctx.set(dut.learn, int(train))
             ctx.set(dut.label, int(labels[b]) if train else 0)
             ctx.set(dut.lr_shift, self.lr_shift)
+        if self.cfg.decoder is not None:
+            ctx.set(dut.decode, self.decoder is not None)
         ctx.set(dut.start, 1)
         await self.tick(ctx)
         ctx.set(dut.start, 0)
@@ -333,11 +358,18 @@ class _NetworkBench:
         pred = ctx.get(dut.prediction) if ctx.get(dut.prediction_valid) else -1
         cycles = ctx.get(dut.cycles)
         fifo_overflow = bool(ctx.get(dut.fifo_overflow))
+        scores = None
+        if self.decoder is not None:
+            scores = []
+            for c in range(self.cfg.layers[-1]):
+                ctx.set(dut.score_sel, c)
+                scores.append(ctx.get(dut.score))
         if self.ready is not None:
             await self.drain_readout(ctx, b)
         after = await self.read_back(ctx) if self.read_weights else None
         return _Sample(rasters=recorded[0], edges=recorded[1], cycles=cycles, prediction=pred,
-                       weights_after=after, fifo_overflow=fifo_overflow)
+                       weights_after=after, fifo_overflow=fifo_overflow,
+                       steps=ctx.get(dut.steps_run), scores=scores)
 
     async def run_all(self, ctx, reset_at) -> bool:
         """Load the weights and run every sample; ``False`` when the reset at edge
@@ -372,7 +404,10 @@ class _NetworkBench:
                     if self.ready is not None else None),
             readout_overflow=self.readout_overflow,
             fifo_overflow=any(r.fifo_overflow for r in runs),
-            stall_cycles=self.stall_cycles, resets=self.resets)
+            stall_cycles=self.stall_cycles, resets=self.resets,
+            steps=np.array([r.steps for r in runs], dtype=np.int64),
+            scores=(np.array([r.scores for r in runs], dtype=np.int64)
+                    if self.decoder is not None else None))
 
 
 @dataclass

@@ -26,16 +26,18 @@ def default_jobs() -> int:
 
 
 def choose_engine(engine: str, samples: int | None, *, learn: bool = False,
-                  waves: str | None = None, sim: str = "verilator", ttfs: bool = False) -> str:
+                  waves: str | None = None, sim: str = "verilator", ttfs: bool = False,
+                  decoder: bool = False) -> str:
     """``"bulk"`` or ``"cocotb"``: the runner for ``samples`` samples (``None``: a whole
     split) under ``engine`` (one of :data:`ENGINES`). Training runs (``learn``), waveforms,
-    Icarus and TTFS cores are cocotb only: ``engine="bulk"`` with any of them raises
-    :class:`ConfigError`, ``auto`` picks cocotb."""
+    Icarus, TTFS cores and the decoder on the chip are cocotb only: ``engine="bulk"`` with
+    any of them raises :class:`ConfigError`, ``auto`` picks cocotb."""
     if engine not in ENGINES:
         raise ConfigError(f"engine {engine!r}: expected one of {', '.join(ENGINES)}")
     cocotb_only = [why for why, on in (("--learn", learn), ("--waves", waves),
                                        ("--sim icarus", sim == "icarus"),
-                                       ("a TTFS config", ttfs)) if on]
+                                       ("a TTFS config", ttfs),
+                                       ("a decoder on the chip", decoder)) if on]
     if engine == "bulk":
         if cocotb_only:
             raise ConfigError(f"--engine bulk: not with {', '.join(cocotb_only)} (cocotb only); "
@@ -46,17 +48,18 @@ def choose_engine(engine: str, samples: int | None, *, learn: bool = False,
 
 
 def run_engine(cfg, weights, pixels, *, bulk: bool, jobs: int = 1, sim: str = "verilator",
-               waves: str | None = None, progress=None):
+               waves: str | None = None, progress=None, decoder=None):
     """Inference of ``pixels`` through the RTL: :func:`sim.bulk.run_bulk` (``jobs``
     processes) if ``bulk``, else :func:`sim.rtl.run_rtl` on ``sim`` (``waves``: an FST or VCD
-    file to write)."""
+    file to write; ``decoder``: decoded on the chip)."""
     if bulk:
         from spikeforge.sim.bulk import run_bulk
 
         return run_bulk(cfg, weights, pixels, jobs=jobs, progress=progress)
     from spikeforge.sim.rtl import run_rtl
 
-    return run_rtl(cfg, weights, pixels, sim=sim, waves=waves, progress=progress)
+    return run_rtl(cfg, weights, pixels, sim=sim, waves=waves, progress=progress,
+                   decoder=decoder)
 
 
 @dataclass
@@ -73,12 +76,15 @@ class Comparison:
     mask_mismatches: int | None = None       # TTFS training runs: prune-mask differences
     winner_mismatches: int = 0               # TTFS training runs: samples with other winners
     stream_mismatches: int = 0               # readout stream vs the last layer's raster
+    decoder_mismatches: int = 0              # decoded runs: samples with another exit step
+                                             # or another score at the exit
 
     @property
     def ok(self) -> bool:
         return not (self.spike_mismatches or self.cycle_mismatches or self.prediction_mismatches
                     or self.weight_mismatches or self.mask_mismatches
-                    or self.winner_mismatches or self.stream_mismatches)
+                    or self.winner_mismatches or self.stream_mismatches
+                    or self.decoder_mismatches)
 
     def summary_line(self) -> str:
         weights = ("" if self.weight_mismatches is None
@@ -123,11 +129,33 @@ def compare_runs(gold, rtl) -> Comparison:
                        f"RTL {rtl.predictions[b]}")
     stream_bad = _check_stream(gold.rasters[-1], getattr(rtl, "stream", None),
                                getattr(rtl, "readout_overflow", False), details)
+    decoder_bad = _check_decoder(getattr(gold, "decoder", None), rtl, details)
     if first is None and details:
         first = details[0]
     return Comparison(samples=batch, spike_mismatches=spike_mismatches,
                       cycle_mismatches=len(cycle_bad), prediction_mismatches=len(pred_bad),
-                      first_divergence=first, details=details, stream_mismatches=stream_bad)
+                      first_divergence=first, details=details, stream_mismatches=stream_bad,
+                      decoder_mismatches=decoder_bad)
+
+
+def _check_decoder(gold, rtl, details) -> int:
+    """Samples whose exit step or scores at the exit differ between the golden decoder run
+    ``gold`` (:class:`sw.exit_decoder.DecoderRun`, ``None``: not decoded) and ``rtl``;
+    ``details`` gets the first few."""
+    if gold is None:
+        return 0
+    steps_bad = gold.steps != rtl.steps
+    scores_bad = (gold.scores != rtl.scores).any(axis=1)
+    bad = np.flatnonzero(steps_bad | scores_bad)
+    for b in bad[:5]:
+        if steps_bad[b]:
+            details.append(f"sample {b}: expected the decoder to exit after {gold.steps[b]} "
+                           f"steps, RTL after {rtl.steps[b]}")
+        else:
+            c = int(np.flatnonzero(gold.scores[b] != rtl.scores[b])[0])
+            details.append(f"sample {b}: decoder score of class {c} at the exit: expected "
+                           f"{gold.scores[b, c]}, RTL {rtl.scores[b, c]}")
+    return len(bad)
 
 
 def _check_stream(raster, stream, overflow, details) -> int:

@@ -27,6 +27,8 @@ class LinkRun:
     gaps: int                   # random idle gaps the host left inside its requests
     check: tuple | None = None  # (cycles, prediction, events) of the check raster's run
     check_frames: int = 0       # EVENTS frames the check raster took
+    steps: np.ndarray | None = None   # time steps each sample ran
+    decoder_ok: bool | None = None    # the decoder on the chip read back as written
 
     def rasters(self, n_samples: int, steps: int, n_out: int) -> np.ndarray:
         r = np.zeros((n_samples, steps, n_out), dtype=bool)
@@ -37,14 +39,16 @@ class LinkRun:
 def run_link(cfg, weights, pixels, *, labels=None, lr_shift: int | None = None,
              stored: bool = False, input_rasters=None, check_raster=None,
              sim: str = "verilator", waves: str | None = None,
-             verbose: bool = False) -> LinkRun:
+             verbose: bool = False, decoder=None) -> LinkRun:
     """Load ``weights`` (inference weights; stored ones with ``stored``), run ``pixels``
     (training when ``labels``) and read everything back, all through
     :class:`sw.host.HostLink` over the UART model.
 
     ``input_rasters``: per sample ``None`` (send its pixels) or a ``(T, N_in)`` raster sent
     as input events (:meth:`sw.host.HostLink.run_events`) instead. ``check_raster``: stored
-    before the broken frames and run (inference) right after them: ``LinkRun.check``."""
+    before the broken frames and run (inference) right after them: ``LinkRun.check``.
+    ``decoder``: a :class:`sw.exit_decoder.DecoderWeights` to load after the weights (and
+    read back); the inference samples then run decoded on the chip."""
     if not stored:
         weights = to_stored(cfg, weights)
     job = {"config": np.frombuffer(pickle.dumps(cfg), dtype=np.uint8),
@@ -63,6 +67,8 @@ def run_link(cfg, weights, pixels, *, labels=None, lr_shift: int | None = None,
         job["use_raster"] = np.array([r is not None for r in input_rasters])
         job["rasters"] = np.stack([np.zeros(shape, bool) if r is None else np.asarray(r, bool)
                                    for r in input_rasters]).astype(np.uint8)
+    if decoder is not None:
+        job["decoder_w"], job["decoder_b"] = decoder.w, decoder.b
     if check_raster is not None:
         job["check_raster"] = np.asarray(check_raster, dtype=np.uint8)
     data = simulate(cfg, job, "spikeforge.sim.tb_host_link", sim=sim, waves=waves, verbose=verbose,
@@ -77,4 +83,5 @@ def run_link(cfg, weights, pixels, *, labels=None, lr_shift: int | None = None,
                    check=None if "check_cycles" not in data else (
                        int(data["check_cycles"]), int(data["check_prediction"]),
                        data["check_events"]),
-                   check_frames=int(data.get("check_frames", 0)))
+                   check_frames=int(data.get("check_frames", 0)), steps=data["steps"],
+                   decoder_ok=bool(data["decoder_ok"]) if "decoder_ok" in data else None)

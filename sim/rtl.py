@@ -36,6 +36,8 @@ class RtlRun:
     weights_after: list[list[np.ndarray]] | None = None   # training: stored weights per sample
     stream: np.ndarray | None = None   # readout stream items (end, step, neuron, count)
     readout_overflow: bool = False
+    steps: np.ndarray | None = None    # time steps each sample ran
+    scores: np.ndarray | None = None   # decoded runs: the decoder's scores at the exit (B, C)
 
 
 def build_dir_for(cfg, sim: str, waves: str | None, root: Path = DEFAULT_BUILD_ROOT,
@@ -51,7 +53,7 @@ def build_dir_for(cfg, sim: str, waves: str | None, root: Path = DEFAULT_BUILD_R
 def run_rtl(cfg, weights, pixels, *, sim: str = "verilator", waves: str | None = None,
             build_root: Path = DEFAULT_BUILD_ROOT, readback: bool = False,
             verbose: bool = False, progress=None, labels=None, lr_shift: int | None = None,
-            stored: bool = False) -> RtlRun:
+            stored: bool = False, decoder=None) -> RtlRun:
     """Generate, build (once per parameter set) and simulate; return every spike and cycle.
 
     ``waves``: path of an FST (``.fst``) or VCD file to write.
@@ -59,6 +61,8 @@ def run_rtl(cfg, weights, pixels, *, sim: str = "verilator", waves: str | None =
     ``labels``: train on the samples in order (on-chip desire backpropagation, ``lr_shift``
     defaults to the config's) and read all stored weights back after each one.
     ``stored``: ``weights`` are stored weights (``weight_bits + F`` bits), not inference ones.
+    ``decoder``: a :class:`sw.exit_decoder.DecoderWeights` to load into the decoder on the
+    chip; the inference samples then run decoded (with its early exit).
     """
     if stored:
         stored_w = [np.asarray(w, dtype=np.int64) for w in weights]
@@ -83,6 +87,10 @@ def run_rtl(cfg, weights, pixels, *, sim: str = "verilator", waves: str | None =
              for i, w in enumerate(stored_w)}
     job = dict(sizes=np.array(cfg.layers), steps=cfg.time_steps, pixels=pixels,
                readback=int(readback), **{"lr_shift": 0, **learn}, **words)
+    if decoder is not None:
+        from spikeforge.protocol import decoder_words
+
+        job["decoder_writes"] = np.array(decoder_words(cfg, decoder), dtype=np.int64)
     data = simulate(cfg, job, "spikeforge.sim.tb_network", sim=sim, waves=waves,
                     build_root=build_root, verbose=verbose, progress=progress)
     after = None
@@ -93,7 +101,8 @@ def run_rtl(cfg, weights, pixels, *, sim: str = "verilator", waves: str | None =
                   predictions=data["predictions"], cycles=data["cycles"],
                   edges=data["edges"], readback_ok=bool(data["readback_ok"]),
                   weights_after=after, stream=data["stream"],
-                  readout_overflow=bool(data["readout_overflow"]))
+                  readout_overflow=bool(data["readout_overflow"]), steps=data["steps"],
+                  scores=data["scores"] if decoder is not None else None)
 
 
 def _icarus_runner(fmt: str):

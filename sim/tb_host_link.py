@@ -140,6 +140,11 @@ async def host_link_job(dut):
     use_raster = job["use_raster"] if "use_raster" in job.files else np.zeros(len(pixels))
     rasters = job["rasters"].astype(bool) if "rasters" in job.files else None
     check_raster = job["check_raster"].astype(bool) if "check_raster" in job.files else None
+    decoder = None
+    if "decoder_w" in job.files:
+        from spikeforge.sw.exit_decoder import DecoderWeights
+
+        decoder = DecoderWeights(job["decoder_w"], job["decoder_b"])
 
     @bridge
     def host():
@@ -148,6 +153,10 @@ async def host_link_job(dut):
             link.write_words(layer, 0, ws)
         out["readback_ok"] = all(link.read_words(i, 0, len(ws)) == ws
                                  for i, ws in enumerate(words))
+        if decoder is not None:
+            link.load_decoder(decoder)
+            back = link.read_decoder()
+            out["decoder_ok"] = (back.w == decoder.w).all() and (back.b == decoder.b).all()
         if check_raster is not None:
             out["check_frames"] = np.array(link.send_events(check_raster))
         errors = []
@@ -165,17 +174,21 @@ async def host_link_job(dut):
             r = link.run_stored()
             out.update(check_cycles=np.array(r.cycles), check_prediction=np.array(r.prediction),
                        check_events=r.events.reshape(-1, 2))
-        cycles, predictions, events = [], [], []
+        cycles, predictions, events, steps = [], [], [], []
         for b, px in enumerate(pixels):
             label = None if labels is None else int(labels[b])
             if use_raster[b]:
-                r = link.run_events(rasters[b], label=label, lr_shift=int(job["lr_shift"]))
+                r = link.run_events(rasters[b], label=label, lr_shift=int(job["lr_shift"]),
+                                    decode=decoder is not None)
             else:
-                r = link.run(px, label=label, lr_shift=int(job["lr_shift"]))
+                r = link.run(px, label=label, lr_shift=int(job["lr_shift"]),
+                             decode=decoder is not None)
+            steps.append(r.steps)
             cycles.append(r.cycles)
             predictions.append(r.prediction)
             events += [(b, int(s), int(n)) for s, n in r.events]
         out.update(cycles=np.array(cycles), predictions=np.array(predictions),
+                   steps=np.array(steps),
                    events=np.array(events, dtype=np.int64).reshape(-1, 3))
         for i in range(cfg.n_layers):
             out[f"after{i}"] = np.array([str(w) for w in link.read_words(

@@ -35,7 +35,8 @@ INPUTS = ("start", "px_we", "w_we", "px_addr", "px_data", "w_addr", "w_wdata", "
 #: Inputs only some configs have: ``[learning]`` ones, and ``encoding.event_input`` ones
 #: (the stored input raster; this testbench runs every sample from its pixels).
 OPTIONAL_INPUTS = ("learn", "label", "lr_shift",
-                   "from_raster", "raster_step", "raster_index", "raster_set", "raster_clear")
+                   "from_raster", "raster_step", "raster_index", "raster_set", "raster_clear",
+                   "decode", "score_sel")
 
 
 async def drain_events(dut, items, steps, n_out):
@@ -104,8 +105,10 @@ async def read_words(dut, layer, depth):
     return words
 
 
-async def run_sample(dut, pixels, sizes, steps, label=None, lr_shift=0):
+async def run_sample(dut, pixels, sizes, steps, label=None, lr_shift=0, decode=False):
     await write_port(dut, dut.px_we, dut.px_addr, dut.px_data, pixels)
+    if hasattr(dut, "decode"):
+        dut.decode.value = int(decode)
     if label is not None:
         dut.learn.value = 1
         dut.label.value = int(label)
@@ -133,7 +136,14 @@ async def run_sample(dut, pixels, sizes, steps, label=None, lr_shift=0):
             raise TimeoutError("done never rose")
     assert not dut.fifo_overflow.value, "inter-layer FIFO overflowed"
     prediction = int(dut.prediction.value) if dut.prediction_valid.value else -1
-    return spikes, edges, int(dut.cycles.value), prediction
+    scores = []
+    if decode:
+        for c in range(sizes[-1]):
+            await FallingEdge(dut.clk)
+            dut.score_sel.value = c
+            await ReadOnly()
+            scores.append(dut.score.value.to_signed())
+    return spikes, edges, int(dut.cycles.value), prediction, int(dut.steps_run.value), scores
 
 
 @cocotb.test()
@@ -146,6 +156,15 @@ async def run_job(dut):
     await reset(dut)
     words = [job[f"words{i}"] for i in range(n_layers)]
     await load_words(dut, [[int(w) for w in ws] for ws in words])
+    decode = "decoder_writes" in job.files
+    if decode:
+        dut.w_layer.value = n_layers
+        dut.w_we.value = 1
+        for addr, value in job["decoder_writes"]:
+            dut.w_addr.value = int(addr)
+            dut.w_wdata.value = int(value)
+            await RisingEdge(dut.clk)
+        dut.w_we.value = 0
     readback_ok = True
     if int(job["readback"]):
         for layer in range(n_layers):
@@ -158,6 +177,8 @@ async def run_job(dut):
     edges = np.zeros(batch, dtype=np.int64)
     cycles = np.zeros(batch, dtype=np.int64)
     predictions = np.zeros(batch, dtype=np.int64)
+    ran = np.zeros(batch, dtype=np.int64)
+    scores = np.zeros((batch, sizes[-1]), dtype=np.int64)
     labels = job["labels"] if "labels" in job.files else None
     after = {}                              # training: words of every layer after each sample
     items = []
@@ -165,8 +186,9 @@ async def run_job(dut):
     for b in range(batch):
         await RisingEdge(dut.clk)
         label = None if labels is None else int(labels[b])
-        spikes, edges[b], cycles[b], predictions[b] = await run_sample(
-            dut, pixels[b], sizes, steps, label, int(job["lr_shift"]))
+        spikes, edges[b], cycles[b], predictions[b], ran[b], score = await run_sample(
+            dut, pixels[b], sizes, steps, label, int(job["lr_shift"]), decode and label is None)
+        scores[b, :len(score)] = score
         waited = 0
         while sum(item[0] for item in items) < b + 1:       # this sample's end item
             await RisingEdge(dut.clk)
@@ -185,7 +207,8 @@ async def run_job(dut):
             for t, n in events:
                 rasters[pop][b, t, n] = True
     np.savez(os.environ["SPIKEFORGE_RESULT"], edges=edges, cycles=cycles,
-             predictions=predictions, readback_ok=readback_ok, **after,
+             predictions=predictions, readback_ok=readback_ok, **after, steps=ran,
+             scores=scores,
              stream=np.array(items, dtype=np.int64).reshape(-1, 4),
              readout_overflow=int(dut.readout_overflow.value),
              **{f"raster{pop}": r for pop, r in enumerate(rasters)})

@@ -20,8 +20,8 @@ from pathlib import Path
 
 from spikeforge import lfsr
 
-__all__ = ["ConfigError", "DesireConfig", "NetworkConfig", "TTFSConfig", "load_config",
-           "profile_names", "CONFIG_DIR"]
+__all__ = ["ConfigError", "DecoderConfig", "DesireConfig", "NetworkConfig", "TTFSConfig",
+           "load_config", "profile_names", "CONFIG_DIR"]
 
 #: The shipped profiles: ``configs/`` of the source tree, installed as ``spikeforge.configs``.
 CONFIG_DIR = Path(str(resources.files("spikeforge.configs")))
@@ -50,6 +50,9 @@ ELIGIBILITIES = ("spike", "near")
 #: below ``p * DROPOUT_STEPS``; the LFSR moves DROPOUT_BITS steps per group (fresh bits).
 DROPOUT_BITS = 8
 DROPOUT_STEPS = 1 << DROPOUT_BITS
+DECODER_KINDS = ("linear",)
+DECODER_EXITS = ("fixed", "margin")
+DECODER_WEIGHT_BITS = (2, 16)
 
 
 class ConfigError(ValueError):
@@ -71,6 +74,61 @@ def _check_fraction(name: str, value, lo: float, hi: float) -> Fraction:
     if not lo <= value <= hi:
         raise ConfigError(f"{name}: {value} is out of range, legal range is [{lo}, {hi}]")
     return Fraction(str(value))
+
+
+@dataclass(frozen=True)
+class DecoderConfig:
+    """The decoder on the chip and its early exit (``[decoder]``, ``docs/decoder.md``).
+
+    Attributes
+    ----------
+    kind : str
+        ``"linear"``: one affine map of the binary readout raster of the first ``steps``
+        steps to one score per output neuron (class).
+    steps : int
+        ``T_dec``: the raster steps the decoder reads, ``1 .. T``; a decoded sample runs at
+        most this many steps.
+    weight_bits : int
+        Signed width of the decoder's weights and biases (``2 .. 16``).
+    exit : str
+        ``"fixed"``: decide after ``steps`` steps; ``"margin"``: also after any earlier step,
+        from ``min_steps`` on, whose top score leads the second by at least ``margin``.
+    margin : int
+        The lead, in score units (the integer weights' scale), ``1 .. 2**(score_bits - 1)``;
+        unused with ``"fixed"``.
+    min_steps : int
+        ``"margin"``: the first check comes after this many steps, ``1 .. steps``.
+    """
+
+    kind: str = "linear"
+    steps: int = 6
+    weight_bits: int = 8
+    exit: str = "fixed"
+    margin: int = 0
+    min_steps: int = 1
+
+    def validate(self, time_steps: int, n_out: int):
+        if self.kind not in DECODER_KINDS:
+            raise ConfigError(f"decoder.kind: {self.kind!r} is not one of {DECODER_KINDS}")
+        _check_range("decoder.steps", self.steps, 1, time_steps)
+        _check_range("decoder.weight_bits", self.weight_bits, *DECODER_WEIGHT_BITS)
+        if self.exit not in DECODER_EXITS:
+            raise ConfigError(f"decoder.exit: {self.exit!r} is not one of {DECODER_EXITS}")
+        if self.exit == "margin":
+            _check_range("decoder.margin", self.margin, 1,
+                         1 << (self.score_bits(n_out) - 1))
+            _check_range("decoder.min_steps", self.min_steps, 1, self.steps)
+
+    @property
+    def first_check(self) -> int:
+        """Steps run before the first decision check: ``min_steps`` (``"margin"``) or
+        ``steps`` (``"fixed"``)."""
+        return self.min_steps if self.exit == "margin" else self.steps
+
+    def score_bits(self, n_out: int) -> int:
+        """Signed width of a score: the bias and ``steps * n_out`` weights of
+        ``weight_bits`` each, summed without overflow."""
+        return self.weight_bits + max(1, (self.steps * n_out).bit_length())
 
 
 @dataclass(frozen=True)
@@ -227,6 +285,9 @@ class NetworkConfig:
         Default dataset for ``compare``/``train``.
     learning : DesireConfig or None
         On-chip learning settings; ``None`` builds an inference-only network.
+    decoder : DecoderConfig or None
+        The decoder on the chip and its early exit (``docs/decoder.md``); ``None``: the
+        output spike counts decide, after all ``T`` steps.
     """
 
     name: str
@@ -243,6 +304,7 @@ class NetworkConfig:
     dataset: str = "digits"
     learning: DesireConfig | None = None
     tie_break: str = "none"
+    decoder: DecoderConfig | None = None
     source: str = field(default="<memory>", compare=False)
 
     def __post_init__(self):
@@ -283,6 +345,14 @@ class NetworkConfig:
         if self.tie_break not in TIE_BREAKS:
             raise ConfigError(f"network.tie_break: {self.tie_break!r} is not one of "
                               f"{TIE_BREAKS}")
+        if self.decoder is not None:
+            self.decoder.validate(self.time_steps, self.layers[-1])
+            word = self.lanes * self.store_bits
+            if self.decoder.weight_bits > word:
+                raise ConfigError(f"decoder.weight_bits: {self.decoder.weight_bits} is wider "
+                                  f"than the weight port's word (lanes x stored bits = "
+                                  f"{word}); legal range is [{DECODER_WEIGHT_BITS[0]}, "
+                                  f"{min(word, DECODER_WEIGHT_BITS[1])}]")
         if self.encoding not in ENCODINGS:
             raise ConfigError(f"encoding.kind: {self.encoding!r} is not one of "
                               f"{(*ENCODINGS, 'ttfs')}")
@@ -481,6 +551,11 @@ class NetworkConfig:
                 f"{self.n_synapses} synapses")
         if self.tie_break != "none":
             text += f", ties to the {self.tie_break.replace('_', ' ')}"
+        if self.decoder:
+            d = self.decoder
+            text += (f"; on-chip {d.kind} decoder of {d.steps} steps, w{d.weight_bits}, "
+                     + ("fixed exit" if d.exit == "fixed" else
+                        f"exit at a lead >= {d.margin} from step {d.min_steps}"))
         if self.learning:
             lr = self.learning
             text += (f"; desire backprop: C*={self.target_count}, "
@@ -517,6 +592,7 @@ _SCHEMA = {
     "learning": {"rule", "error_margin", "desire_out", "desire_hidden", "weight_frac_bits",
                  "trace_frac_bits", "lr_shift", "lr_decay", "rounding", "lfsr_seed",
                  "eligibility", "near_fraction", "dropout_hidden", "dropout_seed"},
+    "decoder": {"kind", "steps", "weight_bits", "exit", "margin", "min_steps"},
 }
 
 
@@ -544,15 +620,17 @@ def _from_dict(data: dict, source: str) -> NetworkConfig | TTFSConfig:
             if key not in table and (section, key) not in _OPTIONAL:
                 raise ConfigError(f"{section}.{key}: missing")
         flat.update({("encoding" if key == "kind" else key): v for key, v in table.items()})
-    learning = data.get("learning")
-    if learning is not None:
-        if not isinstance(learning, dict):
-            raise ConfigError("[learning]: expected a table")
-        for key in learning:
-            if key not in _SCHEMA["learning"]:
+    for section, cls in (("learning", DesireConfig), ("decoder", DecoderConfig)):
+        table = data.get(section)
+        if table is None:
+            continue
+        if not isinstance(table, dict):
+            raise ConfigError(f"[{section}]: expected a table")
+        for key in table:
+            if key not in _SCHEMA[section]:
                 raise ConfigError(
-                    f"learning.{key}: unknown key; known: {sorted(_SCHEMA['learning'])}")
-        flat["learning"] = DesireConfig(**learning)
+                    f"{section}.{key}: unknown key; known: {sorted(_SCHEMA[section])}")
+        flat[section] = cls(**table)
     return NetworkConfig(
         name=data.get("name", Path(source).stem),
         dataset=data.get("dataset", "digits"),

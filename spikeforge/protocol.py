@@ -21,8 +21,9 @@ from spikeforge.timing import CYCLE_COUNTER_BITS
 
 REQUEST_START = 0xA5
 RESPONSE_START = 0x5A
-PROTOCOL_VERSION = 3            # 2: EVENTS, RUN on the stored raster, INFO feature flags;
-                                # 3: INFO's T, P and word bytes are 2 bytes each
+PROTOCOL_VERSION = 4            # 2: EVENTS, RUN on the stored raster, INFO feature flags;
+                                # 3: INFO's T, P and word bytes are 2 bytes each;
+                                # 4: the decoder on the chip, RUN's steps
 DEFAULT_BAUD = 1_000_000        # the UART rate a board top is built for unless told otherwise
 MAGIC = b"SF"                   # the first bytes of the INFO payload
 NO_COMMAND = 0xFF               # an error response's payload when the frame broke before its
@@ -62,6 +63,7 @@ ERROR_NAMES = {ErrorCode.CRC: "checksum mismatch", ErrorCode.COMMAND: "unknown c
 class RunFlags(enum.IntFlag, shape=8):
     LEARN = 0x01                # a training sample (label, lr_shift)
     RASTER = 0x02               # input = the stored raster (no pixels follow)
+    DECODE = 0x04               # decode on the chip, with its early exit (cores with a decoder)
 
 
 class EventsFlags(enum.IntFlag, shape=8):
@@ -72,6 +74,7 @@ class Features(enum.IntFlag, shape=8):
     """INFO's feature bits: what the core was built with."""
     LEARNING = 0x01
     EVENTS = 0x02               # the input raster: EVENTS and RUN with RunFlags.RASTER
+    DECODER = 0x04              # the decoder on the chip: weight "layer" L, RunFlags.DECODE
 
 
 # ---- frames ----
@@ -85,7 +88,8 @@ EVENTS_REQUEST = data.StructLayout({"flags": EventsFlags})
 EVENT = data.StructLayout({"step": 8, "neuron": 16})             # one input spike
 
 # ---- response payloads ----
-RUN_RESPONSE = data.StructLayout({"cycles": CYCLE_COUNTER_BITS, "prediction": 8, "spikes": 16})
+RUN_RESPONSE = data.StructLayout({"cycles": CYCLE_COUNTER_BITS, "prediction": 8, "spikes": 16,
+                                  "steps": 8})       # steps: the time steps the sample ran
 READOUT_ITEM = data.StructLayout({"step": 8, "neuron": 8})       # each spike after RUN_RESPONSE
 COUNTERS = data.StructLayout({
     "samples": 32, "frames": 32, "errors": 32,  # RUNs done, good frames, error responses
@@ -186,6 +190,12 @@ def weight_depths(cfg) -> list[int]:
     return [cfg.layers[i] * cfg.groups(i) for i in range(cfg.n_layers)]
 
 
+def port_depths(cfg) -> list[int]:
+    """Addresses of every "layer" WRITE and READ take: the LIF layers', then with a
+    ``[decoder]`` the decoder's (:func:`decoder_depth`) as layer ``L``."""
+    return weight_depths(cfg) + ([decoder_depth(cfg)] if cfg.decoder is not None else [])
+
+
 def buffer_depth(cfg) -> int:
     """Payload buffer bytes: a RUN payload (its header and N_in pixels) or a WRITE of 4 words,
     rounded up to a power of two, >= 256."""
@@ -213,7 +223,8 @@ def info_layout(cfg) -> data.StructLayout:
 def info_bytes(cfg) -> bytes:
     """Payload of the INFO response: what the host checks before it talks to the core."""
     features = ((Features.LEARNING if cfg.learning is not None else 0)
-                | (Features.EVENTS if cfg.event_input else 0))
+                | (Features.EVENTS if cfg.event_input else 0)
+                | (Features.DECODER if cfg.decoder is not None else 0))
     return pack(info_layout(cfg), {
         "magic": int.from_bytes(MAGIC, "little"), "version": PROTOCOL_VERSION,
         "populations": len(cfg.layers), "store_bits": cfg.store_bits, "features": features,
@@ -234,7 +245,47 @@ def check_link_config(cfg) -> None:
     if cfg.pixel_bits > 8:
         raise ValueError(f"host link: pixels are sent as bytes: pixel_bits must be <= 8, got "
                          f"{cfg.pixel_bits}")
-    if (max(weight_depths(cfg)) >= 1 << WEIGHTS_REQUEST["address"].width
+    if (max(port_depths(cfg)) >= 1 << WEIGHTS_REQUEST["address"].width
             or buffer_depth(cfg) > MAX_PAYLOAD + 1):
         raise ValueError("host link: weight addresses and payloads are 16-bit: the network "
                          "is too large for this protocol")
+
+
+# ---- the decoder on the chip: its weights as weight "layer" L (docs/decoder.md) ----
+
+def row_bits(cfg) -> int:
+    """Address bits of a decoder step within a neuron's rows: ``ceil(log2 T_dec)``."""
+    return max(0, (cfg.decoder.steps - 1).bit_length())
+
+
+def class_bits(cfg) -> int:
+    """Address bits of a class within a row: ``ceil(log2 C)``."""
+    return max(1, (cfg.layers[-1] - 1).bit_length())
+
+
+def decoder_depth(cfg) -> int:
+    """Addresses of the decoder's write port: ``(N_out + 1) * 2**row_bits`` rows (the bias
+    is row ``N_out << row_bits``) of ``2**class_bits`` classes."""
+    return ((cfg.layers[-1] << row_bits(cfg)) + 1) << class_bits(cfg)
+
+
+def decoder_address(cfg, step: int, neuron: int, cls: int) -> int:
+    """Write-port address of weight ``W[step, neuron, cls]``; ``neuron = N_out`` (``step``
+    0) addresses the bias of ``cls``."""
+    return (((neuron << row_bits(cfg)) | step) << class_bits(cfg)) | cls
+
+
+def decoder_rows(cfg) -> list[tuple[int, int, int]]:
+    """``(address, step, neuron)`` of every row of decoder weights: the ``C`` classes of a
+    row are consecutive addresses from ``address``; ``neuron = N_out`` is the bias row."""
+    n_out = cfg.layers[-1]
+    return [(decoder_address(cfg, t, j, 0), t, j) for j in range(n_out)
+            for t in range(cfg.decoder.steps)] + [(decoder_address(cfg, 0, n_out, 0), 0, n_out)]
+
+
+def decoder_words(cfg, dec) -> list[tuple[int, int]]:
+    """``(address, value)`` writes that load a :class:`sw.exit_decoder.DecoderWeights`
+    (values as unsigned ``weight_bits`` fields), row by row (:func:`decoder_rows`)."""
+    n_out, mask = cfg.layers[-1], (1 << cfg.decoder.weight_bits) - 1
+    return [(addr + c, int(dec.w[t, j, c] if j < n_out else dec.b[c]) & mask)
+            for addr, t, j in decoder_rows(cfg) for c in range(n_out)]

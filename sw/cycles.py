@@ -24,6 +24,7 @@ import numpy as np
 
 from spikeforge.timing import (
     BACKWARD_OVERHEAD,
+    DECIDE_OVERHEAD,
     ENCODER_OVERHEAD,
     END_OF_STEP_PASSES,
     FINISH_OVERHEAD,
@@ -63,9 +64,18 @@ def phase_cycles(cfg, rasters: list[np.ndarray]) -> np.ndarray:
     return cost + PHASE_OVERHEAD
 
 
-def sample_cycles(cfg, rasters: list[np.ndarray]) -> np.ndarray:
-    """Total cycles per sample, ``(B,)``."""
-    return START_OVERHEAD + phase_cycles(cfg, rasters).sum(axis=1) + FINISH_OVERHEAD
+def sample_cycles(cfg, rasters: list[np.ndarray], exit_steps=None) -> np.ndarray:
+    """Total cycles per sample, ``(B,)``. ``exit_steps`` ``(B,)``: the steps each sample ran
+    under the decoder on the chip (:mod:`sw.exit_decoder`); the phases after them never
+    run, and each decision check costs a scan of ``C`` classes + ``DECIDE_OVERHEAD``."""
+    phases = phase_cycles(cfg, rasters)
+    decide = 0
+    if exit_steps is not None:
+        exit_steps = np.asarray(exit_steps)
+        phases = np.where(np.arange(phases.shape[1]) < exit_steps[:, None], phases, 0)
+        checks = exit_steps - cfg.decoder.first_check + 1
+        decide = checks * (cfg.layers[-1] + DECIDE_OVERHEAD)
+    return START_OVERHEAD + phases.sum(axis=1) + decide + FINISH_OVERHEAD
 
 
 # ---- learning (desire backpropagation), docs/learning.md §Cycles ----

@@ -153,3 +153,58 @@ def reconstruct(decoder: LearnedDecoder, raster: np.ndarray) -> np.ndarray:
     with torch.no_grad():
         x = torch.as_tensor(np.asarray(raster, dtype=np.float32))
         return torch.sigmoid(decoder.model(x)).numpy()
+
+
+def train_exit_decoder(cfg, raster: np.ndarray, labels: np.ndarray, *, epochs: int = 20,
+                       qat_epochs: int = 10, seed: int = 0, lr: float = 3e-3,
+                       batch: int = 256):
+    """The decoder on the chip of ``cfg`` (``[decoder]``, :mod:`sw.exit_decoder`), trained on
+    readout rasters ``(B, T, N_out)`` of the training split; returns its
+    :class:`~sw.exit_decoder.DecoderWeights` and ``scale``, the float logit of one integer
+    score unit.
+
+    Loss: the mean cross-entropy of the running scores after every step the chip may decide
+    at (``first_check .. T_dec``), so the scores are good to stop on at each of them. Adam
+    for ``epochs`` in float, then ``qat_epochs`` quantisation-aware (the forward pass rounds
+    weights and biases to ``weight_bits`` signed integers of one power-of-two-free scale,
+    ``max |param| / (2**(b-1) - 1)``, straight-through gradients), then rounded."""
+    import torch
+
+    from spikeforge.sw.exit_decoder import DecoderWeights
+
+    d, n_out = cfg.decoder, cfg.layers[-1]
+    qmax = (1 << (d.weight_bits - 1)) - 1
+    torch.manual_seed(seed)
+    x_all = torch.as_tensor(np.asarray(raster[:, :d.steps], dtype=np.float32))
+    y_all = torch.as_tensor(np.array(labels, dtype=np.int64))
+    w = torch.nn.Parameter(torch.randn(d.steps, n_out, n_out) * 0.1)
+    b = torch.nn.Parameter(torch.zeros(n_out))
+    opt = torch.optim.Adam([w, b], lr=lr)
+    gen = torch.Generator().manual_seed(seed)
+    checked = slice(d.first_check - 1, d.steps)
+
+    def quantised(p, scale):
+        q = torch.clamp(torch.round(p / scale), -qmax - 1, qmax)
+        return p + (q * scale - p).detach()          # straight-through
+
+    def params(quantise: bool):
+        if not quantise:
+            return w, b
+        scale = (torch.max(w.abs().max(), b.abs().max()) / qmax).detach()
+        return quantised(w, scale), quantised(b, scale)
+
+    for epoch in range(epochs + qat_epochs):
+        for idx in torch.randperm(len(x_all), generator=gen).split(batch):
+            wq, bq = params(epoch >= epochs)
+            scores = bq + torch.cumsum(torch.einsum("btj,tjc->btc", x_all[idx], wq), dim=1)
+            sel = scores[:, checked]
+            loss = torch.nn.functional.cross_entropy(
+                sel.reshape(-1, n_out), y_all[idx].repeat_interleave(sel.shape[1]))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    with torch.no_grad():
+        scale = float(torch.max(w.abs().max(), b.abs().max()) / qmax)
+        wi = np.clip(np.round(w.numpy() / scale), -qmax - 1, qmax).astype(np.int64)
+        bi = np.clip(np.round(b.numpy() / scale), -qmax - 1, qmax).astype(np.int64)
+    return DecoderWeights(wi, bi), scale

@@ -21,8 +21,9 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from spikeforge.sw import cycles
+from spikeforge.sw import cycles, exit_decoder
 from spikeforge.sw.encode import rate_encode
+from spikeforge.sw.exit_decoder import DecoderRun, DecoderWeights
 
 
 @dataclass
@@ -33,7 +34,9 @@ class NetworkRun:
     ``(B, T, N_l)``; ``counts``: output spike counts ``(B, N_out)``; ``predictions``:
     ``(B,)`` with ``-1`` for no unique winner; ``cycles``: ``(B,)`` RTL cycles per sample;
     ``near``: the near rasters of a training pass with near eligibility (``near[l]`` like
-    ``rasters[l]``; ``near[0] = None``, the encoder has none), else ``None``.
+    ``rasters[l]``; ``near[0] = None``, the encoder has none), else ``None``; ``decoder``:
+    where the decoder on the chip exited, its scores and decisions (decoded runs only:
+    the rasters then end at each sample's exit step and ``predictions`` are the decisions).
     """
 
     rasters: list[np.ndarray]
@@ -41,6 +44,7 @@ class NetworkRun:
     predictions: np.ndarray
     cycles: np.ndarray
     near: list[np.ndarray | None] | None = None
+    decoder: DecoderRun | None = None
 
 
 def predict(counts: np.ndarray) -> np.ndarray:
@@ -212,17 +216,29 @@ def check_raster(cfg, raster: np.ndarray) -> np.ndarray:
     return raster.astype(bool, copy=False)
 
 
-def run_raster(cfg, weights: list[np.ndarray], input_raster: np.ndarray) -> NetworkRun:
+def run_raster(cfg, weights: list[np.ndarray], input_raster: np.ndarray,
+               decoder: DecoderWeights | None = None) -> NetworkRun:
     """Run a batch of samples whose input spikes are given: ``input_raster`` ``(B, T, N_in)``,
     ``input_raster[b, t, j]`` = input neuron ``j`` spikes at step ``t`` (what the gateware's
-    stored-raster input replays; the cycle count is the same as with the rate encoder)."""
+    stored-raster input replays; the cycle count is the same as with the rate encoder).
+
+    ``decoder``: decode on the chip (configs with ``[decoder]``, :mod:`sw.exit_decoder`):
+    each sample stops at its exit step (no spikes after it) and the decoder decides."""
     rasters = run_layers(cfg, weights, check_raster(cfg, input_raster))
-    counts = rasters[-1].sum(axis=1)
-    return NetworkRun(rasters=rasters, counts=counts, predictions=decide(cfg, rasters[-1]),
-                      cycles=cycles.sample_cycles(cfg, rasters))
+    if decoder is None:
+        return NetworkRun(rasters=rasters, counts=rasters[-1].sum(axis=1),
+                          predictions=decide(cfg, rasters[-1]),
+                          cycles=cycles.sample_cycles(cfg, rasters))
+    dec = exit_decoder.decode(cfg, decoder, rasters[-1])
+    ran = np.arange(cfg.time_steps)[None, :, None] < dec.steps[:, None, None]
+    rasters = [r & ran for r in rasters]
+    return NetworkRun(rasters=rasters, counts=rasters[-1].sum(axis=1),
+                      predictions=dec.decisions, decoder=dec,
+                      cycles=cycles.sample_cycles(cfg, rasters, dec.steps))
 
 
-def run_network(cfg, weights: list[np.ndarray], pixels: np.ndarray) -> NetworkRun:
+def run_network(cfg, weights: list[np.ndarray], pixels: np.ndarray,
+                decoder: DecoderWeights | None = None) -> NetworkRun:
     """Run a batch of samples ``pixels`` ``(B, N_in)`` (unsigned ``pixel_bits``): the rate
-    encoder's raster through :func:`run_raster`."""
-    return run_raster(cfg, weights, encode(cfg, check_pixels(cfg, pixels)))
+    encoder's raster through :func:`run_raster` (``decoder``: decode on the chip)."""
+    return run_raster(cfg, weights, encode(cfg, check_pixels(cfg, pixels)), decoder)

@@ -38,6 +38,8 @@ from spikeforge.protocol import (
     RunFlags,
     buffer_depth,
     crc8,
+    decoder_rows,
+    decoder_words,
     events_per_frame,
     info_bytes,
     nbytes,
@@ -73,8 +75,9 @@ def frame(cmd: int, payload: bytes = b"") -> bytes:
 @dataclass(frozen=True)
 class RunResult:
     cycles: int                 # the core's cycle counter for the sample
-    prediction: int             # -1: no unique argmax
+    prediction: int             # -1: no unique argmax (the decoder's decision when decoded)
     events: np.ndarray          # (n_spikes, 2) int: (step, neuron) per output spike
+    steps: int = 0              # time steps the sample ran (fewer after an early exit)
 
     def raster(self, steps: int, n_out: int) -> np.ndarray:
         r = np.zeros((steps, n_out), dtype=bool)
@@ -187,12 +190,50 @@ class HostLink:
         return [unpack_words(self.cfg, layer, self.read_words(layer, 0, depth))
                 for layer, depth in enumerate(self.depths)]
 
-    def run(self, pixels, *, label: int | None = None, lr_shift: int = 0) -> RunResult:
-        """One sample; a training sample when ``label`` is given (learning configs)."""
+    def _check_decoder(self) -> None:
+        if self.cfg.decoder is None:
+            raise LinkError(f"config {self.cfg.name!r} has no decoder on the chip ([decoder])")
+
+    def load_decoder(self, decoder) -> None:
+        """Write the decoder on the chip (a :class:`sw.exit_decoder.DecoderWeights`) as
+        weight "layer" ``L``, one WRITE per row of ``C`` classes."""
+        self._check_decoder()
+        n_out = self.cfg.layers[-1]
+        words = decoder_words(self.cfg, decoder)
+        for lo in range(0, len(words), n_out):
+            row = words[lo:lo + n_out]
+            self.write_words(self.cfg.n_layers, row[0][0], [value for _, value in row])
+
+    def read_decoder(self):
+        """The decoder on the chip, read back row by row."""
+        from spikeforge.sw.exit_decoder import DecoderWeights
+
+        self._check_decoder()
+        cfg, n_out = self.cfg, self.cfg.layers[-1]
+        bits = cfg.decoder.weight_bits
+        w = np.zeros((cfg.decoder.steps, n_out, n_out), dtype=np.int64)
+        b = np.zeros(n_out, dtype=np.int64)
+        for addr, t, j in decoder_rows(cfg):
+            raw = np.array(self.read_words(cfg.n_layers, addr, n_out), dtype=np.int64)
+            values = raw - ((raw >> (bits - 1)) << bits)             # two's complement
+            if j < n_out:
+                w[t, j] = values
+            else:
+                b[:] = values
+        return DecoderWeights(w, b)
+
+    def run(self, pixels, *, label: int | None = None, lr_shift: int = 0,
+            decode: bool = False) -> RunResult:
+        """One sample; a training sample when ``label`` is given (learning configs);
+        ``decode``: decided by the decoder on the chip, with its early exit (an inference
+        sample of a config with ``[decoder]``)."""
         pixels = np.asarray(pixels)
         if pixels.shape != (self.cfg.layers[0],):
             raise ValueError(f"pixels: shape {pixels.shape}, expected ({self.cfg.layers[0]},)")
-        return self._run(0, label, lr_shift, bytes(int(p) for p in pixels))
+        if decode:
+            self._check_decoder()
+        return self._run(RunFlags.DECODE if decode else 0, label, lr_shift,
+                         bytes(int(p) for p in pixels))
 
     def events_of(self, raster_or_events) -> np.ndarray:
         """``(n, 2)`` int array of ``(step, neuron)`` input events, checked against the config.
@@ -242,17 +283,21 @@ class HostLink:
         return len(chunks)
 
     def run_events(self, raster_or_events, *, label: int | None = None,
-                   lr_shift: int = 0) -> RunResult:
+                   lr_shift: int = 0, decode: bool = False) -> RunResult:
         """One sample whose input spikes are given (a raster or events, see
         :meth:`events_of`) instead of pixels: the core's input raster is cleared, loaded
         and run (:meth:`run_stored`). A training sample when ``label`` is given."""
         self.send_events(raster_or_events, clear=True)
-        return self.run_stored(label=label, lr_shift=lr_shift)
+        return self.run_stored(label=label, lr_shift=lr_shift, decode=decode)
 
-    def run_stored(self, *, label: int | None = None, lr_shift: int = 0) -> RunResult:
+    def run_stored(self, *, label: int | None = None, lr_shift: int = 0,
+                   decode: bool = False) -> RunResult:
         """One sample on the input raster the core holds (what EVENTS frames stored)."""
         self.check_event_input()
-        return self._run(RunFlags.RASTER, label, lr_shift, b"")
+        if decode:
+            self._check_decoder()
+        return self._run(RunFlags.RASTER | (RunFlags.DECODE if decode else 0), label,
+                         lr_shift, b"")
 
     def _run(self, flags: int, label, lr_shift: int, pixels: bytes) -> RunResult:
         if label is not None:
@@ -270,7 +315,7 @@ class HostLink:
         items = np.frombuffer(data[fixed:], dtype=wire_dtype(READOUT_ITEM))
         events = np.stack([items["step"], items["neuron"]], axis=1)
         prediction = -1 if result.prediction == NO_PREDICTION else result.prediction
-        return RunResult(result.cycles, prediction, events.astype(np.int64))
+        return RunResult(result.cycles, prediction, events.astype(np.int64), result.steps)
 
     def counters(self) -> Counters:
         d = self.request(Command.COUNTERS)

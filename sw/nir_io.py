@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spikeforge.config import ConfigError, DesireConfig, NetworkConfig
+from spikeforge.config import ConfigError, DecoderConfig, DesireConfig, NetworkConfig
 
 #: The time step the exported LIF parameters assume (snnTorch's NIR converter uses 1e-4).
 DT = 1e-4
@@ -56,8 +56,10 @@ def config_to_dict(cfg: NetworkConfig) -> dict:
 def config_from_dict(d: dict) -> NetworkConfig:
     d = dict(d)
     learning = d.pop("learning", None)
+    decoder = d.pop("decoder", None)
     d["layers"] = tuple(d["layers"])
-    return NetworkConfig(**d, learning=DesireConfig(**learning) if learning else None)
+    return NetworkConfig(**d, learning=DesireConfig(**learning) if learning else None,
+                         decoder=DecoderConfig(**decoder) if decoder else None)
 
 
 def _toml_value(v) -> str:
@@ -88,6 +90,9 @@ def config_to_toml(cfg: NetworkConfig, header: str = "") -> str:
     if cfg.learning is not None:
         lines += ["", "[learning]"]
         lines += [f"{k} = {_toml_value(v)}" for k, v in asdict(cfg.learning).items()]
+    if cfg.decoder is not None:
+        lines += ["", "[decoder]"]
+        lines += [f"{k} = {_toml_value(v)}" for k, v in asdict(cfg.decoder).items()]
     return "\n".join(lines) + "\n"
 
 

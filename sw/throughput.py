@@ -14,13 +14,18 @@ from spikeforge.sw.desire import inference_weights, train_step
 from spikeforge.sw.golden import run_network
 
 
-def synaptic_ops(cfg, rasters: list[np.ndarray]) -> np.ndarray:
+def synaptic_ops(cfg, rasters: list[np.ndarray], exit_steps=None) -> np.ndarray:
     """SOPs per sample, ``(B,)``: input spikes of each LIF layer times its fan-out. Layer
     ``l`` integrates step ``t-1`` of its input in phase ``t`` (the one-step delay), so the
-    last step of every input population is never integrated."""
-    ops = np.zeros(rasters[0].shape[0], dtype=np.int64)
+    last step of every input population is never integrated: step ``T - 1``, or with
+    ``exit_steps`` ``(B,)`` (the decoder on the chip) each sample's last step run."""
+    batch, steps = rasters[0].shape[:2]
+    last = np.full(batch, steps) if exit_steps is None else np.asarray(exit_steps)
+    integrated = np.arange(steps)[None, :] < last[:, None] - 1          # (B, T)
+    ops = np.zeros(batch, dtype=np.int64)
     for layer in range(cfg.n_layers):
-        ops += rasters[layer][:, :-1].sum(axis=(1, 2)) * cfg.layers[layer + 1]
+        per_step = rasters[layer].sum(axis=2)
+        ops += (per_step * integrated).sum(axis=1) * cfg.layers[layer + 1]
     return ops
 
 

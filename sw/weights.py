@@ -42,28 +42,55 @@ def check_weights(cfg, weights) -> list[np.ndarray]:
     return checked
 
 
-def save_weights(path, cfg, weights) -> None:
+def save_weights(path, cfg, weights, decoder=None) -> None:
+    """Write ``weights`` (and the decoder on the chip's ``decoder_w``/``decoder_b``, a
+    :class:`sw.exit_decoder.DecoderWeights`) to an ``.npz`` file."""
     weights = check_weights(cfg, weights)
-    np.savez(path, config=cfg.name, **{f"w{i}": w for i, w in enumerate(weights)})
+    extra = {} if decoder is None else {"decoder_w": decoder.w, "decoder_b": decoder.b}
+    np.savez(path, config=cfg.name, **{f"w{i}": w for i, w in enumerate(weights)}, **extra)
 
 
-def load_weights(path, cfg) -> list[np.ndarray]:
+def _read_arrays(path, names: list[str], *, optional: bool = False,
+                 why: str = "") -> list | None:
+    """The arrays ``names`` of the ``.npz`` file ``path``; ``None`` if some are missing and
+    ``optional``, else :class:`WeightError` (``why`` appended to its message)."""
     path = Path(path)
     try:
         data = np.load(path, allow_pickle=False)
         if not isinstance(data, np.lib.npyio.NpzFile):
             raise WeightError(f"{path}: not an .npz weight file (a single .npy array?); "
-                              f"expected arrays {[f'w{i}' for i in range(cfg.n_layers)]}")
+                              f"expected arrays {names}")
         with data:
-            missing = [f"w{i}" for i in range(cfg.n_layers) if f"w{i}" not in data]
+            missing = [name for name in names if name not in data]
+            if missing and optional:
+                return None
             if missing:
-                raise WeightError(f"{path}: missing arrays {missing} for config {cfg.name!r}")
-            weights = [data[f"w{i}"] for i in range(cfg.n_layers)]
+                raise WeightError(f"{path}: missing arrays {missing}{why}")
+            return [data[name] for name in names]
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         if isinstance(exc, WeightError):
             raise
         raise WeightError(f"{path}: not a readable .npz weight file: {exc}") from exc
-    return check_weights(cfg, weights)
+
+
+def load_weights(path, cfg) -> list[np.ndarray]:
+    names = [f"w{i}" for i in range(cfg.n_layers)]
+    return check_weights(cfg, _read_arrays(path, names, why=f" for config {cfg.name!r}"))
+
+
+def load_decoder(path, cfg):
+    """The decoder on the chip stored in weight file ``path`` (``spikeforge decode
+    --export-decoder``), checked against ``cfg``: a :class:`sw.exit_decoder.DecoderWeights`,
+    or ``None`` when the file has none."""
+    from spikeforge.sw.exit_decoder import check_decoder
+
+    arrays = _read_arrays(path, ["decoder_w", "decoder_b"], optional=True)
+    if arrays is None:
+        return None
+    try:
+        return check_decoder(cfg, *arrays)
+    except WeightError as exc:
+        raise WeightError(f"{path}: {exc}") from None
 
 
 def random_weights(cfg, rng: np.random.Generator, *,

@@ -91,6 +91,12 @@ WRONG = {
     "prior rate outside (0, 1)": (
         ["decode", "-c", "digits-tiny", "--train-snn", "--prior-rate", "1.5"],
         r"argument --prior-rate: 1.5 is out of range, must be in \(0, 1\)"),
+    "decoder export without a [decoder]": (
+        ["decode", "-c", "digits-tiny", "--weights", "w.npz", "--export-decoder", "o.npz"],
+        r"--export-decoder: config 'digits-tiny' has no \[decoder\] section"),
+    "bulk engine with a decoder on the chip": (
+        ["compare", "-c", "mnist-ecp5-exit", "--engine", "bulk", "-n", "2"],
+        r"--engine bulk: not with a decoder on the chip \(cocotb only\)"),
     "resume without a checkpoint": (
         ["train", "-c", "digits-tiny", "--epochs", "1", "--resume", "--out", "/nonexistent/x"],
         r"--resume: no checkpoint /nonexistent/x/checkpoint.npz"),

@@ -79,8 +79,8 @@ def test_frame_layout():
 
 def test_wire_format_is_pinned():
     """The codes and layouts of spikeforge.protocol are the wire format of docs/host_link.md,
-    protocol version 3: a change in this test is a protocol change (and a new version)."""
-    assert PROTOCOL_VERSION == 3
+    protocol version 4: a change in this test is a protocol change (and a new version)."""
+    assert PROTOCOL_VERSION == 4
     assert {c.name: c.value for c in Command} == {
         "INFO": 0x01, "WRITE": 0x02, "READ": 0x03, "RUN": 0x04, "COUNTERS": 0x05, "EVENTS": 0x06}
     assert {e.name: e.value for e in ErrorCode} == {
@@ -88,8 +88,9 @@ def test_wire_format_is_pinned():
         "FRAMING": 0x86}
     assert all(e & ERROR_STATUS for e in ErrorCode) and not any(c & ERROR_STATUS for c in Command)
     assert set(ERROR_NAMES) == set(ErrorCode)
-    assert (RunFlags.LEARN, RunFlags.RASTER, EventsFlags.CLEAR) == (0x01, 0x02, 0x01)
-    assert (Features.LEARNING, Features.EVENTS) == (0x01, 0x02)
+    assert (RunFlags.LEARN, RunFlags.RASTER, RunFlags.DECODE, EventsFlags.CLEAR) == (
+        0x01, 0x02, 0x04, 0x01)
+    assert (Features.LEARNING, Features.EVENTS, Features.DECODER) == (0x01, 0x02, 0x04)
 
     def fields(layout):         # name: (first byte, bits)
         return {name: (f.offset // 8, f.width) for name, f in layout}
@@ -99,7 +100,8 @@ def test_wire_format_is_pinned():
     assert fields(RUN_REQUEST) == {"flags": (0, 8), "label": (1, 8), "lr_shift": (2, 8)}
     assert fields(EVENTS_REQUEST) == {"flags": (0, 8)}
     assert fields(EVENT) == {"step": (0, 8), "neuron": (1, 16)}
-    assert fields(RUN_RESPONSE) == {"cycles": (0, 32), "prediction": (4, 8), "spikes": (5, 16)}
+    assert fields(RUN_RESPONSE) == {"cycles": (0, 32), "prediction": (4, 8), "spikes": (5, 16),
+                                    "steps": (7, 8)}
     assert fields(READOUT_ITEM) == {"step": (0, 8), "neuron": (1, 8)}
     assert [(n, f.offset, f.width) for n, f in COUNTERS] == [
         ("samples", 0, 32), ("frames", 32, 32), ("errors", 64, 32), ("fifo_overflow", 96, 1),
@@ -109,29 +111,30 @@ def test_wire_format_is_pinned():
         "magic": (0, 16), "version": (2, 8), "populations": (3, 8), "store_bits": (4, 8),
         "features": (5, 8), "lanes": (6, 16), "time_steps": (8, 16), "word_bytes": (10, 16),
         "buffer_bytes": (12, 16)}
-    # whole frames, as version 3 put them on the wire
+    # whole frames, as version 4 puts them on the wire
     read = frame(Command.READ, pack(WEIGHTS_REQUEST, {"layer": 1, "address": 0x203, "count": 4}))
     assert read == bytes.fromhex("a5030500010302040045")
     run = frame(Command.RUN, pack(RUN_REQUEST, {"flags": RunFlags.LEARN | RunFlags.RASTER,
                                                 "label": 2, "lr_shift": 1}))
     assert run == bytes.fromhex("a504030003020192")
     assert info_bytes(load_config("digits-tiny")) == bytes.fromhex(
-        "5346030312030400140009000001400020000a0000026000")
+        "5346040312030400140009000001400020000a0000026000")
 
 
 def test_pack_and_unpack_check_their_fields():
-    raw = pack(RUN_RESPONSE, {"cycles": 0x01020304, "prediction": 0xFF, "spikes": 0x0506})
-    assert raw == bytes([4, 3, 2, 1, 0xFF, 6, 5])
+    raw = pack(RUN_RESPONSE, {"cycles": 0x01020304, "prediction": 0xFF, "spikes": 0x0506,
+                              "steps": 7})
+    assert raw == bytes([4, 3, 2, 1, 0xFF, 6, 5, 7])
     got = unpack(RUN_RESPONSE, raw)
-    assert (got.cycles, got.prediction, got.spikes) == (0x01020304, 0xFF, 0x0506)
+    assert (got.cycles, got.prediction, got.spikes, got.steps) == (0x01020304, 0xFF, 0x0506, 7)
     with pytest.raises(ValueError, match=r"fields\.label = 256 does not fit its 8 bits"):
         pack(RUN_REQUEST, {"label": 256})
     with pytest.raises(ValueError, match=r"fields\.address = -1 does not fit its 16 bits"):
         pack(WEIGHTS_REQUEST, {"address": -1})
     with pytest.raises(ValueError, match="no field 'pixels'"):
         pack(RUN_REQUEST, {"pixels": 3})
-    with pytest.raises(ValueError, match="6 bytes for a layout of 7"):
-        unpack(RUN_RESPONSE, raw[:6])
+    with pytest.raises(ValueError, match="7 bytes for a layout of 8"):
+        unpack(RUN_RESPONSE, raw[:7])
     items = np.frombuffer(bytes([1, 2, 0, 3, 4, 0]), dtype=wire_dtype(EVENT))
     assert items["step"].tolist() == [1, 3] and items["neuron"].tolist() == [2, 4]
     with pytest.raises(ValueError, match="field 'fifo_overflow': 1 bits at bit 96 has no dtype"):
@@ -212,10 +215,11 @@ def test_driver_sends_events_in_frames_that_fit_the_buffer():
     events = np.stack([rng.integers(0, cfg.time_steps, 2 * per_frame + 5),
                        rng.integers(0, cfg.layers[0], 2 * per_frame + 5)], axis=1)
     events[-1] = (cfg.time_steps - 1, cfg.layers[0] - 1)
-    run_reply = (1234).to_bytes(4, "little") + b"\xff" + (1).to_bytes(2, "little") + b"\x02\x07"
+    run_reply = ((1234).to_bytes(4, "little") + b"\xff" + (1).to_bytes(2, "little") + b"\x14"
+                 + b"\x02\x07")
     link.transport = FakeTransport(response(Command.EVENTS) * 3 + response(Command.RUN, run_reply))
     result = link.run_events(events, label=3, lr_shift=2)
-    assert (result.cycles, result.prediction) == (1234, -1)
+    assert (result.cycles, result.prediction, result.steps) == (1234, -1, 20)
     assert result.events.tolist() == [[2, 7]]
     frames = split_frames(link.transport.written)
     assert [c for c, _ in frames] == [Command.EVENTS] * 3 + [Command.RUN]

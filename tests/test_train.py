@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from spikeforge.cli import main
-from spikeforge.config import DesireConfig, load_config
+from spikeforge.config import DecoderConfig, DesireConfig, load_config
 from spikeforge.sw.datasets import load_dataset
 from spikeforge.sw.desire import inference_weights, train_step
 from spikeforge.sw.golden import run_network
@@ -109,7 +109,9 @@ def test_config_hash_tracks_learning_settings(cfg):
     assert config_hash(drop) != config_hash(cfg)
     assert config_hash(drop) != config_hash(replace(drop, learning=replace(drop.learning,
                                                                            dropout_seed=9)))
-    # configs without dropout, near eligibility and a tie break hash as before
+    # a decoder on the chip never counts: what decides after inference does not train
+    assert config_hash(replace(cfg, decoder=DecoderConfig(steps=4))) == config_hash(cfg)
+    # configs without dropout, near eligibility, a tie break and a decoder hash as before
     # those keys existed
     for profile in (cfg, sto, load_config("digits-tiny"), load_config("fmnist-ecp5")):
         learning = dataclasses.asdict(profile.learning)
@@ -119,7 +121,7 @@ def test_config_hash_tracks_learning_settings(cfg):
         if learning["rounding"] != "stochastic":
             del learning["lfsr_seed"]
         data = {f.name: getattr(profile, f.name) for f in dataclasses.fields(profile)
-                if f.compare and f.name != "tie_break"}
+                if f.compare and f.name not in ("tie_break", "decoder")}
         text = json.dumps({**data, "learning": learning}, sort_keys=True, default=str)
         assert config_hash(profile) == hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -78,7 +78,8 @@ def run(args) -> int:
     cfg = load_config(args.config)
     engine = choose_engine(args.engine, None if args.samples == "all" else args.samples,
                            learn=args.learn, waves=args.waves, sim=args.sim,
-                           ttfs=cfg.encoding == "ttfs")
+                           ttfs=cfg.encoding == "ttfs",
+                           decoder=getattr(cfg, "decoder", None) is not None and not args.learn)
     if cfg.encoding == "ttfs":
         return _compare_ttfs(cfg, args)
     if args.learn:
@@ -119,19 +120,21 @@ def _compare_inference(cfg, args, bulk: bool) -> int:
     rng = np.random.default_rng(args.seed)
     weights = (load_weights(args.weights, cfg) if args.weights
                else random_weights(cfg, rng, scale=args.weight_scale or DEFAULT_SCALE))
+    decoder, decoder_note = _decoder(cfg, args, rng)
     pixels, labels = _pick_samples(cfg, args, rng)
     n = len(pixels)
     engine = (f"bulk Verilator harness, {args.jobs} process{'es' if args.jobs > 1 else ''}"
               if bulk else f"cocotb, {args.sim}")
     print(f"compare: {cfg.summary()}; {n} samples ({_source(cfg, args)}), seed {args.seed}, "
-          f"{'weights ' + str(args.weights) if args.weights else 'random weights'}, {engine}")
+          f"{'weights ' + str(args.weights) if args.weights else 'random weights'}, {engine}"
+          + decoder_note)
     t0 = time.perf_counter()
-    gold = run_network(cfg, weights, pixels)
+    gold = run_network(cfg, weights, pixels, decoder)
     gold_s = time.perf_counter() - t0
     with rtl_bar(n, "RTL (bulk)" if bulk else f"RTL ({args.sim})", args.quiet) as progress:
         t0 = time.perf_counter()
         rtl = run_engine(cfg, weights, pixels, bulk=bulk, jobs=args.jobs, sim=args.sim,
-                         waves=args.waves, progress=progress)
+                         waves=args.waves, progress=progress, decoder=decoder)
         rtl_s = time.perf_counter() - t0
     result = compare_runs(gold, rtl)
     if labels is not None:
@@ -142,9 +145,15 @@ def _compare_inference(cfg, args, bulk: bool) -> int:
           f"{int(np.median(gold.cycles))}, max {gold.cycles.max()}")
     print(f"compare: readout stream (random back-pressure) {len(rtl.stream)} items, "
           f"{result.stream_mismatches} mismatches against the golden output raster")
+    if decoder is not None:
+        print(f"compare: decoder on the chip: steps run mean {gold.decoder.steps.mean():.2f} "
+              f"(min {gold.decoder.steps.min()}, max {gold.decoder.steps.max()}); "
+              f"{result.decoder_mismatches} samples with another exit step or score")
     extra = [f"compare: mismatches: {result.spike_mismatches} spikes, "
              f"{result.cycle_mismatches} cycle counts, {result.prediction_mismatches} "
-             f"predictions, {result.stream_mismatches} readout stream"]
+             f"predictions, {result.stream_mismatches} readout stream"
+             + (f", {result.decoder_mismatches} decoder exits/scores" if decoder is not None
+                else "")]
     probe_errors = int(rtl.probe_errors.sum()) if bulk else 0
     if probe_errors:
         first = int(np.flatnonzero(rtl.probe_errors)[0])
@@ -153,6 +162,24 @@ def _compare_inference(cfg, args, bulk: bool) -> int:
     extra += _timing_lines(n, gold_s, rtl_s, rtl, bulk)
     rc = _report(result, args.waves, extra)
     return rc or (1 if probe_errors else 0)
+
+
+def _decoder(cfg, args, rng):
+    """The decoder on the chip a comparison runs (``None``: the config has none, or its
+    weight file has none) and a note for the first line: the decoder in ``--weights``, else
+    a random one from the seed."""
+    from spikeforge.sw.exit_decoder import random_decoder
+    from spikeforge.sw.weights import load_decoder
+
+    if cfg.decoder is None:
+        return None, ""
+    if args.weights:
+        decoder = load_decoder(args.weights, cfg)
+        if decoder is None:
+            return None, (f"; {args.weights} has no decoder (spikeforge decode "
+                          f"--export-decoder): not decoded on the chip")
+        return decoder, "; decoded on the chip by the file's decoder"
+    return random_decoder(cfg, rng), "; decoded on the chip by a random decoder"
 
 
 def _timing_lines(n, gold_s, rtl_s, rtl, bulk) -> list[str]:

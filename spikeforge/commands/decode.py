@@ -52,6 +52,10 @@ def register(sub) -> None:
     p.add_argument("--snn-epochs", type=int_at_least(1), default=10,
                    help="with --train-snn: epochs (default 10)")
     p.add_argument("-o", "--output", help="with --train-snn: weight file to write (.npz)")
+    p.add_argument("--export-decoder", metavar="OUT.npz",
+                   help="train the decoder on the chip of the config's [decoder] "
+                        "(quantisation-aware, on the training split's rasters) and write "
+                        "the network's weights with it, for compare, synth and the host link")
     p.set_defaults(func=run)
 
 
@@ -85,6 +89,8 @@ def run(args) -> int:
 
         weights = load_weights(args.weights, cfg)
     print(f"decode: {cfg.summary()}; {data.summary()}")
+    if args.export_decoder:
+        return _export_decoder(cfg, data, args, weights)
     train_r, test_r = golden_rasters(cfg, weights, data)
     if args.reconstruct:
         return _reconstruct(cfg, data, args, train_r, test_r)
@@ -113,10 +119,50 @@ def _check_options(cfg, args) -> None:
         if on and args.decoder not in LEARNED:
             raise UsageError(f"{flag}: needs a learned --decoder ({', '.join(LEARNED)}), "
                              f"not {args.decoder}")
+    if args.export_decoder and cfg.decoder is None:
+        raise UsageError(f"--export-decoder: config {cfg.name!r} has no [decoder] section "
+                         f"(e.g. mnist-ecp5-exit)")
+    if args.export_decoder and args.train_snn:
+        raise UsageError("--export-decoder: not with --train-snn (train the network first)")
     if not args.train_snn and not args.weights:
         raise UsageError("decode: --weights W.npz is required (a trained network, e.g. "
                           "out/train/<config>-<dataset>/weights.npz from spikeforge train, "
                           "or spikeforge qat -o W.npz), or --train-snn")
+
+
+def _export_decoder(cfg, data, args, weights) -> int:
+    """``--export-decoder``: train the decoder on the chip, write it with the weights, and
+    report what it decides on the test split against the count rule after ``T`` steps."""
+    import numpy as np
+
+    from spikeforge.sw.cycles import sample_cycles
+    from spikeforge.sw.decoders import train_exit_decoder
+    from spikeforge.sw.golden import run_network
+    from spikeforge.sw.weights import save_weights
+
+    d = cfg.decoder
+    train = run_network(cfg, weights, data.train_pixels)
+    dec, scale = train_exit_decoder(cfg, train.rasters[-1], data.train_labels,
+                                    epochs=args.epochs, seed=args.seed)
+    out = Path(args.export_decoder)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_weights(out, cfg, weights, dec)
+    plain = run_network(cfg, weights, data.test_pixels)
+    decoded = run_network(cfg, weights, data.test_pixels, dec)
+    y = np.asarray(data.test_labels)
+    rate_cycles = sample_cycles(cfg, plain.rasters)
+    print(f"decode: decoder on the chip in {out}: one score unit is {scale:.4g} logits"
+          + (f"; the exit margin {d.margin} is a lead of {d.margin * scale:.3g} logits"
+             if d.exit == "margin" else ""))
+    print(f"decode: count rule after {cfg.time_steps} steps: accuracy "
+          f"{100 * (plain.predictions == y).mean():.2f}%, {rate_cycles.mean():.0f} cycles "
+          f"per image (mean)")
+    print(f"decode: decoder on the chip: accuracy {100 * (decoded.predictions == y).mean():.2f}%, "
+          f"{decoded.decoder.steps.mean():.2f} steps, {decoded.cycles.mean():.0f} cycles per "
+          f"image (mean; median {np.median(decoded.cycles):.0f}, 99th percentile "
+          f"{np.percentile(decoded.cycles, 99):.0f}): "
+          f"{rate_cycles.mean() / decoded.cycles.mean():.2f}x fewer")
+    return 0
 
 
 def _train_snn(cfg, data, args):
