@@ -19,11 +19,12 @@ class ExitDecoder(wiring.Component):
     cycle of latency and added in the next: a score is final two cycles after its last
     ``add_bias`` or spike (one per cycle at most; the adds are pipelined).
 
-    Decision: a ``decide`` pulse scans the scores one class per cycle (``C`` cycles, from the
-    next), keeping the top score, its lowest class and the second; in the cycle after the
-    scan ``decided`` pulses with ``best`` and ``exit`` (the top leads the second by at least
-    ``margin``, or ``force``): ``C + DECIDE_OVERHEAD`` cycles after ``decide``
-    (:mod:`spikeforge.timing`).
+    Decision: a ``decide`` pulse scans the scores one class per cycle from the next, in a
+    pipeline (the score multiplexer, the compares with the top score and the second, the
+    lead against the margin: one register stage each), keeping the top score, its lowest
+    class and the second; then ``decided`` pulses with ``best`` and ``exit`` (the top leads
+    the second by at least ``margin``, or ``force``): ``C + DECIDE_OVERHEAD`` cycles after
+    ``decide`` (:mod:`spikeforge.timing`).
 
     Weights, while no sample runs: ``w_we`` writes ``w_data`` (signed ``weight_bits``) to
     :func:`~spikeforge.protocol.decoder_address` ``w_addr``; writes to a class beyond ``C``
@@ -93,28 +94,35 @@ class ExitDecoder(wiring.Component):
             with m.If(self.score_sel == c):
                 m.d.comb += self.score.eq(s)
 
-        # the scan: one class a cycle, then the lead
-        index = Signal(range(C + 1))
+        # the scan, a pipeline of three stages: (1) a score a cycle through the C:1
+        # multiplexer into `cur`; (2) `cur` against the top and the second; (3) the lead
+        # against the margin, registered; the controller reads it a cycle later
+        index = Signal(range(C + 3))
         scanning = Signal()
+        cur = Signal(signed(self.score_bits))
+        cur_index = Signal(range(C))
+        cur_valid = Signal()
         top = Signal(signed(self.score_bits))
         second = Signal(signed(self.score_bits))
         best = Signal(range(C))
         force = Signal()
-        s = Array(scores)[index]
+        leads = Signal()
         smallest = -(1 << (self.score_bits - 1))
+        m.d.sync += [cur.eq(Array(scores)[index]), cur_index.eq(index),
+                     cur_valid.eq(scanning & (index < C)), leads.eq(top - second >= d.margin)]
         with m.If(self.decide):
             m.d.sync += [scanning.eq(1), index.eq(0), force.eq(self.force)]
         with m.Elif(scanning):
             m.d.sync += index.eq(index + 1)
-            with m.If(index == C):
+            with m.If(index == C + 2):
                 m.d.sync += scanning.eq(0)
-                m.d.comb += [self.decided.eq(1),
-                             self.exit.eq(force | (top - second >= d.margin))]
-            with m.Elif((index == 0) | (s > top)):
-                m.d.sync += [top.eq(s), best.eq(index),
-                             second.eq(Mux(index == 0, smallest, top))]
-            with m.Elif(s > second):
-                m.d.sync += second.eq(s)
+                m.d.comb += [self.decided.eq(1), self.exit.eq(force | leads)]
+        with m.If(cur_valid):
+            with m.If((cur_index == 0) | (cur > top)):
+                m.d.sync += [top.eq(cur), best.eq(cur_index),
+                             second.eq(Mux(cur_index == 0, smallest, top))]
+            with m.Elif(cur > second):
+                m.d.sync += second.eq(cur)
         m.d.comb += self.best.eq(best)
         return m
 

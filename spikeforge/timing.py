@@ -26,8 +26,9 @@ START_OVERHEAD = 0        # the cycle count starts in the first cycle of phase 0
 FINISH_OVERHEAD = 0       # done rises right after the last phase (prediction latched there)
 
 # ---- the decoder on the chip (hw.exit_decoder, sw.exit_decoder) ----
-DECIDE_OVERHEAD = 1       # per decision check, on top of one cycle per class: the scan
-                          # reads a score a cycle, then the lead is compared
+DECIDE_OVERHEAD = 3       # per decision check, on top of one cycle per class: the scan
+                          # selects a score a cycle, compares it a cycle later, then the
+                          # lead is compared and registered
 
 # ---- desire backpropagation (hw.desire_unit, sw.cycles.learn_cycles) ----
 LEARN_OVERHEAD = 2        # DONE state + the cycle the network sees ``done``

@@ -13,6 +13,7 @@ from spikeforge.sw import exit_decoder
 from spikeforge.sw.exit_decoder import DecoderWeights, check_decoder, random_decoder
 from spikeforge.sw.golden import run_network
 from spikeforge.sw.weights import WeightError, load_decoder, random_weights, save_weights
+from spikeforge.timing import DECIDE_OVERHEAD
 
 BASE = load_config("digits-tiny")
 
@@ -83,7 +84,7 @@ def test_decoded_run_stops_at_the_exit_and_counts_its_cycles():
         for full_r, r in zip(full.rasters, run.rasters, strict=True):
             assert (r[b, :n[b]] == full_r[b, :n[b]]).all() and not r[b, n[b]:].any()
         checks = n[b] - cfg.decoder.min_steps + 1
-        assert run.cycles[b] == phases[b, :n[b]].sum() + checks * (4 + 1)
+        assert run.cycles[b] == phases[b, :n[b]].sum() + checks * (4 + DECIDE_OVERHEAD)
     assert (run.predictions == run.decoder.decisions).all()
     assert (run.counts == run.rasters[-1].sum(axis=1)).all()
 
