@@ -235,7 +235,7 @@ def config_hash(cfg) -> str:
     data = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.compare}
     if data.get("tie_break") == "none":
         del data["tie_break"]
-    del data["decoder"]             # what decides after inference does not train
+    data.pop("decoder", None)       # what decides after inference does not train
     if data.get("learning") is not None:
         data["learning"] = dataclasses.asdict(data["learning"])
         if data["learning"]["rounding"] != "stochastic":
