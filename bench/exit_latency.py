@@ -31,7 +31,7 @@ import numpy as np
 from spikeforge.config import DecoderConfig, load_config
 from spikeforge.sw import cycles, exit_decoder
 from spikeforge.sw.datasets import load_for_config
-from spikeforge.sw.decode_sweep import golden_rasters
+from spikeforge.sw.decode_sweep import readout_rasters
 from spikeforge.sw.decoders import train_exit_decoder
 from spikeforge.sw.golden import decide, run_network
 from spikeforge.sw.throughput import synaptic_ops
@@ -74,7 +74,7 @@ def main() -> int:
     out = Path(args.out or f"out/exit/{cfg.name}-{data.name}")
     out.mkdir(parents=True, exist_ok=True)
     print(f"exit_latency: {cfg.summary()}; {data.summary()}", flush=True)
-    train_r, _ = golden_rasters(cfg, weights, data)
+    train_r = readout_rasters(cfg, weights, data.train_pixels)
     test = run_network(cfg, weights, data.test_pixels)
     y = np.asarray(data.test_labels)
     rows = [row(f"rate T={cfg.time_steps}", cfg, test.rasters, y,

@@ -81,8 +81,8 @@ class ExitDecoder(wiring.Component):
             m.d.comb += rd.addr.eq(Cat(step, self.spike_index))
         with m.If(self.add_bias):
             m.d.comb += rd.addr.eq(C << rb)
-        fields = Array(rd.data[c * wb:(c + 1) * wb] for c in range(C))
-        m.d.sync += self.r_data.eq(fields[host_cls[1]])
+        fields = [rd.data[c * wb:(c + 1) * wb] for c in range(C)]      # the row, per class
+        m.d.sync += self.r_data.eq(Array(fields)[host_cls[1]])
         pending = Signal()
         m.d.sync += pending.eq(self.spike_valid | self.add_bias)
         scores = [Signal(signed(self.score_bits), name=f"score{c}") for c in range(C)]
@@ -90,7 +90,7 @@ class ExitDecoder(wiring.Component):
             with m.If(self.clear):
                 m.d.sync += s.eq(0)
             with m.Elif(pending):
-                m.d.sync += s.eq(s + rd.data[c * wb:(c + 1) * wb].as_signed())
+                m.d.sync += s.eq(s + fields[c].as_signed())
             with m.If(self.score_sel == c):
                 m.d.comb += self.score.eq(s)
 

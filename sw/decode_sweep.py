@@ -12,12 +12,17 @@ from spikeforge.sw.golden import run_network
 BATCH = 1000
 
 
+def readout_rasters(cfg, weights, pixels) -> np.ndarray:
+    """The readout (last layer) rasters of ``pixels``, ``(B, T, n_out)``, run in batches of
+    :data:`BATCH` (the other populations' rasters are not kept)."""
+    return np.concatenate([run_network(cfg, weights, pixels[lo:lo + BATCH]).rasters[-1]
+                           for lo in range(0, len(pixels), BATCH)])
+
+
 def golden_rasters(cfg, weights, data) -> tuple[np.ndarray, np.ndarray]:
     """The readout (last layer) rasters of the train and test splits, ``(B, T, n_out)``."""
-    def run(px):
-        return np.concatenate([run_network(cfg, weights, px[lo:lo + BATCH]).rasters[-1]
-                               for lo in range(0, len(px), BATCH)])
-    return run(data.train_pixels), run(data.test_pixels)
+    return (readout_rasters(cfg, weights, data.train_pixels),
+            readout_rasters(cfg, weights, data.test_pixels))
 
 
 def sweep(train_r, train_y, test_r, test_y, *, steps_list, epochs: int, seed: int) -> dict:

@@ -225,16 +225,14 @@ def run_raster(cfg, weights: list[np.ndarray], input_raster: np.ndarray,
     ``decoder``: decode on the chip (configs with ``[decoder]``, :mod:`sw.exit_decoder`):
     each sample stops at its exit step (no spikes after it) and the decoder decides."""
     rasters = run_layers(cfg, weights, check_raster(cfg, input_raster))
-    if decoder is None:
-        return NetworkRun(rasters=rasters, counts=rasters[-1].sum(axis=1),
-                          predictions=decide(cfg, rasters[-1]),
-                          cycles=cycles.sample_cycles(cfg, rasters))
-    dec = exit_decoder.decode(cfg, decoder, rasters[-1])
-    ran = np.arange(cfg.time_steps)[None, :, None] < dec.steps[:, None, None]
-    rasters = [r & ran for r in rasters]
+    dec = None if decoder is None else exit_decoder.decode(cfg, decoder, rasters[-1])
+    if dec is not None:
+        ran = np.arange(cfg.time_steps)[None, :, None] < dec.steps[:, None, None]
+        rasters = [r & ran for r in rasters]
     return NetworkRun(rasters=rasters, counts=rasters[-1].sum(axis=1),
-                      predictions=dec.decisions, decoder=dec,
-                      cycles=cycles.sample_cycles(cfg, rasters, dec.steps))
+                      predictions=decide(cfg, rasters[-1]) if dec is None else dec.decisions,
+                      cycles=cycles.sample_cycles(cfg, rasters, None if dec is None else dec.steps),
+                      decoder=dec)
 
 
 def run_network(cfg, weights: list[np.ndarray], pixels: np.ndarray,

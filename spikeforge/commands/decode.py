@@ -135,20 +135,24 @@ def _export_decoder(cfg, data, args, weights) -> int:
     report what it decides on the test split against the count rule after ``T`` steps."""
     import numpy as np
 
+    from spikeforge.sw import exit_decoder
     from spikeforge.sw.cycles import sample_cycles
+    from spikeforge.sw.decode_sweep import readout_rasters
     from spikeforge.sw.decoders import train_exit_decoder
     from spikeforge.sw.golden import run_network
     from spikeforge.sw.weights import save_weights
 
     d = cfg.decoder
-    train = run_network(cfg, weights, data.train_pixels)
-    dec, scale = train_exit_decoder(cfg, train.rasters[-1], data.train_labels,
-                                    epochs=args.epochs, seed=args.seed)
+    dec, scale = train_exit_decoder(cfg, readout_rasters(cfg, weights, data.train_pixels),
+                                    data.train_labels, epochs=args.epochs, seed=args.seed)
     out = Path(args.export_decoder)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_weights(out, cfg, weights, dec)
+    # the decoded run is the plain run up to each exit (sw.golden.run_raster): decode its
+    # rasters instead of running the test split twice
     plain = run_network(cfg, weights, data.test_pixels)
-    decoded = run_network(cfg, weights, data.test_pixels, dec)
+    decoded = exit_decoder.decode(cfg, dec, plain.rasters[-1])
+    decoded_cycles = sample_cycles(cfg, plain.rasters, decoded.steps)
     y = np.asarray(data.test_labels)
     rate_cycles = sample_cycles(cfg, plain.rasters)
     print(f"decode: decoder on the chip in {out}: one score unit is {scale:.4g} logits"
@@ -157,11 +161,11 @@ def _export_decoder(cfg, data, args, weights) -> int:
     print(f"decode: count rule after {cfg.time_steps} steps: accuracy "
           f"{100 * (plain.predictions == y).mean():.2f}%, {rate_cycles.mean():.0f} cycles "
           f"per image (mean)")
-    print(f"decode: decoder on the chip: accuracy {100 * (decoded.predictions == y).mean():.2f}%, "
-          f"{decoded.decoder.steps.mean():.2f} steps, {decoded.cycles.mean():.0f} cycles per "
-          f"image (mean; median {np.median(decoded.cycles):.0f}, 99th percentile "
-          f"{np.percentile(decoded.cycles, 99):.0f}): "
-          f"{rate_cycles.mean() / decoded.cycles.mean():.2f}x fewer")
+    print(f"decode: decoder on the chip: accuracy {100 * (decoded.decisions == y).mean():.2f}%, "
+          f"{decoded.steps.mean():.2f} steps, {decoded_cycles.mean():.0f} cycles per image "
+          f"(mean; median {np.median(decoded_cycles):.0f}, 99th percentile "
+          f"{np.percentile(decoded_cycles, 99):.0f}): "
+          f"{rate_cycles.mean() / decoded_cycles.mean():.2f}x fewer")
     return 0
 
 
