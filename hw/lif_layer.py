@@ -11,6 +11,7 @@ from amaranth.lib.wiring import In, Out
 
 from spikeforge.hw.block_ram import RegisteredRAM
 from spikeforge.hw.events import event_stream
+from spikeforge.hw.spram import SPRAMStore
 from spikeforge.timing import INTEGRATE_DRAIN
 
 __all__ = ["DRAIN_STATES", "LIFLayer"]
@@ -75,9 +76,13 @@ class LIFLayer(wiring.Component):
     ``w_addr`` ``WEIGHT_READ_LATENCY`` (3) cycles after it is presented (address register,
     block RAM, word register). Address, data and write enable are registered, reads and
     writes alike, so their order is that of the port (a read presented in the cycle after a
-    write to the same word returns the new word, one presented with it the old word). Use
-    it only while ``busy`` is low (the memory has one address: a write presented while the
-    layer integrates is ignored).
+    write to the same word returns the new word; what a write cycle returns is undefined: the
+    old word from block RAM, nothing meaningful from SPRAM). Use it only while ``busy`` is
+    low (the memory has one address: a write presented while the layer integrates is
+    ignored).
+
+    With ``spram`` the weight memory is :class:`~hw.spram.SPRAMStore` (the iCE40UP5K's
+    SPRAMs) instead of :class:`~hw.block_ram.RegisteredRAM`: the same latency and cycles.
 
     Raster tap (for the learning unit): ``eos_valid`` is high once per group and step, in
     the end-of-step cycle of group ``eos_group``; ``eos_fires`` holds its ``lanes`` spike
@@ -98,7 +103,8 @@ class LIFLayer(wiring.Component):
 
     def __init__(self, *, n_pre: int, n_post: int, lanes: int, weight_bits: int,
                  membrane_bits: int, threshold: int, leak_shift: int, frac_bits: int = 0,
-                 near_threshold: int | None = None, dropout: bool = False):
+                 near_threshold: int | None = None, dropout: bool = False,
+                 spram: bool = False):
         self.n_pre, self.n_post, self.lanes = n_pre, n_post, lanes
         self.weight_bits, self.membrane_bits = weight_bits, membrane_bits
         self.frac_bits, self.store_bits = frac_bits, weight_bits + frac_bits
@@ -110,7 +116,7 @@ class LIFLayer(wiring.Component):
         self.groups = math.ceil(n_post / lanes)
         self.mem_groups = max(self.groups, 2)   # a 1-word memory would get a 0-bit address
         self.depth = n_pre * self.groups
-        self.dropout = dropout
+        self.dropout, self.spram = dropout, spram
         ports = {
             "spikes_in": In(event_stream(n_pre)),
             "spikes_out": Out(event_stream(n_post)),
@@ -137,13 +143,13 @@ class LIFLayer(wiring.Component):
                    membrane_bits=cfg.membrane_bits, threshold=cfg.threshold,
                    leak_shift=cfg.leak_shift, frac_bits=cfg.frac_bits,
                    near_threshold=cfg.near_threshold if cfg.near_eligibility else None,
-                   dropout=layer in cfg.dropout_layers)
+                   dropout=layer in cfg.dropout_layers, spram=layer in cfg.spram_layers)
 
     def elaborate(self, platform):
         m = Module()
         # the weight memory's ports start from flip-flops (hw/block_ram.py)
-        m.submodules.weights = wmem = RegisteredRAM(width=self.lanes * self.store_bits,
-                                                    depth=self.depth)
+        store = SPRAMStore if self.spram else RegisteredRAM
+        m.submodules.weights = wmem = store(width=self.lanes * self.store_bits, depth=self.depth)
         m.submodules.membranes = vmem = Memory(shape=self.lanes * self.membrane_bits,
                                                depth=self.mem_groups, init=[])
         v_wr = vmem.write_port()

@@ -35,6 +35,7 @@ DATASETS = ("digits", "mnist-t10k", "mnist", "fashion-mnist")
 
 # Legal ranges, in one place so messages and checks cannot disagree.
 MAX_NEURONS = 4096
+SPRAM_BLOCKS = 4        # SB_SPRAM256KA (16384 x 16 bits) of the iCE40UP5K
 WEIGHT_BITS = (2, 16)
 MEMBRANE_BITS = (3, 32)
 LEAK_SHIFT = (1, 16)
@@ -281,6 +282,11 @@ class NetworkConfig:
         the host can send input spike events instead of pixels (the host link's EVENTS
         command, ``docs/host_link.md``); default true. It costs a ``T * 2**ceil(log2 N_in)``
         bit block RAM and some logic (1 EBR and about 210 logic cells on the iCE40UP5K).
+    spram_layers : tuple of int
+        LIF layers whose weight memory lives in the iCE40UP5K's single-port SPRAMs
+        (``hw/spram.py``) instead of block RAM: ``ceil(G * n_pre / 16384) * ceil(P *
+        store_bits / 16)`` of the four 16K x 16-bit SPRAMs each. Default none. Same cycles
+        and results; the gateware reads no word in the cycle after a write.
     dataset : str
         Default dataset for ``compare``/``train``.
     learning : DesireConfig or None
@@ -305,6 +311,7 @@ class NetworkConfig:
     learning: DesireConfig | None = None
     tie_break: str = "none"
     decoder: DecoderConfig | None = None
+    spram_layers: tuple[int, ...] = ()
     source: str = field(default="<memory>", compare=False)
 
     def __post_init__(self):
@@ -345,6 +352,7 @@ class NetworkConfig:
         if self.tie_break not in TIE_BREAKS:
             raise ConfigError(f"network.tie_break: {self.tie_break!r} is not one of "
                               f"{TIE_BREAKS}")
+        self._check_spram_layers()
         if self.decoder is not None:
             self.decoder.validate(self.time_steps, self.layers[-1])
             word = self.lanes * self.store_bits
@@ -538,6 +546,30 @@ class NetworkConfig:
                                       + (layer + 1) * spacing // (2 * len(layers) + 2))
                                      % lfsr.PERIOD, self.lanes) for layer in layers)
 
+    def _check_spram_layers(self) -> None:
+        layers = self.spram_layers
+        if not isinstance(layers, (list, tuple)) or not all(
+                isinstance(i, int) and not isinstance(i, bool) for i in layers):
+            raise ConfigError(f"network.spram_layers: expected a list of LIF layer indices, "
+                              f"got {layers!r}")
+        for i in layers:
+            _check_range("network.spram_layers[]", i, 0, self.n_layers - 1)
+        if len(set(layers)) != len(layers):
+            raise ConfigError(f"network.spram_layers: {list(layers)} names a layer twice")
+        object.__setattr__(self, "spram_layers", tuple(sorted(layers)))
+        used = sum(self.spram_blocks(i) for i in self.spram_layers)
+        if used > SPRAM_BLOCKS:
+            per = ", ".join(f"layer {i}: {self.spram_blocks(i)}" for i in self.spram_layers)
+            raise ConfigError(
+                f"network.spram_layers: the weights take {used} SPRAMs ({per}; each is "
+                f"16384 x 16 bits), the iCE40UP5K has {SPRAM_BLOCKS}; legal range is "
+                f"[0, {SPRAM_BLOCKS}]: fewer lanes, stored bits or neurons")
+
+    def spram_blocks(self, layer: int) -> int:
+        """SPRAMs LIF layer ``layer``'s weight memory takes when it lives in SPRAM."""
+        depth = self.layers[layer] * self.groups(layer)
+        return -(-depth // 16384) * -(-(self.lanes * self.store_bits) // 16)
+
     @property
     def coef_max(self) -> int:
         """Largest ``|E|`` of a neuron's error (a count or ``C*`` minus a count)."""
@@ -551,6 +583,8 @@ class NetworkConfig:
                 f"{self.n_synapses} synapses")
         if self.tie_break != "none":
             text += f", ties to the {self.tie_break.replace('_', ' ')}"
+        if self.spram_layers:
+            text += ", weights of layer " + ", ".join(map(str, self.spram_layers)) + " in SPRAM"
         if self.decoder:
             d = self.decoder
             text += (f"; on-chip {d.kind} decoder of {d.steps} steps, w{d.weight_bits}, "
@@ -586,7 +620,7 @@ def _trace_max(time_steps: int, leak_shift: int, trace_frac_bits: int) -> int:
 _SCHEMA = {
     "name": None,
     "dataset": None,
-    "network": {"layers", "time_steps", "lanes", "tie_break"},
+    "network": {"layers", "time_steps", "lanes", "tie_break", "spram_layers"},
     "neuron": {"weight_bits", "membrane_bits", "threshold", "leak_shift"},
     "encoding": {"kind", "pixel_bits", "event_input"},
     "learning": {"rule", "error_margin", "desire_out", "desire_hidden", "weight_frac_bits",
@@ -597,7 +631,8 @@ _SCHEMA = {
 
 
 #: Keys of the sections above a config may leave out (their defaults apply).
-_OPTIONAL = {("encoding", "pixel_bits"), ("encoding", "event_input"), ("network", "tie_break")}
+_OPTIONAL = {("encoding", "pixel_bits"), ("encoding", "event_input"), ("network", "tie_break"),
+             ("network", "spram_layers")}
 
 
 def _from_dict(data: dict, source: str) -> NetworkConfig | TTFSConfig:

@@ -210,7 +210,8 @@ INVALID = {
         r"encoding\.event_input: expected true or false, got 1"),
     "unknown key": (
         BASE.replace("lanes = 4\n", "lanes = 4\nlane = 4\n"),
-        r"network\.lane: unknown key; known: \['lanes', 'layers', 'tie_break', 'time_steps'\]"),
+        r"network\.lane: unknown key; known: \['lanes', 'layers', 'spram_layers', "
+        r"'tie_break', 'time_steps'\]"),
     "unknown top-level key": (
         'colour = "blue"\n' + BASE,
         r"colour: unknown section or key; known: \["),

@@ -111,8 +111,10 @@ def test_config_hash_tracks_learning_settings(cfg):
                                                                            dropout_seed=9)))
     # a decoder on the chip never counts: what decides after inference does not train
     assert config_hash(replace(cfg, decoder=DecoderConfig(steps=4))) == config_hash(cfg)
-    # configs without dropout, near eligibility, a tie break and a decoder hash as before
-    # those keys existed
+    # nor does where the weights live
+    assert config_hash(replace(cfg, spram_layers=(1,))) == config_hash(cfg)
+    # configs without dropout, near eligibility, a tie break, a decoder and SPRAM hash as
+    # before those keys existed
     for profile in (cfg, sto, load_config("digits-tiny"), load_config("fmnist-ecp5")):
         learning = dataclasses.asdict(profile.learning)
         del learning["dropout_hidden"], learning["dropout_seed"]
@@ -121,7 +123,7 @@ def test_config_hash_tracks_learning_settings(cfg):
         if learning["rounding"] != "stochastic":
             del learning["lfsr_seed"]
         data = {f.name: getattr(profile, f.name) for f in dataclasses.fields(profile)
-                if f.compare and f.name not in ("tie_break", "decoder")}
+                if f.compare and f.name not in ("tie_break", "decoder", "spram_layers")}
         text = json.dumps({**data, "learning": learning}, sort_keys=True, default=str)
         assert config_hash(profile) == hashlib.sha256(text.encode()).hexdigest()[:16]
 
