@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory, ReadPort
 from amaranth.lib.wiring import In, Out
@@ -356,10 +356,7 @@ class _Scan:
         ``UCHECK`` and advanced in ``UISSUE``, at least two cycles before the next ``UISSUE``
         reads this (the priority encoder was in front of the raster memories' read
         address)."""
-        lowest = Signal(range(max(len(self.work), 2)), name="u_gsel")
-        for b in reversed(range(len(self.work))):
-            with m.If(self.work[b]):
-                m.d.comb += lowest.eq(b)
+        _, lowest = lowest_set_bit(self.work)
         m.d.sync += self.gsel_q.eq(lowest)
 
     def next_pre(self, m, groups: int):
@@ -373,6 +370,20 @@ class _Scan:
         """Back to presynaptic neuron 0, group 0."""
         m.d.sync += [self.j.eq(0), self.jbase.eq(0), self.jp.eq(0), self.jg.eq(0),
                      self.g.eq(0)]
+
+
+def lowest_set_bit(bits):
+    """``(any, index)``: whether ``bits`` has a set bit and the index of the lowest one (0
+    when none), as a tree of halves: ``ceil(log2 n)`` levels of 2:1 multiplexers. (A chain
+    of ``n`` if-levels was mnist-up5k's longest path at ``G = 64``: 58.8 ns, 43 routing
+    segments on the iCE40.)"""
+    n = len(bits)
+    if n == 1:
+        return bits[0], Const(0, 1)
+    half = 1 << ((n - 1).bit_length() - 1)
+    lo_any, lo = lowest_set_bit(bits[:half])
+    hi_any, hi = lowest_set_bit(bits[half:])
+    return lo_any | hi_any, Mux(hi_any & ~lo_any, hi + half, lo)
 
 
 def _after_update(layer: int) -> str:

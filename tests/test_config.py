@@ -381,11 +381,13 @@ def test_eligibility_defaults_to_spike(tmp_path):
     assert not cfg.near_eligibility and "near eligibility" not in cfg.summary()
     near = load_config("digits-near")
     assert near.near_eligibility and near.near_threshold == 32
-    # the profile is digits-tiny with near eligibility, nothing else
+    # the profile is digits-tiny with near eligibility and its learning options, nothing else
     import dataclasses
-    assert dataclasses.replace(near, name="digits-tiny", source=cfg.source,
-                               learning=dataclasses.replace(near.learning,
-                                                            eligibility="spike")) == cfg
+    assert dataclasses.replace(
+        near, name="digits-tiny", source=cfg.source, tie_break="none",
+        learning=dataclasses.replace(near.learning, eligibility="spike", error_margin=4,
+                                     desire_out=0.3, desire_hidden=0.05,
+                                     lr_decay=0.35)) == cfg
     # near_fraction is taken (and checked) with "spike" too, unused
     assert not load_config(write(tmp_path, learning_text(near_fraction=0.25))).near_eligibility
 

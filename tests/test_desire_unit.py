@@ -592,3 +592,31 @@ def test_dropout_mask_part(groups, lanes, k):
     for c, bits in want.items():
         assert seen[c] == bits, f"cycle {c}"
     assert any(bits != (1 << lanes) - 1 for bits in want.values()) or k == 1
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 20, 64, 65])
+def test_lowest_set_bit_tree(n):
+    """The update's group select (a tree of halves) is the lowest set bit, 0 when none."""
+    from amaranth.hdl import Module, Signal
+    from amaranth.sim import Simulator
+
+    from spikeforge.hw.desire_unit import lowest_set_bit
+
+    m = Module()
+    bits, index, found = Signal(n), Signal(8), Signal()
+    any_bit, lowest = lowest_set_bit(bits)
+    m.d.comb += [index.eq(lowest), found.eq(any_bit)]
+    rng = np.random.default_rng(n)
+    values = [0, (1 << n) - 1, *(1 << k for k in range(n)),
+              *(int(rng.integers(0, 1 << min(n, 62))) << int(rng.integers(0, max(1, n - 61)))
+                for _ in range(200))]
+
+    async def tb(ctx):
+        for v in values:
+            ctx.set(bits, v)
+            assert ctx.get(index) == ((v & -v).bit_length() - 1 if v else 0), v
+            assert ctx.get(found) == (v != 0), v
+
+    sim = Simulator(m)
+    sim.add_testbench(tb)
+    sim.run()

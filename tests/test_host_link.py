@@ -1,6 +1,8 @@
 """The host link: protocol and driver (pure Python), the UART (Amaranth simulator), and the
 whole host ⇄ serial-top loop on Verilator with the driver that talks to boards."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 from amaranth.hdl import Module
@@ -595,3 +597,37 @@ def test_host_loop_on_the_rtl_matches_the_golden_model(sim):
     assert list(train.cycles) == cycles
     assert all((a == b).all() for a, b in zip(train.weights_after, w, strict=True))
     assert any((a != b).any() for a, b in zip(w, to_stored(cfg, weights), strict=True))
+
+
+def test_host_loop_with_weights_in_spram(sim):
+    """The serial top of a config whose weights live in SPRAM (the simulation model, which
+    returns garbage after every write): the host loads the weights and reads them back
+    through the one port, runs inference and training samples; cycles, predictions, output
+    spikes and learned weights equal the golden model's."""
+    from spikeforge.sim.host_link_rtl import run_link
+    from spikeforge.sw.desire import inference_weights, train_step
+    from spikeforge.sw.golden import run_network
+    from spikeforge.sw.train import initial_weights
+
+    cfg = dataclasses.replace(load_config("digits-up5k"), name="spram-link", time_steps=8,
+                              layers=(24, 12, 10), threshold=20, spram_layers=(0, 1))
+    rng = np.random.default_rng(6)
+    pixels = rng.integers(0, cfg.pixel_max + 1, size=(3, cfg.layers[0]))
+    labels = np.array([2, 7, 7])
+    stored = initial_weights(cfg, 4)
+    weights = inference_weights(cfg, stored)
+    infer = run_link(cfg, weights, pixels, sim=sim)
+    gold = run_network(cfg, weights, pixels)
+    assert infer.readback_ok and infer.unchanged_ok
+    assert list(infer.cycles) == list(gold.cycles)
+    assert list(infer.predictions) == list(gold.predictions)
+    assert (infer.rasters(len(pixels), cfg.time_steps, cfg.layers[-1]) == gold.rasters[-1]).all()
+    train = run_link(cfg, stored, pixels, labels=labels, stored=True, sim=sim)
+    w, cycles = stored, []
+    for x, y in zip(pixels, labels, strict=True):
+        step = train_step(cfg, w, x, int(y))
+        w = step.weights
+        cycles.append(step.cycles)
+    assert list(train.cycles) == cycles
+    assert all((a == b).all() for a, b in zip(train.weights_after, w, strict=True))
+    assert any((a != b).any() for a, b in zip(w, stored, strict=True))
