@@ -54,6 +54,12 @@ def slice_geometry(family: str | None, depth: int, width: int) -> tuple[int, int
     return None
 
 
+def ram_port(width: int, depth: int) -> dict:
+    """The members of one registered RAM port (``RegisteredRAM``, ``hw.spram.SPRAMStore``)."""
+    return {"addr": In(range(depth)), "rd_data": Out(width), "wr_data": In(width),
+            "wr_en": In(1)}
+
+
 class BlockRamPlatform:
     """What :class:`RegisteredRAM` asks of the platform it is elaborated for: the FPGA family
     (``"ecp5"``, ``"ice40"``). Pass it as ``platform`` to ``amaranth.back.rtlil.convert``."""
@@ -85,12 +91,7 @@ class RegisteredRAM(wiring.Component):
 
     def __init__(self, *, width: int, depth: int):
         self.width, self.depth = width, depth
-        super().__init__({
-            "addr": In(range(depth)),
-            "rd_data": Out(width),
-            "wr_data": In(width),
-            "wr_en": In(1),
-        })
+        super().__init__(ram_port(width, depth))
 
     def elaborate(self, platform):
         m = Module()

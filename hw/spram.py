@@ -22,7 +22,8 @@ from __future__ import annotations
 from amaranth.hdl import Cat, ClockSignal, Instance, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
-from amaranth.lib.wiring import In, Out
+
+from spikeforge.hw.block_ram import ram_port
 
 __all__ = ["POISON", "SPRAM_DEPTH", "SPRAM_WIDTH", "SPRAMStore", "spram_count"]
 
@@ -58,12 +59,7 @@ class SPRAMStore(wiring.Component):
 
     def __init__(self, *, width: int, depth: int):
         self.width, self.depth = width, depth
-        super().__init__({
-            "addr": In(range(depth)),
-            "rd_data": Out(width),
-            "wr_data": In(width),
-            "wr_en": In(1),
-        })
+        super().__init__(ram_port(width, depth))
 
     @property
     def banks(self) -> int:
