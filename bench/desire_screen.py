@@ -8,8 +8,9 @@ each seed's Kaiming draw with :func:`sw.train.train` for ``--epochs`` epochs, on
 stratified, fixed): options chosen there are then measured once on the test split with
 ``--test``. One process per run, ``--jobs`` at a time (one thread each).
 
-Every finished run is appended to ``--out`` (JSON lines: options, seed, accuracy per epoch,
-train accuracy per epoch, seconds) and skipped when the same command is run again. The table
+Every finished run is appended to ``--out`` (JSON lines: options, the trained config's hash,
+seed, accuracy per epoch, train accuracy per epoch, seconds) and skipped when a run of the
+same config (base and options), seed, epochs and split is asked for again. The table
 at the end gives per option set the mean, minimum and maximum over the seeds of the last
 epoch's accuracy and the mean over the last five epochs, best first.
 """
@@ -32,7 +33,7 @@ import numpy as np  # noqa: E402
 
 from spikeforge.config import load_config  # noqa: E402
 from spikeforge.sw.datasets import DATASET_NAMES, Dataset, load_for_config  # noqa: E402
-from spikeforge.sw.train import train  # noqa: E402
+from spikeforge.sw.train import config_hash, train  # noqa: E402
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -71,14 +72,17 @@ def run_one(config: str, dataset: str | None, options: dict, seed: int, epochs: 
     data = split(load_for_config(cfg, dataset), fraction, test)
     t0 = time.perf_counter()
     result = train(cfg, data, epochs=epochs, seed=seed)
-    return {"options": options, "seed": seed, "epochs": epochs, "test": test,
+    return {"options": options, "config_hash": config_hash(cfg), "seed": seed,
+            "epochs": epochs, "test": test,
             "accuracy": [e.test_accuracy for e in result.history],
             "train": [e.train_accuracy for e in result.history],
             "seconds": time.perf_counter() - t0}
 
 
-def key(options: dict, seed: int, epochs: int, test: bool) -> str:
-    return json.dumps([options, seed, epochs, test], sort_keys=True)
+def key(cfg_hash: str, seed: int, epochs: int, test: bool) -> str:
+    """A run's identity: the trained config (base + options, :func:`sw.train.config_hash`),
+    seed, epochs and split."""
+    return json.dumps([cfg_hash, seed, epochs, test])
 
 
 def table(records: list[dict]) -> list[str]:
@@ -118,7 +122,10 @@ def main(argv=None) -> int:
         p.error(f"--options: expected a JSON list of objects, got {args.options!r}")
     base = load_config(args.config)
     for options in option_sets:             # a bad key or value fails here, before any run
-        configured(base, options)
+        try:
+            configured(base, options)
+        except (TypeError, ValueError) as e:   # an unknown field; ConfigError is a ValueError
+            p.error(f"--options: {json.dumps(options)}: {e}")
     seeds = parse_seeds(args.seeds)
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -126,9 +133,16 @@ def main(argv=None) -> int:
     if args.out.exists():
         for line in args.out.read_text().splitlines():
             r = json.loads(line)
-            done[key(r["options"], r["seed"], r["epochs"], r["test"])] = r
+            if "config_hash" in r:
+                done[key(r["config_hash"], r["seed"], r["epochs"], r["test"])] = r
+    hashes = {json.dumps(o, sort_keys=True): config_hash(configured(base, o))
+              for o in option_sets}
+
+    def wanted_key(o, s):
+        return key(hashes[json.dumps(o, sort_keys=True)], s, args.epochs, args.test)
+
     wanted = [(o, s) for o in option_sets for s in seeds]
-    todo = [(o, s) for o, s in wanted if key(o, s, args.epochs, args.test) not in done]
+    todo = [(o, s) for o, s in wanted if wanted_key(o, s) not in done]
     print(f"desire_screen: {base.name}, {len(wanted)} runs ({len(todo)} to do), "
           f"{args.epochs} epochs, {'test split' if args.test else 'validation split'}",
           file=sys.stderr)
@@ -139,10 +153,10 @@ def main(argv=None) -> int:
             r = future.result()
             with args.out.open("a") as f:
                 f.write(json.dumps(r) + "\n")
-            done[key(r["options"], r["seed"], r["epochs"], r["test"])] = r
+            done[key(r["config_hash"], r["seed"], r["epochs"], r["test"])] = r
             print(f"  {json.dumps(r['options'])} seed {r['seed']}: "
                   f"{100 * r['accuracy'][-1]:.2f}% ({r['seconds']:.0f} s)", file=sys.stderr)
-    print("\n".join(table([done[key(o, s, args.epochs, args.test)] for o, s in wanted])))
+    print("\n".join(table([done[wanted_key(o, s)] for o, s in wanted])))
     return 0
 
 
