@@ -10,9 +10,16 @@ from spikeforge.config import load_config
 
 
 def register(sub) -> None:
-    p = sub.add_parser("generate", help="write the top-level Verilog of a config")
+    p = sub.add_parser("generate", help="write the top-level Verilog of a config, or a "
+                       "FuseSoC core of it")
     add_config(p)
-    p.add_argument("-o", "--output", required=True, help="output folder")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("-o", "--output", help="output folder")
+    where.add_argument("--fusesoc", metavar="DIR",
+                       help="write a FuseSoC core into DIR: the network's Verilog, the board "
+                            "tops with their constraints, and a .core with targets lint, sim, "
+                            "icebreaker and ulx3s-85f (fusesoc --cores-root DIR run --target "
+                            "lint spikeforge:snn:<config>)")
     p.add_argument("--lint", action="store_true", help="also run verilator --lint-only -Wall")
     p.set_defaults(func=run_generate)
 
@@ -25,6 +32,13 @@ def run_generate(args) -> int:
     from spikeforge.hw.generate import generate_verilog
 
     cfg = load_config(args.config)
+    if args.fusesoc:
+        from spikeforge.fusesoc import core_name, write_core
+
+        core = write_core(cfg, args.fusesoc)
+        print(f"generate: {cfg.summary()}")
+        print(f"generate: wrote the FuseSoC core {core_name(cfg)} in {core}")
+        return lint(core.parent / "rtl" / "spikeforge_top.v") if args.lint else 0
     path = generate_verilog(cfg, args.output)
     print(f"generate: {cfg.summary()}")
     print(f"generate: wrote {path}")
