@@ -8,6 +8,7 @@ as one line and exits 2); everything else it raises is a bug and propagates.
 """
 
 from spikeforge.commands import (
+    board,
     compare,
     configs,
     decode,
@@ -21,4 +22,5 @@ from spikeforge.commands import (
 )
 
 #: In the order ``spikeforge --help`` lists them.
-COMMANDS = (demo, generate, compare, qat, train, decode, synth, program, interop, configs)
+COMMANDS = (demo, generate, compare, qat, train, decode, synth, program, board, interop,
+            configs)
