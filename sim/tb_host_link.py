@@ -119,10 +119,9 @@ def broken_frames(link: HostLink) -> list[tuple[str, bytes]]:
     ]
 
 
-@cocotb.test()
-async def host_link_job(dut):
-    job = np.load(os.environ["SPIKEFORGE_JOB"], allow_pickle=False)
-    cfg = pickle.loads(job["config"].tobytes())       # written by sim.host_link_rtl
+async def start_serial_top(dut) -> tuple[UartSource, UartSink]:
+    """The serial top's clock, UART models at the simulated baud, and a reset: ready for the
+    host's bytes."""
     logging.getLogger("cocotb").setLevel(logging.WARNING)
     cocotb.start_soon(Clock(dut.clk, CLOCK_NS, unit="ns").start())
     baud = 1e9 / (CLOCK_NS * SIM_UART_DIVISOR)
@@ -133,6 +132,14 @@ async def host_link_job(dut):
         await RisingEdge(dut.clk)
     dut.rst.value = 0
     await RisingEdge(dut.clk)
+    return source, sink
+
+
+@cocotb.test()
+async def host_link_job(dut):
+    job = np.load(os.environ["SPIKEFORGE_JOB"], allow_pickle=False)
+    cfg = pickle.loads(job["config"].tobytes())       # written by sim.host_link_rtl
+    source, sink = await start_serial_top(dut)
     link = HostLink(SimTransport(source, sink), cfg)
     words = [[int(w) for w in job[f"words{i}"]] for i in range(cfg.n_layers)]
     pixels = job["pixels"]

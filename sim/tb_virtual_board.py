@@ -10,7 +10,6 @@ time. It stops when the file ``stop_file`` appears.
 
 from __future__ import annotations
 
-import logging
 import os
 import pty
 import tty
@@ -18,14 +17,10 @@ from pathlib import Path
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
-from cocotb.triggers import RisingEdge, Timer
-from cocotbext.uart import UartSink, UartSource
+from cocotb.triggers import Timer
 
-from spikeforge.hw.generate import SIM_UART_DIVISOR
+from spikeforge.sim.tb_host_link import BYTE_NS, start_serial_top
 
-CLOCK_NS = 10
-BYTE_NS = 10 * SIM_UART_DIVISOR * CLOCK_NS
 POLL_BYTES = 4                 # bytes of UART time between two looks at the terminal
 STOP_CHECK = 100               # polls between two looks for the stop file
 
@@ -48,16 +43,7 @@ def read_available(master: int) -> bytes:
 @cocotb.test()
 async def virtual_board(dut):
     job = np.load(os.environ["SPIKEFORGE_JOB"], allow_pickle=False)
-    logging.getLogger("cocotb").setLevel(logging.WARNING)
-    cocotb.start_soon(Clock(dut.clk, CLOCK_NS, unit="ns").start())
-    baud = 1e9 / (CLOCK_NS * SIM_UART_DIVISOR)
-    source = UartSource(dut.uart_rx, baud=baud)
-    sink = UartSink(dut.uart_tx, baud=baud)
-    dut.rst.value = 1
-    for _ in range(3):
-        await RisingEdge(dut.clk)
-    dut.rst.value = 0
-    await RisingEdge(dut.clk)
+    source, sink = await start_serial_top(dut)
 
     master, path = open_terminal()
     Path(str(job["pty_file"])).write_text(path)
