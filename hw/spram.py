@@ -23,27 +23,13 @@ from amaranth.hdl import Cat, ClockSignal, Instance, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 
+from spikeforge.config import SPRAM_DEPTH, SPRAM_WIDTH, spram_count
 from spikeforge.hw.block_ram import ram_port
 
 __all__ = ["POISON", "SPRAM_DEPTH", "SPRAM_WIDTH", "SPRAMStore", "spram_count"]
 
-SPRAM_DEPTH = 16384   # words of one SB_SPRAM256KA
-SPRAM_WIDTH = 16      # bits of one word
-SPRAM_ADDR_BITS = 14
+SPRAM_ADDR_BITS = (SPRAM_DEPTH - 1).bit_length()
 POISON = 0xA5A5       # what the model's read port returns after a write, per 16-bit column
-
-
-def spram_banks(depth: int) -> int:
-    return -(-depth // SPRAM_DEPTH)
-
-
-def spram_columns(width: int) -> int:
-    return -(-width // SPRAM_WIDTH)
-
-
-def spram_count(depth: int, width: int) -> int:
-    """SPRAMs a ``depth`` x ``width``-bit store takes."""
-    return spram_banks(depth) * spram_columns(width)
 
 
 class SPRAMStore(wiring.Component):
@@ -63,11 +49,11 @@ class SPRAMStore(wiring.Component):
 
     @property
     def banks(self) -> int:
-        return spram_banks(self.depth)
+        return spram_count(self.depth, 1)
 
     @property
     def columns(self) -> int:
-        return spram_columns(self.width)
+        return spram_count(1, self.width)
 
     def elaborate(self, platform):
         m = Module()

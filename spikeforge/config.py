@@ -35,7 +35,9 @@ DATASETS = ("digits", "mnist-t10k", "mnist", "fashion-mnist")
 
 # Legal ranges, in one place so messages and checks cannot disagree.
 MAX_NEURONS = 4096
-SPRAM_BLOCKS = 4        # SB_SPRAM256KA (16384 x 16 bits) of the iCE40UP5K
+SPRAM_BLOCKS = 4        # SB_SPRAM256KA of the iCE40UP5K (hw/spram.py) ...
+SPRAM_DEPTH = 16384     # ... of this many words
+SPRAM_WIDTH = 16        # ... of this many bits
 WEIGHT_BITS = (2, 16)
 MEMBRANE_BITS = (3, 32)
 LEAK_SHIFT = (1, 16)
@@ -58,6 +60,12 @@ DECODER_WEIGHT_BITS = (2, 16)
 
 class ConfigError(ValueError):
     """A config field is missing, unknown or outside its legal range."""
+
+
+def spram_count(depth: int, width: int) -> int:
+    """SPRAMs a ``depth`` x ``width``-bit memory takes: ``ceil(width / SPRAM_WIDTH)`` side by
+    side times ``ceil(depth / SPRAM_DEPTH)`` deep."""
+    return -(-depth // SPRAM_DEPTH) * -(-width // SPRAM_WIDTH)
 
 
 def _check_range(name: str, value, lo: int, hi: int) -> int:
@@ -562,13 +570,12 @@ class NetworkConfig:
             per = ", ".join(f"layer {i}: {self.spram_blocks(i)}" for i in self.spram_layers)
             raise ConfigError(
                 f"network.spram_layers: the weights take {used} SPRAMs ({per}; each is "
-                f"16384 x 16 bits), the iCE40UP5K has {SPRAM_BLOCKS}; legal range is "
-                f"[0, {SPRAM_BLOCKS}]: fewer lanes, stored bits or neurons")
+                f"{SPRAM_DEPTH} x {SPRAM_WIDTH} bits), the iCE40UP5K has {SPRAM_BLOCKS}; "
+                f"legal range is [0, {SPRAM_BLOCKS}]: fewer lanes, stored bits or neurons")
 
     def spram_blocks(self, layer: int) -> int:
         """SPRAMs LIF layer ``layer``'s weight memory takes when it lives in SPRAM."""
-        depth = self.layers[layer] * self.groups(layer)
-        return -(-depth // 16384) * -(-(self.lanes * self.store_bits) // 16)
+        return spram_count(self.layers[layer] * self.groups(layer), self.lanes * self.store_bits)
 
     @property
     def coef_max(self) -> int:

@@ -26,8 +26,6 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from pathlib import Path
-
     from spikeforge import program
 
     config = args.config
@@ -38,5 +36,5 @@ def run(args) -> int:
     if args.dry_run:
         print(" ".join(program.command(args.board, bitstream, flash=args.flash)))
         return 0
-    print(f"program: {program.program(args.board, Path(bitstream), flash=args.flash)}")
+    print(f"program: {program.program(args.board, bitstream, flash=args.flash)}")
     return 0
