@@ -141,8 +141,6 @@ def run_samples(args) -> int:
 def _report(args, cfg, pixels, labels, stored, results, seconds, after) -> int:
     from pathlib import Path
 
-    from spikeforge.sw.desire import inference_weights, train_steps
-    from spikeforge.sw.golden import run_network
     from spikeforge.sw.weights import save_weights
 
     done = len(results)
@@ -163,31 +161,39 @@ def _report(args, cfg, pixels, labels, stored, results, seconds, after) -> int:
         print(f"run: learned weights read back, inference part saved in {out}")
     if not args.check_golden:
         return 0
-    mismatches = []
-    if args.learn:
-        steps = train_steps(cfg, stored, pixels, labels)
-        gold = [(s.cycles, int(s.run.predictions[0]), s.run.rasters[-1][0]) for s in steps]
-    else:
-        run = run_network(cfg, inference_weights(cfg, stored), pixels)
-        gold = [(int(run.cycles[b]), int(run.predictions[b]), run.rasters[-1][b])
-                for b in range(done)]
-    for b, (r, (g_cycles, g_pred, g_raster)) in enumerate(zip(results, gold, strict=True)):
-        raster = r.raster(cfg.time_steps, cfg.layers[-1])
-        if (raster != g_raster).any():
-            t, j = np.argwhere(raster != g_raster)[0]
-            mismatches.append(f"sample {b}: first output spike mismatch at step {t}, neuron "
-                              f"{j} (expected {int(g_raster[t, j])}, got {int(raster[t, j])})")
-        if r.cycles != g_cycles:
-            mismatches.append(f"sample {b}: cycles expected {g_cycles}, got {r.cycles}")
-        if r.prediction != g_pred:
-            mismatches.append(f"sample {b}: prediction expected {g_pred}, got {r.prediction}")
-    if args.learn and after is not None:
-        for layer, (a, g) in enumerate(zip(after, steps[-1].weights, strict=True)):
-            if (a != g).any():
-                i, j = np.argwhere(a != g)[0]
-                mismatches.append(f"layer {layer}: first weight mismatch at [{i}, {j}] "
-                                  f"(expected {g[i, j]}, got {a[i, j]})")
-    for line in mismatches[:20]:
-        print(f"run: mismatch: {line}")
-    print(f"run: check against the golden model: {done} samples, {len(mismatches)} mismatches")
-    return 1 if mismatches else 0
+    result = _check_golden(cfg, stored, pixels, labels, results, after, args.learn)
+    print(result.summary_line())
+    if not result.ok:
+        for line in [result.first_divergence, *result.details[:20]]:
+            print(f"run: mismatch: {line}")
+    mismatches = (result.spike_mismatches + result.cycle_mismatches
+                  + result.prediction_mismatches + (result.weight_mismatches or 0))
+    print(f"run: check against the golden model: {done} samples, {mismatches} mismatches")
+    return 0 if result.ok else 1
+
+
+def _check_golden(cfg, stored, pixels, labels, results, after, learn):
+    """The board's answers against the golden model, by :mod:`sim.compare` (the form of
+    ``spikeforge compare``). The board shows the output population and, after training, the
+    last weights only: the other populations and the weights after the earlier samples are
+    not observed and enter as the golden ones."""
+    from types import SimpleNamespace
+
+    from spikeforge.sim.compare import compare_runs, compare_training
+    from spikeforge.sw.desire import inference_weights, train_steps
+    from spikeforge.sw.golden import run_network
+
+    cycles = np.array([r.cycles for r in results], dtype=np.int64)
+    board = SimpleNamespace(
+        cycles=cycles, edges=cycles, predictions=np.array([r.prediction for r in results]),
+        rasters=np.stack([r.raster(cfg.time_steps, cfg.layers[-1]) for r in results]))
+    if not learn:
+        gold = run_network(cfg, inference_weights(cfg, stored), pixels)
+        board.rasters = [*gold.rasters[:-1], board.rasters]
+        return compare_runs(gold, board)
+    steps = train_steps(cfg, stored, pixels, labels)
+    board.rasters = [*(np.concatenate([s.run.rasters[p] for s in steps])
+                       for p in range(cfg.n_layers)), board.rasters]
+    last = steps[-1].weights if after is None else after     # not read back: interrupted
+    board.weights_after = [s.weights for s in steps[:-1]] + [last]
+    return compare_training(steps, board)
