@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import sys
@@ -31,17 +32,10 @@ for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 
+from spikeforge.commands.synth import seed_list  # noqa: E402
 from spikeforge.config import load_config  # noqa: E402
 from spikeforge.sw.datasets import DATASET_NAMES, Dataset, load_for_config  # noqa: E402
 from spikeforge.sw.train import config_hash, train  # noqa: E402
-
-
-def parse_seeds(text: str) -> list[int]:
-    seeds = []
-    for part in text.split(","):
-        lo, _, hi = part.partition("-")
-        seeds.extend(range(int(lo), int(hi or lo) + 1))
-    return seeds
 
 
 def configured(base, options: dict):
@@ -107,7 +101,8 @@ def main(argv=None) -> int:
     p.add_argument("--config", "-c", required=True)
     p.add_argument("--dataset", choices=DATASET_NAMES)
     p.add_argument("--options", default="[{}]", help="JSON list of option objects")
-    p.add_argument("--seeds", default="0-3", help="e.g. 0-3 or 0,2,5")
+    p.add_argument("--seeds", type=functools.partial(seed_list, least=0), default="0-3",
+                   help="e.g. 0-3 or 0,2,5")
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--val-fraction", type=float, default=0.2)
     p.add_argument("--test", action="store_true",
@@ -126,7 +121,7 @@ def main(argv=None) -> int:
             configured(base, options)
         except (TypeError, ValueError) as e:   # an unknown field; ConfigError is a ValueError
             p.error(f"--options: {json.dumps(options)}: {e}")
-    seeds = parse_seeds(args.seeds)
+    seeds = args.seeds
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     done = {}

@@ -57,8 +57,9 @@ def _device(b) -> str:
     return f"ECP5-{b.device.removesuffix('k')}F"
 
 
-def seed_list(text: str) -> list[int]:
-    """``1,2,5`` or ``1-4``: nextpnr seeds, at least one, each >= 1."""
+def seed_list(text: str, least: int = 1) -> list[int]:
+    """``1,2,5`` or ``1-4``: seeds, at least one, distinct, each >= ``least`` (nextpnr's
+    start at 1)."""
     try:
         seeds = []
         for part in text.split(","):
@@ -66,9 +67,9 @@ def seed_list(text: str) -> list[int]:
             seeds += range(int(lo), int(hi or lo) + 1)
     except ValueError:
         seeds = []
-    if not seeds or min(seeds) < 1 or len(set(seeds)) != len(seeds):
-        raise argparse.ArgumentTypeError(f"{text!r}: expected distinct seeds >= 1 such as "
-                                         "1,2,3 or 1-4")
+    if not seeds or min(seeds) < least or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected distinct seeds >= {least} such "
+                                         "as 1,2,3 or 1-4")
     return seeds
 
 
