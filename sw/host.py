@@ -7,6 +7,11 @@ RTL in simulation through any object with ``write(bytes)`` and ``read(n) -> byte
 >>> result = link.run(pixels)          # RunResult(cycles, prediction, events)
 >>> result = link.run_events(raster)   # the input spikes themselves: (T, N_in) bool raster
 >>> result = link.run_events([(0, 5), (3, 17)], label=2)      # or (step, neuron) events
+
+Over a noisy link, ``HostLink(transport, cfg, retries=3)`` sends a frame again when no valid
+answer came back (after waiting for the link to go quiet), except a RUN the core may have
+applied: it asks the core's sample counter and never runs a sample twice
+(:class:`SampleLost`).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from spikeforge.protocol import (
     RUN_RESPONSE,
     WEIGHTS_REQUEST,
     Command,
+    ErrorCode,
     EventsFlags,
     RunFlags,
     buffer_depth,
@@ -54,6 +60,39 @@ from spikeforge.sw.weights import pack_words, unpack_words
 
 class LinkError(RuntimeError):
     """The core answered with an error, or the link broke (timeout, bad frame)."""
+
+
+class CoreError(LinkError):
+    """The core answered with an error response (``status = 0x80 | code``): it refused the
+    frame, so the frame changed nothing (docs/host_link.md, "Checks before anything
+    changes")."""
+
+    def __init__(self, message: str, code: int):
+        super().__init__(message)
+        self.code = code
+
+
+class SampleLost(LinkError):
+    """A RUN without a valid answer after the retries; it is not sent again. ``applied``:
+    True if the core ran it (its sample counter moved: for a training sample the weights
+    changed) and the answer was lost on the way back, False if it never ran, None if the
+    counter could not be read either (the link is down)."""
+
+    def __init__(self, message: str, applied: bool | None):
+        super().__init__(message)
+        self.applied = applied
+
+
+SAMPLE_COUNTER = 1 << COUNTERS["samples"].width      # the core's RUN counter wraps here
+LINK_ERRORS = {ErrorCode.CRC, ErrorCode.TIMEOUT, ErrorCode.FRAMING}
+# error responses the line causes; the others (command, length, argument) are checked only
+# after a good CRC, so they answer what was sent and sending it again cannot help
+
+
+def _link_fault(exc: LinkError) -> bool:
+    """Whether sending the frame again may help: no valid answer, or the core saw a broken
+    frame."""
+    return not isinstance(exc, CoreError) or exc.code in LINK_ERRORS
 
 
 def crc(data: bytes) -> int:
@@ -97,42 +136,106 @@ class Counters:
 
 
 class SerialTransport:
-    """pyserial port: 8N1 at ``baud``; ``read`` raises :class:`LinkError` on timeout."""
+    """pyserial port: 8N1 at ``baud``; ``read`` raises :class:`LinkError` on timeout (no
+    ``n`` bytes within ``timeout`` seconds) and on a port error (a cable pulled)."""
 
     def __init__(self, port: str, baud: int = DEFAULT_BAUD, timeout: float = 2.0):
         import serial
 
         self.port = serial.Serial(port, baudrate=baud, timeout=timeout)
+        self.timeout = timeout
 
     def write(self, data: bytes) -> None:
-        self.port.write(data)
+        import serial
+
+        try:
+            self.port.write(data)
+        except serial.SerialException as exc:
+            raise LinkError(f"port error: {exc}") from exc
 
     def read(self, n: int) -> bytes:
-        data = self.port.read(n)
+        import serial
+
+        try:
+            data = self.port.read(n)
+        except serial.SerialException as exc:
+            raise LinkError(f"port error: {exc}") from exc
         if len(data) != n:
             raise LinkError(f"timeout: {len(data)} of {n} response bytes arrived")
         return data
+
+    def drain(self, quiet: float) -> int:
+        """Read and drop bytes until none came for ``quiet`` seconds (at most ``timeout``
+        in all, a stuck line is not waited out forever); reopen the port if it broke.
+        Returns the bytes dropped."""
+        import time
+
+        import serial
+
+        dropped, deadline = 0, time.monotonic() + max(self.timeout, quiet)
+        try:
+            if not self.port.is_open:
+                self.port.open()
+            self.port.timeout = quiet
+            while time.monotonic() < deadline:
+                chunk = self.port.read(4096)
+                if not chunk:
+                    break
+                dropped += len(chunk)
+        except serial.SerialException:
+            self.port.close()          # the next request fails fast and drains (reopens) again
+        finally:
+            self.port.timeout = self.timeout
+        return dropped
 
     def close(self) -> None:
         self.port.close()
 
 
 class HostLink:
-    """The protocol, command by command, for the network of ``cfg``."""
+    """The protocol, command by command, for the network of ``cfg``.
 
-    def __init__(self, transport, cfg):
+    ``retries``: how many times a frame is sent again when no valid answer came back (an
+    error response, a corrupted or missing response). Before each resend the driver waits
+    until the link has been quiet for ``quiet`` seconds (longer than the core's inter-byte
+    timeout, so a frame the core saw only part of has been answered) and drops what came.
+    INFO, WRITE, READ, COUNTERS and EVENTS are idempotent and simply sent again. A RUN whose
+    answer was lost may have run: the driver asks the core's sample counter (COUNTERS) and
+    sends the RUN again only if it did not (:class:`SampleLost` otherwise). ``retries = 0``
+    (the default) raises at the first failure, with no resend and no drain.
+    ``resends`` counts the frames sent again.
+    """
+
+    def __init__(self, transport, cfg, *, retries: int = 0, quiet: float = 0.2):
+        if retries < 0:
+            raise ValueError(f"retries: at least 0, got {retries}")
         self.transport = transport
         self.cfg = cfg
+        self.retries, self.quiet = retries, quiet
+        self.resends = 0
+        self.samples: int | None = None     # the core's RUN count, once known (with retries)
+        self.first_samples: int | None = None   # ... when it was first read
         self.word_bytes = word_bytes(cfg)
         self.depths = weight_depths(cfg)
         self.max_words = (buffer_depth(cfg) - nbytes(WEIGHTS_REQUEST)) // self.word_bytes
         self.max_events = events_per_frame(cfg)
 
-    def request(self, cmd: int, payload: bytes = b"") -> bytes:
-        """Send one frame, return the response payload; raise :class:`LinkError` on an error
-        response or a corrupted response."""
+    def exchange(self, cmd: int, payload: bytes = b"") -> bytes:
+        """Send one frame, return the response payload; raise :class:`CoreError` on an error
+        response, :class:`LinkError` on a corrupted or missing one. No retry."""
         self.transport.write(frame(cmd, payload))
         return self.response(cmd)
+
+    def request(self, cmd: int, payload: bytes = b"") -> bytes:
+        """:meth:`exchange` with up to ``retries`` resends (for idempotent commands)."""
+        for attempt in range(self.retries + 1):
+            try:
+                return self.exchange(cmd, payload)
+            except LinkError as exc:
+                if attempt == self.retries or not _link_fault(exc):
+                    raise
+            self.transport.drain(self.quiet)
+            self.resends += 1
 
     def response(self, cmd: int) -> bytes:
         head = self.transport.read(nbytes(FRAME_HEADER))
@@ -146,7 +249,7 @@ class HostLink:
         status, payload = header.code, rest[:header.length]
         if status & ERROR_STATUS:
             name = ERROR_NAMES.get(status, "unknown error")
-            raise LinkError(f"command 0x{cmd:02x}: error 0x{status:02x} ({name})")
+            raise CoreError(f"command 0x{cmd:02x}: error 0x{status:02x} ({name})", status)
         if status != cmd:
             raise LinkError(f"response for command 0x{status:02x}, expected 0x{cmd:02x}")
         return payload
@@ -173,8 +276,8 @@ class HostLink:
 
     def read_words(self, layer: int, addr: int, count: int) -> list[int]:
         wb, out = self.word_bytes, []
-        step = MAX_PAYLOAD // wb
-        for lo in range(0, count, step):
+        step = self.max_words        # frames of the buffer's size, as WRITE's: a long frame is
+        for lo in range(0, count, step):     # more likely to be hit on a noisy line
             n = min(step, count - lo)
             data = self.request(Command.READ, pack(WEIGHTS_REQUEST, {
                 "layer": layer, "address": addr + lo, "count": n}))
@@ -304,7 +407,7 @@ class HostLink:
             flags |= RunFlags.LEARN
         head = pack(RUN_REQUEST, {"flags": flags, "label": 0 if label is None else label,
                                   "lr_shift": lr_shift})
-        data = self.request(Command.RUN, head + pixels)
+        data = self._run_once(head + pixels)
         fixed = nbytes(RUN_RESPONSE)
         if len(data) < fixed:
             raise LinkError(f"RUN response of {len(data)} bytes")
@@ -316,6 +419,48 @@ class HostLink:
         events = np.stack([items["step"], items["neuron"]], axis=1)
         prediction = -1 if result.prediction == NO_PREDICTION else result.prediction
         return RunResult(result.cycles, prediction, events.astype(np.int64), result.steps)
+
+    def _run_once(self, payload: bytes) -> bytes:
+        """RUN's response payload; the RUN is applied at most once (see the class)."""
+        if self.retries == 0:
+            return self.exchange(Command.RUN, payload)
+        if self.samples is None:
+            try:
+                self.samples = self.counters().samples
+            except LinkError as exc:
+                raise SampleLost(f"RUN not sent: the sample counter could not be read ({exc})",
+                                 applied=False) from exc
+            if self.first_samples is None:
+                self.first_samples = self.samples
+        for attempt in range(self.retries + 1):
+            try:
+                data = self.exchange(Command.RUN, payload)
+                self.samples = (self.samples + 1) % SAMPLE_COUNTER
+                return data
+            except LinkError as exc:
+                if not _link_fault(exc):
+                    raise
+                error = exc
+            self.transport.drain(self.quiet)
+            if not isinstance(error, CoreError):     # no valid answer: did it run?
+                try:
+                    samples = self.counters().samples
+                except LinkError as again:
+                    self.samples = None                # read again before the next RUN
+                    raise SampleLost(f"RUN: {error}; the sample counter could not be read "
+                                     f"either ({again})", applied=None) from error
+                if samples == (self.samples + 1) % SAMPLE_COUNTER:
+                    self.samples = samples
+                    raise SampleLost(f"RUN: the core ran the sample but its answer was lost "
+                                     f"({error})", applied=True) from error
+                if samples != self.samples:
+                    raise LinkError(f"RUN: the core's sample counter is {samples}, expected "
+                                    f"{self.samples} or one more: another host is talking "
+                                    f"to it") from error
+            if attempt < self.retries:
+                self.resends += 1
+        raise SampleLost(f"RUN: no valid answer in {self.retries + 1} tries, the core did not "
+                         f"run it (last: {error})", applied=False)
 
     def counters(self) -> Counters:
         d = self.request(Command.COUNTERS)
