@@ -35,14 +35,14 @@ def test_run_on_the_virtual_board_matches_the_golden_model(board, tmp_path, caps
                                    "--weights", str(path), "--dataset", "digits",
                                    "--samples", "4", "--check-golden"])
     assert rc == 0, out
-    assert "check against the golden model: 4 samples, 0 mismatches" in out
+    assert "check against the golden model: 4 samples answered, 0 mismatches" in out
     assert "digits-tiny on " in out and "samples/s" in out
     # training on the board: every output spike, cycle count and learned weight
     rc, out, _ = run_line(capsys, ["run", "--port", board.port, "-c", "digits-tiny",
                                    "--weights", str(path), "--dataset", "digits",
                                    "--samples", "2", "--check-golden", "--learn"])
     assert rc == 0, out
-    assert "2 samples, 0 mismatches" in out
+    assert "2 samples answered, 0 mismatches" in out
     learned = load_weights(tmp_path / "w.board.npz", cfg)
     assert any((a != b).any() for a, b in zip(learned, load_weights(path, cfg), strict=True))
 
@@ -65,3 +65,20 @@ def test_run_without_a_port_is_one_line(tmp_path, capsys):
     rc, _, err = run_line(capsys, ["run", "--port", str(tmp_path / "nosuch"), "-c",
                                    "digits-tiny", "--weights", str(path)])
     assert rc == 2 and len(err.splitlines()) == 1 and "cannot open it" in err
+
+
+def test_virtual_board_starts_with_weights_loaded(board):
+    """virtual-board --weights: the weights are written through the board's own link and
+    read back over the terminal as a host would see them."""
+    from spikeforge.sw.host import HostLink, SerialTransport
+    from spikeforge.sw.weights import to_stored
+
+    cfg = load_config("digits-tiny")
+    stored = to_stored(cfg, inference_weights(cfg, initial_weights(cfg, 5)))
+    board.load_weights(stored)
+    transport = SerialTransport(board.port, timeout=30.0)
+    try:
+        back = HostLink(transport, cfg).read_weights()
+    finally:
+        transport.close()
+    assert all((a == b).all() for a, b in zip(back, stored, strict=True))
