@@ -267,22 +267,44 @@ class HostLink:
 
     def write_words(self, layer: int, addr: int, words) -> None:
         wb = self.word_bytes
-        for lo in range(0, len(words), self.max_words):
-            chunk = words[lo:lo + self.max_words]
-            head = pack(WEIGHTS_REQUEST, {"layer": layer, "address": addr + lo,
-                                          "count": len(chunk)})
-            self.request(Command.WRITE,
-                         head + b"".join(int(w).to_bytes(wb, "little") for w in chunk))
+
+        def send(lo: int, n: int) -> None:
+            head = pack(WEIGHTS_REQUEST, {"layer": layer, "address": addr + lo, "count": n})
+            self.exchange(Command.WRITE, head + b"".join(int(w).to_bytes(wb, "little")
+                                                         for w in words[lo:lo + n]))
+
+        self._in_frames(len(words), send)
 
     def read_words(self, layer: int, addr: int, count: int) -> list[int]:
         wb, out = self.word_bytes, []
-        step = self.max_words        # frames of the buffer's size, as WRITE's: a long frame is
-        for lo in range(0, count, step):     # more likely to be hit on a noisy line
-            n = min(step, count - lo)
-            data = self.request(Command.READ, pack(WEIGHTS_REQUEST, {
+
+        def receive(lo: int, n: int) -> None:
+            data = self.exchange(Command.READ, pack(WEIGHTS_REQUEST, {
                 "layer": layer, "address": addr + lo, "count": n}))
-            out += [int.from_bytes(data[i * wb:(i + 1) * wb], "little") for i in range(n)]
+            out.extend(int.from_bytes(data[i * wb:(i + 1) * wb], "little") for i in range(n))
+
+        self._in_frames(count, receive)
         return out
+
+    def _in_frames(self, count: int, transfer) -> None:
+        """``transfer(lo, n)`` for consecutive runs of words ``lo .. lo + n - 1`` covering
+        ``0 .. count - 1``: a buffer of words per frame. A frame the line broke is sent again
+        (up to ``retries`` times in a row) with half the words, down to one: on a noisy line
+        a shorter frame gets through more often."""
+        lo, n, failures = 0, self.max_words, 0
+        while lo < count:
+            take = min(n, count - lo)
+            try:
+                transfer(lo, take)
+            except LinkError as exc:
+                if failures == self.retries or not _link_fault(exc):
+                    raise
+                failures += 1
+                self.transport.drain(self.quiet)
+                self.resends += 1
+                n = max(1, take // 2)
+                continue
+            lo, failures = lo + take, 0
 
     def load_weights(self, weights) -> None:
         """Write the stored weights of every layer (``pack_words`` images)."""

@@ -40,9 +40,11 @@ class FaultyCore:
     def __init__(self, script, samples=41):
         self.script, self.samples = list(script), samples
         self.pending, self.runs, self.drains, self.dead = b"", [], 0, False
+        self.frames = []                             # (command, payload) of every request
 
     def write(self, data):
         head = unpack(FRAME_HEADER, data[:nbytes(FRAME_HEADER)])
+        self.frames.append((head.code, data[nbytes(FRAME_HEADER):-1]))
         action = self.script.pop(0) if self.script else "ok"
         self.dead = self.dead or action == "dead"
         if self.dead or action == "lose_request":
@@ -113,6 +115,18 @@ def test_idempotent_commands_are_resent_and_refusals_are_not():
     core = FaultyCore(["ok", "argument"])            # a refused RUN is raised, not lost
     with pytest.raises(CoreError, match="argument out of range"):
         run_on(core)
+
+
+def test_a_broken_weight_frame_is_sent_again_in_halves():
+    link = HostLink(FaultyCore(["ok", "crc", "lose_answer"]), CFG, retries=2)
+    words = list(range(2 * link.max_words + 3))
+    link.write_words(1, 5, words)
+    counts = [int.from_bytes(p[3:5], "little") for _, p in link.transport.frames]
+    m = link.max_words
+    rest, q = len(words) - m, (m // 2) // 2       # after two failures: a quarter buffer
+    assert counts == [m, m, m // 2] + [min(q, rest - i) for i in range(0, rest, q)]
+    sent = [int.from_bytes(p[1:3], "little") for _, p in link.transport.frames]
+    assert sent[:4] == [5, 5 + m, 5 + m, 5 + m] and link.resends == 2
 
 
 def test_a_dead_link_loses_the_sample_without_guessing_whether_it_ran():
