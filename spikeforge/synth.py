@@ -295,3 +295,40 @@ def generic(cfg, board_name: str, out_dir, *, f_mhz: float | None = None,
         f"-top {TOP} -json {TOP}.json'\n"
         f"{' '.join(cmd)}\n{' '.join(pack)}\n")
     return [v, c, script]
+
+
+CELLS = {
+    "ecp5": {"LUT4": "LUT4", "FFs": "TRELLIS_FF", "carry (CCU2C)": "CCU2C",
+             "EBR (DP16KD)": "DP16KD", "DSP (MULT18X18D)": "MULT18X18D",
+             "LUT RAM (TRELLIS_DPR16X4)": "TRELLIS_DPR16X4"},
+    "ice40": {"LUT4": "SB_LUT4", "FFs": "SB_DFF*", "carry": "SB_CARRY",
+              "EBR (SB_RAM40_4K)": "SB_RAM40_4K", "DSP (SB_MAC16)": "SB_MAC16"},
+}
+
+
+def synth_cells(cfg, family: str) -> dict[str, int]:
+    """The core (network only, no board top) through Yosys' ``synth_<family>``: the cell
+    counts of :data:`CELLS`, read from ``stat -json``. No place and route: an area estimate
+    in seconds to minutes, without the host link."""
+    import tempfile
+
+    from spikeforge.hw.generate import TOP_NAME, generate_verilog
+
+    with tempfile.TemporaryDirectory() as tmp:
+        verilog = generate_verilog(cfg, tmp)
+        stat = Path(tmp) / "stat.json"
+        script = (f"read_verilog {verilog.name}; synth_{family} -top {TOP_NAME}; "
+                  f"tee -q -o {stat.name} stat -json")
+        run = subprocess.run([_tool("yosys"), "-q", "-p", script], cwd=tmp,
+                             capture_output=True, text=True)
+        if run.returncode:
+            raise SynthError(f"yosys failed ({run.returncode}):\n{run.stderr[-3000:]}"
+                             f"{run.stdout[-3000:]}")
+        cells = json.loads(stat.read_text())["design"]["num_cells_by_type"]
+    out = {}
+    for label, pattern in CELLS[family].items():
+        if pattern.endswith("*"):
+            out[label] = sum(n for c, n in cells.items() if c.startswith(pattern[:-1]))
+        else:
+            out[label] = cells.get(pattern, 0)
+    return out

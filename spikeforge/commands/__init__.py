@@ -17,10 +17,11 @@ from spikeforge.commands import (
     interop,
     program,
     qat,
+    sweep,
     synth,
     train,
 )
 
 #: In the order ``spikeforge --help`` lists them.
-COMMANDS = (demo, generate, compare, qat, train, decode, synth, program, board, interop,
-            configs)
+COMMANDS = (demo, generate, compare, qat, train, decode, synth, program, board, sweep,
+            interop, configs)
