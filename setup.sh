@@ -20,7 +20,9 @@ if ! .venv/bin/python -c 'import torch' 2>/dev/null; then
         .venv/bin/python -m pip install -q torch==2.13.0
     fi
 fi
-.venv/bin/python -m pip install -q -e ".[dev]"
+# neurobench (spikeforge metrics) pulls torchaudio, tonic and snntorch; torch stays the CPU
+# wheel installed above (its pin in pyproject.toml)
+.venv/bin/python -m pip install -q -e ".[dev,neurobench]"
 # Icarus Verilog, the second simulator (tests/test_icarus.py, compare --sim icarus): from the
 # system's packages when it is missing and we may install them; the tests skip without it.
 if ! command -v iverilog >/dev/null; then

