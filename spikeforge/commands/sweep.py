@@ -60,7 +60,7 @@ def run(args) -> int:
     failed = sum(1 for r in records if r["error"])
     print(f"sweep: {len(records)} points, {failed} failed, {wall:.1f} s; "
           + ", ".join(str(p) for p in files.values()))
-    busy = sum(sum(r["metrics"].get("seconds", {}).values()) for r in ran)
+    busy = sum(r["metrics"].get("point_seconds", 0) for r in ran)
     if busy and args.scheduler is None:
         workers = args.workers or os.cpu_count() or 1
         print(f"sweep: {len(ran)} points ran: their own times sum to {busy:.1f} s; on "
