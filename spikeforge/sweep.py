@@ -465,15 +465,15 @@ def _plot(records, front, path: Path) -> Path | None:
         fig.colorbar(sc, ax=ax, label=lut)
     else:
         ax.scatter(xs, ys)
-    for r, x, y in zip(ok, xs, ys, strict=True):
-        ax.annotate(" ".join(f"{k}={v}" for k, v in r["point"].items()), (x, y), fontsize=7,
-                    textcoords="offset points", xytext=(4, 4))
-    for r in front:
-        ax.scatter(r["metrics"][x_name], r["metrics"][y_name], s=160, facecolors="none",
-                   edgecolors="red")
+    for r in front:                   # the front circled and labelled with its axis values
+        x, y = r["metrics"][x_name], r["metrics"][y_name]
+        ax.scatter(x, y, s=160, facecolors="none", edgecolors="red")
+        ax.annotate("/".join(str(v) for v in r["point"].values()), (x, y), fontsize=6,
+                    textcoords="offset points", xytext=(5, -9))
     ax.set_xlabel(x_name)
     ax.set_ylabel(y_name)
-    ax.set_title("sweep points (Pareto front circled)")
+    ax.set_title(f"sweep points, Pareto front circled ({'/'.join(ok[0]['point'])})",
+                 fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
