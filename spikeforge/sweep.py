@@ -107,6 +107,11 @@ def spec_from_dict(data: dict, source: str = "<memory>") -> SweepSpec:
         _fail(source, f"run: unknown setting {sorted(set(run) - run_fields)[0]!r}; one of "
                       f"{', '.join(sorted(run_fields))}")
     spec = SweepSpec(data["base"], tuple(tasks), dict(axes), RunSettings(**run), source)
+    for point in spec.points() or [{}]:
+        try:
+            check_settings(point_settings(spec, point))
+        except ValueError as exc:
+            _fail(source, f"point {json.dumps(point)}: {exc}")
     base = load_config(spec.base)
     if not isinstance(base, NetworkConfig):
         _fail(source, f"base {spec.base!r}: sweeps take rate-coded (desire) configs")
@@ -142,6 +147,24 @@ def point_config(base: NetworkConfig, point: dict) -> NetworkConfig:
     if isinstance(network.get("layers"), list):
         network["layers"] = tuple(network["layers"])
     return dataclasses.replace(base, **network)
+
+
+def check_settings(settings: RunSettings) -> None:
+    """A clear :class:`ValueError` for a run setting out of its legal range."""
+    from spikeforge.hw.boards import BOARDS
+    from spikeforge.sw.datasets import DATASET_NAMES
+    from spikeforge.synth import CELLS
+
+    for name, least in (("epochs", 1), ("seed", 0), ("samples", 1), ("compare_samples", 1),
+                        ("nextpnr_seed", 0)):
+        value = getattr(settings, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < least:
+            raise ValueError(f"{name} = {value!r}: an integer >= {least}")
+    for name, legal in (("family", sorted(CELLS)), ("board", sorted(BOARDS)),
+                        ("dataset", [None, *DATASET_NAMES])):
+        if getattr(settings, name) not in legal:
+            raise ValueError(f"{name} = {getattr(settings, name)!r}: one of "
+                             f"{', '.join(map(str, legal))}")
 
 
 def point_settings(spec: SweepSpec, point: dict) -> RunSettings:

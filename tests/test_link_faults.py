@@ -180,7 +180,7 @@ def test_run_over_a_faulty_line_loses_nothing_silently(tmp_path, capsys):
             rc, out = run_line(capsys, [
                 "run", "--port", board.port, "-c", "digits-tiny", "--weights", str(path),
                 "--dataset", "digits", "--samples", str(n), "--check-golden", "--retries", "6",
-                "--timeout", "2"] + (["--learn"] if learn else []))
+                "--timeout", "4"] + (["--learn"] if learn else []))
             answered = int(re.search(r"(\d+) samples answered", out).group(1))
             link = re.search(r"(\d+) frames sent again; (\d+) samples lost", out)
             lost = int(link.group(2)) if link else 0
