@@ -154,7 +154,7 @@ def test_fault_spec_parses_and_names_bad_values():
         FaultSpec.parse("seed=x")
 
 
-FAULTS = "drop=0.0004,corrupt=0.0004,unplug_at=9000,unplug_s=1,seed=5"
+FAULTS = "drop=0.0003,corrupt=0.0003,unplug_at=8500,unplug_s=1,seed=5"
 
 
 def run_line(capsys, argv):
@@ -174,13 +174,13 @@ def test_run_over_a_faulty_line_loses_nothing_silently(tmp_path, capsys):
 
     path = tmp_path / "w.npz"
     save_weights(path, CFG, inference_weights(CFG, initial_weights(CFG, 3)))
-    n, resent = 24, 0
+    n, resent = 12, 0
     with VirtualBoard(CFG, faults=FaultSpec.parse(FAULTS)) as board:
         for learn in (False, True):
             rc, out = run_line(capsys, [
                 "run", "--port", board.port, "-c", "digits-tiny", "--weights", str(path),
                 "--dataset", "digits", "--samples", str(n), "--check-golden", "--retries", "6",
-                "--timeout", "4"] + (["--learn"] if learn else []))
+                "--timeout", "1.5"] + (["--learn"] if learn else []))
             answered = int(re.search(r"(\d+) samples answered", out).group(1))
             link = re.search(r"(\d+) frames sent again; (\d+) samples lost", out)
             lost = int(link.group(2)) if link else 0

@@ -53,8 +53,16 @@ def run(args) -> int:
             ran.append(record)
             bar.update()
 
-        records = run_sweep(spec, out, scheduler=args.scheduler, workers=args.workers,
-                            progress=progress)
+        try:
+            records = run_sweep(spec, out, scheduler=args.scheduler, workers=args.workers,
+                                progress=progress)
+        except KeyboardInterrupt:
+            known = read_records(out / "records.jsonl")
+            records = [known[key] for key, _, _ in points if key in known]
+            write_results(spec, records, out)
+            print(f"sweep: interrupted: {len(records)} of {len(points)} points recorded; "
+                  f"the same command goes on from there")
+            return 130
     wall = time.perf_counter() - t0
     files = write_results(spec, records, out)
     failed = sum(1 for r in records if r["error"])
