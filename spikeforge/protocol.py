@@ -21,9 +21,10 @@ from spikeforge.timing import CYCLE_COUNTER_BITS
 
 REQUEST_START = 0xA5
 RESPONSE_START = 0x5A
-PROTOCOL_VERSION = 4            # 2: EVENTS, RUN on the stored raster, INFO feature flags;
+PROTOCOL_VERSION = 5            # 2: EVENTS, RUN on the stored raster, INFO feature flags;
                                 # 3: INFO's T, P and word bytes are 2 bytes each;
-                                # 4: the decoder on the chip, RUN's steps
+                                # 4: the decoder on the chip, RUN's steps;
+                                # 5: INFO's config hash
 DEFAULT_BAUD = 1_000_000        # the UART rate a board top is built for unless told otherwise
 MAGIC = b"SF"                   # the first bytes of the INFO payload
 NO_COMMAND = 0xFF               # an error response's payload when the frame broke before its
@@ -104,6 +105,7 @@ INFO_HEAD = data.StructLayout({
     "magic": 8 * len(MAGIC), "version": 8, "populations": 8, "store_bits": 8,
     "features": Features, "lanes": INFO_SIZE, "time_steps": INFO_SIZE,
     "word_bytes": INFO_SIZE, "buffer_bytes": INFO_SIZE,
+    "config_hash": 32,          # gateware_hash: what the sizes do not show (options, formats)
 })                              # then the sizes of info_layout
 
 
@@ -229,8 +231,32 @@ def info_bytes(cfg) -> bytes:
         "magic": int.from_bytes(MAGIC, "little"), "version": PROTOCOL_VERSION,
         "populations": len(cfg.layers), "store_bits": cfg.store_bits, "features": features,
         "lanes": cfg.lanes, "time_steps": cfg.time_steps, "word_bytes": word_bytes(cfg),
-        "buffer_bytes": buffer_depth(cfg), "population_sizes": list(cfg.layers),
+        "buffer_bytes": buffer_depth(cfg), "config_hash": gateware_hash(cfg),
+        "population_sizes": list(cfg.layers),
         "weight_words": weight_depths(cfg)})
+
+
+HOST_SIDE = {"name", "source", "dataset"}            # config fields no gateware depends on
+HOST_SIDE_LEARNING = {"lr_shift", "lr_decay"}        # sent with each RUN; the host's schedule
+
+
+def gateware_hash(cfg) -> int:
+    """32 bits of SHA-256 over every config field the gateware is built from: all but the
+    name, file, dataset, and the learning rate and its decay (the host sends the rate with
+    each RUN). Two configs with the same hash build the same core (``mnist-up5k`` and
+    ``fmnist-up5k``); a learning option, a neuron format or a decoder width changes it."""
+    import dataclasses
+    import hashlib
+    import json
+
+    data = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)
+            if f.name not in HOST_SIDE}
+    for name, value in list(data.items()):
+        if dataclasses.is_dataclass(value):
+            data[name] = {k: v for k, v in dataclasses.asdict(value).items()
+                          if not (name == "learning" and k in HOST_SIDE_LEARNING)}
+    text = json.dumps(data, sort_keys=True, default=str)
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little")
 
 
 def check_link_config(cfg) -> None:

@@ -48,6 +48,7 @@ from spikeforge.protocol import (
     decoder_words,
     events_per_frame,
     info_bytes,
+    info_layout,
     nbytes,
     pack,
     unpack,
@@ -93,6 +94,17 @@ def _link_fault(exc: LinkError) -> bool:
     """Whether sending the frame again may help: no valid answer, or the core saw a broken
     frame."""
     return not isinstance(exc, CoreError) or exc.code in LINK_ERRORS
+
+
+def _shown(value) -> str:
+    """An INFO field for an error message: numbers as they are, arrays as lists, the
+    config hash in hex."""
+    if isinstance(value, int):
+        return str(value) if value < 1 << 16 else f"0x{value:08x}"
+    try:
+        return str([int(v) for v in value])
+    except TypeError:
+        return str(int(value.as_value()))
 
 
 def crc(data: bytes) -> int:
@@ -259,11 +271,21 @@ class HostLink:
         return self.request(Command.INFO)
 
     def check_info(self) -> None:
-        """Raise :class:`LinkError` unless the core was built for this config."""
+        """Raise :class:`LinkError` unless the core was built for this config, naming the
+        INFO fields that differ (the core's value, then the config's)."""
         got, want = self.info(), info_bytes(self.cfg)
-        if got != want:
-            raise LinkError(f"the core was built for another config: INFO {got.hex()}, "
-                            f"expected {want.hex()} ({self.cfg.name})")
+        if got == want:
+            return
+        layout = info_layout(self.cfg)
+        if len(got) != nbytes(layout):
+            differ = f"INFO of {len(got)} bytes, expected {nbytes(layout)}"
+        else:
+            core, ours = unpack(layout, got), unpack(layout, want)
+            differ = ", ".join(
+                f"{name} {_shown(getattr(core, name))} vs {_shown(getattr(ours, name))}"
+                for name, _ in layout if _shown(getattr(core, name)) != _shown(getattr(ours, name)))
+        raise LinkError(f"the core was built for another config than {self.cfg.name}: "
+                        f"{differ} (core vs config)")
 
     def write_words(self, layer: int, addr: int, words) -> None:
         wb = self.word_bytes

@@ -34,6 +34,7 @@ from spikeforge.protocol import (
     crc8,
     events_per_frame,
     field_bytes,
+    gateware_hash,
     info_bytes,
     nbytes,
     pack,
@@ -81,8 +82,8 @@ def test_frame_layout():
 
 def test_wire_format_is_pinned():
     """The codes and layouts of spikeforge.protocol are the wire format of docs/host_link.md,
-    protocol version 4: a change in this test is a protocol change (and a new version)."""
-    assert PROTOCOL_VERSION == 4
+    protocol version 5: a change in this test is a protocol change (and a new version)."""
+    assert PROTOCOL_VERSION == 5
     assert {c.name: c.value for c in Command} == {
         "INFO": 0x01, "WRITE": 0x02, "READ": 0x03, "RUN": 0x04, "COUNTERS": 0x05, "EVENTS": 0x06}
     assert {e.name: e.value for e in ErrorCode} == {
@@ -112,15 +113,39 @@ def test_wire_format_is_pinned():
     assert fields(INFO_HEAD) == {
         "magic": (0, 16), "version": (2, 8), "populations": (3, 8), "store_bits": (4, 8),
         "features": (5, 8), "lanes": (6, 16), "time_steps": (8, 16), "word_bytes": (10, 16),
-        "buffer_bytes": (12, 16)}
-    # whole frames, as version 4 puts them on the wire
+        "buffer_bytes": (12, 16), "config_hash": (14, 32)}
+    # whole frames, as version 5 puts them on the wire
     read = frame(Command.READ, pack(WEIGHTS_REQUEST, {"layer": 1, "address": 0x203, "count": 4}))
     assert read == bytes.fromhex("a5030500010302040045")
     run = frame(Command.RUN, pack(RUN_REQUEST, {"flags": RunFlags.LEARN | RunFlags.RASTER,
                                                 "label": 2, "lr_shift": 1}))
     assert run == bytes.fromhex("a504030003020192")
-    assert info_bytes(load_config("digits-tiny")) == bytes.fromhex(
-        "5346040312030400140009000001400020000a0000026000")
+    tiny = load_config("digits-tiny")
+    info = info_bytes(tiny)
+    assert info[:14] == bytes.fromhex("5346050312030400140009000001")
+    assert info[14:18] == gateware_hash(tiny).to_bytes(4, "little")
+    assert info[18:] == bytes.fromhex("400020000a0000026000")
+
+
+def test_config_hash_tells_gateware_apart_and_not_host_settings():
+    """INFO's config hash: the same for configs that build the same core (mnist-up5k and
+    fmnist-up5k differ only in dataset, rate and schedule), different where an option the
+    sizes do not show changes the gateware (digits-near's learning options)."""
+    import dataclasses
+
+    tiny, near = load_config("digits-tiny"), load_config("digits-near")
+    assert (tiny.layers, tiny.lanes, tiny.time_steps) == (near.layers, near.lanes,
+                                                          near.time_steps)
+    assert gateware_hash(tiny) != gateware_hash(near)
+    assert gateware_hash(load_config("mnist-up5k")) == gateware_hash(load_config("fmnist-up5k"))
+    renamed = dataclasses.replace(tiny, name="other", dataset="mnist-t10k",
+                                  learning=dataclasses.replace(tiny.learning, lr_shift=3))
+    assert gateware_hash(renamed) == gateware_hash(tiny)
+    assert gateware_hash(dataclasses.replace(tiny, threshold=65)) != gateware_hash(tiny)
+    link = HostLink(FakeTransport(response(Command.INFO, info_bytes(near))), tiny)
+    with pytest.raises(LinkError, match=r"another config than digits-tiny: config_hash "
+                                        r"0x[0-9a-f]{8} vs 0x[0-9a-f]{8} \(core vs config\)$"):
+        link.check_info()
 
 
 def test_pack_and_unpack_check_their_fields():
@@ -468,7 +493,8 @@ def test_info_carries_the_largest_sizes_the_link_allows():
                               lanes=300)
     Gateware(cfg)                       # accepts the config and builds its INFO
     info = info_bytes(cfg)
-    sizes = [int.from_bytes(info[i:i + 2], "little") for i in range(6, len(info), 2)]
+    sizes = [int.from_bytes(info[i:i + 2], "little") for i in range(6, 14, 2)]
+    sizes += [int.from_bytes(info[i:i + 2], "little") for i in range(18, len(info), 2)]
     assert sizes[:2] == [300, 256] and sizes[2] == (300 * cfg.store_bits + 7) // 8 > 255
     assert sizes[4:7] == [64, 300, 10]
     HostLink(FakeTransport(response(Command.INFO, info)), cfg).check_info()
