@@ -243,8 +243,8 @@ HOST_SIDE_LEARNING = {"lr_shift", "lr_decay"}        # sent with each RUN; the h
 def gateware_hash(cfg) -> int:
     """32 bits of SHA-256 over every config field the gateware is built from: all but the
     name, file, dataset, and the learning rate and its decay (the host sends the rate with
-    each RUN). Two configs with the same hash build the same core (``mnist-up5k`` and
-    ``fmnist-up5k``); a learning option, a neuron format or a decoder width changes it."""
+    each RUN). Two configs with the same hash build the same core; a learning option, a
+    neuron format or a decoder width changes it."""
     import dataclasses
     import hashlib
     import json
