@@ -36,14 +36,17 @@ from spikeforge.commands.synth import seed_list  # noqa: E402
 from spikeforge.config import load_config  # noqa: E402
 from spikeforge.sw.datasets import DATASET_NAMES, Dataset, load_for_config  # noqa: E402
 from spikeforge.sw.train import config_hash, train  # noqa: E402
+from spikeforge.sweep import RUN_AXES, point_config  # noqa: E402
 
 
 def configured(base, options: dict):
+    """``base`` with ``options`` (``[learning]`` fields by their bare names), through the
+    sweep's :func:`spikeforge.sweep.point_config`."""
+    if set(RUN_AXES) & set(options):       # the sweep's run settings: --seeds here
+        raise ValueError(f"{sorted(set(RUN_AXES) & set(options))[0]!r} is not a config field")
     learning_fields = {f.name for f in dataclasses.fields(base.learning)}
-    learning = {k: v for k, v in options.items() if k in learning_fields}
-    network = {k: v for k, v in options.items() if k not in learning_fields}
-    return dataclasses.replace(base, learning=dataclasses.replace(base.learning, **learning),
-                               **network)
+    return point_config(base, {f"learning.{k}" if k in learning_fields else k: v
+                               for k, v in options.items()})
 
 
 def split(data: Dataset, fraction: float, test: bool) -> Dataset:

@@ -193,9 +193,10 @@ def point_key(cfg: NetworkConfig, settings: RunSettings, tasks, versions: dict) 
 
 # ---- the tasks, run on a worker ----
 
-def run_point(base: str, point: dict, spec_run: dict, tasks: tuple[str, ...],
+def run_point(base: str, point: dict, settings: dict, tasks: tuple[str, ...],
               out_dir: str) -> dict:
-    """Every task of one point; returns its metrics. Runs in a Dask worker."""
+    """Every task of one point (``settings``: its :class:`RunSettings` as a dict, the
+    point's run axes applied); returns its metrics. Runs in a Dask worker."""
     start = time.perf_counter()
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = "1"
@@ -203,8 +204,7 @@ def run_point(base: str, point: dict, spec_run: dict, tasks: tuple[str, ...],
     from spikeforge.sw.train import initial_weights
 
     cfg = point_config(load_config(base), point)
-    settings = dataclasses.replace(RunSettings(**spec_run),
-                                   **{k: v for k, v in point.items() if k in RUN_AXES})
+    settings = RunSettings(**settings)
     data = load_for_config(cfg, settings.dataset)
     metrics: dict = {}
     stored = initial_weights(cfg, settings.seed)
@@ -338,6 +338,11 @@ def plan(spec: SweepSpec) -> list[tuple[str, dict, dict]]:
     return out
 
 
+def pending(points, records: dict[str, dict]) -> list:
+    """The points of :func:`plan` still to run: no record, or a failed one."""
+    return [p for p in points if p[0] not in records or records[p[0]]["error"] is not None]
+
+
 def run_sweep(spec: SweepSpec, out_dir, *, scheduler: str | None = None,
               workers: int | None = None, progress=None) -> list[dict]:
     """Run every point of ``spec`` that has no successful record in ``out_dir``; returns the
@@ -349,7 +354,7 @@ def run_sweep(spec: SweepSpec, out_dir, *, scheduler: str | None = None,
     path = out / "records.jsonl"
     records = read_records(path)
     points = plan(spec)
-    todo = [p for p in points if p[0] not in records or records[p[0]]["error"] is not None]
+    todo = pending(points, records)
     if todo:
         _run_on_dask(spec, todo, out, path, records, scheduler, workers, progress)
     return [records[key] for key, _, _ in points if key in records]

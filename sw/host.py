@@ -281,9 +281,9 @@ class HostLink:
             differ = f"INFO of {len(got)} bytes, expected {nbytes(layout)}"
         else:
             core, ours = unpack(layout, got), unpack(layout, want)
-            differ = ", ".join(
-                f"{name} {_shown(getattr(core, name))} vs {_shown(getattr(ours, name))}"
-                for name, _ in layout if _shown(getattr(core, name)) != _shown(getattr(ours, name)))
+            shown = [(name, _shown(getattr(core, name)), _shown(getattr(ours, name)))
+                     for name, _ in layout]
+            differ = ", ".join(f"{name} {a} vs {b}" for name, a, b in shown if a != b)
         raise LinkError(f"the core was built for another config than {self.cfg.name}: "
                         f"{differ} (core vs config)")
 

@@ -112,14 +112,12 @@ def run_virtual_board(args) -> int:
 
 def _stored_weights(cfg, path, learn: bool):
     """The stored weight images of ``path``; for learning the fraction bits start at half a
-    step (what ``sw.train`` starts from)."""
+    step (:func:`sw.train.stored_from_inference`, what ``spikeforge train --init`` does)."""
+    from spikeforge.sw.train import stored_from_inference
     from spikeforge.sw.weights import load_weights, to_stored
 
-    stored = to_stored(cfg, load_weights(path, cfg))
-    if learn:
-        offset = (1 << cfg.frac_bits) >> 1
-        stored = [w + offset for w in stored]
-    return stored
+    weights = load_weights(path, cfg)
+    return stored_from_inference(cfg, weights) if learn else to_stored(cfg, weights)
 
 
 def _sample_count(text: str, available: int) -> int:

@@ -31,7 +31,14 @@ def run(args) -> int:
     from tqdm import tqdm
 
     from spikeforge.config import ConfigError
-    from spikeforge.sweep import load_spec, plan, read_records, run_sweep, write_results
+    from spikeforge.sweep import (
+        load_spec,
+        pending,
+        plan,
+        read_records,
+        run_sweep,
+        write_results,
+    )
 
     try:
         spec = load_spec(args.spec)
@@ -41,7 +48,7 @@ def run(args) -> int:
     t0 = time.perf_counter()
     known = read_records(out / "records.jsonl")
     points = plan(spec)
-    todo = sum(1 for key, _, _ in points if key not in known or known[key]["error"])
+    todo = len(pending(points, known))
     print(f"sweep: {spec.base}, {len(points)} points ({todo} to run), tasks "
           f"{', '.join(spec.tasks)}; records in {out / 'records.jsonl'}", flush=True)
     ran = []
