@@ -78,8 +78,9 @@ def run_float(args, queue) -> list[dict]:
     offset = (1 << cfg.frac_bits) >> 1
     start = [w - offset for w in initial_weights(cfg, args.seed)]
     net = FloatDesireNet.from_config(cfg, start, timing="published", seed=args.seed)
-    train_px = data.train_pixels[:n_train] / data.pixel_max
-    test_px = data.test_pixels[:n_test] / data.pixel_max
+    scale = cfg.encoder_threshold        # the float encoder's threshold is 1: same rates
+    train_px = data.train_pixels[:n_train] / scale
+    test_px = data.test_pixels[:n_test] / scale
     train_lb, test_lb = data.train_labels[:n_train], data.test_labels[:n_test]
     history = []
     log = _Log("float", queue)

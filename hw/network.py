@@ -123,7 +123,7 @@ class Network(wiring.Component):
         m = Module()
         ctl = _PhaseControl(self.cfg)
         source, tap, input_start = self._input_source(m, ctl)
-        layers, producers = self._layer_chain(m, source, ctl)
+        layers, producers = self._layer_chain(m, self._live_input(m, source, ctl), ctl)
         self._dropout_masks(m, layers, ctl)
         learner, learner_start = self._learning_unit(m, tap, layers, ctl)
         self._weight_port(m, layers, learner, ctl)
@@ -145,7 +145,8 @@ class Network(wiring.Component):
         a new sample in phase 0. Returns its event stream, its raster tap
         ``(valid, index, spike)`` and the statements that run when a sample starts."""
         cfg = self.cfg
-        m.submodules.encoder = enc = RateEncoder(n_in=cfg.layers[0], pixel_bits=cfg.pixel_bits)
+        m.submodules.encoder = enc = RateEncoder(
+            n_in=cfg.layers[0], pixel_bits=cfg.pixel_bits, theta=cfg.encoder_threshold)
         m.d.comb += [enc.px_addr.eq(self.px_addr), enc.px_data.eq(self.px_data),
                      enc.px_we.eq(self.px_we),
                      enc.first.eq(ctl.phase == 0), enc.start.eq(ctl.launch)]
@@ -170,6 +171,21 @@ class Network(wiring.Component):
                Mux(from_raster, ras.eval_index, enc.eval_index),
                Mux(from_raster, ras.eval_spike, enc.eval_spike))
         return source, tap, [from_raster.eq(self.from_raster)]
+
+    def _live_input(self, m, source, ctl):
+        """The input events layer 0 gets: in an inference sample those of the steps from
+        ``cfg.live_input_steps`` on are dropped (no output spike depends on them:
+        :func:`sw.golden.live_input`), so layer 0's last phases cost no ``E * G``; the end
+        markers pass, and a training sample (``ctl.train``) keeps every event."""
+        cfg = self.cfg
+        first_dead = cfg.live_input_steps()
+        if cfg.decoder is not None:
+            first_dead = Mux(ctl.decoding, cfg.live_input_steps(decoding=True), first_dead)
+        dead = ~ctl.train & (ctl.phase >= first_dead)
+        live = stream.Signature(event_layout(cfg.layers[0])).create()
+        m.d.comb += [live.valid.eq(source.valid & (source.payload.end | ~dead)),
+                     live.payload.eq(source.payload), source.ready.eq(live.ready)]
+        return live
 
     def _layer_chain(self, m, source, ctl):
         """The LIF layers (:class:`~hw.lif_layer.LIFLayer`) and the FIFOs in front of them:

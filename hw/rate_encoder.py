@@ -13,8 +13,9 @@ from spikeforge.hw.events import InputScan, event_stream
 class RateEncoder(wiring.Component):
     """Turns ``n_in`` stored pixels into one step of input spike events per ``start``.
 
-    Number formats: pixels unsigned ``pixel_bits``; accumulators unsigned ``pixel_bits + 1``
-    in ``[0, 2*theta - 1]`` with ``theta = 2**pixel_bits - 1``. Per pixel and step
+    Number formats: pixels unsigned ``pixel_bits``; the threshold ``theta`` (default
+    ``2**pixel_bits - 1``, at most four times that: ``encoding.threshold``); accumulators
+    unsigned, stored in ``[0, theta - 1]``, ``bits(theta - 1)`` wide. Per pixel and step
     ``u <- u + p; s = u >= theta; u <- u - theta*s`` (:func:`sw.encode.rate_encoder_step`);
     with ``first`` high the accumulators read as zero (a new sample).
 
@@ -36,9 +37,13 @@ class RateEncoder(wiring.Component):
     the cycle pixel ``eval_index`` is evaluated; ``eval_spike`` is its spike bit.
     """
 
-    def __init__(self, *, n_in: int, pixel_bits: int):
+    def __init__(self, *, n_in: int, pixel_bits: int, theta: int | None = None):
         self.n_in, self.pixel_bits = n_in, pixel_bits
-        self.theta = (1 << pixel_bits) - 1
+        pixel_max = (1 << pixel_bits) - 1
+        self.theta = pixel_max if theta is None else theta
+        if not pixel_max <= self.theta <= 4 * pixel_max:
+            raise ValueError(f"theta: {self.theta} is out of range, legal range is "
+                             f"[{pixel_max}, {4 * pixel_max}]")
         super().__init__({
             "start": In(1),
             "first": In(1),
@@ -56,18 +61,19 @@ class RateEncoder(wiring.Component):
         m = Module()
         n, pb = self.n_in, self.pixel_bits
         m.submodules.pixels = pmem = Memory(shape=pb, depth=n, init=[])
-        m.submodules.accumulators = umem = Memory(shape=pb + 1, depth=n, init=[])
+        u_bits = max(1, (self.theta - 1).bit_length())     # stored u < theta
+        m.submodules.accumulators = umem = Memory(shape=u_bits, depth=n, init=[])
         p_wr, p_rd = pmem.write_port(), pmem.read_port()
         u_wr, u_rd = umem.write_port(), umem.read_port()
 
         scan = InputScan(m, self, n)
         first = Signal()
         p_q = Signal(pb)                  # pixel `current`, registered out of the memories
-        u_q = Signal(pb + 1)              # its accumulator, zero in a sample's first step
+        u_q = Signal(u_bits)              # its accumulator, zero in a sample's first step
         scan.register(p_q, p_rd.data)
         scan.register(u_q, Mux(first, 0, u_rd.data))
 
-        u = Signal(pb + 2)
+        u = Signal(range(self.theta + (1 << pb) - 1))     # u_q + p <= theta - 1 + pixel_max
         fire = scan.fire
         m.d.comb += [
             u.eq(u_q + p_q),

@@ -91,6 +91,9 @@ def configs(draw, *, learning: bool | None = None, size: str = "quick") -> Netwo
                                st.integers(1, th_hi)))
     leak_shift = draw(st.integers(1, 4) | st.integers(1, 16))
     pixel_bits = draw(st.integers(1, 8) | st.integers(1, 16))
+    pixel_max = (1 << pixel_bits) - 1      # the encoder's threshold: full scale, now and then
+    input_threshold = draw(st.one_of(st.none(), st.none(),          # up to 4x higher
+                                     st.integers(pixel_max, 4 * pixel_max)))
     desire = None
     if learn:
         f_hi = min(16, 24 - weight_bits)
@@ -118,7 +121,7 @@ def configs(draw, *, learning: bool | None = None, size: str = "quick") -> Netwo
         )
     net = dict(name="rand", layers=layers, time_steps=steps, lanes=lanes,
                weight_bits=weight_bits, membrane_bits=membrane_bits, threshold=threshold,
-               leak_shift=leak_shift, pixel_bits=pixel_bits)
+               leak_shift=leak_shift, pixel_bits=pixel_bits, input_threshold=input_threshold)
     try:
         cfg = NetworkConfig(**net, learning=desire)
     except ConfigError:
@@ -374,6 +377,8 @@ def config_sections(cfg) -> dict:
             "neuron": {"weight_bits": cfg.weight_bits, "membrane_bits": cfg.membrane_bits,
                        "threshold": cfg.threshold, "leak_shift": cfg.leak_shift},
             "encoding": {"kind": cfg.encoding, "pixel_bits": cfg.pixel_bits}}
+    if cfg.input_threshold is not None:
+        data["encoding"]["threshold"] = cfg.input_threshold
     if cfg.learning is not None:
         data["learning"] = dataclasses.asdict(cfg.learning)
     return data
@@ -525,6 +530,7 @@ class Coverage:
         for name in ("lanes", "time_steps", "weight_bits", "membrane_bits", "pixel_bits",
                      "leak_shift", "threshold"):
             self.span(name, getattr(cfg, name))
+        c("encoder threshold above full scale", cfg.input_threshold is not None)
         c("non-divisor lanes", any(n % cfg.lanes for n in cfg.layers[1:]))
         c("lanes = 1", cfg.lanes == 1)
         c("lanes = widest layer", cfg.lanes == max(cfg.layers[1:]))
@@ -605,7 +611,8 @@ class Coverage:
                 f"P=1 in {k['lanes = 1']}, P=widest in {k['lanes = widest layer']}), "
                 f"T {rng('time_steps')}, weight_bits {rng('weight_bits')}, membrane_bits "
                 f"{rng('membrane_bits')}, pixel_bits {rng('pixel_bits')}, leak_shift "
-                f"{rng('leak_shift')}, threshold {rng('threshold')}; learning: F "
+                f"{rng('leak_shift')}, threshold {rng('threshold')} (encoder threshold above "
+                f"full scale in {k['encoder threshold above full scale']} configs); learning: F "
                 f"{rng('weight_frac_bits')}, lr_shift {rng('lr_shift')}",
                 "weights: " + ", ".join(f"{w} {k['weights ' + w]}" for w in WEIGHT_KINDS)
                 + "; inputs: " + ", ".join(f"{i} {k['inputs ' + i]}" for i in INPUT_KINDS),

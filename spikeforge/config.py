@@ -278,8 +278,13 @@ class NetworkConfig:
     encoding : str
         Input encoding; ``"rate"``: deterministic non-leaky integrate-and-fire rate code.
     pixel_bits : int
-        Unsigned pixel width fed to the rate encoder; its threshold is ``2**pixel_bits - 1``,
-        so a full-scale pixel spikes at every step.
+        Unsigned pixel width fed to the rate encoder.
+    input_threshold : int or None
+        The rate encoder's threshold ``theta_in`` (TOML: ``encoding.threshold``); ``None``
+        (the default) is ``2**pixel_bits - 1``, so a full-scale pixel spikes at every step.
+        A higher one lowers every pixel's rate to ``p / theta_in``: fewer input spikes, so
+        fewer cycles (layer 0 costs ``E * G`` per step). Legal range ``[2**pixel_bits - 1,
+        4 * (2**pixel_bits - 1)]``.
     tie_break : str
         How the output decides between neurons with the same largest spike count:
         ``"none"`` (no decision, the prediction is ``-1``; the default) or ``"first_spike"``
@@ -315,6 +320,7 @@ class NetworkConfig:
     encoding: str = "rate"
     pixel_bits: int = 8
     event_input: bool = True
+    input_threshold: int | None = None
     dataset: str = "digits"
     learning: DesireConfig | None = None
     tie_break: str = "none"
@@ -342,6 +348,9 @@ class NetworkConfig:
         if not isinstance(self.event_input, bool):
             raise ConfigError(f"encoding.event_input: expected true or false, got "
                               f"{self.event_input!r}")
+        if self.input_threshold is not None:
+            _check_range("encoding.threshold", self.input_threshold, self.pixel_max,
+                         4 * self.pixel_max)
         vmax = self.v_max
         _check_range("neuron.threshold", self.threshold, 1, vmax)
         # Worst case that must be representable: a membrane just below threshold receiving the
@@ -423,7 +432,17 @@ class NetworkConfig:
 
     @property
     def encoder_threshold(self) -> int:
-        return self.pixel_max
+        """``theta_in`` of the rate encoder (``encoding.threshold``, default ``pixel_max``)."""
+        return self.pixel_max if self.input_threshold is None else self.input_threshold
+
+    def live_input_steps(self, decoding: bool = False) -> int:
+        """Input steps an output spike can depend on in an inference sample of ``T_run``
+        steps (``T``, or ``decoder.steps`` when ``decoding``): the output at step ``t``
+        reads population 0's step ``t - L`` at the latest, so the input spikes of the steps
+        from ``T_run - L`` on are dead work; the gateware drops them (a training sample
+        keeps them: the learning unit reads every input step)."""
+        steps = self.decoder.steps if decoding and self.decoder is not None else self.time_steps
+        return max(0, steps - self.n_layers)
 
     def groups(self, layer: int) -> int:
         """``G = ceil(N/P)``: weight words per presynaptic neuron of LIF layer ``layer``."""
@@ -586,8 +605,9 @@ class NetworkConfig:
         sizes = "-".join(str(n) for n in self.layers)
         text = (f"{self.name}: {sizes}, T={self.time_steps}, P={self.lanes}, "
                 f"w{self.weight_bits}/v{self.membrane_bits}, theta={self.threshold}, "
-                f"k={self.leak_shift}, {self.encoding}/{self.pixel_bits}b, "
-                f"{self.n_synapses} synapses")
+                f"k={self.leak_shift}, {self.encoding}/{self.pixel_bits}b"
+                + (f" theta_in={self.input_threshold}" if self.input_threshold else "")
+                + f", {self.n_synapses} synapses")
         if self.tie_break != "none":
             text += f", ties to the {self.tie_break.replace('_', ' ')}"
         if self.spram_layers:
@@ -629,7 +649,7 @@ _SCHEMA = {
     "dataset": None,
     "network": {"layers", "time_steps", "lanes", "tie_break", "spram_layers"},
     "neuron": {"weight_bits", "membrane_bits", "threshold", "leak_shift"},
-    "encoding": {"kind", "pixel_bits", "event_input"},
+    "encoding": {"kind", "pixel_bits", "event_input", "threshold"},
     "learning": {"rule", "error_margin", "desire_out", "desire_hidden", "weight_frac_bits",
                  "trace_frac_bits", "lr_shift", "lr_decay", "rounding", "lfsr_seed",
                  "eligibility", "near_fraction", "dropout_hidden", "dropout_seed"},
@@ -638,8 +658,8 @@ _SCHEMA = {
 
 
 #: Keys of the sections above a config may leave out (their defaults apply).
-_OPTIONAL = {("encoding", "pixel_bits"), ("encoding", "event_input"), ("network", "tie_break"),
-             ("network", "spram_layers")}
+_OPTIONAL = {("encoding", "pixel_bits"), ("encoding", "event_input"), ("encoding", "threshold"),
+             ("network", "tie_break"), ("network", "spram_layers")}
 
 
 def _from_dict(data: dict, source: str) -> NetworkConfig | TTFSConfig:
@@ -661,7 +681,8 @@ def _from_dict(data: dict, source: str) -> NetworkConfig | TTFSConfig:
         for key in sorted(_SCHEMA[section]):
             if key not in table and (section, key) not in _OPTIONAL:
                 raise ConfigError(f"{section}.{key}: missing")
-        flat.update({("encoding" if key == "kind" else key): v for key, v in table.items()})
+        renamed = {("encoding", "kind"): "encoding", ("encoding", "threshold"): "input_threshold"}
+        flat.update({renamed.get((section, key), key): v for key, v in table.items()})
     for section, cls in (("learning", DesireConfig), ("decoder", DecoderConfig)):
         table = data.get(section)
         if table is None:

@@ -12,6 +12,9 @@ the cycle the phase opens to the cycle the stage hands over its end-of-step mark
   output spike ``S``, plus ``LAYER_OVERHEAD`` (accept the end marker, drain the integration
   pipeline, emit the end marker).
 
+The rasters are those the layers saw: an inference sample's input without its dead steps
+(:func:`sw.golden.live_input`), so layer 0's last phases cost no ``E*G``.
+
 A sample costs ``START_OVERHEAD + sum_t (max(stage costs of t) + PHASE_OVERHEAD)
 + FINISH_OVERHEAD`` cycles, counted from the cycle ``start`` is accepted to the cycle
 ``done`` rises. The constants are :mod:`spikeforge.timing`'s, shared with the gateware;

@@ -216,15 +216,27 @@ def check_raster(cfg, raster: np.ndarray) -> np.ndarray:
     return raster.astype(bool, copy=False)
 
 
+def live_input(cfg, input_raster: np.ndarray, decoding: bool = False) -> np.ndarray:
+    """An inference sample's input raster as the layers get it: the spikes of the steps
+    from :meth:`~spikeforge.config.NetworkConfig.live_input_steps` on dropped (no output
+    spike depends on them; the gateware saves their ``E * G`` cycles). A new array."""
+    live = np.array(input_raster, dtype=bool)
+    live[:, cfg.live_input_steps(decoding):] = False
+    return live
+
+
 def run_raster(cfg, weights: list[np.ndarray], input_raster: np.ndarray,
                decoder: DecoderWeights | None = None) -> NetworkRun:
     """Run a batch of samples whose input spikes are given: ``input_raster`` ``(B, T, N_in)``,
     ``input_raster[b, t, j]`` = input neuron ``j`` spikes at step ``t`` (what the gateware's
     stored-raster input replays; the cycle count is the same as with the rate encoder).
+    The spikes no output spike depends on are dropped (:func:`live_input`): the returned
+    population 0 is the one the layers saw.
 
     ``decoder``: decode on the chip (configs with ``[decoder]``, :mod:`sw.exit_decoder`):
     each sample stops at its exit step (no spikes after it) and the decoder decides."""
-    rasters = run_layers(cfg, weights, check_raster(cfg, input_raster))
+    rasters = run_layers(cfg, weights, live_input(cfg, check_raster(cfg, input_raster),
+                                                   decoder is not None))
     dec = None if decoder is None else exit_decoder.decode(cfg, decoder, rasters[-1])
     if dec is not None:
         ran = np.arange(cfg.time_steps)[None, :, None] < dec.steps[:, None, None]

@@ -80,13 +80,16 @@ def config_to_toml(cfg: NetworkConfig, header: str = "") -> str:
     lines += [f"name = {_toml_value(cfg.name)}", f"dataset = {_toml_value(cfg.dataset)}", "",
               "[network]", f"layers = {_toml_value(list(cfg.layers))}",
               f"time_steps = {cfg.time_steps}", f"lanes = {cfg.lanes}",
-              f"tie_break = {_toml_value(cfg.tie_break)}", "",
+              f"tie_break = {_toml_value(cfg.tie_break)}",
+              f"spram_layers = {_toml_value(list(cfg.spram_layers))}", "",
               "[neuron]", f"weight_bits = {cfg.weight_bits}",
               f"membrane_bits = {cfg.membrane_bits}", f"threshold = {cfg.threshold}",
               f"leak_shift = {cfg.leak_shift}", "",
               "[encoding]", f"kind = {_toml_value(cfg.encoding)}",
               f"pixel_bits = {cfg.pixel_bits}",
               f"event_input = {_toml_value(cfg.event_input)}"]
+    if cfg.input_threshold is not None:
+        lines.append(f"threshold = {cfg.input_threshold}")
     if cfg.learning is not None:
         lines += ["", "[learning]"]
         lines += [f"{k} = {_toml_value(v)}" for k, v in asdict(cfg.learning).items()]
@@ -138,12 +141,13 @@ def export_graph(cfg: NetworkConfig, weights, *, dt: float = DT):
             "saturation": "every synaptic add saturates to the signed membrane_bits range",
             "order": "integrate (ascending presynaptic index), fire, subtract-reset, leak",
             "delay": "LIF layer l at step t integrates layer l-1's spikes of step t-1",
-            "encoding": "rate: non-leaky IF per pixel, threshold 2**pixel_bits - 1",
+            "encoding": f"rate: non-leaky IF per pixel, threshold {cfg.encoder_threshold}",
             "readout": "unique argmax of output spike counts, -1 on a tie"}
     p = lif_parameters(cfg, dt)
     nodes = {"input": nir.Input(input_type={"input": np.array([cfg.layers[0]])},
                                 metadata={"encoding": cfg.encoding,
                                           "pixel_bits": cfg.pixel_bits,
+                                          "threshold": cfg.encoder_threshold,
                                           "time_steps": cfg.time_steps})}
     edges, prev = [], "input"
     for layer, w in enumerate(weights):

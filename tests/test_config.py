@@ -112,6 +112,15 @@ def test_event_input_is_optional_and_on_by_default(tmp_path):
     assert all(load_config(name).event_input for name in ("digits-tiny", "digits-up5k"))
 
 
+def test_encoder_threshold_is_optional(tmp_path):
+    """``encoding.threshold`` defaults to the full-scale pixel; a set one is the encoder's."""
+    assert load_config(write(tmp_path, BASE)).encoder_threshold == 255
+    text = BASE.replace('kind = "rate"\n', 'kind = "rate"\nthreshold = 320\n')
+    cfg = load_config(write(tmp_path, text))
+    assert (cfg.input_threshold, cfg.encoder_threshold) == (320, 320)
+    assert "theta_in=320" in cfg.summary()
+
+
 def test_edge_values_are_legal(tmp_path):
     text = variant("layers", "[2, 2]")
     text = re.sub(r"(?m)^lanes = .*$", "lanes = 1", text)
@@ -208,6 +217,12 @@ INVALID = {
     "event input not a bool": (
         BASE.replace('kind = "rate"\n', 'kind = "rate"\nevent_input = 1\n'),
         r"encoding\.event_input: expected true or false, got 1"),
+    "encoder threshold below full scale": (
+        BASE.replace('kind = "rate"\n', 'kind = "rate"\nthreshold = 254\n'),
+        r"encoding\.threshold: 254 is out of range, legal range is \[255, 1020\]"),
+    "encoder threshold above 4x": (
+        BASE.replace('kind = "rate"\n', 'kind = "rate"\nthreshold = 1021\n'),
+        r"encoding\.threshold: 1021 is out of range, legal range is \[255, 1020\]"),
     "unknown key": (
         BASE.replace("lanes = 4\n", "lanes = 4\nlane = 4\n"),
         r"network\.lane: unknown key; known: \['lanes', 'layers', 'spram_layers', "

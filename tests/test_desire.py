@@ -16,7 +16,7 @@ from spikeforge import lfsr
 from spikeforge.config import ConfigError, DesireConfig, NetworkConfig, load_config
 from spikeforge.sw import cycles, desire
 from spikeforge.sw.datasets import load_dataset
-from spikeforge.sw.golden import run_network, run_raster
+from spikeforge.sw.golden import encode, run_layers, run_network, run_raster
 from spikeforge.sw.lif import fire, integrate
 
 # ---------------------------------------------------------------------------------------------
@@ -40,6 +40,19 @@ def ref_encode(cfg, pixels):
             row.append(s)
         raster.append(row)
     return raster
+
+
+def ref_live_input(cfg, raster):
+    """An inference sample's input: the steps from ``T - L`` on carry no spike (the output
+    at step t reads the input of step t - L at the latest)."""
+    live = cfg.time_steps - cfg.n_layers
+    return [row if t < live else [0] * len(row) for t, row in enumerate(raster)]
+
+
+def whole_input_rasters(cfg, stored, pixels):
+    """The golden layers on a sample's whole input raster, no step dropped (a training
+    sample's inference pass)."""
+    return run_layers(cfg, desire.inference_weights(cfg, stored), encode(cfg, pixels[None]))
 
 
 def ref_layer(cfg, w, pre, near_threshold=None, keep=None):
@@ -562,10 +575,12 @@ def test_train_step_matches_reference(case):
         assert all(n.dtype == w.dtype for n, w in zip(step.weights, stored, strict=True))
         ref = ref_train_step(cfg, stored, pixels.tolist(), label, lr_shift, lfsr_state=state)
         assert_step_equal(cfg, step, ref, lr_shift)
-        # the inference part is exactly the golden inference model
-        gold = run_network(cfg, desire.inference_weights(cfg, stored), pixels[None])
-        for a, b in zip(step.run.rasters, gold.rasters, strict=True):
+        # the inference part is exactly the golden model's layers on the whole input (a
+        # training sample drops no input step), and its output the inference sample's
+        for a, b in zip(step.run.rasters, whole_input_rasters(cfg, stored, pixels), strict=True):
             assert (a == b).all()
+        gold = run_network(cfg, desire.inference_weights(cfg, stored), pixels[None])
+        assert (step.run.rasters[-1] == gold.rasters[-1]).all()
         stored, state = step.weights, step.lfsr
     assert (state != cfg.lfsr_seeds) == (cfg.learning.rounding == "stochastic")
 
@@ -692,8 +707,8 @@ def test_dropout_train_steps_match_reference(case):
                             for a, b in zip(ref["sums"][layer], plain["sums"][layer],
                                             strict=True))
         # inference: the same weights, no dropout
-        gold = run_network(cfg, desire.inference_weights(cfg, stored), pixels[None])
-        assert [rows(r[0]) for r in gold.rasters] == plain["rasters"]
+        gold = whole_input_rasters(cfg, stored, pixels)
+        assert [rows(r[0]) for r in gold] == plain["rasters"]
         stored, state, masks = step.weights, step.lfsr, step.mask_lfsr
     assert masks == tuple(tuple(int(x) for x in lfsr.advance(seeds, 8 * 5 * cfg.groups(layer)))
                           for layer, seeds in zip(cfg.dropout_layers, cfg.dropout_seeds,
@@ -772,7 +787,7 @@ def test_batched_inference_matches_loop():
     pixels[2] //= 8                                # faint: stays in range
     run = run_network(cfg, w_inf, pixels)
     for b in range(len(pixels)):
-        rasters = [ref_encode(cfg, pixels[b].tolist())]
+        rasters = [ref_live_input(cfg, ref_encode(cfg, pixels[b].tolist()))]
         for w in w_inf:
             rasters.append(ref_layer(cfg, rows(w), rasters[-1]))
         for pop, r in enumerate(rasters):

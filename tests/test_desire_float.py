@@ -11,7 +11,7 @@ from spikeforge.sw import desire
 from spikeforge.sw.datasets import load_dataset
 from spikeforge.sw.desire_float import FloatDesireNet
 from spikeforge.sw.encode import rate_encode
-from spikeforge.sw.golden import predict, run_network
+from spikeforge.sw.golden import encode, predict, run_layers, run_network
 
 _TINY = load_config("digits-tiny")
 # The learning settings these tests spell out numbers for (not the profile's, which get tuned).
@@ -261,10 +261,11 @@ def test_spikeforge_timing_equals_integer_model_when_quantisation_is_exact(eligi
     ds = load_dataset("digits", 8)
     px = ds.train_pixels[:40]
     gold = run_network(cfg, stored, px)
+    whole = run_layers(cfg, stored, encode(cfg, px))     # no input step dropped, as the float net
     flt = FloatDesireNet.from_config(cfg, stored, timing="spikeforge").forward(px / 255)
     for pop in range(3):
-        np.testing.assert_array_equal(flt.rasters[pop], gold.rasters[pop])
-    assert gold.rasters[2].sum() > 100                  # the comparison is not vacuous
+        np.testing.assert_array_equal(flt.rasters[pop], whole[pop])
+    assert whole[2].sum() > 100                         # the comparison is not vacuous
     np.testing.assert_array_equal(flt.predictions, gold.predictions)
     # One training step from the same weights: identical desires; the update differs only by
     # the integer trace leak (ceil(3x/4) vs 3x/4: < 4 trace units per step, so < 4 (T - 1)
@@ -307,17 +308,17 @@ def test_spikeforge_timing_close_to_integer_model_on_digits_tiny():
     px = ds.test_pixels[:100]
     stored = FloatDesireNet(CFG.layers, seed=0).to_stored(CFG)
     stored = [(w >> CFG.frac_bits) << CFG.frac_bits for w in stored]
-    gold = run_network(CFG, desire.inference_weights(CFG, stored), px)
+    gold = run_layers(CFG, desire.inference_weights(CFG, stored), encode(CFG, px))  # whole input
     flt = FloatDesireNet.from_config(CFG, stored, timing="spikeforge").forward(px / 255)
-    np.testing.assert_array_equal(flt.rasters[0], gold.rasters[0])
-    g1, f1 = gold.rasters[1], flt.rasters[1]
+    np.testing.assert_array_equal(flt.rasters[0], gold[0])
+    g1, f1 = gold[1], flt.rasters[1]
     diff = g1 != f1
     first = diff.argmax(axis=1)                         # (B, N) first differing step
     b, n = np.nonzero(diff.any(axis=1))
     assert len(b) > 10                                   # the gap is real ...
     assert g1[b, first[b, n], n].all() and not f1[b, first[b, n], n].any()   # ... one-sided
     for pop, limit in ((1, 0.03), (2, 0.06)):
-        g, f = gold.rasters[pop], flt.rasters[pop]
+        g, f = gold[pop], flt.rasters[pop]
         assert (g != f).mean() < limit
         assert np.abs(g.sum(axis=1).astype(int) - f.sum(axis=1)).max() <= 2
 

@@ -11,7 +11,7 @@ from spikeforge.config import ConfigError, DecoderConfig, load_config
 from spikeforge.protocol import decoder_address, decoder_depth, decoder_words
 from spikeforge.sw import exit_decoder
 from spikeforge.sw.exit_decoder import DecoderWeights, check_decoder, random_decoder
-from spikeforge.sw.golden import run_network
+from spikeforge.sw.golden import encode, live_input, run_layers, run_network
 from spikeforge.sw.weights import WeightError, load_decoder, random_weights, save_weights
 from spikeforge.timing import DECIDE_OVERHEAD
 
@@ -75,14 +75,18 @@ def test_decoded_run_stops_at_the_exit_and_counts_its_cycles():
     weights = random_weights(cfg, rng, scale=1.0)
     pixels = rng.integers(0, cfg.pixel_max + 1, size=(40, 6))
     dec = random_decoder(cfg, rng)
-    full = run_network(cfg, weights, pixels)
+    plain = run_network(cfg, weights, pixels)
     run = run_network(cfg, weights, pixels, dec)
     n = run.decoder.steps
     assert len(set(n)) > 1
-    phases = phase_cycles(cfg, full.rasters)
+    # all T steps of the decoded sample's live input (it drops from T_dec - L on, not T - L)
+    full = run_layers(cfg, weights, live_input(cfg, encode(cfg, pixels), decoding=True))
+    assert (full[0].sum(axis=(1, 2)) < plain.rasters[0].sum(axis=(1, 2))).any()
+    phases = phase_cycles(cfg, full)
     for b in range(len(pixels)):
-        for full_r, r in zip(full.rasters, run.rasters, strict=True):
+        for full_r, r in zip(full, run.rasters, strict=True):
             assert (r[b, :n[b]] == full_r[b, :n[b]]).all() and not r[b, n[b]:].any()
+        assert (run.rasters[-1][b, :n[b]] == plain.rasters[-1][b, :n[b]]).all()
         checks = n[b] - cfg.decoder.min_steps + 1
         assert run.cycles[b] == phases[b, :n[b]].sum() + checks * (4 + DECIDE_OVERHEAD)
     assert (run.predictions == run.decoder.decisions).all()

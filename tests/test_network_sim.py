@@ -46,6 +46,30 @@ def test_network_matches_golden(case):
         assert pred == gold.predictions[b]
 
 
+@pytest.mark.parametrize("case", ["tiny-p1", "deep-p2"])
+def test_inference_drops_the_input_no_output_depends_on(case):
+    """The output at step t reads the input of step t - L at the latest: an inference sample
+    drops the input of the later steps (golden here, the RTL in the test above) and gets
+    the same output spikes, every one, in fewer cycles."""
+    from spikeforge.sw.cycles import sample_cycles
+    from spikeforge.sw.golden import run_layers
+
+    cfg = dataclasses.replace(load_config("digits-tiny"), name=case, threshold=20,
+                              membrane_bits=9, weight_bits=6, **CASES[case])
+    rng = np.random.default_rng(3)
+    weights = random_weights(cfg, rng, scale=1.0)
+    pixels = rng.integers(0, cfg.pixel_max + 1, size=(8, cfg.layers[0]))
+    whole = run_layers(cfg, weights, encode(cfg, pixels))
+    run = run_network(cfg, weights, pixels)
+    live = cfg.live_input_steps()
+    assert live == cfg.time_steps - cfg.n_layers
+    assert whole[0][:, live:].any() and not run.rasters[0][:, live:].any()
+    np.testing.assert_array_equal(run.rasters[0][:, :live], whole[0][:, :live])
+    np.testing.assert_array_equal(run.rasters[-1], whole[-1])
+    before = sample_cycles(cfg, whole)
+    assert (run.cycles <= before).all() and (run.cycles < before).any()
+
+
 def test_inference_only_network_has_no_learning_unit():
     """A config without [learning] builds the plain inference network, bit-exact as well."""
     cfg = dataclasses.replace(load_config("digits-tiny"), name="infer-only", learning=None,

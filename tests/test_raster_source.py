@@ -14,7 +14,7 @@ from spikeforge.sw.encode import rate_encode
 PORTS = ("busy", "eval_valid", "eval_index", "eval_spike")
 
 
-def run_side_by_side(n_in, steps, pixels, raster, *, ready, seed, dirt=0):
+def run_side_by_side(n_in, steps, pixels, raster, *, ready, seed, dirt=0, theta=None):
     """Load ``pixels`` into a RateEncoder and ``raster`` ``(T, n_in)`` into a RasterSource
     (after setting ``dirt`` random bits and clearing them), run ``steps`` steps on both with
     the same ``start``/``first`` and the same random ``spikes_out.ready``. Returns per source
@@ -23,7 +23,7 @@ def run_side_by_side(n_in, steps, pixels, raster, *, ready, seed, dirt=0):
     counted), and the cycles the clear kept ``busy`` high."""
     rng = np.random.default_rng(seed)
     m = Module()
-    m.submodules.enc = enc = RateEncoder(n_in=n_in, pixel_bits=8)
+    m.submodules.enc = enc = RateEncoder(n_in=n_in, pixel_bits=8, theta=theta)
     m.submodules.ras = ras = RasterSource(n_in=n_in, steps=steps)
     out = {"records": ([], []), "events": ([], []), "cycles": ([], []), "clear_cycles": 0}
 
@@ -88,16 +88,21 @@ def run_side_by_side(n_in, steps, pixels, raster, *, ready, seed, dirt=0):
     return out
 
 
-@pytest.mark.parametrize("n_in,steps,ready", [(5, 6, 1.0), (8, 4, 0.5), (13, 9, 0.3)])
-def test_raster_source_is_the_rate_encoder_on_its_raster(n_in, steps, ready):
-    """Loaded with the rate encoder's own raster, the source is indistinguishable from the
-    encoder at its ports (events, end markers, busy, the learning unit's raster tap), stall
-    for stall; with the output always ready a step is ``encoder_cost`` cycles."""
+@pytest.mark.parametrize("n_in,steps,ready,theta", [(5, 6, 1.0, None), (8, 4, 0.5, None),
+                                                   (13, 9, 0.3, None), (11, 10, 0.7, 320),
+                                                   (6, 12, 1.0, 1020)])
+def test_raster_source_is_the_rate_encoder_on_its_raster(n_in, steps, ready, theta):
+    """Loaded with the rate encoder's own raster (the spec's, :func:`sw.encode.rate_encode`,
+    at the default threshold 255 or a higher ``encoding.threshold``), the source is
+    indistinguishable from the encoder at its ports (events, end markers, busy, the learning
+    unit's raster tap), stall for stall; with the output always ready a step is
+    ``encoder_cost`` cycles."""
     rng = np.random.default_rng(n_in)
     pixels = rng.integers(0, 256, n_in)
     pixels[0], pixels[-1] = 255, 0
-    raster = rate_encode(pixels[None], steps, 255)[0]
-    out = run_side_by_side(n_in, steps, pixels, raster, ready=ready, seed=steps, dirt=7)
+    raster = rate_encode(pixels[None], steps, theta or 255)[0]
+    out = run_side_by_side(n_in, steps, pixels, raster, ready=ready, seed=steps, dirt=7,
+                           theta=theta)
     enc, ras = out["records"]
     assert enc == ras
     assert out["events"][1] == [list(np.flatnonzero(r)) for r in raster]

@@ -113,8 +113,10 @@ def test_config_hash_tracks_learning_settings(cfg):
     assert config_hash(replace(cfg, decoder=DecoderConfig(steps=4))) == config_hash(cfg)
     # nor does where the weights live
     assert config_hash(replace(cfg, spram_layers=(1,))) == config_hash(cfg)
-    # configs without dropout, near eligibility, a tie break, a decoder and SPRAM hash as
-    # before those keys existed
+    # the encoder's threshold counts when it is set
+    assert config_hash(replace(cfg, input_threshold=300)) != config_hash(cfg)
+    # configs without dropout, near eligibility, a tie break, a decoder, SPRAM and an encoder
+    # threshold hash as before those keys existed
     for profile in (cfg, sto, load_config("digits-tiny"), load_config("fmnist-ecp5")):
         learning = dataclasses.asdict(profile.learning)
         del learning["dropout_hidden"], learning["dropout_seed"]
@@ -123,7 +125,8 @@ def test_config_hash_tracks_learning_settings(cfg):
         if learning["rounding"] != "stochastic":
             del learning["lfsr_seed"]
         data = {f.name: getattr(profile, f.name) for f in dataclasses.fields(profile)
-                if f.compare and f.name not in ("tie_break", "decoder", "spram_layers")}
+                if f.compare and f.name not in ("tie_break", "decoder", "spram_layers",
+                                                 "input_threshold")}
         text = json.dumps({**data, "learning": learning}, sort_keys=True, default=str)
         assert config_hash(profile) == hashlib.sha256(text.encode()).hexdigest()[:16]
 
