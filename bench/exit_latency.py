@@ -6,6 +6,11 @@
 On the same trained network and the test split, one row per way of deciding:
 
 * ``rate T=20``: the chip's own count rule after all ``T`` steps (today's latency);
+* ``rate, settled``: the same rule stopped after the first step at which its decision can
+  no longer change (the top count leads the second by more than the steps left): the same
+  predictions, every one (checked), in fewer steps. Not built: the row prices the check
+  as the decoder's scan (``C + DECIDE_OVERHEAD`` cycles after every step), what an exit
+  of this kind on the chip would cost;
 * ``fixed T_dec``: the decoder on the chip (``[decoder]``, ``exit = "fixed"``), trained
   quantisation-aware on the training split's rasters (:func:`sw.decoders.train_exit_decoder`),
   deciding after ``T_dec`` steps, for each ``--steps-list`` value;
@@ -44,10 +49,10 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--dataset")
     ap.add_argument("--weights", required=True)
     ap.add_argument("--fmax", type=float, default=75.0, help="clock in MHz (default 75)")
-    ap.add_argument("--steps-list", default="4,6,8")
+    ap.add_argument("--steps-list", default="4,6,8", help="'' for none")
     ap.add_argument("--margin-steps", type=int, default=8)
     ap.add_argument("--min-steps", type=int, default=3)
-    ap.add_argument("--margins", default="2,4,6", help="leads in logits")
+    ap.add_argument("--margins", default="2,4,6", help="leads in logits; '' for none")
     ap.add_argument("--weight-bits", type=int, default=8)
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
@@ -66,6 +71,29 @@ def row(name, cfg, rasters, labels, predictions, steps, fmax) -> dict:
             "sops": float(synaptic_ops(cfg, rasters, steps).mean())}
 
 
+def settled_steps(cfg, out_raster: np.ndarray) -> np.ndarray:
+    """``(B,)``: the first ``n`` (steps run) after which the count rule cannot change its
+    decision, the top count leading the second by more than the ``T - n`` steps left; else
+    ``T``."""
+    counts = np.cumsum(np.asarray(out_raster, dtype=np.int64), axis=1)     # (B, T, C)
+    top2 = np.sort(counts, axis=2)[..., -2:]
+    steps_left = cfg.time_steps - np.arange(1, cfg.time_steps + 1)
+    settled = top2[..., 1] - top2[..., 0] > steps_left
+    return np.where(settled.any(axis=1), settled.argmax(axis=1) + 1, cfg.time_steps)
+
+
+def settled_row(cfg, rasters, labels, fmax) -> dict:
+    """The ``rate, settled`` row; raises if a settled decision differs from the full run's."""
+    steps = settled_steps(cfg, rasters[-1])
+    ran = np.arange(cfg.time_steps)[None, :, None] < steps[:, None, None]
+    full, cut = decide(cfg, rasters[-1]), decide(cfg, rasters[-1] & ran)
+    if (full != cut).any():
+        raise AssertionError(f"settled decision differs at sample {np.flatnonzero(full != cut)[0]}")
+    priced = dataclasses.replace(cfg, decoder=DecoderConfig(steps=cfg.time_steps, exit="margin",
+                                                            margin=1, min_steps=1))
+    return row("rate, settled", priced, [r & ran for r in rasters], labels, cut, steps, fmax)
+
+
 def main() -> int:
     args = parse_args()
     cfg = load_config(args.config)
@@ -74,11 +102,16 @@ def main() -> int:
     out = Path(args.out or f"out/exit/{cfg.name}-{data.name}")
     out.mkdir(parents=True, exist_ok=True)
     print(f"exit_latency: {cfg.summary()}; {data.summary()}", flush=True)
-    train_r = readout_rasters(cfg, weights, data.train_pixels)
     test = run_network(cfg, weights, data.test_pixels)
     y = np.asarray(data.test_labels)
     rows = [row(f"rate T={cfg.time_steps}", cfg, test.rasters, y,
-                decide(cfg, test.rasters[-1]), None, args.fmax)]
+                decide(cfg, test.rasters[-1]), None, args.fmax),
+            settled_row(cfg, test.rasters, y, args.fmax)]
+    print(rows[-1], flush=True)
+    steps_list = [int(s) for s in args.steps_list.split(",") if s]
+    margins = [float(s) for s in args.margins.split(",") if s]
+    if steps_list or margins:
+        train_r = readout_rasters(cfg, weights, data.train_pixels)
 
     def fit(dcfg, name):
         c = dataclasses.replace(cfg, decoder=dcfg)
@@ -87,16 +120,18 @@ def main() -> int:
         save_weights(out / f"decoder-{name}.npz", c, weights, dec)
         return c, dec, scale
 
-    for steps in [int(s) for s in args.steps_list.split(",")]:
+    for steps in steps_list:
         c, dec, _ = fit(DecoderConfig(steps=steps, weight_bits=args.weight_bits), f"T{steps}")
         run = exit_decoder.decode(c, dec, test.rasters[-1])
         rows.append(row(f"fixed T_dec={steps}", c, test.rasters, y, run.decisions, run.steps,
                         args.fmax))
         print(rows[-1], flush=True)
     m_steps = args.margin_steps
-    c, dec, scale = fit(DecoderConfig(steps=m_steps, weight_bits=args.weight_bits, exit="margin",
-                                      margin=1, min_steps=args.min_steps), f"margin-T{m_steps}")
-    for lead in [float(s) for s in args.margins.split(",")]:
+    if margins:
+        c, dec, scale = fit(DecoderConfig(steps=m_steps, weight_bits=args.weight_bits,
+                                          exit="margin", margin=1, min_steps=args.min_steps),
+                            f"margin-T{m_steps}")
+    for lead in margins:
         margin = max(1, round(lead / scale))
         cm = dataclasses.replace(c, decoder=dataclasses.replace(c.decoder, margin=margin))
         run = exit_decoder.decode(cm, dec, test.rasters[-1])
