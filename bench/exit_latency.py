@@ -6,11 +6,10 @@
 On the same trained network and the test split, one row per way of deciding:
 
 * ``rate T=20``: the chip's own count rule after all ``T`` steps (today's latency);
-* ``rate, settled``: the same rule stopped after the first step at which its decision can
-  no longer change (the top count leads the second by more than the steps left): the same
-  predictions, every one (checked), in fewer steps. Not built: the row prices the check
-  as the decoder's scan (``C + DECIDE_OVERHEAD`` cycles after every step), what an exit
-  of this kind on the chip would cost;
+* ``rate, settled``: the same rule with ``network.early_exit = "settled"``: each sample
+  stops after the first step at which its decision can no longer change (the top count
+  leads the second by more than the steps left): the same predictions, every one
+  (checked), in fewer steps;
 * ``fixed T_dec``: the decoder on the chip (``[decoder]``, ``exit = "fixed"``), trained
   quantisation-aware on the training split's rasters (:func:`sw.decoders.train_exit_decoder`),
   deciding after ``T_dec`` steps, for each ``--steps-list`` value;
@@ -38,7 +37,7 @@ from spikeforge.sw import cycles, exit_decoder
 from spikeforge.sw.datasets import load_for_config
 from spikeforge.sw.decode_sweep import readout_rasters
 from spikeforge.sw.decoders import train_exit_decoder
-from spikeforge.sw.golden import decide, run_network
+from spikeforge.sw.golden import decide, run_network, settled_steps
 from spikeforge.sw.throughput import synaptic_ops
 from spikeforge.sw.weights import load_weights, save_weights
 
@@ -71,27 +70,15 @@ def row(name, cfg, rasters, labels, predictions, steps, fmax) -> dict:
             "sops": float(synaptic_ops(cfg, rasters, steps).mean())}
 
 
-def settled_steps(cfg, out_raster: np.ndarray) -> np.ndarray:
-    """``(B,)``: the first ``n`` (steps run) after which the count rule cannot change its
-    decision, the top count leading the second by more than the ``T - n`` steps left; else
-    ``T``."""
-    counts = np.cumsum(np.asarray(out_raster, dtype=np.int64), axis=1)     # (B, T, C)
-    top2 = np.sort(counts, axis=2)[..., -2:]
-    steps_left = cfg.time_steps - np.arange(1, cfg.time_steps + 1)
-    settled = top2[..., 1] - top2[..., 0] > steps_left
-    return np.where(settled.any(axis=1), settled.argmax(axis=1) + 1, cfg.time_steps)
-
-
-def settled_row(cfg, rasters, labels, fmax) -> dict:
+def settled_row(cfg, weights, pixels, labels, full_predictions, fmax) -> dict:
     """The ``rate, settled`` row; raises if a settled decision differs from the full run's."""
-    steps = settled_steps(cfg, rasters[-1])
-    ran = np.arange(cfg.time_steps)[None, :, None] < steps[:, None, None]
-    full, cut = decide(cfg, rasters[-1]), decide(cfg, rasters[-1] & ran)
-    if (full != cut).any():
-        raise AssertionError(f"settled decision differs at sample {np.flatnonzero(full != cut)[0]}")
-    priced = dataclasses.replace(cfg, decoder=DecoderConfig(steps=cfg.time_steps, exit="margin",
-                                                            margin=1, min_steps=1))
-    return row("rate, settled", priced, [r & ran for r in rasters], labels, cut, steps, fmax)
+    settled = dataclasses.replace(cfg, early_exit="settled")
+    run = run_network(settled, weights, pixels)
+    bad = np.flatnonzero(run.predictions != full_predictions)
+    if len(bad):
+        raise AssertionError(f"settled decision differs at sample {bad[0]}")
+    return row("rate, settled", settled, run.rasters, labels, run.predictions,
+               settled_steps(settled, run.rasters[-1]), fmax)
 
 
 def main() -> int:
@@ -106,7 +93,8 @@ def main() -> int:
     y = np.asarray(data.test_labels)
     rows = [row(f"rate T={cfg.time_steps}", cfg, test.rasters, y,
                 decide(cfg, test.rasters[-1]), None, args.fmax),
-            settled_row(cfg, test.rasters, y, args.fmax)]
+            settled_row(cfg, weights, data.test_pixels, y, decide(cfg, test.rasters[-1]),
+                        args.fmax)]
     print(rows[-1], flush=True)
     steps_list = [int(s) for s in args.steps_list.split(",") if s]
     margins = [float(s) for s in args.margins.split(",") if s]

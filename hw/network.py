@@ -413,21 +413,56 @@ class Network(wiring.Component):
             with m.Elif(new_key == best):
                 m.d.sync += [tie.eq(1), best_index.eq(Mux(spike_j < best_index, spike_j,
                                                           best_index))]
-        return (best_index, tie), clear
+        settled = self._settled(m, counts, spike, ctl, clear)
+        return (best_index, tie, settled), clear
+
+    def _settled(self, m, counts, spike, ctl, clear):
+        """``early_exit = "settled"``: the top output count and the largest of the others,
+        kept with each registered spike (counts only grow by one: the holder of the top grows
+        the top, another neuron reaching it takes it over and leaves the old top as the
+        second), and whether the top leads by more than the steps left after this phase
+        (:func:`sw.golden.settled_steps`): a comparison of two registers and the phase.
+        ``None`` without the option. Adds ``clear``'s statements."""
+        cfg = self.cfg
+        if cfg.early_exit != "settled":
+            return None
+        T = cfg.time_steps
+        out_spike, out_index = spike
+        top = Signal(range(T + 1))
+        second = Signal(range(T + 1))
+        top_index = Signal.like(out_index)
+        count = Signal(range(T + 1))              # the spiking neuron's count before it
+        m.d.comb += count.eq(Array(counts)[out_index])
+        with m.If(out_spike):
+            with m.If(out_index == top_index):
+                m.d.sync += top.eq(top + 1)
+            with m.Elif(count >= top):               # reaches past the top
+                m.d.sync += [top.eq(count + 1), top_index.eq(out_index), second.eq(top)]
+            with m.Elif(count >= second):
+                m.d.sync += second.eq(count + 1)
+        clear += [top.eq(0), second.eq(0), top_index.eq(0)]
+        settled = Signal()
+        m.d.comb += settled.eq(top - second > T - 1 - ctl.phase)
+        return settled
 
     def _phase_controller(self, m, ctl, on_start, prediction, learner, decoder):
         """The sample's state machine: ``IDLE`` -> ``RUN`` (one phase per step; a phase ends
         ``PHASE_OVERHEAD`` cycle after every stage handed over its end marker) -> ``LEARN``
         (training samples) -> ``IDLE``, counting ``cycles`` from the cycle ``start`` is seen
         to the cycle ``done`` rises. ``on_start``: the other parts' statements for a new
-        sample; ``prediction``: ``(best_index, tie)``, latched when the last phase ends.
+        sample; ``prediction``: ``(best_index, tie, settled)``, latched when the last phase
+        ends: phase ``T - 1``, or with ``early_exit = "settled"`` (``settled`` not ``None``)
+        the first phase of an inference sample after which the counts have settled.
 
         A decoded sample (``decoder``, ``ctl.decoding``) goes ``RUN`` -> ``DECIDE`` at the
         end of every phase from the decoder's first check on; ``DECIDE`` waits for the
         decoder's scan and ends the sample (its decision is the prediction) or opens the
         next phase."""
         T = self.cfg.time_steps
-        best_index, tie = prediction
+        best_index, tie, settled = prediction
+        last = ctl.phase == T - 1
+        if settled is not None:                    # an inference sample may end sooner
+            last = last | (settled & ~ctl.train)
         all_done = ctl.stage_done.all() & ~ctl.launch
         m.d.comb += self.cycles.eq(ctl.cycles)
         m.d.sync += [ctl.launch.eq(0), self.done.eq(0)]
@@ -455,7 +490,7 @@ class Network(wiring.Component):
                         m.next = "DECIDE"
                     ends = all_done & ~check
                 with m.If(ends):
-                    with m.If(ctl.phase == T - 1):
+                    with m.If(last):
                         m.d.comb += ctl.close.eq(1)
                         m.d.sync += [self.prediction.eq(best_index),
                                      self.prediction_valid.eq(~tie)] + close

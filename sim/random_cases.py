@@ -121,7 +121,8 @@ def configs(draw, *, learning: bool | None = None, size: str = "quick") -> Netwo
         )
     net = dict(name="rand", layers=layers, time_steps=steps, lanes=lanes,
                weight_bits=weight_bits, membrane_bits=membrane_bits, threshold=threshold,
-               leak_shift=leak_shift, pixel_bits=pixel_bits, input_threshold=input_threshold)
+               leak_shift=leak_shift, pixel_bits=pixel_bits, input_threshold=input_threshold,
+               early_exit=draw(st.sampled_from(("none", "none", "settled"))))
     try:
         cfg = NetworkConfig(**net, learning=desire)
     except ConfigError:
@@ -373,7 +374,7 @@ def config_sections(cfg) -> dict:
     """The config as the TOML file's tables (``spikeforge.config`` loads them back)."""
     data = {"name": cfg.name, "dataset": cfg.dataset,
             "network": {"layers": list(cfg.layers), "time_steps": cfg.time_steps,
-                        "lanes": cfg.lanes},
+                        "lanes": cfg.lanes, "early_exit": cfg.early_exit},
             "neuron": {"weight_bits": cfg.weight_bits, "membrane_bits": cfg.membrane_bits,
                        "threshold": cfg.threshold, "leak_shift": cfg.leak_shift},
             "encoding": {"kind": cfg.encoding, "pixel_bits": cfg.pixel_bits}}
@@ -531,6 +532,7 @@ class Coverage:
                      "leak_shift", "threshold"):
             self.span(name, getattr(cfg, name))
         c("encoder threshold above full scale", cfg.input_threshold is not None)
+        c("early exit once settled", cfg.early_exit == "settled")
         c("non-divisor lanes", any(n % cfg.lanes for n in cfg.layers[1:]))
         c("lanes = 1", cfg.lanes == 1)
         c("lanes = widest layer", cfg.lanes == max(cfg.layers[1:]))
@@ -612,7 +614,8 @@ class Coverage:
                 f"T {rng('time_steps')}, weight_bits {rng('weight_bits')}, membrane_bits "
                 f"{rng('membrane_bits')}, pixel_bits {rng('pixel_bits')}, leak_shift "
                 f"{rng('leak_shift')}, threshold {rng('threshold')} (encoder threshold above "
-                f"full scale in {k['encoder threshold above full scale']} configs); learning: F "
+                f"full scale in {k['encoder threshold above full scale']} configs, early exit "
+                f"once settled in {k['early exit once settled']}); learning: F "
                 f"{rng('weight_frac_bits')}, lr_shift {rng('lr_shift')}",
                 "weights: " + ", ".join(f"{w} {k['weights ' + w]}" for w in WEIGHT_KINDS)
                 + "; inputs: " + ", ".join(f"{i} {k['inputs ' + i]}" for i in INPUT_KINDS),

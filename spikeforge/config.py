@@ -28,6 +28,7 @@ CONFIG_DIR = Path(str(resources.files("spikeforge.configs")))
 
 ENCODINGS = ("rate",)        # "ttfs" configs load as TTFSConfig
 TIE_BREAKS = ("none", "first_spike")
+EARLY_EXITS = ("none", "settled")
 #: Every dataset name, defined here once: what a config's ``dataset`` may be, what
 #: :func:`spikeforge.sw.datasets.load_dataset` loads (its ``DATASET_NAMES``) and what the
 #: CLI's ``--dataset`` takes.
@@ -290,6 +291,12 @@ class NetworkConfig:
         ``"none"`` (no decision, the prediction is ``-1``; the default) or ``"first_spike"``
         (the one whose first spike came at the earliest step; still tied: no decision).
         :func:`sw.golden.decide`, ``docs/number_formats.md``.
+    early_exit : str
+        ``"none"`` (the default): an inference sample runs all ``T`` steps. ``"settled"``:
+        it ends after the first step at which the output counts' decision can no longer
+        change (the top count leads every other by more than the steps left): the same
+        predictions in fewer steps (:func:`sw.golden.settled_steps`; training samples run
+        all ``T``). Not with ``[decoder]``.
     event_input : bool
         Build the stored-raster input (``hw/raster_source.py``) next to the rate encoder, so
         the host can send input spike events instead of pixels (the host link's EVENTS
@@ -324,6 +331,7 @@ class NetworkConfig:
     dataset: str = "digits"
     learning: DesireConfig | None = None
     tie_break: str = "none"
+    early_exit: str = "none"
     decoder: DecoderConfig | None = None
     spram_layers: tuple[int, ...] = ()
     source: str = field(default="<memory>", compare=False)
@@ -369,6 +377,12 @@ class NetworkConfig:
         if self.tie_break not in TIE_BREAKS:
             raise ConfigError(f"network.tie_break: {self.tie_break!r} is not one of "
                               f"{TIE_BREAKS}")
+        if self.early_exit not in EARLY_EXITS:
+            raise ConfigError(f"network.early_exit: {self.early_exit!r} is not one of "
+                              f"{EARLY_EXITS}")
+        if self.early_exit != "none" and self.decoder is not None:
+            raise ConfigError("network.early_exit: the [decoder] has an exit of its own; set "
+                              "one of the two")
         self._check_spram_layers()
         if self.decoder is not None:
             self.decoder.validate(self.time_steps, self.layers[-1])
@@ -610,6 +624,8 @@ class NetworkConfig:
                 + f", {self.n_synapses} synapses")
         if self.tie_break != "none":
             text += f", ties to the {self.tie_break.replace('_', ' ')}"
+        if self.early_exit == "settled":
+            text += ", exits once the counts have settled"
         if self.spram_layers:
             text += ", weights of layer " + ", ".join(map(str, self.spram_layers)) + " in SPRAM"
         if self.decoder:
@@ -647,7 +663,7 @@ def _trace_max(time_steps: int, leak_shift: int, trace_frac_bits: int) -> int:
 _SCHEMA = {
     "name": None,
     "dataset": None,
-    "network": {"layers", "time_steps", "lanes", "tie_break", "spram_layers"},
+    "network": {"layers", "time_steps", "lanes", "tie_break", "spram_layers", "early_exit"},
     "neuron": {"weight_bits", "membrane_bits", "threshold", "leak_shift"},
     "encoding": {"kind", "pixel_bits", "event_input", "threshold"},
     "learning": {"rule", "error_margin", "desire_out", "desire_hidden", "weight_frac_bits",
@@ -659,7 +675,7 @@ _SCHEMA = {
 
 #: Keys of the sections above a config may leave out (their defaults apply).
 _OPTIONAL = {("encoding", "pixel_bits"), ("encoding", "event_input"), ("encoding", "threshold"),
-             ("network", "tie_break"), ("network", "spram_layers")}
+             ("network", "tie_break"), ("network", "spram_layers"), ("network", "early_exit")}
 
 
 def _from_dict(data: dict, source: str) -> NetworkConfig | TTFSConfig:

@@ -251,8 +251,10 @@ def gateware_hash(cfg) -> int:
 
     data = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)
             if f.name not in HOST_SIDE}
-    if data.get("input_threshold") is None:      # the default encoder hashes as before
+    if data.get("input_threshold") is None:      # the defaults hash as before they existed
         data.pop("input_threshold", None)
+    if data.get("early_exit") == "none":
+        data.pop("early_exit", None)
     for name, value in list(data.items()):
         if dataclasses.is_dataclass(value):
             data[name] = {k: v for k, v in dataclasses.asdict(value).items()

@@ -69,15 +69,17 @@ def phase_cycles(cfg, rasters: list[np.ndarray]) -> np.ndarray:
 
 def sample_cycles(cfg, rasters: list[np.ndarray], exit_steps=None) -> np.ndarray:
     """Total cycles per sample, ``(B,)``. ``exit_steps`` ``(B,)``: the steps each sample ran
-    under the decoder on the chip (:mod:`sw.exit_decoder`); the phases after them never
-    run, and each decision check costs a scan of ``C`` classes + ``DECIDE_OVERHEAD``."""
+    under the decoder on the chip (:mod:`sw.exit_decoder`) or ``early_exit = "settled"``;
+    the phases after them never run. Each of the decoder's decision checks costs a scan of
+    ``C`` classes + ``DECIDE_OVERHEAD``; the settled test is made as a phase ends, free."""
     phases = phase_cycles(cfg, rasters)
     decide = 0
     if exit_steps is not None:
         exit_steps = np.asarray(exit_steps)
         phases = np.where(np.arange(phases.shape[1]) < exit_steps[:, None], phases, 0)
-        checks = exit_steps - cfg.decoder.first_check + 1
-        decide = checks * (cfg.layers[-1] + DECIDE_OVERHEAD)
+        if cfg.decoder is not None:
+            checks = exit_steps - cfg.decoder.first_check + 1
+            decide = checks * (cfg.layers[-1] + DECIDE_OVERHEAD)
     return START_OVERHEAD + phases.sum(axis=1) + decide + FINISH_OVERHEAD
 
 

@@ -225,6 +225,17 @@ def live_input(cfg, input_raster: np.ndarray, decoding: bool = False) -> np.ndar
     return live
 
 
+def settled_steps(cfg, out_raster: np.ndarray) -> np.ndarray:
+    """``(B,)``: the steps an inference sample runs with ``early_exit = "settled"``: the
+    first ``n`` after which the top output count leads every other count by more than the
+    ``T - n`` steps left (its decision can no longer change), else ``T``."""
+    counts = np.cumsum(np.asarray(out_raster, dtype=np.int64), axis=1)     # (B, T, C)
+    top2 = np.sort(counts, axis=2)[..., -2:]
+    steps_left = cfg.time_steps - np.arange(1, cfg.time_steps + 1)
+    settled = top2[..., 1] - top2[..., 0] > steps_left
+    return np.where(settled.any(axis=1), settled.argmax(axis=1) + 1, cfg.time_steps)
+
+
 def run_raster(cfg, weights: list[np.ndarray], input_raster: np.ndarray,
                decoder: DecoderWeights | None = None) -> NetworkRun:
     """Run a batch of samples whose input spikes are given: ``input_raster`` ``(B, T, N_in)``,
@@ -234,17 +245,20 @@ def run_raster(cfg, weights: list[np.ndarray], input_raster: np.ndarray,
     population 0 is the one the layers saw.
 
     ``decoder``: decode on the chip (configs with ``[decoder]``, :mod:`sw.exit_decoder`):
-    each sample stops at its exit step (no spikes after it) and the decoder decides."""
+    each sample stops at its exit step (no spikes after it) and the decoder decides. With
+    ``early_exit = "settled"`` each sample stops at its :func:`settled_steps` and the
+    counts decide."""
     rasters = run_layers(cfg, weights, live_input(cfg, check_raster(cfg, input_raster),
                                                    decoder is not None))
     dec = None if decoder is None else exit_decoder.decode(cfg, decoder, rasters[-1])
-    if dec is not None:
-        ran = np.arange(cfg.time_steps)[None, :, None] < dec.steps[:, None, None]
+    steps = dec.steps if dec is not None else (
+        settled_steps(cfg, rasters[-1]) if cfg.early_exit == "settled" else None)
+    if steps is not None:
+        ran = np.arange(cfg.time_steps)[None, :, None] < steps[:, None, None]
         rasters = [r & ran for r in rasters]
     return NetworkRun(rasters=rasters, counts=rasters[-1].sum(axis=1),
                       predictions=decide(cfg, rasters[-1]) if dec is None else dec.decisions,
-                      cycles=cycles.sample_cycles(cfg, rasters, None if dec is None else dec.steps),
-                      decoder=dec)
+                      cycles=cycles.sample_cycles(cfg, rasters, steps), decoder=dec)
 
 
 def run_network(cfg, weights: list[np.ndarray], pixels: np.ndarray,

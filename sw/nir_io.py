@@ -81,6 +81,7 @@ def config_to_toml(cfg: NetworkConfig, header: str = "") -> str:
               "[network]", f"layers = {_toml_value(list(cfg.layers))}",
               f"time_steps = {cfg.time_steps}", f"lanes = {cfg.lanes}",
               f"tie_break = {_toml_value(cfg.tie_break)}",
+              f"early_exit = {_toml_value(cfg.early_exit)}",
               f"spram_layers = {_toml_value(list(cfg.spram_layers))}", "",
               "[neuron]", f"weight_bits = {cfg.weight_bits}",
               f"membrane_bits = {cfg.membrane_bits}", f"threshold = {cfg.threshold}",

@@ -231,11 +231,13 @@ def config_hash(cfg) -> str:
     ``lfsr_seed`` only with stochastic rounding, ``eligibility`` and ``near_fraction`` only
     with near eligibility, ``dropout_hidden`` and ``dropout_seed`` only with dropout,
     ``tie_break`` only when it is not ``"none"``, ``input_threshold`` only when set, never
-    ``decoder`` or ``spram_layers``, so configs without them keep their hash)."""
+    ``decoder``, ``early_exit`` or ``spram_layers``, so configs without them keep their
+    hash)."""
     data = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.compare}
     if data.get("tie_break") == "none":
         del data["tie_break"]
-    data.pop("decoder", None)       # what decides after inference does not train
+    data.pop("decoder", None)       # what decides after inference does not train,
+    data.pop("early_exit", None)    # nor when an inference sample stops (same predictions)
     data.pop("spram_layers", None)  # where the weights live does not change them
     if data.get("input_threshold") is None:
         data.pop("input_threshold", None)   # the default encoder: hashes as before it existed

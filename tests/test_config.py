@@ -121,6 +121,18 @@ def test_encoder_threshold_is_optional(tmp_path):
     assert "theta_in=320" in cfg.summary()
 
 
+def test_early_exit_is_optional_and_excludes_a_decoder(tmp_path):
+    from spikeforge.config import DecoderConfig
+
+    assert load_config(write(tmp_path, BASE)).early_exit == "none"
+    cfg = load_config(write(tmp_path, BASE.replace("lanes = 4\n",
+                                                   'lanes = 4\nearly_exit = "settled"\n')))
+    assert cfg.early_exit == "settled" and "settled" in cfg.summary()
+    with pytest.raises(ConfigError, match=r"network\.early_exit: the \[decoder\] has an exit "
+                                          r"of its own"):
+        dataclasses.replace(cfg, decoder=DecoderConfig(steps=4))
+
+
 def test_edge_values_are_legal(tmp_path):
     text = variant("layers", "[2, 2]")
     text = re.sub(r"(?m)^lanes = .*$", "lanes = 1", text)
@@ -217,6 +229,9 @@ INVALID = {
     "event input not a bool": (
         BASE.replace('kind = "rate"\n', 'kind = "rate"\nevent_input = 1\n'),
         r"encoding\.event_input: expected true or false, got 1"),
+    "unknown early exit": (
+        BASE.replace("lanes = 4\n", 'lanes = 4\nearly_exit = "soon"\n'),
+        r"network\.early_exit: 'soon' is not one of \('none', 'settled'\)"),
     "encoder threshold below full scale": (
         BASE.replace('kind = "rate"\n', 'kind = "rate"\nthreshold = 254\n'),
         r"encoding\.threshold: 254 is out of range, legal range is \[255, 1020\]"),
@@ -225,8 +240,8 @@ INVALID = {
         r"encoding\.threshold: 1021 is out of range, legal range is \[255, 1020\]"),
     "unknown key": (
         BASE.replace("lanes = 4\n", "lanes = 4\nlane = 4\n"),
-        r"network\.lane: unknown key; known: \['lanes', 'layers', 'spram_layers', "
-        r"'tie_break', 'time_steps'\]"),
+        r"network\.lane: unknown key; known: \['early_exit', 'lanes', 'layers', "
+        r"'spram_layers', 'tie_break', 'time_steps'\]"),
     "unknown top-level key": (
         'colour = "blue"\n' + BASE,
         r"colour: unknown section or key; known: \["),

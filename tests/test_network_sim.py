@@ -70,6 +70,28 @@ def test_inference_drops_the_input_no_output_depends_on(case):
     assert (run.cycles <= before).all() and (run.cycles < before).any()
 
 
+@pytest.mark.parametrize("tie_break", ["none", "first_spike"])
+def test_settled_exit_matches_golden_with_the_same_predictions(tie_break):
+    """``early_exit = "settled"``: the RTL stops each sample where the golden model does
+    (rasters, cycles), and the predictions are those of the full run."""
+    base = load_config("digits-tiny")
+    cfg = dataclasses.replace(base, name="settled", threshold=20, membrane_bits=9,
+                              weight_bits=6, tie_break=tie_break, **CASES["tiny-p1"])
+    settled = dataclasses.replace(cfg, early_exit="settled")
+    rng = np.random.default_rng(5)
+    weights = random_weights(cfg, rng, scale=1.0)
+    weights[-1][:, 0] = cfg.w_max                     # an output neuron that leads early
+    pixels = rng.integers(0, cfg.pixel_max + 1, size=(6, cfg.layers[0]))
+    full = run_network(cfg, weights, pixels)
+    gold = run_network(settled, weights, pixels)
+    np.testing.assert_array_equal(gold.predictions, full.predictions)
+    assert (gold.cycles < full.cycles).any() and (gold.cycles <= full.cycles).all()
+    for b, (rasters, _, cycles, pred) in enumerate(simulate_network(settled, weights, pixels)):
+        for pop, raster in enumerate(rasters):
+            np.testing.assert_array_equal(raster, gold.rasters[pop][b], err_msg=f"pop {pop}")
+        assert (cycles, pred) == (gold.cycles[b], gold.predictions[b])
+
+
 def test_inference_only_network_has_no_learning_unit():
     """A config without [learning] builds the plain inference network, bit-exact as well."""
     cfg = dataclasses.replace(load_config("digits-tiny"), name="infer-only", learning=None,
