@@ -130,6 +130,7 @@ class Network(wiring.Component):
         readout_start = self._readout(m, producers[-1], ctl)
         self._probes(m, producers, ctl)
         spike = self._output_spike(m, producers[-1])
+        m.d.comb += ctl.count_sel.eq(self.count_sel)  # the settled scan's while it runs
         prediction, counts_start = self._output_counts(m, spike, ctl)
         decoder, decoder_start = self._exit_decoder(m, spike, ctl)
         # what each part does when a sample starts, in the cycle `start` is seen
@@ -376,7 +377,7 @@ class Network(wiring.Component):
         for j, c in enumerate(counts):
             with m.If(out_spike & (out_index == j)):
                 m.d.sync += c.eq(c + 1)
-            with m.If(self.count_sel == j):
+            with m.If(ctl.count_sel == j):
                 m.d.comb += self.count.eq(c)
         # running unique argmax, updated with each output spike (one per cycle at most):
         # the lowest index among the largest keys, and whether another key equals it. Same
@@ -413,62 +414,52 @@ class Network(wiring.Component):
             with m.Elif(new_key == best):
                 m.d.sync += [tie.eq(1), best_index.eq(Mux(spike_j < best_index, spike_j,
                                                           best_index))]
-        settled = self._settled(m, counts, spike, ctl, clear)
-        return (best_index, tie, settled), clear
+        return (best_index, tie), clear
 
-    def _settled(self, m, counts, spike, ctl, clear):
-        """``early_exit = "settled"``: the top output count and the largest of the others,
-        kept with each registered spike (counts only grow by one: the holder of the top grows
-        the top, another neuron reaching it takes it over and leaves the old top as the
-        second), and whether the top leads by more than the steps left after this phase
-        (:func:`sw.golden.settled_steps`): a comparison of two registers and the phase.
-        ``None`` without the option. Adds ``clear``'s statements."""
+    def _settled_scan(self, m, ctl):
+        """``early_exit = "settled"``: the scan that tests, after a phase of an inference
+        sample, whether the count rule's decision can still change
+        (:func:`sw.golden.settled_steps`): one count a cycle through the ``count_sel``
+        multiplexer, keeping the top count and the largest of the others, then whether the top
+        leads by more than the ``T - 1 - phase`` steps left. ``SETTLE_OVERHEAD`` + ``C``
+        cycles a check (:func:`sw.cycles.settle_checks`). Returns ``(index, top, second)``
+        for the phase controller's ``SETTLE`` state, ``None`` without the option."""
         cfg = self.cfg
         if cfg.early_exit != "settled":
             return None
-        T = cfg.time_steps
-        out_spike, out_index = spike
+        T, n_out = cfg.time_steps, cfg.layers[-1]
+        index = Signal(range(n_out + 1))           # n_out: the scan is done, decide
         top = Signal(range(T + 1))
         second = Signal(range(T + 1))
-        top_index = Signal.like(out_index)
-        count = Signal(range(T + 1))              # the spiking neuron's count before it
-        m.d.comb += count.eq(Array(counts)[out_index])
-        with m.If(out_spike):
-            with m.If(out_index == top_index):
-                m.d.sync += top.eq(top + 1)
-            with m.Elif(count >= top):               # reaches past the top
-                m.d.sync += [top.eq(count + 1), top_index.eq(out_index), second.eq(top)]
-            with m.Elif(count >= second):
-                m.d.sync += second.eq(count + 1)
-        clear += [top.eq(0), second.eq(0), top_index.eq(0)]
-        settled = Signal()
-        m.d.comb += settled.eq(top - second > T - 1 - ctl.phase)
-        return settled
+        return index, top, second
 
     def _phase_controller(self, m, ctl, on_start, prediction, learner, decoder):
         """The sample's state machine: ``IDLE`` -> ``RUN`` (one phase per step; a phase ends
         ``PHASE_OVERHEAD`` cycle after every stage handed over its end marker) -> ``LEARN``
         (training samples) -> ``IDLE``, counting ``cycles`` from the cycle ``start`` is seen
         to the cycle ``done`` rises. ``on_start``: the other parts' statements for a new
-        sample; ``prediction``: ``(best_index, tie, settled)``, latched when the last phase
-        ends: phase ``T - 1``, or with ``early_exit = "settled"`` (``settled`` not ``None``)
-        the first phase of an inference sample after which the counts have settled.
+        sample; ``prediction``: ``(best_index, tie)``, latched when the last phase ends.
+
+        With ``early_exit = "settled"`` an inference sample goes ``RUN`` -> ``SETTLE`` at the
+        end of each phase from ``T // 2`` (before it no top can lead by more than the steps
+        left) to ``T - 2``: the scan of :meth:`_settled_scan`, then the sample ends or the
+        next phase opens.
 
         A decoded sample (``decoder``, ``ctl.decoding``) goes ``RUN`` -> ``DECIDE`` at the
         end of every phase from the decoder's first check on; ``DECIDE`` waits for the
         decoder's scan and ends the sample (its decision is the prediction) or opens the
         next phase."""
-        T = self.cfg.time_steps
-        best_index, tie, settled = prediction
+        T, n_out = self.cfg.time_steps, self.cfg.layers[-1]
+        best_index, tie = prediction
         last = ctl.phase == T - 1
-        if settled is not None:                    # an inference sample may end sooner
-            last = last | (settled & ~ctl.train)
+        scan = self._settled_scan(m, ctl)
         all_done = ctl.stage_done.all() & ~ctl.launch
         m.d.comb += self.cycles.eq(ctl.cycles)
         m.d.sync += [ctl.launch.eq(0), self.done.eq(0)]
         next_phase = [ctl.phase.eq(ctl.phase + 1), ctl.launch.eq(1), ctl.opened.eq(-1),
                       ctl.stage_done.eq(0)]
         close = [self.steps_run.eq(ctl.phase + 1)]
+        finish = [self.prediction.eq(best_index), self.prediction_valid.eq(~tie)] + close
 
         with m.FSM():
             with m.State("IDLE"):
@@ -489,11 +480,17 @@ class Network(wiring.Component):
                                      decoder.force.eq(ctl.phase == d.steps - 1)]
                         m.next = "DECIDE"
                     ends = all_done & ~check
+                if scan is not None:
+                    index, top, second = scan
+                    check = ~ctl.train & (ctl.phase >= T // 2) & ~last
+                    with m.If(all_done & check):
+                        m.d.sync += [index.eq(0), top.eq(0), second.eq(0)]
+                        m.next = "SETTLE"
+                    ends = all_done & ~check
                 with m.If(ends):
                     with m.If(last):
                         m.d.comb += ctl.close.eq(1)
-                        m.d.sync += [self.prediction.eq(best_index),
-                                     self.prediction_valid.eq(~tie)] + close
+                        m.d.sync += finish
                         with m.If(ctl.train):
                             if learner is not None:
                                 m.d.comb += learner.start.eq(1)
@@ -511,6 +508,23 @@ class Network(wiring.Component):
                     with m.If(learner.done):
                         m.d.sync += [self.done.eq(1), ctl.learning.eq(0)]
                         m.next = "IDLE"
+            if scan is not None:
+                with m.State("SETTLE"):
+                    m.d.comb += [self.busy.eq(1), ctl.count_sel.eq(index)]
+                    m.d.sync += ctl.cycles.eq(ctl.cycles + 1)
+                    with m.If(index != n_out):     # count `index` on `count`
+                        m.d.sync += index.eq(index + 1)
+                        with m.If(self.count > top):
+                            m.d.sync += [top.eq(self.count), second.eq(top)]
+                        with m.Elif(self.count > second):
+                            m.d.sync += second.eq(self.count)
+                    with m.Elif(top - second > T - 1 - ctl.phase):
+                        m.d.comb += ctl.close.eq(1)
+                        m.d.sync += [self.done.eq(1)] + finish
+                        m.next = "IDLE"
+                    with m.Else():
+                        m.d.sync += next_phase
+                        m.next = "RUN"
             if decoder is not None:
                 with m.State("DECIDE"):
                     m.d.comb += self.busy.eq(1)
@@ -543,3 +557,4 @@ class _PhaseControl:
         # state), since it selects every weight port bit of every layer
         self.learning = Signal()
         self.decoding = Signal()                   # this sample is decoded on the chip
+        self.count_sel = Signal(range(cfg.layers[-1]))   # the output count on ``count``

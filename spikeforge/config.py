@@ -296,7 +296,8 @@ class NetworkConfig:
         it ends after the first step at which the output counts' decision can no longer
         change (the top count leads every other by more than the steps left): the same
         predictions in fewer steps (:func:`sw.golden.settled_steps`; training samples run
-        all ``T``). Not with ``[decoder]``.
+        all ``T``), for a scan of the ``C`` counts (``C + 1`` cycles) after each step from
+        ``T // 2`` on. Not with ``[decoder]``.
     event_input : bool
         Build the stored-raster input (``hw/raster_source.py``) next to the rate encoder, so
         the host can send input spike events instead of pixels (the host link's EVENTS

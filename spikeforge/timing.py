@@ -30,6 +30,10 @@ DECIDE_OVERHEAD = 3       # per decision check, on top of one cycle per class: t
                           # selects a score a cycle, compares it a cycle later, then the
                           # lead is compared and registered
 
+# ---- early_exit = "settled" (hw.network, sw.cycles.settle_checks) ----
+SETTLE_OVERHEAD = 1       # per check, on top of one cycle per class: the scan reads a count
+                          # a cycle, then the lead is compared and the sample ends or goes on
+
 # ---- desire backpropagation (hw.desire_unit, sw.cycles.learn_cycles) ----
 LEARN_OVERHEAD = 2        # DONE state + the cycle the network sees ``done``
 OUT_DESIRE_OVERHEAD = 2   # the last output group is counted, then evaluated, after its read

@@ -37,6 +37,7 @@ from spikeforge.timing import (
     PAIR_OVERHEAD,
     PHASE_OVERHEAD,
     PRE_CHECK,
+    SETTLE_OVERHEAD,
     START_OVERHEAD,
     UPDATE_OVERHEAD,
 )
@@ -67,11 +68,21 @@ def phase_cycles(cfg, rasters: list[np.ndarray]) -> np.ndarray:
     return cost + PHASE_OVERHEAD
 
 
+def settle_checks(cfg, steps_run) -> np.ndarray:
+    """``early_exit = "settled"``: how many scans of the counts an inference sample that ran
+    ``steps_run`` steps made. The phase controller scans after phases ``T // 2 .. T - 2``
+    (before ``T // 2`` no top count can lead by more than the steps left; after ``T - 1``
+    the sample ends anyway), up to the one after which the sample ended."""
+    T = cfg.time_steps
+    return np.maximum(np.minimum(np.asarray(steps_run), T - 1) - T // 2, 0)
+
+
 def sample_cycles(cfg, rasters: list[np.ndarray], exit_steps=None) -> np.ndarray:
     """Total cycles per sample, ``(B,)``. ``exit_steps`` ``(B,)``: the steps each sample ran
     under the decoder on the chip (:mod:`sw.exit_decoder`) or ``early_exit = "settled"``;
-    the phases after them never run. Each of the decoder's decision checks costs a scan of
-    ``C`` classes + ``DECIDE_OVERHEAD``; the settled test is made as a phase ends, free."""
+    the phases after them never run. Each decision check costs a scan of the ``C`` classes:
+    ``DECIDE_OVERHEAD`` more for the decoder's, ``SETTLE_OVERHEAD`` for the settled test's
+    (:func:`settle_checks`)."""
     phases = phase_cycles(cfg, rasters)
     decide = 0
     if exit_steps is not None:
@@ -80,6 +91,8 @@ def sample_cycles(cfg, rasters: list[np.ndarray], exit_steps=None) -> np.ndarray
         if cfg.decoder is not None:
             checks = exit_steps - cfg.decoder.first_check + 1
             decide = checks * (cfg.layers[-1] + DECIDE_OVERHEAD)
+        elif cfg.early_exit == "settled":
+            decide = settle_checks(cfg, exit_steps) * (cfg.layers[-1] + SETTLE_OVERHEAD)
     return START_OVERHEAD + phases.sum(axis=1) + decide + FINISH_OVERHEAD
 
 
