@@ -43,10 +43,11 @@ class BackwardPass(wiring.Component):
     ``S_j = sum_n W_inf[j, n] * coef_n`` over the layer's postsynaptic neurons ``n``
     (:func:`~hw.desire_formats.coefficient` of ``n``'s desire, ``W_inf`` the weight's
     inference bits), then ``sign = S_j > 0``, ``active = |S_j| >= hidden_desire_threshold``
-    and ``|E|`` from ``j``'s spike count: lane ``j % P`` of word ``j // P`` of LIF layer
-    ``layer - 1``'s desire memory. ``j``'s words come in ``G`` consecutive issues, one per
-    cycle; the layer's weight memory read row-wise (word ``j*G + g`` holds
-    ``W[j, gP .. gP+P-1]``) is the transposed access this pass needs.
+    (with ``hidden_gate = "error"`` and ``j``'s count short of the desire: ``c < C*`` for
+    ``sign``, ``c > 0`` without) and ``|E|`` from ``j``'s spike count: lane ``j % P`` of
+    word ``j // P`` of LIF layer ``layer - 1``'s desire memory. ``j``'s words come in ``G``
+    consecutive issues, one per cycle; the layer's weight memory read row-wise (word
+    ``j*G + g`` holds ``W[j, gP .. gP+P-1]``) is the transposed access this pass needs.
 
     Parameters
     ----------
@@ -192,6 +193,8 @@ class BackwardPass(wiring.Component):
         desire = Signal(desire_lane(cfg))
         sign = total > 0
         active = Mux(total < 0, -total, total) >= cfg.hidden_desire_threshold
+        if cfg.learning.hidden_gate == "error":     # only while j's count is short of it
+            active = active & Mux(sign, count < cfg.target_count, count != 0)
         m.d.comb += [desire.active.eq(active), desire.sign.eq(sign),
                      desire.error.eq(abs_error(m, cfg, sign, count, "abs_error"))]
         with m.If(valid & last):

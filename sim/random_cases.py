@@ -118,6 +118,7 @@ def configs(draw, *, learning: bool | None = None, size: str = "quick") -> Netwo
                                      lambda k: k / DROPOUT_STEPS))
                             if n_pop >= 3 else 0),
             dropout_seed=draw(st.integers(0, 3) | st.integers(0, LFSR_SEED[1])),
+            hidden_gate=draw(st.sampled_from(("none", "none", "error"))),
         )
     net = dict(name="rand", layers=layers, time_steps=steps, lanes=lanes,
                weight_bits=weight_bits, membrane_bits=membrane_bits, threshold=threshold,
@@ -583,6 +584,7 @@ class Coverage:
                       for n, r in zip(g.run.near[1:], g.run.rasters[1:], strict=True)))
             if cfg.dropout_threshold:
                 c("dropout configs")
+            c("hidden gate configs", cfg.learning.hidden_gate == "error")
 
     def as_dict(self) -> dict:
         return {"counts": dict(self.counts), "ranges": self.ranges}
@@ -634,7 +636,7 @@ class Coverage:
                 + ", ".join(f"{e} {k[e + ' eligibility configs']}" for e in ELIGIBILITIES)
                 + f" ({k['near-only bits (near, no spike)']} near bits without a spike)"
                 + f"; dropout {k['dropout configs']} configs, {k['dropped neurons']} "
-                f"neurons dropped",
+                f"neurons dropped; hidden error gate {k['hidden gate configs']} configs",
                 f"readout back-pressure: {k['back-pressured readouts']} configs, "
                 f"{k['readout stall cycles']} stall cycles; resets mid-sample: "
                 f"{k['resets mid-sample (inference)']} in inference, "

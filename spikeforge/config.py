@@ -50,6 +50,7 @@ LR_SHIFT = (0, 40)
 ROUNDINGS = ("nearest", "floor", "stochastic")
 LFSR_SEED = (0, lfsr.PERIOD - 1)
 ELIGIBILITIES = ("spike", "near")
+HIDDEN_GATES = ("none", "error")
 #: Dropout: a neuron is dropped iff the low DROPOUT_BITS bits of its lane's mask LFSR are
 #: below ``p * DROPOUT_STEPS``; the LFSR moves DROPOUT_BITS steps per group (fresh bits).
 DROPOUT_BITS = 8
@@ -184,6 +185,11 @@ class DesireConfig:
     dropout_seed : int
         Where the mask LFSRs start (:attr:`NetworkConfig.dropout_seeds`), ``0 .. 2^20 - 2``;
         unused without dropout.
+    hidden_gate : str
+        Which hidden neurons learn: ``"none"`` (as published: every one whose backward sum
+        reaches the hidden threshold) or ``"error"`` (of those, only the ones whose own spike
+        count is not yet where the desire wants it: fewer than ``C*`` spikes for a desire to
+        fire more, at least one for a desire to fire less; ``docs/learning.md``).
     """
 
     error_margin: int = 4
@@ -199,6 +205,7 @@ class DesireConfig:
     near_fraction: float = 0.5
     dropout_hidden: float = 0
     dropout_seed: int = 0
+    hidden_gate: str = "none"
     rule: str = "desire"
 
     def validate(self, time_steps: int):
@@ -229,6 +236,9 @@ class DesireConfig:
                               f"is (0, 1]")
         self.dropout_steps()
         _check_range("learning.dropout_seed", self.dropout_seed, *LFSR_SEED)
+        if self.hidden_gate not in HIDDEN_GATES:
+            raise ConfigError(f"learning.hidden_gate: {self.hidden_gate!r} is not one of "
+                              f"{HIDDEN_GATES}")
 
     def dropout_steps(self) -> int:
         """``dropout_hidden * 256``, exactly: the integer a mask LFSR's low 8 bits are
@@ -646,6 +656,8 @@ class NetworkConfig:
             if lr.eligibility == "near":
                 text += (f", near eligibility V>={self.near_threshold} "
                          f"({lr.near_fraction} theta)")
+            if lr.hidden_gate == "error":
+                text += ", hidden neurons learn until their count meets the desire"
             if self.dropout_threshold:
                 text += (f"; hidden dropout {lr.dropout_hidden} = "
                          f"{self.dropout_threshold}/{DROPOUT_STEPS}, unscaled (mask "
@@ -669,7 +681,8 @@ _SCHEMA = {
     "encoding": {"kind", "pixel_bits", "event_input", "threshold"},
     "learning": {"rule", "error_margin", "desire_out", "desire_hidden", "weight_frac_bits",
                  "trace_frac_bits", "lr_shift", "lr_decay", "rounding", "lfsr_seed",
-                 "eligibility", "near_fraction", "dropout_hidden", "dropout_seed"},
+                 "eligibility", "near_fraction", "dropout_hidden", "dropout_seed",
+                 "hidden_gate"},
     "decoder": {"kind", "steps", "weight_bits", "exit", "margin", "min_steps"},
 }
 

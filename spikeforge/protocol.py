@@ -258,7 +258,8 @@ def gateware_hash(cfg) -> int:
     for name, value in list(data.items()):
         if dataclasses.is_dataclass(value):
             data[name] = {k: v for k, v in dataclasses.asdict(value).items()
-                          if not (name == "learning" and k in HOST_SIDE_LEARNING)}
+                          if not (name == "learning" and (k in HOST_SIDE_LEARNING or (
+                              k == "hidden_gate" and v == "none")))}
     text = json.dumps(data, sort_keys=True, default=str)
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little")
 

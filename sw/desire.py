@@ -135,9 +135,14 @@ def backward_sums(w_inf: np.ndarray, coef_post: np.ndarray) -> np.ndarray:
 
 
 def hidden_desire(cfg, sums: np.ndarray, counts: np.ndarray) -> Desire:
-    """Active iff ``|S| >= ceil(0.05 C* theta)``; sign ``S > 0``; ``E`` from its own count."""
+    """Active iff ``|S| >= ceil(0.05 C* theta)``; sign ``S > 0``; ``E`` from its own count.
+    With ``hidden_gate = "error"`` also only while the count is short of the desire:
+    ``c < C*`` for the sign +1, ``c > 0`` for -1 (the output's ``E > 0``)."""
+    target, _, hidden_threshold = _desire_constants(cfg)
     sign = sums > 0
-    active = np.abs(sums) >= _desire_constants(cfg)[2]
+    active = np.abs(sums) >= hidden_threshold
+    if cfg.learning.hidden_gate == "error":
+        active &= np.where(sign, counts < target, counts > 0)
     return Desire(active=active, sign=sign, error=error_of(cfg, counts, sign))
 
 

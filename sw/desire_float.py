@@ -60,6 +60,7 @@ __all__ = ["TIMINGS", "FloatDesire", "FloatDesireNet", "FloatRun", "FloatStep"]
 
 TIMINGS = ("published", "spikeforge")
 ELIGIBILITIES = ("spike", "near")
+HIDDEN_GATES = ("none", "error")
 THRESHOLD = 1.0  # membrane and input-neuron threshold of the published algorithm
 
 
@@ -140,6 +141,9 @@ class FloatDesireNet:
         membrane ``>= near_fraction`` (of the threshold 1) before the reset (module doc).
     near_fraction : float
         In ``(0, 1]``; used by ``eligibility="near"`` only.
+    hidden_gate : str
+        ``"none"`` (published) or ``"error"``: a hidden neuron learns only while its count is
+        short of its desire (``c < C*`` for +1, ``c > 0`` for -1; ``docs/learning.md``).
     seed : int
         Seeds the Kaiming-normal initialisation (std ``sqrt(2 / N_pre)``) and the dropout masks.
     weights : list of array, optional
@@ -155,7 +159,7 @@ class FloatDesireNet:
                  lr: float = 1e-5, lr_decay: float = 0.04, dropout=(0.0, 0.0),
                  dropout_scale: bool = True, timing: str = "published",
                  eligibility: str = "spike", near_fraction: float = 0.5, seed: int = 0,
-                 weights=None, tie_break: str = "none"):
+                 weights=None, tie_break: str = "none", hidden_gate: str = "none"):
         layers = tuple(int(n) for n in layers)
         if len(layers) < 2 or min(layers) < 1:
             raise ValueError(f"layers: expected at least 2 positive sizes, got {layers}")
@@ -174,6 +178,8 @@ class FloatDesireNet:
                 or not 0.0 < near_fraction <= 1.0):
             raise ValueError(f"near_fraction: {near_fraction!r} is out of range, legal range "
                              f"is (0, 1]")
+        if hidden_gate not in HIDDEN_GATES:
+            raise ValueError(f"hidden_gate: {hidden_gate!r} is not one of {HIDDEN_GATES}")
         if len(dropout) != 2:
             raise ValueError(f"dropout: expected (p_in, p_hid), got {dropout!r}")
         self.layers = layers
@@ -194,6 +200,7 @@ class FloatDesireNet:
         self.timing = timing
         self.eligibility = eligibility
         self.near_fraction = float(near_fraction)
+        self.hidden_gate = hidden_gate
         self.rng = np.random.default_rng(seed)
         if weights is None:
             weights = [self.rng.standard_normal((a, b)) * math.sqrt(2.0 / a)
@@ -247,7 +254,8 @@ class FloatDesireNet:
                    dropout_scale=False if dropout_scale is None else dropout_scale,
                    timing=timing, eligibility=learn.eligibility,
                    near_fraction=float(learn.near_fraction),
-                   seed=seed, weights=weights, tie_break=cfg.tie_break)
+                   seed=seed, weights=weights, tie_break=cfg.tie_break,
+                   hidden_gate=learn.hidden_gate)
 
     def to_stored(self, cfg, *, centre: bool = False) -> list[np.ndarray]:
         """The weights as ``cfg``'s stored integers: ``round(W * theta * 2**F)``, saturated.
@@ -378,9 +386,13 @@ class FloatDesireNet:
                            keep=np.ones(len(counts), dtype=bool))
 
     def hidden_desire(self, sums: np.ndarray, counts: np.ndarray, keep) -> FloatDesire:
-        """Active iff ``|S| >= desire_hidden``; sign ``S > 0``; ``e`` from its own count."""
+        """Active iff ``|S| >= desire_hidden`` (and with ``hidden_gate="error"`` while the
+        count is short of the desire); sign ``S > 0``; ``e`` from its own count."""
         sign = sums > 0
-        return FloatDesire(active=np.abs(sums) >= self.desire_hidden, sign=sign,
+        active = np.abs(sums) >= self.desire_hidden
+        if self.hidden_gate == "error":
+            active &= np.where(sign, counts < self.target_count, counts > 0)
+        return FloatDesire(active=active, sign=sign,
                            error=self._error(counts, sign),
                            keep=np.ones(len(counts), dtype=bool) if keep is None else keep)
 

@@ -230,9 +230,9 @@ def config_hash(cfg) -> str:
     """A short hash of every config field that affects training (not its file path;
     ``lfsr_seed`` only with stochastic rounding, ``eligibility`` and ``near_fraction`` only
     with near eligibility, ``dropout_hidden`` and ``dropout_seed`` only with dropout,
-    ``tie_break`` only when it is not ``"none"``, ``input_threshold`` only when set, never
-    ``decoder``, ``early_exit`` or ``spram_layers``, so configs without them keep their
-    hash)."""
+    ``hidden_gate`` and ``tie_break`` only when not ``"none"``, ``input_threshold`` only
+    when set, never ``decoder``, ``early_exit`` or ``spram_layers``, so configs without them
+    keep their hash)."""
     data = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.compare}
     if data.get("tie_break") == "none":
         del data["tie_break"]
@@ -249,6 +249,8 @@ def config_hash(cfg) -> str:
             del data["learning"]["eligibility"], data["learning"]["near_fraction"]
         if not cfg.dropout_threshold:
             del data["learning"]["dropout_hidden"], data["learning"]["dropout_seed"]
+        if data["learning"]["hidden_gate"] == "none":
+            del data["learning"]["hidden_gate"]
     text = json.dumps(data, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -518,3 +518,29 @@ def test_dropout_needs_a_hidden_layer(tmp_path):
                                           r"layer \(network\.layers \[64, 10\] has none\); "
                                           r"legal value here is 0"):
         load_config(write(tmp_path, text))
+
+
+# ---- hidden error gate ---------------------------------------------------------------------
+
+def test_hidden_gate(tmp_path):
+    """Off by default (hashes as before it existed); "error" is named in the summary and
+    changes both hashes."""
+    from spikeforge.protocol import gateware_hash
+    from spikeforge.sw.train import config_hash
+
+    plain = load_config(write(tmp_path, learning_text()))
+    assert plain.learning.hidden_gate == "none" and "hidden neurons learn" not in plain.summary()
+    named = load_config(write(tmp_path, learning_text(hidden_gate='"none"')))
+    assert (gateware_hash(named), config_hash(named)) == (gateware_hash(plain),
+                                                          config_hash(plain))
+    gated = load_config(write(tmp_path, learning_text(hidden_gate='"error"')))
+    assert "hidden neurons learn until their count meets the desire" in gated.summary()
+    assert gateware_hash(gated) != gateware_hash(plain)
+    assert config_hash(gated) != config_hash(plain)
+
+
+@pytest.mark.parametrize("value", ['"errors"', '"None"', "true"])
+def test_hidden_gate_values(tmp_path, value):
+    with pytest.raises(ConfigError, match=r"learning\.hidden_gate: .* is not one of "
+                                          r"\('none', 'error'\)"):
+        load_config(write(tmp_path, learning_text(hidden_gate=value)))

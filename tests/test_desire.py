@@ -476,6 +476,20 @@ def test_hidden_desire_boundary():
     assert d.active.tolist() == [True, False, True, False]
 
 
+def test_hidden_gate_keeps_neurons_short_of_their_desire():
+    """``hidden_gate = "error"``: of the neurons the backward sum makes active, a desire to
+    fire more stays only below ``C* = 16`` spikes, a desire to fire less only above 0."""
+    cfg = with_learning(CFG, hidden_gate="error")
+    sums = np.array([52, 51, -52, -51, 0, 1000, -1000, 53, 60, -60, 60])
+    counts = np.array([0, 3, 16, 20, 5, 17, 2, 9, 16, 0, 15])
+    gated, ungated = (desire.hidden_desire(c, sums, counts) for c in (cfg, CFG))
+    assert ungated.active.tolist() == [True, False, True, False, False, True, True, True,
+                                       True, True, True]
+    assert gated.active.tolist() == [True, False, True, False, False, False, True, True,
+                                     False, False, True]
+    assert (gated.sign == ungated.sign).all() and (gated.error == ungated.error).all()
+
+
 def test_desire_coef():
     d = desire.Desire(active=np.array([True, True, False]), sign=np.array([True, False, True]),
                       error=np.array([3, 4, 5]))

@@ -213,6 +213,10 @@ def test_from_config_mapping():
     assert net.eligibility == "spike"
     near = FloatDesireNet.from_config(load_config("digits-near"))
     assert (near.eligibility, near.near_fraction) == ("near", 0.5)
+    assert net.hidden_gate == "none"
+    gated = dataclasses.replace(CFG, learning=dataclasses.replace(CFG.learning,
+                                                                  hidden_gate="error"))
+    assert FloatDesireNet.from_config(gated).hidden_gate == "error"
 
 
 def test_to_stored_centre_removes_the_floor_bias_of_the_inference_read():
@@ -247,13 +251,16 @@ def exact_config():
                                      lr_shift=4))
 
 
-@pytest.mark.parametrize("eligibility", ["spike", "near"])
-def test_spikeforge_timing_equals_integer_model_when_quantisation_is_exact(eligibility):
+@pytest.mark.parametrize("eligibility, hidden_gate",
+                         [("spike", "none"), ("near", "none"), ("spike", "error")])
+def test_spikeforge_timing_equals_integer_model_when_quantisation_is_exact(eligibility,
+                                                                           hidden_gate):
     """(With near eligibility, theta_near = 0.375 theta exactly: the near rasters agree bit
-    for bit as well, and the updates within the same bound.)"""
+    for bit as well, and the updates within the same bound. With the hidden gate the two
+    models gate the same hidden neurons.)"""
     cfg = exact_config()
     cfg = dataclasses.replace(cfg, learning=dataclasses.replace(
-        cfg.learning, eligibility=eligibility, near_fraction=0.375))
+        cfg.learning, eligibility=eligibility, near_fraction=0.375, hidden_gate=hidden_gate))
     unit = 4 ** (cfg.time_steps - 2)
     rng = np.random.default_rng(1)
     stored = [rng.integers(-8, 8, size=cfg.weight_shape(layer)) * unit

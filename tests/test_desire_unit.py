@@ -82,6 +82,15 @@ CASES = {
     "dropout-near": (dict(layers=(6, 5, 4, 3), lanes=2, time_steps=8),
                      dict(lr_shift=2, eligibility="near", near_fraction=0.4,
                           dropout_hidden=0.375, dropout_seed=2)),
+    # hidden neurons learn only while short of their desire: padding lanes at P = 3 (C* = 1,
+    # so firing neurons told to fire more are past it); two hidden layers with stochastic
+    # rounding and near eligibility (a silent neuron told to fire less is not depressed)
+    "gate-p3": (dict(layers=(7, 5, 4), lanes=3, time_steps=8),
+                dict(hidden_gate="error", desire_hidden=0.0, error_margin=7)),
+    "gate-deep": (dict(layers=(6, 5, 4, 3), lanes=2, time_steps=8),
+                  dict(rounding="stochastic", weight_frac_bits=0, lr_shift=3,
+                       hidden_gate="error", desire_hidden=0.0, error_margin=6,
+                       eligibility="near", near_fraction=0.4)),
 }
 
 
@@ -149,6 +158,18 @@ def test_near_eligibility_is_what_the_unit_does():
                           for step in near_steps
                           for n, r in zip(step.run.near[1:], step.run.rasters[1:], strict=True))
         assert silent_near > 0, case
+
+
+def test_hidden_gate_is_what_the_unit_does():
+    """The gate cases above can tell the gate from none: on their samples some active hidden
+    neuron is already where its desire wants it, so the gated weights differ."""
+    for case in ("gate-p3", "gate-deep"):
+        cfg = case_config(case)
+        _, stored, pixels, labels = training_samples(cfg)
+        ungated = dataclasses.replace(cfg, learning=dataclasses.replace(cfg.learning,
+                                                                        hidden_gate="none"))
+        final = [train_steps(c, stored, pixels, labels)[-1].weights for c in (cfg, ungated)]
+        assert any((a != b).any() for a, b in zip(*final, strict=True)), case
 
 
 @pytest.mark.filterwarnings("ignore:.*LIFLayer object .* created but never used")
@@ -382,7 +403,8 @@ def test_output_desire_part(case):
     assert seen[-1][1] == group_flags(gold.active, P)
 
 
-@pytest.mark.parametrize("case,layer", [("odd-p3", 1), ("deep-p2", 2), ("deep-p2", 1)])
+@pytest.mark.parametrize("case,layer", [("odd-p3", 1), ("deep-p2", 2), ("deep-p2", 1),
+                                        ("gate-p3", 1), ("gate-deep", 2)])
 def test_backward_pass_part(case, layer):
     """:class:`BackwardPass`: the golden :func:`sw.desire.hidden_desire` of
     :func:`sw.desire.backward_sums` for random weights and desires, the weights arriving

@@ -115,18 +115,21 @@ def test_config_hash_tracks_learning_settings(cfg):
     assert config_hash(replace(cfg, spram_layers=(1,))) == config_hash(cfg)
     # the encoder's threshold counts when it is set
     assert config_hash(replace(cfg, input_threshold=300)) != config_hash(cfg)
-    # configs without dropout, near eligibility, a tie break, a decoder, SPRAM and an encoder
-    # threshold hash as before those keys existed
+    # the hidden error gate counts when it is on
+    gated = replace(cfg, learning=replace(cfg.learning, hidden_gate="error"))
+    assert config_hash(gated) != config_hash(cfg)
+    # configs without dropout, near eligibility, a tie break, a decoder, SPRAM, an encoder
+    # threshold, an early exit and the hidden gate hash as before those keys existed
     for profile in (cfg, sto, load_config("digits-tiny"), load_config("fmnist-ecp5")):
         learning = dataclasses.asdict(profile.learning)
-        del learning["dropout_hidden"], learning["dropout_seed"]
+        del learning["dropout_hidden"], learning["dropout_seed"], learning["hidden_gate"]
         if learning["eligibility"] == "spike":
             del learning["eligibility"], learning["near_fraction"]
         if learning["rounding"] != "stochastic":
             del learning["lfsr_seed"]
         data = {f.name: getattr(profile, f.name) for f in dataclasses.fields(profile)
                 if f.compare and f.name not in ("tie_break", "decoder", "spram_layers",
-                                                 "input_threshold")}
+                                                 "input_threshold", "early_exit")}
         text = json.dumps({**data, "learning": learning}, sort_keys=True, default=str)
         assert config_hash(profile) == hashlib.sha256(text.encode()).hexdigest()[:16]
 
