@@ -416,7 +416,7 @@ class Network(wiring.Component):
                                                           best_index))]
         return (best_index, tie), clear
 
-    def _settled_scan(self, m, ctl):
+    def _settled_scan(self):
         """``early_exit = "settled"``: the scan that tests, after a phase of an inference
         sample, whether the count rule's decision can still change
         (:func:`sw.golden.settled_steps`): one count a cycle through the ``count_sel``
@@ -452,7 +452,7 @@ class Network(wiring.Component):
         T, n_out = self.cfg.time_steps, self.cfg.layers[-1]
         best_index, tie = prediction
         last = ctl.phase == T - 1
-        scan = self._settled_scan(m, ctl)
+        scan = self._settled_scan()
         all_done = ctl.stage_done.all() & ~ctl.launch
         m.d.comb += self.cycles.eq(ctl.cycles)
         m.d.sync += [ctl.launch.eq(0), self.done.eq(0)]

@@ -53,14 +53,12 @@ from fractions import Fraction
 
 import numpy as np
 
-from spikeforge.config import TIE_BREAKS
+from spikeforge.config import ELIGIBILITIES, HIDDEN_GATES, TIE_BREAKS
 from spikeforge.sw.golden import decide  # the same decision rule as the integer model
 
 __all__ = ["TIMINGS", "FloatDesire", "FloatDesireNet", "FloatRun", "FloatStep"]
 
 TIMINGS = ("published", "spikeforge")
-ELIGIBILITIES = ("spike", "near")
-HIDDEN_GATES = ("none", "error")
 THRESHOLD = 1.0  # membrane and input-neuron threshold of the published algorithm
 
 
